@@ -1,0 +1,67 @@
+// swift-tools-version: 6.0
+import PackageDescription
+
+let package = Package(
+    name: "vit",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "vit", targets: ["vit"]),
+        .library(name: "ViT", targets: ["ViT"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // MARK: - System libraries
+
+        /// OpenBLAS through its CBLAS interface: the only door to GEMM in the package.
+        .systemLibrary(
+            name: "CBLAS",
+            pkgConfig: "openblas",
+            providers: [.apt(["libopenblas-dev", "liblapacke-dev"])]
+        ),
+
+        /// zlib, for gzip-compressed IDX data files.
+        .systemLibrary(
+            name: "CZlib",
+            pkgConfig: "zlib",
+            providers: [.apt(["zlib1g-dev"])]
+        ),
+
+        // MARK: - Kernels
+
+        /// Forward/backward kernels on raw float buffers; the only target that calls CBLAS.
+        .target(
+            name: "ViTKernels",
+            dependencies: ["CBLAS"],
+            swiftSettings: [.unsafeFlags(["-Ounchecked", "-wmo"])]
+        ),
+
+        // MARK: - Model, data, training
+
+        .target(
+            name: "ViT",
+            dependencies: ["ViTKernels", "CZlib"]
+        ),
+
+        // MARK: - Command line
+
+        .executableTarget(
+            name: "vit",
+            dependencies: [
+                "ViT",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+
+        // MARK: - Tests
+
+        .testTarget(name: "ViTKernelsTests", dependencies: ["ViTKernels"]),
+        .testTarget(
+            name: "ViTTests",
+            dependencies: ["ViT", "ViTKernels"],
+            resources: [.copy("Fixtures")]
+        ),
+        .testTarget(name: "vitTests", dependencies: ["vit", "ViT"]),
+    ]
+)
