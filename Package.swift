@@ -33,8 +33,7 @@ let package = Package(
         /// Forward/backward kernels on raw float buffers; the only target that calls CBLAS.
         .target(
             name: "ViTKernels",
-            dependencies: ["CBLAS"],
-            swiftSettings: [.unsafeFlags(["-Ounchecked", "-wmo"])]
+            dependencies: ["CBLAS"]
         ),
 
         // MARK: - Model, data, training
