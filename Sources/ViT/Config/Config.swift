@@ -1,0 +1,183 @@
+/// The three sections of a vit JSON config, with the key names users know from the PyTorch
+/// recipe. Every field has a default, so a config only states what differs.
+///
+/// Parsing and writing JSON (strict keys, typed errors, `--set` overrides) lives in
+/// `ConfigFile.swift`; this file holds the values and the consistency checks.
+
+/// How the final token representation is pooled before the head (timm's `global_pool`).
+public enum Pooling: String, Sendable, Codable, CaseIterable {
+    /// The class token (timm `global_pool='token'`); the final LayerNorm is named `norm`.
+    case cls
+    /// The mean over patch tokens (timm `global_pool='avg'`); the final LayerNorm is applied
+    /// after pooling and named `fc_norm`.
+    case mean
+}
+
+/// The `model` section: the architecture, as timm's `VisionTransformer` arguments.
+public struct ModelConfig: Sendable, Equatable, Codable {
+    public var imageSize: Int = 32
+    public var patchSize: Int = 4
+    public var inChannels: Int = 3
+    public var numClasses: Int = 10
+    public var dim: Int = 192
+    public var depth: Int = 6
+    public var heads: Int = 3
+    public var mlpDim: Int = 768
+    /// Dropout after the position embedding, the attention projection and both MLP layers
+    /// (timm's `pos_drop_rate` and `proj_drop_rate`).
+    public var dropout: Double = 0
+    /// Dropout on the attention probabilities (timm's `attn_drop_rate`).
+    public var attnDropout: Double = 0
+    /// Stochastic depth rate of the last block; block i uses `drop_path * i / (depth - 1)`.
+    public var dropPath: Double = 0
+    public var qkvBias: Bool = true
+    public var pool: Pooling = .cls
+    public var layerNormEps: Double = 1e-6
+
+    public init() {}
+
+    /// The JSON key of each field, in the order a config file lists them.
+    public static let keys = [
+        "image_size", "patch_size", "in_channels", "num_classes", "dim", "depth", "heads",
+        "mlp_dim", "dropout", "attn_dropout", "drop_path", "qkv_bias", "pool", "layer_norm_eps",
+    ]
+
+    enum CodingKeys: String, CodingKey {
+        case imageSize = "image_size", patchSize = "patch_size", inChannels = "in_channels"
+        case numClasses = "num_classes", dim, depth, heads, mlpDim = "mlp_dim", dropout
+        case attnDropout = "attn_dropout", dropPath = "drop_path", qkvBias = "qkv_bias", pool
+        case layerNormEps = "layer_norm_eps"
+    }
+
+    /// Patches per image side.
+    public var gridSize: Int { imageSize / patchSize }
+    /// Patches per image (N).
+    public var numPatches: Int { gridSize * gridSize }
+    /// Tokens per image: the class token and the patches (T = N + 1).
+    public var numTokens: Int { numPatches + 1 }
+    /// Channels per attention head.
+    public var headDim: Int { dim / heads }
+    /// Values in one flattened patch: in_channels · patch_size².
+    public var patchValues: Int { inChannels * patchSize * patchSize }
+
+    /// Checks that the values describe a buildable model; the error names the offending key.
+    public func validate(file: String = "model") throws {
+        func key(_ name: String) -> String { "\(file): model.\(name)" }
+        for (name, value) in [("image_size", imageSize), ("patch_size", patchSize),
+                              ("in_channels", inChannels), ("num_classes", numClasses),
+                              ("dim", dim), ("depth", depth), ("heads", heads), ("mlp_dim", mlpDim)]
+        where value <= 0 {
+            throw ViTError(key(name), "must be a positive integer, got \(value)")
+        }
+        if imageSize % patchSize != 0 {
+            throw ViTError(key("image_size"), "\(imageSize) is not divisible by patch_size \(patchSize)")
+        }
+        if dim % heads != 0 {
+            throw ViTError(key("dim"), "\(dim) is not divisible by heads \(heads)")
+        }
+        for (name, value) in [("dropout", dropout), ("attn_dropout", attnDropout), ("drop_path", dropPath)]
+        where !(value >= 0 && value < 1) {
+            throw ViTError(key(name), "must be in [0, 1), got \(value)")
+        }
+        if !(layerNormEps > 0 && layerNormEps < 1) {
+            throw ViTError(key("layer_norm_eps"), "must be in (0, 1), got \(layerNormEps)")
+        }
+    }
+}
+
+/// The `data` section: where the images are, how they are normalized and augmented.
+public struct DataConfig: Sendable, Equatable, Codable {
+    /// `cifar10`, `cifar100`, or `idx` (MNIST / Fashion-MNIST, raw or gzip).
+    public var format: String = "cifar10"
+    /// A directory holding the standard file names, or one file.
+    public var path: String = "data/cifar-10-batches-bin"
+    /// Per-channel mean and std, applied after scaling pixels to 0...1.
+    public var mean: [Double] = [0.4914, 0.4822, 0.4465]
+    public var std: [Double] = [0.2470, 0.2435, 0.2616]
+    /// Training images held out for validation; 0 validates on the test split.
+    public var valSplit: Int = 0
+    /// Zero padding for a random crop back to the original size (torchvision `RandomCrop(size,
+    /// padding)`); 0 turns it off.
+    public var randomCropPadding: Int = 0
+    /// `RandomResizedCrop(image_size, scale, ratio)` with bilinear resampling.
+    public var randomResizedCrop: Bool = false
+    public var rrcScale: [Double] = [0.08, 1.0]
+    public var rrcRatio: [Double] = [3.0 / 4.0, 4.0 / 3.0]
+    /// Probability of a horizontal flip.
+    public var hflip: Double = 0
+    /// Colour jitter strength for brightness, contrast and saturation (torchvision
+    /// `ColorJitter(b, c, s)`); 0 turns it off.
+    public var colorJitter: Double = 0
+    /// Mixup and CutMix Beta(alpha, alpha) parameters (timm `Mixup`); 0 turns each off.
+    public var mixupAlpha: Double = 0
+    public var cutmixAlpha: Double = 0
+    /// Probability of applying mixup or cutmix to a batch.
+    public var mixProb: Double = 1
+    /// Probability of random erasing (timm `RandomErasing`, pixel mode).
+    public var randomErasing: Double = 0
+
+    public init() {}
+
+    public static let keys = [
+        "format", "path", "mean", "std", "val_split", "random_crop_padding", "random_resized_crop",
+        "rrc_scale", "rrc_ratio", "hflip", "color_jitter", "mixup_alpha", "cutmix_alpha",
+        "mix_prob", "random_erasing",
+    ]
+
+    enum CodingKeys: String, CodingKey {
+        case format, path, mean, std, valSplit = "val_split"
+        case randomCropPadding = "random_crop_padding", randomResizedCrop = "random_resized_crop"
+        case rrcScale = "rrc_scale", rrcRatio = "rrc_ratio", hflip, colorJitter = "color_jitter"
+        case mixupAlpha = "mixup_alpha", cutmixAlpha = "cutmix_alpha", mixProb = "mix_prob"
+        case randomErasing = "random_erasing"
+    }
+}
+
+/// Learning-rate decay after warmup.
+public enum ScheduleKind: String, Sendable, Codable, CaseIterable {
+    case cosine, linear
+}
+
+/// The `train` section: optimizer, schedule and bookkeeping.
+public struct TrainConfig: Sendable, Equatable, Codable {
+    public var epochs: Int = 10
+    public var batchSize: Int = 128
+    /// Peak learning rate, reached at the end of warmup.
+    public var lr: Double = 1e-3
+    /// The floor the schedule decays to.
+    public var minLr: Double = 1e-5
+    public var weightDecay: Double = 0.05
+    public var warmupEpochs: Double = 1
+    public var schedule: ScheduleKind = .cosine
+    public var labelSmoothing: Double = 0.1
+    /// Clip the global gradient norm to this value; 0 turns clipping off.
+    public var gradClip: Double = 1.0
+    /// Micro-batches whose gradients are summed before one optimizer step.
+    public var accumSteps: Int = 1
+    public var seed: UInt64 = 0
+    /// Validate every this many epochs.
+    public var evalEvery: Int = 1
+    /// Save a periodic checkpoint every this many epochs; 0 saves none.
+    public var saveEvery: Int = 1
+    /// Periodic checkpoints kept on disk (the newest ones).
+    public var keepCheckpoints: Int = 2
+    public var beta1: Double = 0.9
+    public var beta2: Double = 0.999
+    public var adamEps: Double = 1e-8
+
+    public init() {}
+
+    public static let keys = [
+        "epochs", "batch_size", "lr", "min_lr", "weight_decay", "warmup_epochs", "schedule",
+        "label_smoothing", "grad_clip", "accum_steps", "seed", "eval_every", "save_every",
+        "keep_checkpoints", "beta1", "beta2", "adam_eps",
+    ]
+
+    enum CodingKeys: String, CodingKey {
+        case epochs, batchSize = "batch_size", lr, minLr = "min_lr", weightDecay = "weight_decay"
+        case warmupEpochs = "warmup_epochs", schedule, labelSmoothing = "label_smoothing"
+        case gradClip = "grad_clip", accumSteps = "accum_steps", seed, evalEvery = "eval_every"
+        case saveEvery = "save_every", keepCheckpoints = "keep_checkpoints", beta1, beta2
+        case adamEps = "adam_eps"
+    }
+}
