@@ -1,0 +1,96 @@
+/// Elementwise kernels: residual adds, dropout and drop-path masks, pooling.
+
+/// Residual add: out = a + b. `out` may alias `a` or `b`.
+/// - Parameters: out, a, b: `[N]`.
+public func addForward(_ out: UnsafeMutablePointer<Float>, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, count N: Int) {
+    Parallel.forRanges(N, minimumChunk: 32_768) { range in
+        for i in range { out[i] = a[i] + b[i] }
+    }
+}
+
+/// Accumulate: dst += src.
+/// - Parameters: dst, src: `[N]`.
+public func addInPlace(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>, count N: Int) {
+    Parallel.forRanges(N, minimumChunk: 32_768) { range in
+        for i in range { dst[i] += src[i] }
+    }
+}
+
+/// Masked accumulate, the backward of a dropout mask: dst += src · mask.
+/// - Parameters: dst, src, mask: `[N]`; mask entries are 0 or 1/(1−p).
+public func addMasked(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>, _ mask: UnsafePointer<Float>, count N: Int) {
+    Parallel.forRanges(N, minimumChunk: 32_768) { range in
+        for i in range { dst[i] += src[i] * mask[i] }
+    }
+}
+
+/// Applies a dropout mask in place: x *= mask.
+/// - Parameters: x, mask: `[N]`.
+public func multiplyInPlace(_ x: UnsafeMutablePointer<Float>, _ mask: UnsafePointer<Float>, count N: Int) {
+    Parallel.forRanges(N, minimumChunk: 32_768) { range in
+        for i in range { x[i] *= mask[i] }
+    }
+}
+
+/// Multiplies every element by `factor` (gradient clipping, loss scaling).
+public func scaleInPlace(_ x: UnsafeMutablePointer<Float>, count N: Int, by factor: Float) {
+    Parallel.forRanges(N, minimumChunk: 65_536) { range in
+        for i in range { x[i] *= factor }
+    }
+}
+
+/// Σ x², accumulated in double precision in a fixed order (the global gradient norm).
+public func sumOfSquares(_ x: UnsafePointer<Float>, count N: Int) -> Double {
+    var total = 0.0
+    var i = 0
+    while i < N {
+        let end = min(N, i + 4096)
+        var block: Float = 0
+        for j in i..<end { block += x[j] * x[j] }
+        total += Double(block)
+        i = end
+    }
+    return total
+}
+
+/// Class-token pooling: out[b] = x[b, 0].
+/// - Parameters: out: `[B, C]`, written; x: `[B, T, C]`.
+public func classTokenPoolForward(_ out: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, batch B: Int, tokens T: Int, channels C: Int) {
+    for b in 0..<B { (out + b * C).update(from: x + b * T * C, count: C) }
+}
+
+/// Class-token pooling backward: dx[b, 0] += dout[b].
+public func classTokenPoolBackward(_ dx: UnsafeMutablePointer<Float>, _ dout: UnsafePointer<Float>, batch B: Int, tokens T: Int, channels C: Int) {
+    for b in 0..<B {
+        let target = dx + b * T * C, source = dout + b * C
+        for c in 0..<C { target[c] += source[c] }
+    }
+}
+
+/// Mean pooling over the patch tokens (timm `global_pool='avg'`, class token excluded):
+/// out[b] = mean_{t ≥ 1} x[b, t].
+/// - Parameters: out: `[B, C]`, written; x: `[B, T, C]`.
+public func meanPoolForward(_ out: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, batch B: Int, tokens T: Int, channels C: Int) {
+    let inverse = 1 / Float(T - 1)
+    Parallel.forEach(B, minimumChunk: max(1, 16_384 / max(1, T * C))) { b in
+        let o = out + b * C
+        o.initialize(repeating: 0, count: C)
+        for t in 1..<T {
+            let row = x + (b * T + t) * C
+            for c in 0..<C { o[c] += row[c] }
+        }
+        for c in 0..<C { o[c] *= inverse }
+    }
+}
+
+/// Mean pooling backward: dx[b, t] += dout[b] / (T − 1) for t ≥ 1.
+public func meanPoolBackward(_ dx: UnsafeMutablePointer<Float>, _ dout: UnsafePointer<Float>, batch B: Int, tokens T: Int, channels C: Int) {
+    let inverse = 1 / Float(T - 1)
+    Parallel.forEach(B, minimumChunk: max(1, 16_384 / max(1, T * C))) { b in
+        let source = dout + b * C
+        for t in 1..<T {
+            let row = dx + (b * T + t) * C
+            for c in 0..<C { row[c] += source[c] * inverse }
+        }
+    }
+}

@@ -1,0 +1,85 @@
+/// LayerNorm over the last dimension, `torch.nn.LayerNorm(C, eps)`:
+/// out = (x − mean) / sqrt(var + eps) · weight + bias, with the biased variance.
+///
+/// - Parameters:
+///   - out: `[R, C]`, written.
+///   - mean, rstd: `[R]`, written (saved for backward; rstd = 1 / sqrt(var + eps)).
+///   - inp: `[R, C]`, read. `out` may not alias `inp`.
+///   - weight, bias: `[C]`.
+public func layerNormForward(
+    _ out: UnsafeMutablePointer<Float>, _ mean: UnsafeMutablePointer<Float>, _ rstd: UnsafeMutablePointer<Float>,
+    _ inp: UnsafePointer<Float>, _ weight: UnsafePointer<Float>, _ bias: UnsafePointer<Float>,
+    rows R: Int, channels C: Int, eps: Float
+) {
+    Parallel.forRanges(R, minimumChunk: max(1, 8192 / max(1, C))) { rows in
+        for r in rows {
+            let x = inp + r * C
+            var sum: Float = 0
+            for c in 0..<C { sum += x[c] }
+            let m = sum / Float(C)
+            var squares: Float = 0
+            for c in 0..<C {
+                let d = x[c] - m
+                squares += d * d
+            }
+            let s = 1 / (squares / Float(C) + eps).squareRoot()
+            let y = out + r * C
+            for c in 0..<C { y[c] = (x[c] - m) * s * weight[c] + bias[c] }
+            mean[r] = m
+            rstd[r] = s
+        }
+    }
+}
+
+/// LayerNorm backward. Adds into `dinp`, `dweight` and `dbias`.
+///
+/// With x̂ = (x − mean)·rstd and g = dout·weight:
+/// dinp += rstd · (g − mean(g) − x̂ · mean(g·x̂)), dweight += Σ_rows dout·x̂, dbias += Σ_rows dout.
+/// - Parameters:
+///   - dinp: `[R, C]`; dweight, dbias: `[C]`.
+///   - dout, inp: `[R, C]`; mean, rstd: `[R]` as saved by the forward pass.
+public func layerNormBackward(
+    _ dinp: UnsafeMutablePointer<Float>, _ dweight: UnsafeMutablePointer<Float>, _ dbias: UnsafeMutablePointer<Float>,
+    _ dout: UnsafePointer<Float>, _ inp: UnsafePointer<Float>, _ weight: UnsafePointer<Float>,
+    _ mean: UnsafePointer<Float>, _ rstd: UnsafePointer<Float>,
+    rows R: Int, channels C: Int
+) {
+    // Each worker accumulates its own partial dweight/dbias; they are summed in worker order
+    // afterwards, so the result does not depend on timing.
+    let workers = max(1, min(Parallel.threads, R / max(1, 4096 / max(1, C))))
+    let partial = UnsafeMutablePointer<Float>.allocate(capacity: workers * 2 * C)
+    partial.initialize(repeating: 0, count: workers * 2 * C)
+    defer { partial.deallocate() }
+    Parallel.forEach(workers) { worker in
+        let pw = partial + worker * 2 * C
+        let pb = pw + C
+        let start = R * worker / workers, end = R * (worker + 1) / workers
+        for r in start..<end {
+            let x = inp + r * C, dy = dout + r * C, dx = dinp + r * C
+            let m = mean[r], s = rstd[r]
+            var gMean: Float = 0, gxMean: Float = 0
+            for c in 0..<C {
+                let xhat = (x[c] - m) * s
+                let g = dy[c] * weight[c]
+                gMean += g
+                gxMean += g * xhat
+                pb[c] += dy[c]
+                pw[c] += dy[c] * xhat
+            }
+            gMean /= Float(C)
+            gxMean /= Float(C)
+            for c in 0..<C {
+                let xhat = (x[c] - m) * s
+                let g = dy[c] * weight[c]
+                dx[c] += (g - gMean - xhat * gxMean) * s
+            }
+        }
+    }
+    for worker in 0..<workers {
+        let pw = partial + worker * 2 * C
+        for c in 0..<C {
+            dweight[c] += pw[c]
+            dbias[c] += pw[C + c]
+        }
+    }
+}

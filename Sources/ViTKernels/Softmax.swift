@@ -1,0 +1,39 @@
+/// Softmax of one row in place: row[j] = exp(row[j] − max) / Σ exp(row − max).
+///
+/// - Parameter row: `[n]`, read and written.
+@inline(__always)
+public func softmaxRowInPlace(_ row: UnsafeMutablePointer<Float>, count n: Int) {
+    var maxValue = -Float.infinity
+    for j in 0..<n { maxValue = max(maxValue, row[j]) }
+    var j = 0
+    var sums = FloatVector()
+    while j + 16 <= n {
+        let e = simdExp(load16(row + j) - maxValue)
+        store16(e, row + j)
+        sums += e
+        j += 16
+    }
+    var sum = sums.sum()
+    while j < n {
+        let e = fastExp(row[j] - maxValue)
+        row[j] = e
+        sum += e
+        j += 1
+    }
+    let inverse = 1 / sum
+    for k in 0..<n { row[k] *= inverse }
+}
+
+/// Softmax backward of one row, written in place over the incoming gradient:
+/// grad[j] = p[j] · (grad[j] − Σ_k grad[k]·p[k]).
+///
+/// - Parameters:
+///   - grad: `[n]`, the gradient with respect to the probabilities; overwritten with the
+///     gradient with respect to the logits.
+///   - probs: `[n]`, the forward softmax output.
+@inline(__always)
+public func softmaxBackwardRowInPlace(_ grad: UnsafeMutablePointer<Float>, _ probs: UnsafePointer<Float>, count n: Int) {
+    var dot: Float = 0
+    for k in 0..<n { dot += grad[k] * probs[k] }
+    for j in 0..<n { grad[j] = probs[j] * (grad[j] - dot) }
+}

@@ -1,0 +1,87 @@
+import Foundation
+import Testing
+@testable import ViTKernels
+
+/// Double-precision multi-head attention core: out[B,T,C] from qkv[B,T,3C], with an optional
+/// dropout mask on the probabilities.
+private func attentionReference(_ qkv: [Double], mask: [Double]?, B: Int, T: Int, C: Int, NH: Int) -> [Double] {
+    let hd = C / NH, scale = 1 / Double(hd).squareRoot()
+    var out = [Double](repeating: 0, count: B * T * C)
+    for b in 0..<B { for h in 0..<NH {
+        for i in 0..<T {
+            var scores = [Double](repeating: 0, count: T)
+            for j in 0..<T {
+                var s = 0.0
+                for d in 0..<hd { s += qkv[(b * T + i) * 3 * C + h * hd + d] * qkv[(b * T + j) * 3 * C + C + h * hd + d] }
+                scores[j] = s * scale
+            }
+            let m = scores.max()!
+            let e = scores.map { Foundation.exp($0 - m) }
+            let total = e.reduce(0, +)
+            for j in 0..<T {
+                var p = e[j] / total
+                if let mask { p *= mask[((b * NH + h) * T + i) * T + j] }
+                for d in 0..<hd { out[(b * T + i) * C + h * hd + d] += p * qkv[(b * T + j) * 3 * C + 2 * C + h * hd + d] }
+            }
+        }
+    } }
+    return out
+}
+
+@Suite struct AttentionTests {
+    let B = 2, T = 5, C = 12, NH = 3
+
+    @Test func forwardMatchesReferenceAndRowsSumToOne() {
+        var rng = TestRandom(20)
+        let qkv = rng.floats(B * T * 3 * C)
+        var out = [Float](repeating: 0, count: B * T * C), probs = [Float](repeating: 0, count: B * NH * T * T)
+        attentionForward(&out, &probs, qkv, batch: B, tokens: T, channels: C, heads: NH)
+        expectClose(out, attentionReference(doubles(qkv), mask: nil, B: B, T: T, C: C, NH: NH), abs: 1e-5, rel: 1e-5, "attention out")
+        for row in 0..<(B * NH * T) {
+            let sum = probs[(row * T)..<((row + 1) * T)].reduce(0, +)
+            #expect(Swift.abs(sum - 1) < 1e-6, "attention row \(row) sums to \(sum)")
+        }
+    }
+
+    @Test(arguments: [false, true])
+    func backwardMatchesFiniteDifferences(withDropout: Bool) {
+        var rng = TestRandom(21)
+        let qkv = rng.floats(B * T * 3 * C), dout = rng.floats(B * T * C)
+        let mask: [Float]? = withDropout ? (0..<(B * NH * T * T)).map { _ in rng.uniform() < 0.3 ? 0 : 1 / 0.7 } : nil
+        var out = [Float](repeating: 0, count: B * T * C), probs = [Float](repeating: 0, count: B * NH * T * T)
+        var dropped = [Float](repeating: 0, count: B * NH * T * T)
+        var dqkv = [Float](repeating: 0, count: B * T * 3 * C), scratch = [Float](repeating: 0, count: B * NH * T * T)
+        if let mask {
+            attentionForward(&out, &probs, qkv, dropMask: mask, dropped: &dropped, batch: B, tokens: T, channels: C, heads: NH)
+            expectClose(out, attentionReference(doubles(qkv), mask: doubles(mask), B: B, T: T, C: C, NH: NH), abs: 1e-5, rel: 1e-5, "attention out with dropout")
+            attentionBackward(&dqkv, &scratch, dout, qkv, probs, dropMask: mask, dropped: dropped, batch: B, tokens: T, channels: C, heads: NH)
+        } else {
+            attentionForward(&out, &probs, qkv, batch: B, tokens: T, channels: C, heads: NH)
+            attentionBackward(&dqkv, &scratch, dout, qkv, probs, batch: B, tokens: T, channels: C, heads: NH)
+        }
+        let g = doubles(dout), m = mask.map(doubles)
+        let expected = numericalGradient(doubles(qkv)) { dot(attentionReference($0, mask: m, B: B, T: T, C: C, NH: NH), g) }
+        expectClose(dqkv, expected, abs: 1e-4, rel: 1e-4, "attention dqkv (dropout \(withDropout))")
+    }
+}
+
+@Suite struct SoftmaxTests {
+    @Test func rowSoftmaxAndBackward() {
+        var rng = TestRandom(22)
+        for n in [1, 7, 16, 33] {
+            let z = rng.floats(n, scale: 4), g = rng.floats(n)
+            var p = z
+            softmaxRowInPlace(&p, count: n)
+            let m = z.map(Double.init).max()!
+            let e = z.map { Foundation.exp(Double($0) - m) }, s = e.reduce(0, +)
+            expectClose(p, e.map { $0 / s }, abs: 1e-7, rel: 1e-6, "softmax n=\(n)")
+            var grad = g
+            softmaxBackwardRowInPlace(&grad, p, count: n)
+            let expected = numericalGradient(doubles(z)) { x in
+                let mx = x.max()!, ex = x.map { Foundation.exp($0 - mx) }, sx = ex.reduce(0, +)
+                return dot(ex.map { $0 / sx }, doubles(g))
+            }
+            expectClose(grad, expected, abs: 1e-5, rel: 1e-4, "softmax backward n=\(n)")
+        }
+    }
+}

@@ -1,0 +1,64 @@
+import Testing
+@testable import ViTKernels
+
+@Suite struct MatmulTests {
+    let R = 37, IC = 19, OC = 23
+
+    @Test func forwardMatchesNaiveWithAndWithoutBias() {
+        var rng = TestRandom(1)
+        let x = rng.floats(R * IC), w = rng.floats(OC * IC), b = rng.floats(OC)
+        for useBias in [true, false] {
+            var out = [Float](repeating: .nan, count: R * OC)
+            var expected = [Double](repeating: 0, count: R * OC)
+            for r in 0..<R { for o in 0..<OC {
+                var s = useBias ? Double(b[o]) : 0
+                for i in 0..<IC { s += Double(x[r * IC + i]) * Double(w[o * IC + i]) }
+                expected[r * OC + o] = s
+            } }
+            b.withUnsafeBufferPointer { bias in
+                matmulForward(&out, x, w, useBias ? bias.baseAddress : nil, rows: R, inFeatures: IC, outFeatures: OC)
+            }
+            expectClose(out, expected, abs: 1e-5, rel: 1e-5, "matmul out (bias \(useBias))")
+            var reference = [Float](repeating: 0, count: R * OC)
+            matmulForwardReference(&reference, x, w, useBias ? b : nil, rows: R, inFeatures: IC, outFeatures: OC)
+            expectClose(reference, expected, abs: 1e-6, rel: 1e-6, "reference matmul")
+        }
+    }
+
+    @Test func backwardAddsTheThreeGradients() {
+        var rng = TestRandom(2)
+        let x = rng.floats(R * IC), w = rng.floats(OC * IC), dout = rng.floats(R * OC)
+        let dinp0 = rng.floats(R * IC), dw0 = rng.floats(OC * IC), db0 = rng.floats(OC)
+        var dinp = dinp0, dw = dw0, db = db0
+        matmulBackward(&dinp, &dw, &db, dout, x, w, rows: R, inFeatures: IC, outFeatures: OC)
+        var eInp = doubles(dinp0), eW = doubles(dw0), eB = doubles(db0)
+        for r in 0..<R { for o in 0..<OC {
+            let g = Double(dout[r * OC + o])
+            eB[o] += g
+            for i in 0..<IC {
+                eInp[r * IC + i] += g * Double(w[o * IC + i])
+                eW[o * IC + i] += g * Double(x[r * IC + i])
+            }
+        } }
+        expectClose(dinp, eInp, abs: 1e-4, rel: 1e-5, "dinp")
+        expectClose(dw, eW, abs: 1e-4, rel: 1e-5, "dweight")
+        expectClose(db, eB, abs: 1e-4, rel: 1e-5, "dbias")
+    }
+
+    @Test func columnSumIsIndependentOfThreadCount() {
+        var rng = TestRandom(3)
+        let m = rng.floats(301 * 130)
+        var sums: [[Float]] = []
+        for threads in [1, 2, 3] {
+            Parallel.threads = threads
+            var s = [Float](repeating: 1, count: 130)
+            columnSumAdd(&s, m, rows: 301, columns: 130)
+            sums.append(s)
+        }
+        Parallel.threads = 2
+        #expect(sums[0] == sums[1] && sums[1] == sums[2])
+        var expected = [Double](repeating: 1, count: 130)
+        for r in 0..<301 { for c in 0..<130 { expected[c] += Double(m[r * 130 + c]) } }
+        expectClose(sums[0], expected, abs: 1e-4, rel: 1e-5, "column sums")
+    }
+}
