@@ -59,7 +59,7 @@ let package = Package(
         .testTarget(
             name: "ViTTests",
             dependencies: ["ViT", "ViTKernels"],
-            resources: [.copy("Fixtures")]
+            exclude: ["Fixtures"]
         ),
         .testTarget(name: "vitTests", dependencies: ["vit", "ViT"]),
     ]

@@ -1,0 +1,88 @@
+/// One named parameter tensor inside the flat parameter buffer.
+public struct ParameterTensor: Sendable, Equatable {
+    /// timm's state-dict name, e.g. `blocks.0.attn.qkv.weight`.
+    public let name: String
+    /// PyTorch shape, e.g. `[3·dim, dim]`.
+    public let shape: [Int]
+    /// First element in the flat buffer.
+    public let offset: Int
+    public var count: Int { shape.reduce(1, *) }
+    /// Whether AdamW applies weight decay: weights of linear and conv layers only; never
+    /// biases, norm weights, `cls_token` or `pos_embed` (the timm / DeiT recipe).
+    public let decays: Bool
+}
+
+/// Offsets of one transformer block's tensors in the flat buffer.
+public struct BlockOffsets: Sendable {
+    public let norm1Weight, norm1Bias: Int
+    public let qkvWeight: Int
+    /// nil when `qkv_bias` is false (timm then has no `attn.qkv.bias` tensor).
+    public let qkvBias: Int?
+    public let projWeight, projBias: Int
+    public let norm2Weight, norm2Bias: Int
+    public let fc1Weight, fc1Bias: Int
+    public let fc2Weight, fc2Bias: Int
+}
+
+/// Where every parameter of a ViT lives in one contiguous float buffer, under timm's names and
+/// shapes, in timm's state-dict order. Gradients and AdamW moments use the same layout, so
+/// zeroing, clipping and the optimizer are flat loops.
+public struct ParameterLayout: Sendable {
+    public let config: ModelConfig
+    public let tensors: [ParameterTensor]
+    public let totalCount: Int
+
+    public let classToken, positionEmbedding: Int
+    public let patchWeight, patchBias: Int
+    public let blocks: [BlockOffsets]
+    /// The final LayerNorm: `norm` with class-token pooling, `fc_norm` with mean pooling.
+    public let finalNormWeight, finalNormBias: Int
+    public let headWeight, headBias: Int
+
+    private let indexByName: [String: Int]
+
+    public init(config: ModelConfig) {
+        var tensors: [ParameterTensor] = []
+        var offset = 0
+        func add(_ name: String, _ shape: [Int], decays: Bool = false) -> Int {
+            let tensor = ParameterTensor(name: name, shape: shape, offset: offset, decays: decays)
+            tensors.append(tensor)
+            offset += tensor.count
+            return tensor.offset
+        }
+        let C = config.dim, M = config.mlpDim, P = config.patchSize
+        classToken = add("cls_token", [1, 1, C])
+        positionEmbedding = add("pos_embed", [1, config.numTokens, C])
+        patchWeight = add("patch_embed.proj.weight", [C, config.inChannels, P, P], decays: true)
+        patchBias = add("patch_embed.proj.bias", [C])
+        var blocks: [BlockOffsets] = []
+        for i in 0..<config.depth {
+            let p = "blocks.\(i)."
+            let norm1Weight = add(p + "norm1.weight", [C]), norm1Bias = add(p + "norm1.bias", [C])
+            let qkvWeight = add(p + "attn.qkv.weight", [3 * C, C], decays: true)
+            let qkvBias = config.qkvBias ? add(p + "attn.qkv.bias", [3 * C]) : nil
+            let projWeight = add(p + "attn.proj.weight", [C, C], decays: true), projBias = add(p + "attn.proj.bias", [C])
+            let norm2Weight = add(p + "norm2.weight", [C]), norm2Bias = add(p + "norm2.bias", [C])
+            let fc1Weight = add(p + "mlp.fc1.weight", [M, C], decays: true), fc1Bias = add(p + "mlp.fc1.bias", [M])
+            let fc2Weight = add(p + "mlp.fc2.weight", [C, M], decays: true), fc2Bias = add(p + "mlp.fc2.bias", [C])
+            blocks.append(BlockOffsets(norm1Weight: norm1Weight, norm1Bias: norm1Bias, qkvWeight: qkvWeight, qkvBias: qkvBias,
+                                       projWeight: projWeight, projBias: projBias, norm2Weight: norm2Weight, norm2Bias: norm2Bias,
+                                       fc1Weight: fc1Weight, fc1Bias: fc1Bias, fc2Weight: fc2Weight, fc2Bias: fc2Bias))
+        }
+        self.blocks = blocks
+        let normName = config.pool == .cls ? "norm" : "fc_norm"
+        finalNormWeight = add(normName + ".weight", [C])
+        finalNormBias = add(normName + ".bias", [C])
+        headWeight = add("head.weight", [config.numClasses, C], decays: true)
+        headBias = add("head.bias", [config.numClasses])
+        self.config = config
+        self.tensors = tensors
+        self.totalCount = offset
+        indexByName = Dictionary(uniqueKeysWithValues: tensors.enumerated().map { ($1.name, $0) })
+    }
+
+    /// The tensor with timm's state-dict `name`, if the model has one.
+    public func tensor(named name: String) -> ParameterTensor? {
+        indexByName[name].map { tensors[$0] }
+    }
+}

@@ -1,0 +1,259 @@
+import Foundation
+import ViTKernels
+
+/// A Vision Transformer numerically interchangeable with timm's `VisionTransformer`.
+///
+/// Parameters and gradients live in two flat buffers laid out by `ParameterLayout` (timm
+/// names and shapes). `forward` runs the model on a batch of images `[B, IC, H, W]`; in
+/// training mode it keeps what `backward` needs, which then *adds* the parameter gradients
+/// into `gradients` (zero them with `zeroGradients()` between optimizer steps).
+public final class VisionTransformer: @unchecked Sendable {
+    public let config: ModelConfig
+    public let layout: ParameterLayout
+    public let parameters: FloatBuffer
+    public let gradients: FloatBuffer
+
+    private var trainingActivations: Activations?
+    private var inferenceActivations: Activations?
+    /// Batch size of the last training forward, which backward must match.
+    private var lastTrainingBatch = 0
+
+    /// Creates a model with timm's default initialization drawn from `seed`.
+    public init(config: ModelConfig, seed: UInt64 = 0) {
+        self.config = config
+        layout = ParameterLayout(config: config)
+        parameters = FloatBuffer(count: layout.totalCount)
+        gradients = FloatBuffer(count: layout.totalCount)
+        var generator = SeededGenerator(seed: seed)
+        initializeParameters(using: &generator)
+    }
+
+    /// timm's default initialization (`init_weights` with mode ''):
+    /// linear weights and `pos_embed` truncated normal (std 0.02, cut at ±2), linear biases 0,
+    /// `cls_token` normal (std 1e-6), LayerNorm weight 1 and bias 0, and the patch-embedding
+    /// convolution left at PyTorch's Conv2d default, uniform(±1/√fan_in) for weight and bias.
+    public func initializeParameters(using generator: inout SeededGenerator) {
+        let p = parameters.pointer
+        for tensor in layout.tensors {
+            let values = p + tensor.offset
+            let name = tensor.name
+            if name == "cls_token" {
+                for i in 0..<tensor.count { values[i] = Float(generator.nextNormal() * 1e-6) }
+            } else if name == "pos_embed" {
+                for i in 0..<tensor.count { values[i] = Float(generator.nextTruncatedNormal(std: 0.02)) }
+            } else if name.hasPrefix("patch_embed.proj.") {
+                let bound = 1 / Double(config.patchValues).squareRoot()
+                for i in 0..<tensor.count { values[i] = Float((generator.nextUniformDouble() * 2 - 1) * bound) }
+            } else if name.hasSuffix("norm1.weight") || name.hasSuffix("norm2.weight") || name == "norm.weight" || name == "fc_norm.weight" {
+                values.update(repeating: 1, count: tensor.count)
+            } else if name.hasSuffix(".weight") {
+                for i in 0..<tensor.count { values[i] = Float(generator.nextTruncatedNormal(std: 0.02)) }
+            } else {
+                values.update(repeating: 0, count: tensor.count)
+            }
+        }
+    }
+
+    /// Sets every gradient to zero.
+    public func zeroGradients() { gradients.zero() }
+
+    /// Bytes of activation memory currently allocated (training and inference sets).
+    public var activationBytes: Int {
+        (trainingActivations?.byteCount ?? 0) + (inferenceActivations?.byteCount ?? 0)
+    }
+
+    /// Frees the activation buffers (they are re-created on the next forward).
+    public func releaseActivations() {
+        trainingActivations = nil
+        inferenceActivations = nil
+    }
+
+    private func activations(batch B: Int, training: Bool) -> Activations {
+        if training {
+            if let a = trainingActivations, a.maxBatch >= B { return a }
+            trainingActivations = nil
+            let a = Activations(config: config, maxBatch: B, training: true)
+            trainingActivations = a
+            return a
+        } else {
+            if let a = inferenceActivations, a.maxBatch >= B { return a }
+            inferenceActivations = nil
+            let a = Activations(config: config, maxBatch: B, training: false)
+            inferenceActivations = a
+            return a
+        }
+    }
+
+    // MARK: - Forward
+
+    /// Runs the model on `B` images and returns a pointer to the logits `[B, K]`, valid until
+    /// the next forward in the same mode.
+    ///
+    /// - Parameters:
+    ///   - images: `[B, IC, H, W]`, normalized.
+    ///   - training: keep activations for `backward` and apply dropout and drop path.
+    ///   - generator: draws the dropout and drop-path masks (only used when training with them).
+    @discardableResult
+    public func forward(_ images: UnsafePointer<Float>, batch B: Int, training: Bool,
+                        generator: inout SeededGenerator) -> UnsafeMutablePointer<Float> {
+        precondition(B > 0, "empty batch")
+        let a = activations(batch: B, training: training)
+        if training { lastTrainingBatch = B }
+        let p = UnsafePointer(parameters.pointer)
+        let L = layout
+        let T = config.numTokens, N = config.numPatches, C = config.dim, M = config.mlpDim
+        let NH = config.heads, K = config.numClasses, PD = config.patchValues, BT = B * T
+        let eps = Float(config.layerNormEps)
+
+        patchifyForward(a.patches, images, batch: B, inChannels: config.inChannels, imageSize: config.imageSize, patchSize: config.patchSize)
+        matmulForward(a.patchOut, a.patches, p + L.patchWeight, p + L.patchBias, rows: B * N, inFeatures: PD, outFeatures: C)
+        let tokens = a.blocks[0].input
+        tokensForward(tokens, a.patchOut, p + L.classToken, p + L.positionEmbedding, batch: B, patches: N, channels: C)
+        if let mask = a.positionMask {
+            fillDropoutMask(mask, count: BT * C, rate: config.dropout, generator: &generator)
+            multiplyInPlace(tokens, mask, count: BT * C)
+        }
+
+        for (layer, w) in L.blocks.enumerated() {
+            let act = a.blocks[layer]
+            if training { prepareMasks(act, layer: layer, batch: B, generator: &generator) }
+            // Attention branch: x + drop_path(proj_drop(proj(attn(norm1(x))))).
+            layerNormForward(act.norm1, act.norm1Mean, act.norm1Rstd, act.input, p + w.norm1Weight, p + w.norm1Bias, rows: BT, channels: C, eps: eps)
+            matmulForward(act.qkv, act.norm1, p + w.qkvWeight, w.qkvBias.map { p + $0 }, rows: BT, inFeatures: C, outFeatures: 3 * C)
+            attentionForward(act.attnOut, act.probs, act.qkv, dropMask: act.attnMask, dropped: act.attnDropped,
+                             batch: B, tokens: T, channels: C, heads: NH)
+            matmulForward(a.branch, act.attnOut, p + w.projWeight, p + w.projBias, rows: BT, inFeatures: C, outFeatures: C)
+            if let mask = act.projMask { multiplyInPlace(a.branch, mask, count: BT * C) }
+            if let scale = act.attnPathScale { scalePerImage(a.branch, scale, batch: B, perImage: T * C) }
+            addForward(act.middle, act.input, a.branch, count: BT * C)
+            // MLP branch: x + drop_path(drop(fc2(drop(gelu(fc1(norm2(x))))))).
+            layerNormForward(act.norm2, act.norm2Mean, act.norm2Rstd, act.middle, p + w.norm2Weight, p + w.norm2Bias, rows: BT, channels: C, eps: eps)
+            matmulForward(act.fc1, act.norm2, p + w.fc1Weight, p + w.fc1Bias, rows: BT, inFeatures: C, outFeatures: M)
+            geluForward(act.gelu, act.fc1, count: BT * M)
+            if let mask = act.geluMask { multiplyInPlace(act.gelu, mask, count: BT * M) }
+            matmulForward(a.branch, act.gelu, p + w.fc2Weight, p + w.fc2Bias, rows: BT, inFeatures: M, outFeatures: C)
+            if let mask = act.fc2Mask { multiplyInPlace(a.branch, mask, count: BT * C) }
+            if let scale = act.mlpPathScale { scalePerImage(a.branch, scale, batch: B, perImage: T * C) }
+            addForward(act.output, act.middle, a.branch, count: BT * C)
+        }
+
+        switch config.pool {
+        case .cls: classTokenPoolForward(a.pooled, a.finalTokens, batch: B, tokens: T, channels: C)
+        case .mean: meanPoolForward(a.pooled, a.finalTokens, batch: B, tokens: T, channels: C)
+        }
+        layerNormForward(a.pooledNorm, a.pooledMean, a.pooledRstd, a.pooled, p + L.finalNormWeight, p + L.finalNormBias, rows: B, channels: C, eps: eps)
+        matmulForward(a.logits, a.pooledNorm, p + L.headWeight, p + L.headBias, rows: B, inFeatures: C, outFeatures: K)
+        return a.logits
+    }
+
+    /// Inference forward: no dropout, and no activations kept for backward.
+    @discardableResult
+    public func predict(_ images: UnsafePointer<Float>, batch B: Int) -> UnsafeMutablePointer<Float> {
+        var unused = SeededGenerator(seed: 0)
+        return forward(images, batch: B, training: false, generator: &unused)
+    }
+
+    private func prepareMasks(_ act: BlockActivations, layer: Int, batch B: Int, generator: inout SeededGenerator) {
+        let T = config.numTokens, C = config.dim, M = config.mlpDim, NH = config.heads
+        if let m = act.attnMask { fillDropoutMask(m, count: B * NH * T * T, rate: config.attnDropout, generator: &generator) }
+        if let m = act.projMask { fillDropoutMask(m, count: B * T * C, rate: config.dropout, generator: &generator) }
+        if let m = act.geluMask { fillDropoutMask(m, count: B * T * M, rate: config.dropout, generator: &generator) }
+        if let m = act.fc2Mask { fillDropoutMask(m, count: B * T * C, rate: config.dropout, generator: &generator) }
+        let rate = dropPathRate(layer: layer)
+        if let s = act.attnPathScale { fillDropoutMask(s, count: B, rate: rate, generator: &generator) }
+        if let s = act.mlpPathScale { fillDropoutMask(s, count: B, rate: rate, generator: &generator) }
+    }
+
+    /// Stochastic-depth rate of block `layer`: `torch.linspace(0, drop_path, depth)[layer]`.
+    public func dropPathRate(layer: Int) -> Double {
+        config.depth > 1 ? config.dropPath * Double(layer) / Double(config.depth - 1) : config.dropPath
+    }
+
+    // MARK: - Backward
+
+    /// Backpropagates `dlogits` through the last training forward, adding every parameter
+    /// gradient into `gradients`.
+    ///
+    /// - Parameter dlogits: `[B, K]`, the gradient of the loss with respect to the logits.
+    public func backward(_ dlogits: UnsafePointer<Float>, batch B: Int) {
+        guard let a = trainingActivations, B == lastTrainingBatch else {
+            preconditionFailure("backward needs a training forward of the same batch first")
+        }
+        let p = UnsafePointer(parameters.pointer), g = gradients.pointer
+        let L = layout
+        let T = config.numTokens, N = config.numPatches, C = config.dim, M = config.mlpDim
+        let NH = config.heads, K = config.numClasses, PD = config.patchValues, BT = B * T
+        let dResidual = a.dResidual!, dNorm = a.dNorm!, dAttnOut = a.dAttnOut!, dBranchScratch = a.dBranch!
+        let dQKV = a.dQKV!, dProbs = a.dProbs!, dGelu = a.dGelu!, dFC1 = a.dFC1!
+        let dPooled = a.dPooled!, dPooledNorm = a.dPooledNorm!, dPatchOut = a.dPatchOut!
+
+        dPooledNorm.update(repeating: 0, count: B * C)
+        matmulBackward(dPooledNorm, g + L.headWeight, g + L.headBias, dlogits, a.pooledNorm, p + L.headWeight, rows: B, inFeatures: C, outFeatures: K)
+        dPooled.update(repeating: 0, count: B * C)
+        layerNormBackward(dPooled, g + L.finalNormWeight, g + L.finalNormBias, dPooledNorm, a.pooled, p + L.finalNormWeight,
+                          a.pooledMean, a.pooledRstd, rows: B, channels: C)
+        dResidual.update(repeating: 0, count: BT * C)
+        switch config.pool {
+        case .cls: classTokenPoolBackward(dResidual, dPooled, batch: B, tokens: T, channels: C)
+        case .mean: meanPoolBackward(dResidual, dPooled, batch: B, tokens: T, channels: C)
+        }
+
+        for layer in stride(from: config.depth - 1, through: 0, by: -1) {
+            let w = L.blocks[layer], act = a.blocks[layer]
+            // MLP branch. dResidual holds d(output); the identity path carries it to d(middle).
+            let dMLP = branchGradient(dResidual, scratch: dBranchScratch, mask: act.fc2Mask, pathScale: act.mlpPathScale, batch: B)
+            dGelu.update(repeating: 0, count: BT * M)
+            matmulBackward(dGelu, g + w.fc2Weight, g + w.fc2Bias, dMLP, act.gelu, p + w.fc2Weight, rows: BT, inFeatures: M, outFeatures: C)
+            if let mask = act.geluMask { multiplyInPlace(dGelu, mask, count: BT * M) }
+            dFC1.update(repeating: 0, count: BT * M)
+            geluBackward(dFC1, act.fc1, dGelu, count: BT * M)
+            dNorm.update(repeating: 0, count: BT * C)
+            matmulBackward(dNorm, g + w.fc1Weight, g + w.fc1Bias, dFC1, act.norm2, p + w.fc1Weight, rows: BT, inFeatures: C, outFeatures: M)
+            layerNormBackward(dResidual, g + w.norm2Weight, g + w.norm2Bias, dNorm, act.middle, p + w.norm2Weight,
+                              act.norm2Mean, act.norm2Rstd, rows: BT, channels: C)
+            // Attention branch. dResidual now holds d(middle); it flows on to d(input).
+            let dAttn = branchGradient(dResidual, scratch: dBranchScratch, mask: act.projMask, pathScale: act.attnPathScale, batch: B)
+            dAttnOut.update(repeating: 0, count: BT * C)
+            matmulBackward(dAttnOut, g + w.projWeight, g + w.projBias, dAttn, act.attnOut, p + w.projWeight, rows: BT, inFeatures: C, outFeatures: C)
+            dQKV.update(repeating: 0, count: BT * 3 * C)
+            attentionBackward(dQKV, dProbs, dAttnOut, act.qkv, act.probs, dropMask: act.attnMask, dropped: act.attnDropped,
+                              batch: B, tokens: T, channels: C, heads: NH)
+            dNorm.update(repeating: 0, count: BT * C)
+            matmulBackward(dNorm, g + w.qkvWeight, w.qkvBias.map { g + $0 }, dQKV, act.norm1, p + w.qkvWeight, rows: BT, inFeatures: C, outFeatures: 3 * C)
+            layerNormBackward(dResidual, g + w.norm1Weight, g + w.norm1Bias, dNorm, act.input, p + w.norm1Weight,
+                              act.norm1Mean, act.norm1Rstd, rows: BT, channels: C)
+        }
+
+        if let mask = a.positionMask { multiplyInPlace(dResidual, mask, count: BT * C) }
+        dPatchOut.update(repeating: 0, count: B * N * C)
+        tokensBackward(dPatchOut, g + L.classToken, g + L.positionEmbedding, dResidual, batch: B, patches: N, channels: C)
+        matmulBackward(nil, g + L.patchWeight, g + L.patchBias, dPatchOut, a.patches, p + L.patchWeight, rows: B * N, inFeatures: PD, outFeatures: C)
+    }
+
+    /// The gradient reaching a branch's output from the residual gradient: the same values
+    /// unless dropout or drop path scaled the branch, in which case a scaled copy.
+    private func branchGradient(_ dResidual: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>,
+                                mask: UnsafeMutablePointer<Float>?, pathScale: UnsafeMutablePointer<Float>?, batch B: Int) -> UnsafeMutablePointer<Float> {
+        if mask == nil && pathScale == nil { return dResidual }
+        let count = B * config.numTokens * config.dim
+        scratch.update(from: dResidual, count: count)
+        if let mask { multiplyInPlace(scratch, mask, count: count) }
+        if let pathScale { scalePerImage(scratch, pathScale, batch: B, perImage: config.numTokens * config.dim) }
+        return scratch
+    }
+}
+
+/// Fills `mask` with inverted-dropout factors: 0 with probability `rate`, else 1/(1−rate).
+func fillDropoutMask(_ mask: UnsafeMutablePointer<Float>, count: Int, rate: Double, generator: inout SeededGenerator) {
+    if rate <= 0 {
+        mask.update(repeating: 1, count: count)
+        return
+    }
+    let keep = Float(1 / (1 - rate)), threshold = Float(rate)
+    for i in 0..<count { mask[i] = generator.nextUniform() < threshold ? 0 : keep }
+}
+
+/// Multiplies image b's `perImage` values by scale[b] (drop path).
+func scalePerImage(_ x: UnsafeMutablePointer<Float>, _ scale: UnsafePointer<Float>, batch B: Int, perImage: Int) {
+    for b in 0..<B { scaleInPlace(x + b * perImage, count: perImage, by: scale[b]) }
+}

@@ -1,0 +1,315 @@
+#!/usr/bin/env python3
+"""Generate reference fixtures for the Swift ViT implementation.
+
+Each fixture is a small safetensors file produced by timm's VisionTransformer:
+initial parameters, an input batch, logits, cross-entropy loss and its
+gradients, a soft-target loss check and a 5-step AdamW training trace.
+
+Precision: the initial parameters, inputs and soft targets are generated in
+float32 (so they are exactly representable in the stored file), then every
+computation runs in float64 (model.double()) and the results are rounded to
+float32 only when stored. A float32 implementation can therefore be compared
+against outputs that carry no float32 error of their own.
+
+Usage: make_fixtures.py [OUTPUT_DIR]   (default: Tests/ViTTests/Fixtures)
+"""
+
+import json
+import math
+import os
+import sys
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import timm
+from timm.models.vision_transformer import VisionTransformer
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+LAYER_NORM_EPS = 1e-6  # timm's default LayerNorm eps for ViT
+
+OPTIM = {
+    "lr": 5e-3,
+    "min_lr": 1e-4,
+    "weight_decay": 0.05,
+    "beta1": 0.9,
+    "beta2": 0.999,
+    "eps": 1e-8,
+    "warmup_steps": 2,
+    "total_steps": 5,
+    "schedule": "cosine",
+    "grad_clip": 0.5,
+    "label_smoothing": 0.1,
+}
+
+# name, seed, model config (Swift config key names), batch size.
+# Seeds are chosen so the labels in each batch are not all the same class.
+MODELS = [
+    ("vit_cls", 2, {
+        "image_size": 8, "patch_size": 4, "in_channels": 3, "num_classes": 5,
+        "dim": 16, "depth": 2, "heads": 2, "mlp_dim": 32, "qkv_bias": True,
+        "pool": "cls", "layer_norm_eps": LAYER_NORM_EPS,
+    }, 3),
+    ("vit_mean", 1, {
+        "image_size": 12, "patch_size": 4, "in_channels": 1, "num_classes": 7,
+        "dim": 16, "depth": 3, "heads": 4, "mlp_dim": 32, "qkv_bias": False,
+        "pool": "mean", "layer_norm_eps": LAYER_NORM_EPS,
+    }, 4),
+]
+
+NO_DECAY_NAMES = {"pos_embed", "cls_token"}
+
+
+def build_model(cfg):
+    """timm VisionTransformer matching cfg, with timm's own initialisation."""
+    model = VisionTransformer(
+        img_size=cfg["image_size"],
+        patch_size=cfg["patch_size"],
+        in_chans=cfg["in_channels"],
+        num_classes=cfg["num_classes"],
+        global_pool={"cls": "token", "mean": "avg"}[cfg["pool"]],
+        embed_dim=cfg["dim"],
+        depth=cfg["depth"],
+        num_heads=cfg["heads"],
+        mlp_ratio=cfg["mlp_dim"] / cfg["dim"],
+        qkv_bias=cfg["qkv_bias"],
+        class_token=True,
+        drop_rate=0.0,
+        pos_drop_rate=0.0,
+        proj_drop_rate=0.0,
+        attn_drop_rate=0.0,
+        drop_path_rate=0.0,
+    )
+    # Sanity: structure is what the Swift side expects.
+    for m in model.modules():
+        if isinstance(m, nn.LayerNorm):
+            assert m.eps == cfg["layer_norm_eps"], m.eps
+    assert model.blocks[0].mlp.fc1.out_features == cfg["mlp_dim"]
+    if cfg["pool"] == "mean":
+        assert isinstance(model.norm, nn.Identity)
+        assert isinstance(model.fc_norm, nn.LayerNorm)
+    else:
+        assert isinstance(model.norm, nn.LayerNorm)
+        assert isinstance(model.fc_norm, nn.Identity)
+    return model
+
+
+@torch.no_grad()
+def perturb(model):
+    """Make every parameter path non-trivial (timm zero-inits biases, LN is 1/0,
+    cls_token std 1e-6). Done in float32 so values stay exactly representable."""
+    ln_params = set()
+    for mname, m in model.named_modules():
+        if isinstance(m, nn.LayerNorm):
+            for pname, _ in m.named_parameters(recurse=False):
+                ln_params.add(f"{mname}.{pname}" if mname else pname)
+    for name, p in model.named_parameters():
+        if name in ln_params or name.endswith(".bias"):
+            p.add_(torch.randn_like(p) * 0.1)
+        elif name.endswith("attn.qkv.weight"):
+            # timm's std 0.02 leaves q·k near 0 and the attention almost uniform, which would
+            # let a wrong softmax or scale pass; std 0.25 gives O(1) scores and peaked rows.
+            p.normal_(0.0, 0.25)
+    model.cls_token.normal_(0.0, 0.02)
+
+
+def lr_at(step):
+    """Learning rate for optimizer step `step` (0-based): linear warmup, cosine."""
+    base, min_lr = OPTIM["lr"], OPTIM["min_lr"]
+    warm, total = OPTIM["warmup_steps"], OPTIM["total_steps"]
+    if step < warm:
+        return base * (step + 1) / warm
+    p = (step - warm) / (total - warm)
+    return min_lr + (base - min_lr) * 0.5 * (1.0 + math.cos(math.pi * p))
+
+
+def param_groups(model):
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if p.ndim > 1 and name not in NO_DECAY_NAMES:
+            decay.append(p)
+        else:
+            no_decay.append(p)
+    return [
+        {"params": decay, "weight_decay": OPTIM["weight_decay"]},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+
+
+def ce_loss(logits, labels):
+    return F.cross_entropy(logits, labels, label_smoothing=OPTIM["label_smoothing"])
+
+
+def f32(t):
+    return t.detach().to(torch.float32).contiguous().clone()
+
+
+def canonicalize_header(path):
+    """safetensors stores __metadata__ from a Rust HashMap, so its key order
+    (and thus the file bytes) changes from run to run. Rewrite the JSON header
+    in place with sorted metadata keys, same length (space padding is allowed
+    by the format), so regenerating gives byte-identical files."""
+    with open(path, "r+b") as f:
+        n = int.from_bytes(f.read(8), "little")
+        old = f.read(n)
+        header = json.loads(old)
+        header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
+        new = json.dumps(header, separators=(",", ":")).encode("utf-8")
+        assert len(new) <= n, "canonical header longer than original"
+        f.seek(8)
+        f.write(new + b" " * (n - len(new)))
+
+
+def run_trace(model, x, labels):
+    """Train in place for total_steps on one batch; returns (losses, lrs, grad norms)."""
+    opt = torch.optim.AdamW(
+        param_groups(model), lr=OPTIM["lr"],
+        betas=(OPTIM["beta1"], OPTIM["beta2"]), eps=OPTIM["eps"],
+    )
+    t_loss, t_lr, t_norm = [], [], []
+    for step in range(OPTIM["total_steps"]):
+        opt.zero_grad(set_to_none=True)
+        loss = ce_loss(model(x), labels)
+        loss.backward()
+        norm = torch.nn.utils.clip_grad_norm_(model.parameters(), OPTIM["grad_clip"])
+        lr = lr_at(step)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        opt.step()
+        t_loss.append(loss.item())
+        t_lr.append(lr)
+        t_norm.append(float(norm))
+    return t_loss, t_lr, t_norm
+
+
+def make_fixture(name, seed, cfg, batch, out_dir):
+    torch.manual_seed(seed)
+    model = build_model(cfg)
+    perturb(model)
+    model.eval()  # no dropout anyway; eval() just makes that explicit
+
+    c, s, k = cfg["in_channels"], cfg["image_size"], cfg["num_classes"]
+    x32 = torch.randn(batch, c, s, s)
+    labels = torch.randint(0, k, (batch,), dtype=torch.int64)
+    assert labels.unique().numel() > 1, "pick another seed: all labels equal"
+    soft32 = torch.softmax(torch.randn(batch, k), dim=-1)
+
+    # Everything below in float64 from the exact float32 starting values.
+    model = model.double()
+    x = x32.double()
+    soft_t = soft32.double()
+    init_state = {n: p.detach().clone() for n, p in model.state_dict().items()}
+    params = dict(model.named_parameters())
+    assert set(init_state) == set(params), "state_dict has non-parameter entries"
+
+    tensors = {"input": f32(x32), "labels": labels.clone()}
+    for n, v in init_state.items():
+        tensors[f"param.{n}"] = f32(v)
+
+    # Forward / loss / gradients at the initial weights.
+    model.zero_grad(set_to_none=True)
+    logits = model(x)
+    loss = ce_loss(logits, labels)
+    loss.backward()
+    tensors["logits"] = f32(logits)
+    tensors["loss"] = f32(loss.reshape(1))
+    for n, p in params.items():
+        assert p.grad is not None, f"no gradient for {n}"
+        tensors[f"grad.{n}"] = f32(p.grad)
+
+    # Soft-target cross-entropy check (mixup/cutmix path).
+    lg = logits.detach().clone().requires_grad_(True)
+    soft_loss = (-(soft_t * F.log_softmax(lg, dim=-1)).sum(dim=-1)).mean()
+    soft_loss.backward()
+    tensors["soft.targets"] = f32(soft32)
+    tensors["soft.loss"] = f32(soft_loss.reshape(1))
+    tensors["soft.grad_logits"] = f32(lg.grad)
+
+    # 5-step AdamW training trace from the same initial weights, same batch.
+    model.load_state_dict(init_state)
+    t_loss, t_lr, t_norm = run_trace(model, x, labels)
+    assert abs(t_loss[0] - loss.item()) < 1e-12
+    tensors["trace.loss"] = torch.tensor(t_loss, dtype=torch.float32)
+    tensors["trace.lr"] = torch.tensor(t_lr, dtype=torch.float32)
+    tensors["trace.grad_norm"] = torch.tensor(t_norm, dtype=torch.float32)
+    for n, p in model.named_parameters():
+        tensors[f"final.{n}"] = f32(p)
+
+    metadata = {
+        "model": json.dumps(cfg),
+        "optim": json.dumps(OPTIM),
+        "timm_version": timm.__version__,
+        "torch_version": torch.__version__,
+    }
+    path = os.path.join(out_dir, f"{name}.safetensors")
+    save_file(tensors, path, metadata=metadata)
+    canonicalize_header(path)
+    os.chmod(path, 0o644)  # save_file creates it 0600
+
+    print(f"{name}: seed {seed}, batch {batch}, loss {loss.item():.6f}, "
+          f"soft.loss {soft_loss.item():.6f}")
+    print(f"  {'step':>4} {'lr':>10} {'loss':>10} {'grad_norm':>10} clipped")
+    for i, (a, b, g) in enumerate(zip(t_lr, t_loss, t_norm)):
+        print(f"  {i:>4} {a:>10.6f} {b:>10.6f} {g:>10.6f} "
+              f"{'yes' if g > OPTIM['grad_clip'] else 'no'}")
+    return path
+
+
+def verify(path):
+    """Re-load the file and check that float64 timm reproduces the stored outputs."""
+    with safe_open(path, framework="pt") as f:
+        meta = f.metadata()
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    cfg = json.loads(meta["model"])
+    optim = json.loads(meta["optim"])
+    assert optim == OPTIM
+    model = build_model(cfg).double()
+    state = {k[len("param."):]: v.double() for k, v in tensors.items() if k.startswith("param.")}
+    model.load_state_dict(state, strict=True)
+    model.eval()
+    x = tensors["input"].double()
+    labels = tensors["labels"]
+    assert labels.dtype == torch.int64
+    logits = model(x)
+    ref = tensors["logits"].double()
+    err = (logits - ref).abs().max().item()
+    tol = 1e-6 * max(1.0, ref.abs().max().item())
+    assert err <= tol, f"{path}: logits mismatch {err}"
+    loss = ce_loss(logits, labels)
+    lerr = abs(loss.item() - tensors["loss"].item())
+    assert lerr <= 1e-6, f"{path}: loss mismatch {lerr}"
+    for k, v in tensors.items():
+        if k != "labels":
+            assert v.dtype == torch.float32, k
+            assert torch.isfinite(v).all(), k
+    # training trace re-run from the stored initial weights
+    t_loss, _, t_norm = run_trace(model, x, labels)
+    assert (torch.tensor(t_loss) - tensors["trace.loss"].double()).abs().max() < 1e-6
+    assert (torch.tensor(t_norm) - tensors["trace.grad_norm"].double()).abs().max() < 1e-6
+    for n, p in model.named_parameters():
+        assert (p.detach() - tensors[f"final.{n}"].double()).abs().max() < 1e-6, n
+    # soft targets rows sum to one; grad_logits rows sum to zero
+    assert (tensors["soft.targets"].double().sum(-1) - 1).abs().max() < 1e-6
+    assert tensors["soft.grad_logits"].double().sum(-1).abs().max() < 1e-7
+    return len(tensors), os.path.getsize(path), err, cfg
+
+
+def main():
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out_dir = sys.argv[1] if len(sys.argv) > 1 else os.path.join(repo, "Tests", "ViTTests", "Fixtures")
+    os.makedirs(out_dir, exist_ok=True)
+    torch.set_num_threads(1)  # keep float64 reductions in a fixed order
+    print(f"torch {torch.__version__}, timm {timm.__version__}")
+    paths = [make_fixture(n, seed, cfg, b, out_dir) for n, seed, cfg, b in MODELS]
+
+    print("\nverification (float64 re-run from param.* vs stored logits)")
+    print(f"  {'file':<22} {'tensors':>7} {'bytes':>8} {'max|dlogits|':>13}")
+    for p in paths:
+        count, size, err, _ = verify(p)
+        print(f"  {os.path.basename(p):<22} {count:>7} {size:>8} {err:>13.3e}")
+    print("OK")
+
+
+if __name__ == "__main__":
+    main()
