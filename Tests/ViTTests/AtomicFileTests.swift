@@ -1,0 +1,118 @@
+import Foundation
+import Testing
+@testable import ViT
+
+/// A temporary directory for one test, removed by `cleanUp`.
+private func makeScratchDirectory() throws -> String {
+    let path = NSTemporaryDirectory() + "vit-atomic-" + UUID().uuidString
+    try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    return path
+}
+
+private func cleanUp(_ path: String) { try? FileManager.default.removeItem(atPath: path) }
+
+private func readBytes(_ path: String) throws -> [UInt8] {
+    [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
+}
+
+private func listing(_ directory: String) throws -> [String] {
+    try FileManager.default.contentsOfDirectory(atPath: directory).sorted()
+}
+
+@Suite struct AtomicFileTests {
+    @Test func writesANewFile() throws {
+        let directory = try makeScratchDirectory()
+        defer { cleanUp(directory) }
+        let path = directory + "/out.bin"
+        let bytes = (0..<100_000).map { UInt8(truncatingIfNeeded: $0 &* 31) }
+        try AtomicFile.write(bytes, to: path)
+        #expect(try readBytes(path) == bytes)
+        #expect(try listing(directory) == ["out.bin"])
+    }
+
+    @Test func writesPartsAndEmptyContent() throws {
+        let directory = try makeScratchDirectory()
+        defer { cleanUp(directory) }
+        let head: [UInt8] = [1, 2, 3], tail: [UInt8] = [4, 5]
+        try head.withUnsafeBytes { h in
+            try tail.withUnsafeBytes { t in try AtomicFile.write(parts: [h, t], to: directory + "/parts.bin") }
+        }
+        #expect(try readBytes(directory + "/parts.bin") == [1, 2, 3, 4, 5])
+        try AtomicFile.write([], to: directory + "/empty.bin")
+        #expect(try readBytes(directory + "/empty.bin") == [])
+    }
+
+    @Test func replacesExistingContentAndKeepsPermissions() throws {
+        let directory = try makeScratchDirectory()
+        defer { cleanUp(directory) }
+        let path = directory + "/checkpoint.bin"
+        try AtomicFile.write(Array("a much longer old content".utf8), to: path)
+        #expect(chmod(path, 0o600) == 0)
+        try AtomicFile.write(Array("new".utf8), to: path)
+        #expect(String(decoding: try readBytes(path), as: UTF8.self) == "new")
+        #expect(try listing(directory) == ["checkpoint.bin"])
+        let attributes = try FileManager.default.attributesOfItem(atPath: path)
+        #expect((attributes[.posixPermissions] as? NSNumber)?.intValue == 0o600)
+    }
+
+    @Test func missingDirectoryThrowsAndLeavesNoTemporaryFile() throws {
+        let directory = try makeScratchDirectory()
+        defer { cleanUp(directory) }
+        let path = directory + "/missing/out.bin"
+        #expect(throws: ViTError(path, "cannot write: No such file or directory")) {
+            try AtomicFile.write([1, 2, 3], to: path)
+        }
+        #expect(try listing(directory) == [])
+    }
+
+    @Test func parentThatIsARegularFileThrowsAndLeavesItIntact() throws {
+        let directory = try makeScratchDirectory()
+        defer { cleanUp(directory) }
+        let blocker = directory + "/blocker"
+        try AtomicFile.write(Array("keep me".utf8), to: blocker)
+        let path = blocker + "/out.bin"
+        #expect(throws: ViTError(path, "cannot write: Not a directory")) {
+            try AtomicFile.write([9, 9], to: path)
+        }
+        #expect(String(decoding: try readBytes(blocker), as: UTF8.self) == "keep me")
+        #expect(try listing(directory) == ["blocker"])
+    }
+
+    @Test func failedRenameRemovesTheTemporaryFileAndKeepsTheTarget() throws {
+        // A non-empty directory at the target path makes the final rename fail after the data
+        // has been written, which exercises the cleanup of a complete temporary file.
+        let directory = try makeScratchDirectory()
+        defer { cleanUp(directory) }
+        let target = directory + "/taken"
+        try AtomicFile.createDirectory(target)
+        try AtomicFile.write(Array("inside".utf8), to: target + "/file")
+        let error = #expect(throws: ViTError.self) { try AtomicFile.write([1, 2, 3], to: target) }
+        #expect(error?.subject == target)
+        #expect(error?.message.hasPrefix("cannot write: ") == true)
+        #expect(try listing(directory) == ["taken"])
+        #expect(String(decoding: try readBytes(target + "/file"), as: UTF8.self) == "inside")
+    }
+
+    @Test func pathsThatNameNoFileAreRejected() {
+        #expect(throws: ViTError("", "cannot write: No such file or directory")) { try AtomicFile.write([1], to: "") }
+        #expect(throws: ViTError("/tmp/dir/", "cannot write: Is a directory")) { try AtomicFile.write([1], to: "/tmp/dir/") }
+    }
+
+    @Test func createDirectoryMakesParentsAndAcceptsExistingOnes() throws {
+        let directory = try makeScratchDirectory()
+        defer { cleanUp(directory) }
+        let nested = directory + "/a/b/c"
+        try AtomicFile.createDirectory(nested)
+        try AtomicFile.createDirectory(nested)
+        try AtomicFile.createDirectory(directory + "/a//b/./c/")
+        #expect(PosixFile.isDirectory(nested))
+        try AtomicFile.write([7], to: nested + "/x")
+        #expect(try readBytes(nested + "/x") == [7])
+
+        let throughFile = nested + "/x/y"
+        #expect(throws: ViTError(throughFile, "cannot create directory: Not a directory")) {
+            try AtomicFile.createDirectory(throughFile)
+        }
+        #expect(throws: ViTError("", "cannot create directory: the path is empty")) { try AtomicFile.createDirectory("") }
+    }
+}
