@@ -1,4 +1,7 @@
 import CBLAS
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Process-wide settings of the BLAS library that every GEMM in vit goes through.
 public enum BLAS {
@@ -29,5 +32,40 @@ extension BLAS {
         openblas_set_num_threads(1)
         body()
         openblas_set_num_threads(Int32(previous))
+    }
+}
+
+extension BLAS {
+    /// The OpenBLAS core type this CPU should use when the library's own detection undersells
+    /// it, or nil when detection is fine.
+    ///
+    /// Debian's OpenBLAS 0.3.21 does not know AMD Zen 4/5 and picks its AVX2 "Haswell"/"Zen"
+    /// kernels, about half the sgemm speed of its AVX-512 "SkylakeX" kernels on these CPUs.
+    /// SkylakeX needs AVX-512 F, CD, BW, DQ and VL, read here from /proc/cpuinfo.
+    public static func preferredCoreType(cpuFlags: Set<Substring>? = nil, detectedCore: String? = nil) -> String? {
+        let core = detectedCore ?? coreName
+        let avx512Cores: Set<String> = ["SkylakeX", "Cooperlake", "SapphireRapids"]
+        guard !avx512Cores.contains(core) else { return nil }
+        let flags = cpuFlags ?? currentCPUFlags()
+        let needed: [Substring] = ["avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl"]
+        return needed.allSatisfy(flags.contains) ? "SkylakeX" : nil
+    }
+
+    /// The feature flags of the first CPU in /proc/cpuinfo (empty when unreadable).
+    static func currentCPUFlags() -> Set<Substring> {
+        guard let file = fopen("/proc/cpuinfo", "r") else { return [] }
+        defer { fclose(file) }
+        var line: UnsafeMutablePointer<CChar>? = nil
+        var capacity = 0
+        defer { free(line) }
+        while getline(&line, &capacity, file) > 0 {
+            guard let line else { break }
+            let text = String(cString: line)
+            if text.hasPrefix("flags") {
+                guard let colon = text.firstIndex(of: ":") else { return [] }
+                return Set(text[text.index(after: colon)...].split(whereSeparator: { $0 == " " || $0 == "\n" }))
+            }
+        }
+        return []
     }
 }

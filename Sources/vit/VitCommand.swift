@@ -10,4 +10,9 @@ struct VitCommand: ParsableCommand {
         version: "0.1.0",
         subcommands: []
     )
+
+    static func main() {
+        Runtime.ensureBestBLASCore()
+        main(nil)
+    }
 }
