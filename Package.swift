@@ -1,6 +1,15 @@
 // swift-tools-version: 6.0
 import PackageDescription
 
+/// The kernels' elementwise loops vectorize 8 wide with AVX2 and FMA (the Haswell feature set: every x86
+/// server CPU since 2013) instead of baseline SSE2's 4: about twice the speed of GELU, softmax
+/// and LayerNorm. GEMMs are OpenBLAS's and pick their own kernels at run time.
+#if arch(x86_64)
+let kernelSettings: [SwiftSetting] = [.unsafeFlags(["-target-cpu", "haswell"])]
+#else
+let kernelSettings: [SwiftSetting] = []
+#endif
+
 let package = Package(
     name: "vit",
     platforms: [.macOS(.v13)],
@@ -33,7 +42,8 @@ let package = Package(
         /// Forward/backward kernels on raw float buffers; the only target that calls CBLAS.
         .target(
             name: "ViTKernels",
-            dependencies: ["CBLAS"]
+            dependencies: ["CBLAS"],
+            swiftSettings: kernelSettings
         ),
 
         // MARK: - Model, data, training

@@ -20,7 +20,8 @@ public func attentionForward(
 ) {
     let hd = C / NH
     let scale = 1 / Float(hd).squareRoot()
-    BLAS.withSingleThreadedCalls {
+    BLAS.ensureCallerThreadOnly()
+    do {
         Parallel.forEach(B * NH) { bh in
             let b = bh / NH, h = bh % NH
             let q = qkv + b * T * 3 * C + h * hd
@@ -59,7 +60,8 @@ public func attentionBackward(
 ) {
     let hd = C / NH
     let scale = 1 / Float(hd).squareRoot()
-    BLAS.withSingleThreadedCalls {
+    BLAS.ensureCallerThreadOnly()
+    do {
         Parallel.forEach(B * NH) { bh in
             let b = bh / NH, h = bh % NH
             let q = qkv + b * T * 3 * C + h * hd

@@ -18,21 +18,17 @@ public enum BLAS {
     }
 }
 
+/// Set once: OpenBLAS runs every call on the calling thread.
+private let callerThreadOnly: Void = { openblas_set_num_threads(1) }()
+
 extension BLAS {
-    /// Runs `body` with OpenBLAS limited to one thread, for regions where our own workers each
-    /// issue many small GEMMs at once (attention heads): nesting OpenBLAS's pool inside ours
-    /// would oversubscribe the cores.
+    /// Makes OpenBLAS run each call on the calling thread, once per process.
+    ///
+    /// vit splits GEMMs across its own workers (`Parallel`), which also run the elementwise
+    /// kernels. A second pool inside OpenBLAS would spin (sched_yield) on the same cores while
+    /// ours work, which measured 15% of a training step on 2 cores.
     @inline(__always)
-    public static func withSingleThreadedCalls(_ body: () -> Void) {
-        let previous = Int(openblas_get_num_threads())
-        if Parallel.threads <= 1 || previous <= 1 {
-            body()
-            return
-        }
-        openblas_set_num_threads(1)
-        body()
-        openblas_set_num_threads(Int32(previous))
-    }
+    public static func ensureCallerThreadOnly() { callerThreadOnly }
 }
 
 extension BLAS {

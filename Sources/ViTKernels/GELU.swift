@@ -9,18 +9,10 @@
 ///   - out: `[N]`, written; may alias `inp`.
 ///   - inp: `[N]`, read.
 public func geluForward(_ out: UnsafeMutablePointer<Float>, _ inp: UnsafePointer<Float>, count N: Int) {
-    Parallel.forRanges(N / 16 + 1, minimumChunk: 1024) { blocks in
-        var i = blocks.lowerBound * 16
-        let end = min(N, blocks.upperBound * 16)
-        while i + 16 <= end {
-            let x = load16(inp + i)
-            store16(0.5 * x * (1 + simdErf(x * inverseSqrt2)), out + i)
-            i += 16
-        }
-        while i < end {
+    Parallel.forRanges(N, minimumChunk: 16_384) { range in
+        for i in range {
             let x = inp[i]
             out[i] = 0.5 * x * (1 + fastErf(x * inverseSqrt2))
-            i += 1
         }
     }
 }
@@ -32,22 +24,12 @@ public func geluForward(_ out: UnsafeMutablePointer<Float>, _ inp: UnsafePointer
 ///   - inp: `[N]`, the forward input x.
 ///   - dout: `[N]`, the incoming gradient.
 public func geluBackward(_ dinp: UnsafeMutablePointer<Float>, _ inp: UnsafePointer<Float>, _ dout: UnsafePointer<Float>, count N: Int) {
-    Parallel.forRanges(N / 16 + 1, minimumChunk: 1024) { blocks in
-        var i = blocks.lowerBound * 16
-        let end = min(N, blocks.upperBound * 16)
-        while i + 16 <= end {
-            let x = load16(inp + i)
-            let cdf = 0.5 * (1 + simdErf(x * inverseSqrt2))
-            let pdf = inverseSqrt2Pi * simdExp(-0.5 * x * x)
-            store16(load16(dinp + i) + load16(dout + i) * (cdf + x * pdf), dinp + i)
-            i += 16
-        }
-        while i < end {
+    Parallel.forRanges(N, minimumChunk: 16_384) { range in
+        for i in range {
             let x = inp[i]
             let cdf = 0.5 * (1 + fastErf(x * inverseSqrt2))
             let pdf = inverseSqrt2Pi * fastExp(-0.5 * x * x)
             dinp[i] += dout[i] * (cdf + x * pdf)
-            i += 1
         }
     }
 }

@@ -17,19 +17,24 @@ public func matmulForward(
     rows R: Int, inFeatures IC: Int, outFeatures OC: Int
 ) {
     guard R > 0 else { return }
-    var beta: Float = 0
-    if let bias {
-        // Broadcast the bias into the output rows, then let sgemm accumulate onto it.
-        Parallel.forRanges(R, minimumChunk: max(1, 16_384 / max(1, OC))) { rows in
-            for r in rows {
-                (out + r * OC).update(from: bias, count: OC)
-            }
+    BLAS.ensureCallerThreadOnly()
+    // Workers take disjoint row blocks; each block is one sgemm on the caller's thread.
+    Parallel.forRanges(R, minimumChunk: gemmRowChunk(IC * OC)) { rows in
+        let o = out + rows.lowerBound * OC, x = inp + rows.lowerBound * IC
+        var beta: Float = 0
+        if let bias {
+            // Broadcast the bias into the output rows, then let sgemm accumulate onto it.
+            for r in 0..<rows.count { (o + r * OC).update(from: bias, count: OC) }
+            beta = 1
         }
-        beta = 1
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rows.count), Int32(OC), Int32(IC),
+                    1, x, Int32(IC), weight, Int32(IC), beta, o, Int32(OC))
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(R), Int32(OC), Int32(IC),
-                1, inp, Int32(IC), weight, Int32(IC), beta, out, Int32(OC))
 }
+
+/// Rows per worker below which splitting a GEMM costs more than it saves (about 2 MFLOP).
+@inline(__always)
+func gemmRowChunk(_ flopsPerRow: Int) -> Int { max(8, 1_000_000 / max(1, flopsPerRow)) }
 
 /// Linear layer backward. Adds into every gradient buffer it is given.
 ///
@@ -48,12 +53,26 @@ public func matmulBackward(
     rows R: Int, inFeatures IC: Int, outFeatures OC: Int
 ) {
     guard R > 0 else { return }
+    BLAS.ensureCallerThreadOnly()
     if let dinp {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(R), Int32(IC), Int32(OC),
-                    1, dout, Int32(OC), weight, Int32(IC), 1, dinp, Int32(IC))
+        Parallel.forRanges(R, minimumChunk: gemmRowChunk(IC * OC)) { rows in
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(rows.count), Int32(IC), Int32(OC),
+                        1, dout + rows.lowerBound * OC, Int32(OC), weight, Int32(IC), 1, dinp + rows.lowerBound * IC, Int32(IC))
+        }
     }
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(OC), Int32(IC), Int32(R),
-                1, dout, Int32(OC), inp, Int32(IC), 1, dweight, Int32(IC))
+    // dweight sums over all rows, so workers split its larger dimension instead.
+    let minimum = max(4, 1_000_000 / max(1, R * min(IC, OC)))
+    if OC >= IC {
+        Parallel.forRanges(OC, minimumChunk: minimum) { outs in
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(outs.count), Int32(IC), Int32(R),
+                        1, dout + outs.lowerBound, Int32(OC), inp, Int32(IC), 1, dweight + outs.lowerBound * IC, Int32(IC))
+        }
+    } else {
+        Parallel.forRanges(IC, minimumChunk: minimum) { ins in
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(OC), Int32(ins.count), Int32(R),
+                        1, dout, Int32(OC), inp + ins.lowerBound, Int32(IC), 1, dweight + ins.lowerBound, Int32(IC))
+        }
+    }
     if let dbias {
         columnSumAdd(dbias, dout, rows: R, columns: OC)
     }

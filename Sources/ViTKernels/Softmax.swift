@@ -4,24 +4,13 @@
 @inline(__always)
 public func softmaxRowInPlace(_ row: UnsafeMutablePointer<Float>, count n: Int) {
     var maxValue = -Float.infinity
-    for j in 0..<n { maxValue = max(maxValue, row[j]) }
-    var j = 0
-    var sums = FloatVector()
-    while j + 16 <= n {
-        let e = simdExp(load16(row + j) - maxValue)
-        store16(e, row + j)
-        sums += e
-        j += 16
-    }
-    var sum = sums.sum()
-    while j < n {
-        let e = fastExp(row[j] - maxValue)
-        row[j] = e
-        sum += e
-        j += 1
-    }
+    for j in 0..<n { maxValue = Swift.max(maxValue, row[j]) }
+    // Separate loops: the exponentials vectorize; the sum is a short scalar reduction.
+    for j in 0..<n { row[j] = fastExp(row[j] - maxValue) }
+    var sum: Float = 0
+    for j in 0..<n { sum += row[j] }
     let inverse = 1 / sum
-    for k in 0..<n { row[k] *= inverse }
+    for j in 0..<n { row[j] *= inverse }
 }
 
 /// Softmax backward of one row, written in place over the incoming gradient:
