@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import ViT
 
 /// The `vit` executable: train, evaluate, distill, quantize and profile Vision Transformers.
@@ -8,11 +9,42 @@ struct VitCommand: ParsableCommand {
         commandName: "vit",
         abstract: "Train, evaluate, distill, quantize and profile Vision Transformers on the CPU.",
         version: "0.1.0",
-        subcommands: []
+        subcommands: [Train.self, Eval.self]
     )
 
+    /// Runs a command and turns every failure into one `error:` line and an exit status:
+    /// 1 for bad input or failed work, 2 for command-line usage, 130 for a run stopped by Ctrl-C.
     static func main() {
         Runtime.ensureBestBLASCore()
-        main(nil)
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch let error as ViTError {
+            Console.endStatus()
+            Console.error("error: \(error)")
+            if let hint = error.hint { Console.error("hint: \(hint)") }
+            Foundation.exit(1)
+        } catch is StoppedEarly {
+            Foundation.exit(130)
+        } catch {
+            let code = exitCode(for: error)
+            if code == .success {
+                print(fullMessage(for: error))
+                Foundation.exit(0)
+            }
+            if code == .validationFailure {
+                Console.error("error: " + message(for: error))
+                Console.error("hint: see 'vit \(helpSubcommand()) --help'")
+                Foundation.exit(2)
+            }
+            Console.error("error: " + message(for: error))
+            Foundation.exit(code.rawValue == 0 ? 1 : code.rawValue)
+        }
+    }
+
+    /// The subcommand named on the command line, for the usage hint.
+    static func helpSubcommand() -> String {
+        let names = configuration.subcommands.map { $0.configuration.commandName ?? "" }
+        return CommandLine.arguments.dropFirst().first { names.contains($0) } ?? ""
     }
 }

@@ -1,0 +1,159 @@
+import Foundation
+import ViTKernels
+
+/// Where a resumable run stands: everything besides weights and optimizer moments that
+/// `--resume` needs to continue exactly as if the run had never stopped.
+public struct TrainingState: Sendable, Equatable {
+    /// Optimizer steps taken (also AdamW's step count).
+    public var step: Int = 0
+    /// The epoch in progress (0-based) and the next micro-batch within it.
+    public var epoch: Int = 0
+    public var batchInEpoch: Int = 0
+    /// Best validation top-1 so far, and the epoch it came from.
+    public var bestValAccuracy: Double = -1
+    public var bestEpoch: Int = -1
+    /// Training seconds so far (wall clock, excluding evaluation of checkpoints on resume).
+    public var elapsedSeconds: Double = 0
+
+    public init() {}
+
+    func json() -> JSONValue {
+        .object([("step", .number(Double(step))), ("epoch", .number(Double(epoch))),
+                 ("batch_in_epoch", .number(Double(batchInEpoch))), ("best_val_acc", .number(bestValAccuracy)),
+                 ("best_epoch", .number(Double(bestEpoch))), ("elapsed_s", .number(elapsedSeconds))])
+    }
+
+    init(json: JSONValue, path: String) throws {
+        func int(_ key: String) throws -> Int {
+            guard case .number(let n)? = json[key], n.rounded() == n, n >= -1, n < 1e15 else {
+                throw ViTError(path, "training_state.\(key) is missing or not a whole number")
+            }
+            return Int(n)
+        }
+        func double(_ key: String) throws -> Double {
+            guard case .number(let n)? = json[key], n.isFinite else { throw ViTError(path, "training_state.\(key) is missing or not a number") }
+            return n
+        }
+        step = try int("step"); epoch = try int("epoch"); batchInEpoch = try int("batch_in_epoch")
+        bestValAccuracy = try double("best_val_acc"); bestEpoch = try int("best_epoch"); elapsedSeconds = try double("elapsed_s")
+    }
+}
+
+/// Reading and writing vit checkpoints: safetensors files whose tensors carry timm's
+/// state-dict names (so `timm` loads them with `strict=True`) and whose `__metadata__` holds
+/// the run's config as JSON under `config`, plus `metrics` and, for resumable checkpoints,
+/// `training_state` and the AdamW moments as two flat tensors.
+public enum Checkpoint {
+    public static let formatName = "vit"
+    /// Flat tensors of a resumable checkpoint, laid out like the parameters.
+    public static let firstMomentName = "optimizer.exp_avg"
+    public static let secondMomentName = "optimizer.exp_avg_sq"
+
+    /// Writes the model's weights, with `config` and `metrics` in the metadata (atomically).
+    public static func writeWeights(_ model: VisionTransformer, config: RunConfig, metrics: JSONValue? = nil, to path: String) throws {
+        var writer = weightsWriter(model, config: config, metrics: metrics)
+        writer.metadata["kind"] = "weights"
+        try writer.write(to: path)
+    }
+
+    /// Writes a resumable checkpoint: weights, AdamW moments and the training state.
+    public static func writeTrainingState(_ model: VisionTransformer, optimizer: AdamW, config: RunConfig,
+                                          state: TrainingState, metrics: JSONValue? = nil, to path: String) throws {
+        var writer = weightsWriter(model, config: config, metrics: metrics)
+        writer.metadata["kind"] = "training_state"
+        writer.metadata["training_state"] = state.json().serialized(pretty: false)
+        writer.metadata["optimizer"] = JSONValue.object([
+            ("type", "adamw"), ("step", .number(Double(optimizer.step))),
+        ]).serialized(pretty: false)
+        let n = model.layout.totalCount
+        writer.add(firstMomentName, floats: UnsafeBufferPointer(start: optimizer.m.pointer, count: n), shape: [n])
+        writer.add(secondMomentName, floats: UnsafeBufferPointer(start: optimizer.v.pointer, count: n), shape: [n])
+        try writer.write(to: path)
+    }
+
+    private static func weightsWriter(_ model: VisionTransformer, config: RunConfig, metrics: JSONValue?) -> SafeTensorsWriter {
+        var writer = SafeTensorsWriter(metadata: ["format": formatName, "config": config.json().serialized(pretty: false)])
+        if let metrics { writer.metadata["metrics"] = metrics.serialized(pretty: false) }
+        for tensor in model.layout.tensors {
+            writer.add(tensor.name, floats: UnsafeBufferPointer(start: model.parameters.pointer + tensor.offset, count: tensor.count), shape: tensor.shape)
+        }
+        return writer
+    }
+
+    /// A loaded checkpoint: the model, the config it was trained with, and the file.
+    public struct Loaded {
+        public let model: VisionTransformer
+        public let config: RunConfig
+        public let file: SafeTensorsFile
+        /// The metrics stored at save time, if any.
+        public var metrics: JSONValue? {
+            file.metadata["metrics"].flatMap { try? JSONValue.parse($0, path: file.path) }
+        }
+    }
+
+    /// Loads a vit checkpoint, or a plain timm state dict in safetensors when `config` is given.
+    ///
+    /// The architecture comes from the file's metadata; an explicit `config` overrides it (and
+    /// is required for files without vit metadata). Every tensor the model needs must be there
+    /// with its exact shape and finite values, and no unknown tensor may be: a checkpoint of
+    /// another architecture fails here with the first mismatch named.
+    public static func load(path: String, config explicit: RunConfig? = nil) throws -> Loaded {
+        let file = try SafeTensorsFile(path: path)
+        let config: RunConfig
+        if let explicit {
+            config = explicit
+        } else if let text = file.metadata["config"] {
+            let json = try JSONValue.parse(text, path: "\(path) (metadata 'config')")
+            config = try RunConfig(json: json, path: "\(path) (metadata 'config')")
+        } else {
+            throw ViTError(path, "no vit config in the file's metadata (a plain state dict?)",
+                           hint: "pass --config FILE to give the architecture and data settings")
+        }
+        try config.model.validate(file: path)
+        let model = VisionTransformer(config: config.model, seed: 0)
+        try copyWeights(from: file, into: model)
+        return Loaded(model: model, config: config, file: file)
+    }
+
+    /// Copies every parameter from `file` into `model`, checking names, shapes and values.
+    public static func copyWeights(from file: SafeTensorsFile, into model: VisionTransformer) throws {
+        let path = file.path
+        let known = Set(model.layout.tensors.map(\.name))
+        let extras = file.entries.map(\.name).filter { !known.contains($0) && !$0.hasPrefix("optimizer.") }
+        if let first = extras.first {
+            throw ViTError(path, "unexpected tensor '\(first)'\(extras.count > 1 ? " (and \(extras.count - 1) more)" : "") for this architecture",
+                           hint: "the checkpoint was made for another model; check model.pool, qkv_bias and depth")
+        }
+        for tensor in model.layout.tensors {
+            guard let entry = file[tensor.name] else {
+                throw ViTError(path, "missing tensor '\(tensor.name)'")
+            }
+            guard entry.shape == tensor.shape else {
+                throw ViTError(path, "tensor '\(tensor.name)' has shape \(entry.shape), the config needs \(tensor.shape)")
+            }
+            let destination = model.parameters.pointer + tensor.offset
+            try file.copyFloats(tensor.name, into: destination, count: tensor.count)
+            for i in 0..<tensor.count where !destination[i].isFinite {
+                throw ViTError(path, "tensor '\(tensor.name)' holds \(destination[i]) at index \(i)")
+            }
+        }
+    }
+
+    /// Restores the optimizer moments and training state of a resumable checkpoint.
+    public static func loadTrainingState(from loaded: Loaded, into optimizer: AdamW) throws -> TrainingState {
+        let file = loaded.file, path = file.path
+        guard let text = file.metadata["training_state"] else {
+            throw ViTError(path, "not a resumable checkpoint (no training_state in its metadata)")
+        }
+        let state = try TrainingState(json: try JSONValue.parse(text, path: path), path: path)
+        let n = optimizer.layout.totalCount
+        for name in [firstMomentName, secondMomentName] {
+            guard let entry = file[name] else { throw ViTError(path, "missing tensor '\(name)'") }
+            guard entry.shape == [n] else { throw ViTError(path, "tensor '\(name)' has shape \(entry.shape), expected [\(n)]") }
+        }
+        try file.copyFloats(firstMomentName, into: optimizer.m.pointer, count: n)
+        try file.copyFloats(secondMomentName, into: optimizer.v.pointer, count: n)
+        optimizer.step = state.step
+        return state
+    }
+}

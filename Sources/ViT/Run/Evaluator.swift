@@ -1,0 +1,83 @@
+import Foundation
+import ViTKernels
+
+/// Accuracy, loss and confusion of a model over a dataset.
+public struct EvaluationResult: Sendable {
+    public var count = 0
+    public var top1 = 0.0
+    public var top5 = 0.0
+    /// Mean cross-entropy without label smoothing.
+    public var loss = 0.0
+    /// Accuracy of each class (NaN for a class with no images).
+    public var perClass: [Double] = []
+    /// confusion[true][predicted] counts.
+    public var confusion: [[Int]] = []
+    /// Logits `[count, K]` in dataset order, when asked for.
+    public var logits: [Float]? = nil
+
+    /// The `--json` form: top1, top5, loss, count, per_class, confusion.
+    public func json() -> JSONValue {
+        .object([
+            ("top1", .number(top1)), ("top5", .number(top5)), ("loss", .number(loss)), ("count", .number(Double(count))),
+            ("per_class", .array(perClass.map { $0.isNaN ? .null : .number($0) })),
+            ("confusion", .array(confusion.map { .array($0.map { .number(Double($0)) }) })),
+        ])
+    }
+}
+
+/// Runs a model in inference mode over an evaluation loader.
+public enum Evaluator {
+    /// Evaluates `model` on every image of `loader` (which must not shuffle or drop).
+    ///
+    /// - Parameters:
+    ///   - keepLogits: also return the logits in dataset order.
+    ///   - progress: called after each batch with the images done so far.
+    public static func evaluate(_ model: VisionTransformer, loader: BatchLoader, keepLogits: Bool = false,
+                                progress: ((Int) -> Void)? = nil) -> EvaluationResult {
+        let K = model.config.numClasses
+        var result = EvaluationResult()
+        result.confusion = Array(repeating: Array(repeating: 0, count: K), count: K)
+        var logits: [Float] = []
+        if keepLogits { logits.reserveCapacity(loader.dataset.count * K) }
+        var correct1 = 0, correct5 = 0, lossSum = 0.0
+        var losses = [Float](repeating: 0, count: loader.batchSize)
+        var probs = [Float](repeating: 0, count: loader.batchSize * K)
+        let iterator = loader.makeIterator(epoch: 0)
+        while let batch = iterator.next() {
+            let B = batch.count
+            let out = batch.images.withUnsafeBufferPointer { model.predict($0.baseAddress!, batch: B) }
+            batch.labels.withUnsafeBufferPointer { labels in
+                crossEntropyForward(&losses, &probs, out, labels.baseAddress!, batch: B, classes: K, smoothing: 0)
+            }
+            for b in 0..<B {
+                lossSum += Double(losses[b])
+                let row = out + b * K
+                let label = Int(batch.labels[b])
+                let target = row[label]
+                // Top-1 is the first highest logit (torch.argmax); top-5 counts the true class
+                // when fewer than five classes score strictly higher.
+                var higher = 0, best = 0
+                for k in 0..<K {
+                    if row[k] > target { higher += 1 }
+                    if row[k] > row[best] { best = k }
+                }
+                if best == label { correct1 += 1 }
+                if higher < 5 { correct5 += 1 }
+                result.confusion[label][best] += 1
+            }
+            if keepLogits { logits.append(contentsOf: UnsafeBufferPointer(start: out, count: B * K)) }
+            result.count += B
+            progress?(result.count)
+        }
+        let n = Double(max(1, result.count))
+        result.top1 = Double(correct1) / n
+        result.top5 = Double(correct5) / n
+        result.loss = lossSum / n
+        result.perClass = result.confusion.enumerated().map { label, row in
+            let total = row.reduce(0, +)
+            return total == 0 ? .nan : Double(row[label]) / Double(total)
+        }
+        if keepLogits { result.logits = logits }
+        return result
+    }
+}

@@ -1,0 +1,321 @@
+import Foundation
+import ViTKernels
+
+/// One line of `metrics.jsonl`: the state of a run at the end of an epoch.
+public struct EpochMetrics: Sendable, Equatable {
+    public var epoch: Int
+    public var step: Int
+    public var lr: Double
+    public var trainLoss: Double
+    public var trainAccuracy: Double
+    public var valLoss: Double?
+    public var valAccuracy: Double?
+    public var imagesPerSecond: Double
+    public var elapsedSeconds: Double
+
+    public func json() -> JSONValue {
+        .object([
+            ("epoch", .number(Double(epoch))), ("step", .number(Double(step))), ("lr", .number(lr)),
+            ("train_loss", .number(trainLoss)), ("train_acc", .number(trainAccuracy)),
+            ("val_loss", valLoss.map(JSONValue.number) ?? .null), ("val_acc", valAccuracy.map(JSONValue.number) ?? .null),
+            ("images_per_second", .number(imagesPerSecond)), ("elapsed_s", .number(elapsedSeconds)),
+        ])
+    }
+}
+
+/// What the trainer reports while it works; the command line turns these into a progress line
+/// or log lines.
+public struct TrainingEvents {
+    /// After each optimizer step.
+    public var stepEnded: (_ progress: StepProgress) -> Void = { _ in }
+    /// After each epoch's bookkeeping (validation, checkpoints).
+    public var epochEnded: (_ metrics: EpochMetrics) -> Void = { _ in }
+    /// Notes worth a line of their own (resumed from, saved to, ...).
+    public var message: (_ text: String) -> Void = { _ in }
+    public init() {}
+}
+
+/// Where training stands after a step, for progress displays.
+public struct StepProgress: Sendable {
+    public var epoch: Int
+    public var epochs: Int
+    public var stepInEpoch: Int
+    public var stepsPerEpoch: Int
+    public var step: Int
+    public var totalSteps: Int
+    public var loss: Double
+    public var lr: Double
+    public var imagesPerSecond: Double
+    public var secondsRemaining: Double
+}
+
+/// The outcome of `Trainer.run`.
+public struct TrainingSummary: Sendable {
+    public var outputDirectory: String
+    public var epochs: [EpochMetrics]
+    public var bestValAccuracy: Double
+    public var steps: Int
+    /// Set when the run stopped early on request; the path of the resumable checkpoint.
+    public var interruptedCheckpoint: String?
+}
+
+/// Trains a ViT from a `RunConfig`: data, model, AdamW with warmup and decay, label smoothing or
+/// mixup targets, gradient accumulation and clipping, validation, checkpoints, metrics, resume.
+///
+/// Every random choice derives from `train.seed` and the step (or the epoch and batch index for
+/// data), never from history, so a resumed run repeats exactly the losses of an unbroken one.
+public final class Trainer {
+    public let config: RunConfig
+    public let outputDirectory: String
+    public var events = TrainingEvents()
+    /// Stop (as if interrupted) after this many optimizer steps in this process; for tests and
+    /// smoke runs.
+    public var maxSteps: Int?
+
+    public let model: VisionTransformer
+    public let optimizer: AdamW
+    let trainLoader: BatchLoader
+    let validationLoader: BatchLoader
+    let schedule: LearningRateSchedule
+    public let stepsPerEpoch: Int
+    private var state = TrainingState()
+    private var history: [EpochMetrics] = []
+
+    /// Sets up a fresh run writing into `outputDirectory`, or continues the newest resumable
+    /// checkpoint in it when `resume` is true (then the stored config is used, with
+    /// `overrides` applied on top).
+    public init(config: RunConfig, outputDirectory: String, resume: Bool = false, overrides: [String] = []) throws {
+        var config = config
+        var resumeFrom: Checkpoint.Loaded?
+        if resume {
+            let loaded = try Trainer.newestCheckpoint(in: outputDirectory)
+            let stored = try JSONValue.parse(loaded.file.metadata["config"] ?? "", path: loaded.file.path)
+            config = try RunConfig.decode(bytes: Array(stored.serialized(pretty: true).utf8), path: loaded.file.path, overrides: overrides)
+            try config.validate(path: loaded.file.path)
+            resumeFrom = loaded
+        }
+        self.config = config
+        self.outputDirectory = outputDirectory
+        let m = config.model, t = config.train
+
+        // Data: the training split, and a held-out part of it or the test split for validation.
+        var train = try Dataset.load(format: config.data.format, path: config.data.path, split: .train)
+        let validation: Dataset
+        if config.data.valSplit > 0 {
+            try train.validateHoldOut(config.data.valSplit)
+            (train, validation) = train.split(holdOut: config.data.valSplit, seed: t.seed)
+        } else {
+            validation = try Dataset.load(format: config.data.format, path: config.data.path, split: .test)
+        }
+        try Trainer.checkFits(train, m, path: config.data.path)
+        trainLoader = try BatchLoader(dataset: train, config: config.data, batchSize: t.batchSize, training: true,
+                                      labelSmoothing: t.labelSmoothing, seed: t.seed)
+        validationLoader = try BatchLoader(dataset: validation, config: config.data, batchSize: t.batchSize, training: false,
+                                           labelSmoothing: 0, seed: t.seed)
+        stepsPerEpoch = trainLoader.batchesPerEpoch / t.accumSteps
+        guard stepsPerEpoch >= 1 else {
+            throw ViTError("train.accum_steps", "\(t.accumSteps) micro-batches per step is more than the \(trainLoader.batchesPerEpoch) batches in an epoch")
+        }
+        schedule = LearningRateSchedule(peak: t.lr, floor: t.minLr, warmupSteps: Int((t.warmupEpochs * Double(stepsPerEpoch)).rounded()),
+                                        totalSteps: t.epochs * stepsPerEpoch, kind: t.schedule)
+
+        model = VisionTransformer(config: m, seed: t.seed)
+        optimizer = AdamW(layout: model.layout, weightDecay: t.weightDecay, beta1: t.beta1, beta2: t.beta2, eps: t.adamEps)
+        if let resumeFrom {
+            try Checkpoint.copyWeights(from: resumeFrom.file, into: model)
+            state = try Checkpoint.loadTrainingState(from: resumeFrom, into: optimizer)
+            history = Trainer.readHistory(in: outputDirectory).filter { $0.epoch <= state.epoch }
+        }
+        try AtomicFile.createDirectory(outputDirectory)
+        try AtomicFile.createDirectory(checkpointDirectory)
+        resumedFrom = resumeFrom?.file.path
+    }
+
+    /// The checkpoint this run resumed from, if any.
+    public private(set) var resumedFrom: String?
+    /// Optimizer steps taken so far.
+    public var currentStep: Int { state.step }
+    /// The epoch in progress (0-based).
+    public var currentEpoch: Int { state.epoch }
+
+    /// Rejects a dataset whose images do not fit the model.
+    public static func checkFits(_ data: Dataset, _ m: ModelConfig, path: String) throws {
+        if data.channels != m.inChannels || data.height != m.imageSize || data.width != m.imageSize {
+            throw ViTError(path, "images are \(data.channels)×\(data.height)×\(data.width) (C×H×W) but the model expects \(m.inChannels)×\(m.imageSize)×\(m.imageSize)",
+                           hint: "set model.image_size and model.in_channels to match the data")
+        }
+        if data.numClasses > m.numClasses {
+            throw ViTError(path, "the dataset has \(data.numClasses) classes but model.num_classes is \(m.numClasses)")
+        }
+    }
+
+    var checkpointDirectory: String { outputDirectory + "/checkpoints" }
+
+    // MARK: - The loop
+
+    /// Trains to the last epoch (or until interrupted), validating, checkpointing and writing
+    /// metrics on the way. Throws on a non-finite loss, after keeping the last good checkpoint.
+    public func run() throws -> TrainingSummary {
+        let t = config.train
+        let B = t.batchSize, K = config.model.numClasses
+        var dlogits = [Float](repeating: 0, count: B * K)
+        var losses = [Float](repeating: 0, count: B), probs = [Float](repeating: 0, count: B * K)
+        let baseGenerator = SeededGenerator(seed: t.seed ^ 0xD50_7E5)
+        var stepsThisProcess = 0
+        let runStart = Date()
+        let elapsedBefore = state.elapsedSeconds
+
+        while state.epoch < t.epochs {
+            let epochStart = Date()
+            let iterator = trainLoader.makeIterator(epoch: state.epoch, startingAt: state.batchInEpoch)
+            var lossSum = 0.0, correct = 0, seen = 0
+            var lastLR = schedule.rate(at: state.step)
+            let batchesToRun = stepsPerEpoch * t.accumSteps
+            while state.batchInEpoch < batchesToRun {
+                model.zeroGradients()
+                var stepLoss = 0.0
+                var produced = 0
+                for micro in 0..<t.accumSteps {
+                    guard let batch = iterator.next() else { break }
+                    produced += 1
+                    let n = batch.count
+                    var generator = baseGenerator.derived(UInt64(state.step * t.accumSteps + micro))
+                    let logits = batch.images.withUnsafeBufferPointer {
+                        model.forward($0.baseAddress!, batch: n, training: true, generator: &generator)
+                    }
+                    dlogits.withUnsafeMutableBufferPointer { $0.update(repeating: 0) }
+                    let scale = 1 / Float(n * t.accumSteps)
+                    if let targets = batch.targets {
+                        softTargetCrossEntropyForward(&losses, &probs, logits, targets, batch: n, classes: K)
+                        softTargetCrossEntropyBackward(&dlogits, probs, targets, batch: n, classes: K, scale: scale)
+                    } else {
+                        crossEntropyForward(&losses, &probs, logits, batch.labels, batch: n, classes: K, smoothing: Float(t.labelSmoothing))
+                        crossEntropyBackward(&dlogits, probs, batch.labels, batch: n, classes: K, smoothing: Float(t.labelSmoothing), scale: scale)
+                    }
+                    var batchLoss = 0.0
+                    for b in 0..<n {
+                        batchLoss += Double(losses[b])
+                        var best = 0
+                        for k in 1..<K where logits[b * K + k] > logits[b * K + best] { best = k }
+                        if best == Int(batch.labels[b]) { correct += 1 }
+                    }
+                    stepLoss += batchLoss / Double(n * t.accumSteps)
+                    lossSum += batchLoss
+                    seen += n
+                    dlogits.withUnsafeBufferPointer { model.backward($0.baseAddress!, batch: n) }
+                    state.batchInEpoch += 1
+                }
+                if produced == 0 { break }
+                guard stepLoss.isFinite else {
+                    throw ViTError("train", "the loss became \(stepLoss) at step \(state.step + 1) (epoch \(state.epoch + 1))",
+                                   hint: "lower train.lr or set train.grad_clip; the last good checkpoint is in \(checkpointDirectory)")
+                }
+                if t.gradClip > 0 { clipGradientNorm(model.gradients, maxNorm: t.gradClip) }
+                lastLR = schedule.rate(at: state.step)
+                optimizer.update(model, lr: lastLR)
+                state.step += 1
+                stepsThisProcess += 1
+
+                let epochSeconds = Date().timeIntervalSince(epochStart)
+                let rate = Double(seen) / max(epochSeconds, 1e-9)
+                let remainingImages = Double((t.epochs * stepsPerEpoch - state.step) * t.accumSteps * B)
+                events.stepEnded(StepProgress(epoch: state.epoch + 1, epochs: t.epochs, stepInEpoch: state.batchInEpoch / t.accumSteps,
+                                              stepsPerEpoch: stepsPerEpoch, step: state.step, totalSteps: t.epochs * stepsPerEpoch,
+                                              loss: stepLoss, lr: lastLR, imagesPerSecond: rate, secondsRemaining: remainingImages / max(rate, 1e-9)))
+                if Interruption.requested || (maxSteps.map { stepsThisProcess >= $0 } ?? false) {
+                    state.elapsedSeconds = elapsedBefore + Date().timeIntervalSince(runStart)
+                    let path = try saveTrainingState()
+                    return TrainingSummary(outputDirectory: outputDirectory, epochs: history, bestValAccuracy: state.bestValAccuracy,
+                                           steps: state.step, interruptedCheckpoint: path)
+                }
+            }
+
+            // End of epoch: validate, record, checkpoint.
+            let trainSeconds = Date().timeIntervalSince(epochStart)
+            state.epoch += 1
+            state.batchInEpoch = 0
+            var metrics = EpochMetrics(epoch: state.epoch, step: state.step, lr: lastLR, trainLoss: lossSum / Double(max(1, seen)),
+                                       trainAccuracy: Double(correct) / Double(max(1, seen)), valLoss: nil, valAccuracy: nil,
+                                       imagesPerSecond: Double(seen) / max(trainSeconds, 1e-9), elapsedSeconds: 0)
+            let isLast = state.epoch == t.epochs
+            if state.epoch % t.evalEvery == 0 || isLast {
+                let result = Evaluator.evaluate(model, loader: validationLoader)
+                metrics.valLoss = result.loss
+                metrics.valAccuracy = result.top1
+                if result.top1 > state.bestValAccuracy {
+                    state.bestValAccuracy = result.top1
+                    state.bestEpoch = state.epoch
+                    try Checkpoint.writeWeights(model, config: config, metrics: metrics.json(), to: outputDirectory + "/best.safetensors")
+                }
+            }
+            state.elapsedSeconds = elapsedBefore + Date().timeIntervalSince(runStart)
+            metrics.elapsedSeconds = state.elapsedSeconds
+            history.append(metrics)
+            try writeHistory()
+            if (t.saveEvery > 0 && state.epoch % t.saveEvery == 0) || isLast {
+                try saveTrainingState()
+            }
+            events.epochEnded(metrics)
+        }
+
+        let final = history.last.map { $0.json() }
+        try Checkpoint.writeWeights(model, config: config, metrics: final, to: outputDirectory + "/model.safetensors")
+        events.message("wrote \(outputDirectory)/model.safetensors")
+        return TrainingSummary(outputDirectory: outputDirectory, epochs: history, bestValAccuracy: state.bestValAccuracy,
+                               steps: state.step, interruptedCheckpoint: nil)
+    }
+
+    // MARK: - Files
+
+    /// Writes `checkpoints/step-NNNNNNNN.safetensors` and removes the oldest beyond
+    /// `keep_checkpoints`. Returns the path written.
+    @discardableResult
+    func saveTrainingState() throws -> String {
+        let path = checkpointDirectory + "/step-" + String(format: "%08d", state.step) + ".safetensors"
+        try Checkpoint.writeTrainingState(model, optimizer: optimizer, config: config, state: state,
+                                          metrics: history.last?.json(), to: path)
+        let all = Trainer.checkpointFiles(in: checkpointDirectory)
+        for old in all.dropLast(config.train.keepCheckpoints) where old != path {
+            try? FileManager.default.removeItem(atPath: old)
+        }
+        return path
+    }
+
+    /// Resumable checkpoints in `directory`, oldest first (temporary files are never listed).
+    static func checkpointFiles(in directory: String) -> [String] {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+        return names.filter { $0.hasPrefix("step-") && $0.hasSuffix(".safetensors") }.sorted().map { directory + "/" + $0 }
+    }
+
+    /// The newest checkpoint of a run directory that loads; older ones are tried when the
+    /// newest is damaged.
+    static func newestCheckpoint(in runDirectory: String) throws -> Checkpoint.Loaded {
+        let files = checkpointFiles(in: runDirectory + "/checkpoints")
+        guard !files.isEmpty else {
+            throw ViTError(runDirectory, "no resumable checkpoint (checkpoints/step-*.safetensors) to resume from")
+        }
+        var firstError: Error?
+        for path in files.reversed() {
+            do { return try Checkpoint.load(path: path) } catch { firstError = firstError ?? error }
+        }
+        throw firstError!
+    }
+
+    private func writeHistory() throws {
+        let text = history.map { $0.json().serialized(pretty: false) + "\n" }.joined()
+        try AtomicFile.write(Array(text.utf8), to: outputDirectory + "/metrics.jsonl")
+    }
+
+    /// Epoch lines already in `metrics.jsonl` (unparseable lines are skipped).
+    static func readHistory(in directory: String) -> [EpochMetrics] {
+        guard let text = try? String(contentsOfFile: directory + "/metrics.jsonl", encoding: .utf8) else { return [] }
+        return text.split(separator: "\n").compactMap { line in
+            guard let json = try? JSONValue.parse(String(line), path: "metrics.jsonl") else { return nil }
+            func number(_ key: String) -> Double? { if case .number(let n)? = json[key] { return n }; return nil }
+            guard let epoch = number("epoch"), let step = number("step") else { return nil }
+            return EpochMetrics(epoch: Int(epoch), step: Int(step), lr: number("lr") ?? 0, trainLoss: number("train_loss") ?? .nan,
+                                trainAccuracy: number("train_acc") ?? .nan, valLoss: number("val_loss"), valAccuracy: number("val_acc"),
+                                imagesPerSecond: number("images_per_second") ?? 0, elapsedSeconds: number("elapsed_s") ?? 0)
+        }
+    }
+}

@@ -1,0 +1,91 @@
+import ArgumentParser
+import Foundation
+import ViT
+
+extension VitCommand {
+    /// `vit eval`: accuracy, loss, per-class accuracy and confusion matrix of a checkpoint.
+    struct Eval: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "eval",
+            abstract: "Evaluate a checkpoint: top-1, top-5, loss, per-class accuracy, confusion matrix.")
+
+        @Argument(help: "A model.safetensors written by vit, or a timm state dict in safetensors (then give --config).")
+        var checkpoint: String
+
+        @Option(help: "Config giving the architecture and data (required for plain timm state dicts).")
+        var config: String?
+
+        @Option(help: "Dataset path, instead of the one in the checkpoint's config.")
+        var data: String?
+
+        @Option(help: "Which split to evaluate: test or train.")
+        var split: String = "test"
+
+        @Option(name: .customLong("batch-size"), help: "Images per forward pass.")
+        var batchSize: Int = 256
+
+        @Flag(help: "Print one JSON object: top1, top5, loss, count, per_class, confusion.")
+        var json = false
+
+        @Option(help: "Also write the float32 [count, num_classes] logits to this .npy file, in dataset order.")
+        var logits: String?
+
+        @OptionGroup var runtime: RuntimeOptions
+
+        func validate() throws {
+            guard DatasetSplit(rawValue: split) != nil else { throw ValidationError("--split must be test or train, got '\(split)'") }
+            guard batchSize >= 1 && batchSize <= 65_536 else { throw ValidationError("--batch-size must be between 1 and 65536, got \(batchSize)") }
+        }
+
+        func run() throws {
+            runtime.apply()
+            let explicit = try config.map { try RunConfig.load(path: $0) }
+            let loaded = try Checkpoint.load(path: checkpoint, config: explicit)
+            var runConfig = loaded.config
+            if let data { runConfig.data.path = data }
+            let dataset = try Dataset.load(format: runConfig.data.format, path: runConfig.data.path, split: DatasetSplit(rawValue: split)!)
+            try Trainer.checkFits(dataset, runConfig.model, path: runConfig.data.path)
+            let loader = try BatchLoader(dataset: dataset, config: runConfig.data, batchSize: batchSize, training: false,
+                                         labelSmoothing: 0, seed: 0)
+            let start = Date()
+            let result = Evaluator.evaluate(loaded.model, loader: loader, keepLogits: logits != nil) { done in
+                if !json { Console.status("evaluating \(done)/\(dataset.count)") }
+            }
+            let seconds = Date().timeIntervalSince(start)
+            if let logits, let values = result.logits {
+                try Npy.write(floats: values, shape: [result.count, runConfig.model.numClasses], to: logits)
+            }
+            if json {
+                print(result.json().serialized(pretty: false))
+                return
+            }
+            Console.endStatus()
+            report(result, dataset: dataset, path: runConfig.data.path, seconds: seconds)
+        }
+
+        func report(_ r: EvaluationResult, dataset: Dataset, path: String, seconds: Double) {
+            let names = (0..<r.perClass.count).map { $0 < dataset.classNames.count ? dataset.classNames[$0] : "class \($0)" }
+            print("checkpoint  \(checkpoint)")
+            print("data        \(path) (\(split), \(r.count) images, \(String(format: "%.0f", Double(r.count) / max(seconds, 1e-9))) img/s)")
+            print("top-1       \(Console.percent(r.top1))")
+            print("top-5       \(Console.percent(r.top5))")
+            print(String(format: "loss        %.4f", r.loss))
+            print("\nper-class accuracy:")
+            let width = max(5, names.map(\.count).max() ?? 5)
+            for (k, accuracy) in r.perClass.enumerated() {
+                let name = names[k].padding(toLength: width, withPad: " ", startingAt: 0)
+                print("  \(name)  \(accuracy.isNaN ? "  n/a" : Console.percent(accuracy))")
+            }
+            print("\nconfusion matrix (rows: true class, columns: predicted):")
+            let cell = max(5, String(r.confusion.flatMap { $0 }.max() ?? 0).count + 1)
+            print(String(repeating: " ", count: width + 2) + (0..<r.confusion.count).map { String($0).leftPad(cell) }.joined())
+            for (k, row) in r.confusion.enumerated() {
+                print("  " + names[k].padding(toLength: width, withPad: " ", startingAt: 0) + row.map { String($0).leftPad(cell) }.joined())
+            }
+        }
+    }
+}
+
+extension String {
+    func leftPad(_ width: Int) -> String { count >= width ? self : String(repeating: " ", count: width - count) + self }
+}

@@ -1,0 +1,120 @@
+import ArgumentParser
+import Foundation
+import ViT
+
+extension VitCommand {
+    /// `vit train`: trains a ViT from a JSON config and writes checkpoints and metrics.
+    struct Train: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "train",
+            abstract: "Train a Vision Transformer from a JSON config.",
+            discussion: """
+            Writes into the output directory: model.safetensors (final weights, timm names), \
+            best.safetensors (best validation accuracy), checkpoints/step-*.safetensors \
+            (resumable) and metrics.jsonl (one JSON object per epoch). Ctrl-C stops after the \
+            current step and saves a resumable checkpoint.
+            """)
+
+        @Option(name: .long, help: "The JSON config file.")
+        var config: String?
+
+        @Option(name: .long, help: "Output directory (default: runs/<config name>).")
+        var out: String?
+
+        @Option(name: .long, help: "Continue the run in this directory from its newest checkpoint.")
+        var resume: String?
+
+        @Option(name: .customLong("set"), help: "Override a config key, e.g. --set train.epochs=5 (repeatable).")
+        var overrides: [String] = []
+
+        @Option(help: "Random seed (same as --set train.seed=N).")
+        var seed: UInt64?
+
+        @Option(name: .customLong("max-steps"), help: "Stop after this many optimizer steps, saving a resumable checkpoint.")
+        var maxSteps: Int?
+
+        @Flag(help: "Start afresh in an output directory that already holds a run.")
+        var force = false
+
+        @OptionGroup var runtime: RuntimeOptions
+
+        func validate() throws {
+            if config == nil && resume == nil { throw ValidationError("give --config FILE (or --resume DIR)") }
+            if let maxSteps, maxSteps < 1 { throw ValidationError("--max-steps must be at least 1, got \(maxSteps)") }
+        }
+
+        func run() throws {
+            runtime.apply()
+            var overrides = self.overrides
+            if let seed { overrides.append("train.seed=\(seed)") }
+            let trainer: Trainer
+            if let resume {
+                trainer = try Trainer(config: RunConfig(), outputDirectory: resume, resume: true, overrides: overrides)
+            } else {
+                let runConfig = try RunConfig.load(path: config!, overrides: overrides)
+                let directory = out ?? "runs/\(runConfig.name)"
+                try prepare(directory)
+                trainer = try Trainer(config: runConfig, outputDirectory: directory)
+            }
+            trainer.maxSteps = maxSteps
+            let c = trainer.config
+            print("training \(c.name): \(trainer.model.layout.totalCount) parameters, \(trainer.stepsPerEpoch) steps/epoch × \(c.train.epochs) epochs, batch \(c.train.batchSize)\(c.train.accumSteps > 1 ? "×\(c.train.accumSteps)" : ""), \(runtime.threads ?? ProcessInfo.processInfo.activeProcessorCount) threads")
+            print("output: \(trainer.outputDirectory)")
+            if let from = trainer.resumedFrom {
+                print("resuming from \(from) at step \(trainer.currentStep) (epoch \(trainer.currentEpoch + 1))")
+            }
+            trainer.events = events(stepsPerEpoch: trainer.stepsPerEpoch)
+            Interruption.install()
+            let summary = try trainer.run()
+            Console.endStatus()
+            if let checkpoint = summary.interruptedCheckpoint {
+                print("stopped at step \(summary.steps); saved \(checkpoint)")
+                print("resume with: vit train --resume \(trainer.outputDirectory)")
+                if Interruption.requested { throw StoppedEarly() }
+                return
+            }
+            if summary.bestValAccuracy >= 0 {
+                print("best validation top-1 \(Console.percent(summary.bestValAccuracy)); final weights in \(trainer.outputDirectory)/model.safetensors")
+            }
+        }
+
+        /// Refuses to overwrite a previous run unless --force; with --force clears its checkpoints.
+        func prepare(_ directory: String) throws {
+            let fm = FileManager.default
+            let checkpoints = directory + "/checkpoints"
+            let existing = ((try? fm.contentsOfDirectory(atPath: checkpoints)) ?? []).filter { $0.hasSuffix(".safetensors") }
+            let hasRun = fm.fileExists(atPath: directory + "/model.safetensors") || !existing.isEmpty
+            guard hasRun else { return }
+            guard force else {
+                throw ViTError(directory, "already holds a run",
+                               hint: "continue it with --resume \(directory), choose another --out, or pass --force to start over")
+            }
+            for name in existing { try? fm.removeItem(atPath: checkpoints + "/" + name) }
+            for name in ["metrics.jsonl", "model.safetensors", "best.safetensors"] { try? fm.removeItem(atPath: directory + "/" + name) }
+        }
+
+        func events(stepsPerEpoch: Int) -> TrainingEvents {
+            var events = TrainingEvents()
+            let logEvery = max(1, stepsPerEpoch / 10)
+            events.stepEnded = { p in
+                guard Console.isTerminal || p.stepInEpoch % logEvery == 0 || p.stepInEpoch == p.stepsPerEpoch else { return }
+                Console.status(String(format: "epoch %d/%d  step %d/%d  loss %.4f  lr %.2e  %.0f img/s  ETA %@",
+                                      p.epoch, p.epochs, p.stepInEpoch, p.stepsPerEpoch, p.loss, p.lr, p.imagesPerSecond,
+                                      Console.duration(p.secondsRemaining)))
+            }
+            events.epochEnded = { m in
+                Console.endStatus()
+                var line = String(format: "epoch %d  train loss %.4f acc %.2f%%", m.epoch, m.trainLoss, m.trainAccuracy * 100)
+                if let l = m.valLoss, let a = m.valAccuracy { line += String(format: "  val loss %.4f acc %.2f%%", l, a * 100) }
+                line += String(format: "  %.0f img/s  %@ elapsed", m.imagesPerSecond, Console.duration(m.elapsedSeconds))
+                print(line)
+                fflush(nil)
+            }
+            events.message = { text in
+                Console.endStatus()
+                print(text)
+            }
+            return events
+        }
+    }
+}
