@@ -1,0 +1,286 @@
+#!/usr/bin/env bash
+# End-to-end smoke test of the vit command line, for CI and after a refactor. A few minutes
+# at most on 2 cores once the release build exists.
+#
+# In a temporary directory (removed on exit) it converts 512 Fashion-MNIST images per split to
+# CIFAR-10 format (scripts/fashion-to-cifar.py; needs Debian's dataset-fashion-mnist, which
+# `make deps` installs), trains a tiny ViT for 5 steps, resumes it to the end, evaluates it
+# (--json and --logits), loads every shipped config for one training step, and checks that
+# bad input fails with the documented exit status.
+#
+# Usage: scripts/smoke.sh
+# Environment:
+#   VIT           the vit binary to test (default: build release into $SCRATCH_PATH and use it)
+#   SCRATCH_PATH  SwiftPM build directory when building here (default: .build)
+#   FASHION_MNIST directory with the Fashion-MNIST .gz files (default: /usr/share/datasets/fashion-mnist)
+#   VIT_THREADS   --threads for every vit command (default: vit's own, all cores)
+#   KEEP_SMOKE=1  keep the temporary directory and print its path
+#
+# Prints `ok - <check>` or `not ok - <check>` per check, then `N passed, M failed`; exits 1
+# when anything failed.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+root=$(pwd)
+fashion=${FASHION_MNIST:-/usr/share/datasets/fashion-mnist}
+
+if ! command -v swift >/dev/null 2>&1 && [[ -x /opt/swift/usr/bin/swift ]]; then
+    export PATH="/opt/swift/usr/bin:$PATH"
+fi
+
+if [[ -n "${VIT:-}" ]]; then
+    vit=$VIT
+else
+    scratch=${SCRATCH_PATH:-.build}
+    echo "# building release into $scratch"
+    swift build -c release --scratch-path "$scratch"
+    vit=$scratch/release/vit
+fi
+[[ "$vit" == /* ]] || vit="$root/$vit"
+if [[ ! -x "$vit" ]]; then
+    echo "smoke.sh: $vit is not an executable (run make build)" >&2
+    exit 1
+fi
+
+threads=()
+if [[ -n "${VIT_THREADS:-}" ]]; then threads=(--threads "$VIT_THREADS"); fi
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/vit-smoke.XXXXXX")
+cleanup() {
+    if [[ "${KEEP_SMOKE:-}" == 1 ]]; then echo "# kept $work"; else rm -rf "$work"; fi
+}
+trap cleanup EXIT
+
+passed=0
+failed=0
+ok() { echo "ok - $1"; passed=$((passed + 1)); }
+not_ok() {
+    echo "not ok - $1"
+    failed=$((failed + 1))
+    # The end of the log of the failed command, as comments.
+    if [[ -n "${2:-}" && -s "$2" ]]; then tail -n 15 "$2" | sed 's/^/#   /'; fi
+}
+# check DESCRIPTION LOG COMMAND...: runs COMMAND with its output in LOG; ok when it succeeds.
+check() {
+    local what=$1 log=$2
+    shift 2
+    if "$@" >"$log" 2>&1; then ok "$what"; else not_ok "$what" "$log"; fi
+}
+# expect_status STATUS DESCRIPTION LOG COMMAND...: ok when COMMAND exits with STATUS.
+expect_status() {
+    local want=$1 what=$2 log=$3 status=0
+    shift 3
+    "$@" >"$log" 2>&1 || status=$?
+    if [[ $status == "$want" ]]; then ok "$what"; else echo "# exit status $status, expected $want" >>"$log"; not_ok "$what" "$log"; fi
+}
+summary() {
+    echo "$passed passed, $failed failed"
+    if ((failed > 0)); then exit 1; fi
+    exit 0
+}
+bail() {
+    echo "# bailing out: $1"
+    summary
+}
+
+start=$SECONDS
+echo "# vit: $vit"
+echo "# work: $work"
+
+# --- Data ----------------------------------------------------------------------------------
+
+data=$work/data
+limit=512
+if [[ ! -d "$fashion" ]]; then
+    not_ok "Fashion-MNIST is in $fashion (install Debian's dataset-fashion-mnist: make deps)"
+    bail "no data to train on"
+fi
+check "fashion-to-cifar.py writes $limit images per split in CIFAR-10 format" "$work/convert.log" \
+    python3 scripts/fashion-to-cifar.py --src "$fashion" --out "$data" --limit "$limit"
+check "the CIFAR-10 files have the expected sizes and class names" "$work/files.log" \
+    python3 - "$data" "$limit" <<'EOF'
+import os, sys
+data, limit = sys.argv[1], int(sys.argv[2])
+sizes = [os.path.getsize(os.path.join(data, f"data_batch_{i}.bin")) for i in range(1, 6)]
+assert all(s > 0 and s % 3073 == 0 for s in sizes), sizes
+assert sum(sizes) == limit * 3073, (sum(sizes), limit * 3073)
+assert os.path.getsize(os.path.join(data, "test_batch.bin")) == limit * 3073
+names = open(os.path.join(data, "batches.meta.txt")).read().split("\n")
+assert names[:10] == ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
+                      "Sneaker", "Bag", "Ankle boot"], names
+EOF
+test_count=$(( $(wc -c <"$data/test_batch.bin") / 3073 ))
+
+config=$work/smoke.json
+cat >"$config" <<EOF
+{
+  "name": "smoke",
+  "description": "A tiny ViT on $limit Fashion-MNIST images in CIFAR-10 format, for scripts/smoke.sh.",
+  "model": {"image_size": 32, "patch_size": 8, "in_channels": 3, "num_classes": 10,
+            "dim": 32, "depth": 2, "heads": 2, "mlp_dim": 64},
+  "data": {"format": "cifar10", "path": "$data",
+           "mean": [0.286, 0.286, 0.286], "std": [0.353, 0.353, 0.353],
+           "random_crop_padding": 2, "hflip": 0.5},
+  "train": {"epochs": 2, "batch_size": 64, "lr": 1e-3, "warmup_epochs": 1, "save_every": 1}
+}
+EOF
+steps_per_epoch=$((limit / 64))
+
+# --- Train, stop early, resume -------------------------------------------------------------
+
+run=$work/run
+check "vit train --max-steps 5 exits 0" "$work/train.log" \
+    "$vit" train --config "$config" --out "$run" --max-steps 5 "${threads[@]}"
+if [[ -f "$run/checkpoints/step-00000005.safetensors" ]]; then
+    ok "--max-steps 5 leaves checkpoints/step-00000005.safetensors"
+else
+    ls -lR "$run" >"$work/ls.log" 2>&1 || true
+    not_ok "--max-steps 5 leaves checkpoints/step-00000005.safetensors" "$work/ls.log"
+    bail "nothing to resume"
+fi
+if [[ ! -e "$run/model.safetensors" ]]; then
+    ok "a run stopped early has no model.safetensors yet"
+else
+    not_ok "a run stopped early has no model.safetensors yet"
+fi
+
+check "vit train --resume runs to the end" "$work/resume.log" \
+    "$vit" train --resume "$run" "${threads[@]}"
+for file in model.safetensors best.safetensors metrics.jsonl; do
+    if [[ -s "$run/$file" ]]; then ok "the run directory has $file"; else not_ok "the run directory has $file"; fi
+done
+check "metrics.jsonl has 2 epochs with every key" "$work/metrics.log" \
+    python3 - "$run/metrics.jsonl" "$steps_per_epoch" <<'EOF'
+import json, math, sys
+path, steps_per_epoch = sys.argv[1], int(sys.argv[2])
+lines = [line for line in open(path).read().split("\n") if line.strip()]
+assert len(lines) == 2, f"{len(lines)} lines, expected 2"
+keys = ["epoch", "step", "lr", "train_loss", "train_acc", "val_loss", "val_acc",
+        "images_per_second", "elapsed_s"]
+for number, line in enumerate(lines, 1):
+    record = json.loads(line)
+    missing = [k for k in keys if k not in record]
+    assert not missing, f"line {number} lacks {missing}"
+    for k in keys:
+        assert isinstance(record[k], (int, float)) and math.isfinite(record[k]), f"line {number}: {k} = {record[k]!r}"
+    assert record["epoch"] == number, f"line {number}: epoch {record['epoch']}"
+    assert record["step"] == number * steps_per_epoch, f"line {number}: step {record['step']}"
+    assert 0 <= record["train_acc"] <= 1 and 0 <= record["val_acc"] <= 1
+EOF
+
+# --- Evaluate ------------------------------------------------------------------------------
+
+model=$run/model.safetensors
+if "$vit" eval "$model" --json "${threads[@]}" >"$work/eval.json" 2>"$work/eval.log"; then
+    ok "vit eval --json exits 0"
+else
+    not_ok "vit eval --json exits 0" "$work/eval.log"
+fi
+check "eval JSON: top1, top5 in [0,1], loss, count $test_count, per_class 10, confusion 10x10 summing to count" \
+    "$work/eval-check.log" python3 - "$work/eval.json" "$test_count" <<'EOF'
+import json, math, sys
+result = json.loads(open(sys.argv[1]).read())
+count = int(sys.argv[2])
+for key in ("top1", "top5"):
+    assert isinstance(result[key], (int, float)) and 0 <= result[key] <= 1, f"{key} = {result[key]!r}"
+assert result["top5"] >= result["top1"], "top5 < top1"
+assert isinstance(result["loss"], (int, float)) and math.isfinite(result["loss"]) and result["loss"] > 0, result["loss"]
+assert result["count"] == count, f"count {result['count']}, expected {count}"
+assert len(result["per_class"]) == 10, f"per_class has {len(result['per_class'])} entries"
+confusion = result["confusion"]
+assert len(confusion) == 10 and all(len(row) == 10 for row in confusion), "confusion is not 10x10"
+assert sum(map(sum, confusion)) == count, f"confusion sums to {sum(map(sum, confusion))}"
+diagonal = sum(confusion[k][k] for k in range(10))
+assert abs(diagonal / count - result["top1"]) < 1e-9, "top1 disagrees with the confusion diagonal"
+EOF
+
+logits=$work/logits.npy
+check "vit eval --logits exits 0" "$work/eval-logits.log" \
+    "$vit" eval "$model" --logits "$logits" "${threads[@]}"
+check "logits .npy: float32 [$test_count, 10], finite, argmax matches eval top1" "$work/npy.log" \
+    python3 - "$logits" "$test_count" "$data/test_batch.bin" "$work/eval.json" <<'EOF'
+import array, ast, json, math, struct, sys
+path, count, test_file, eval_json = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+raw = open(path, "rb").read()
+assert raw[:6] == b"\x93NUMPY", f"magic {raw[:6]!r}"
+major = raw[6]
+if major == 1:
+    (header_length,), start = struct.unpack("<H", raw[8:10]), 10
+else:
+    (header_length,), start = struct.unpack("<I", raw[8:12]), 12
+header_text = raw[start:start + header_length].decode("latin-1")
+assert header_text.endswith("\n"), "header does not end with a newline"
+assert (start + header_length) % 16 == 0, "data is not 16-byte aligned"
+header = ast.literal_eval(header_text.strip())
+assert header["descr"] == "<f4", header
+assert header["fortran_order"] is False, header
+assert tuple(header["shape"]) == (count, 10), f"shape {header['shape']}, expected ({count}, 10)"
+values = array.array("f")
+values.frombytes(raw[start + header_length:])
+assert len(values) == count * 10, f"{len(values)} floats, expected {count * 10}"
+assert all(math.isfinite(v) for v in values), "non-finite logits"
+labels = open(test_file, "rb").read()[::3073]
+correct = 0
+for i in range(count):
+    row = values[i * 10:(i + 1) * 10]
+    best = max(range(10), key=lambda k: (row[k], -k))  # first maximum, like argmax
+    correct += best == labels[i]
+top1 = json.loads(open(eval_json).read())["top1"]
+assert abs(correct / count - top1) < 1e-9, f"argmax accuracy {correct / count} vs eval top1 {top1}"
+EOF
+
+# --- Shipped configs -----------------------------------------------------------------------
+
+# Each config in configs/ must load, validate and train one step; the data path is pointed at
+# the small set (converted to CIFAR-100 records for cifar100 configs) and the batch kept small.
+cifar100=$work/data100
+python3 - "$data" "$cifar100" <<'EOF'
+import os, sys
+source, target = sys.argv[1], sys.argv[2]
+os.makedirs(target, exist_ok=True)
+def convert(names, out):
+    records = b"".join(open(os.path.join(source, n), "rb").read() for n in names)
+    with open(os.path.join(target, out), "wb") as f:
+        for i in range(0, len(records), 3073):
+            f.write(b"\x00" + records[i:i + 3073])  # coarse label 0, then the fine label
+convert([f"data_batch_{i}.bin" for i in range(1, 6)], "train.bin")
+convert(["test_batch.bin"], "test.bin")
+EOF
+for file in configs/*.json; do
+    name=$(basename "$file" .json)
+    overrides=(--set train.batch_size=16)
+    case $(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["data"]["format"])' "$file" 2>/dev/null || echo unknown) in
+        cifar10) overrides+=(--set "data.path=$data") ;;
+        cifar100) overrides+=(--set "data.path=$cifar100") ;;
+    esac
+    check "$file loads and trains one step" "$work/config-$name.log" \
+        "$vit" train --config "$file" --out "$work/config-$name" --max-steps 1 "${overrides[@]}" "${threads[@]}"
+    rm -rf "$work/config-$name"
+done
+
+# --- Errors --------------------------------------------------------------------------------
+
+bad=$work/bad.json
+python3 - "$config" "$bad" <<'EOF'
+import json, sys
+config = json.load(open(sys.argv[1]))
+config["model"]["no_such_key"] = 1
+json.dump(config, open(sys.argv[2], "w"), indent=2)
+EOF
+expect_status 1 "an unknown config key exits 1" "$work/bad.log" \
+    "$vit" train --config "$bad" --out "$work/bad-run"
+if grep -q "no_such_key" "$work/bad.log"; then
+    ok "the unknown-key error names the key"
+else
+    not_ok "the unknown-key error names the key" "$work/bad.log"
+fi
+expect_status 1 "an unknown --set key exits 1" "$work/bad-set.log" \
+    "$vit" train --config "$config" --out "$work/bad-set-run" --set train.no_such_key=1
+expect_status 2 "vit train without --config exits 2" "$work/noconfig.log" "$vit" train
+expect_status 1 "vit train into an existing run without --force exits 1" "$work/existing.log" \
+    "$vit" train --config "$config" --out "$run" --max-steps 1
+expect_status 1 "vit eval of a missing checkpoint exits 1" "$work/eval-missing.log" \
+    "$vit" eval "$work/no-such-model.safetensors"
+
+echo "# $((SECONDS - start)) s"
+summary
