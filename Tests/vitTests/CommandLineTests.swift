@@ -1,9 +1,145 @@
+import ArgumentParser
 import Testing
 @testable import vit
+
+/// The error `parseAsRoot` throws for `arguments`, or nil when they parse.
+private func parseError(_ arguments: [String]) -> Error? {
+    do {
+        _ = try VitCommand.parseAsRoot(arguments)
+        return nil
+    } catch {
+        return error
+    }
+}
+
+/// Expects `arguments` to be refused as a usage error whose message contains `fragment`.
+private func expectUsageError(_ arguments: [String], mentioning fragment: String,
+                              sourceLocation: SourceLocation = #_sourceLocation) {
+    guard let error = parseError(arguments) else {
+        Issue.record("\(arguments) parsed, expected a usage error", sourceLocation: sourceLocation)
+        return
+    }
+    let message = VitCommand.message(for: error)
+    #expect(VitCommand.exitCode(for: error) == .validationFailure, "\(arguments): exit code for \(message)", sourceLocation: sourceLocation)
+    #expect(message.contains(fragment), "\(arguments): \"\(message)\" does not mention \(fragment)", sourceLocation: sourceLocation)
+}
 
 @Suite struct CommandLineTests {
     @Test func rootHelpNamesTheTool() {
         let help = VitCommand.helpMessage()
         #expect(help.contains("USAGE: vit"))
+        #expect(help.contains("train") && help.contains("eval"))
+    }
+
+    // MARK: train
+
+    @Test func trainParsesEveryOption() throws {
+        let command = try VitCommand.parseAsRoot([
+            "train", "--config", "cfg.json", "--out", "runs/x", "--set", "train.epochs=2", "--set", "model.dim=8",
+            "--seed", "42", "--max-steps", "5", "--force", "--threads", "3",
+        ])
+        let train = try #require(command as? VitCommand.Train)
+        #expect(train.config == "cfg.json")
+        #expect(train.out == "runs/x")
+        #expect(train.resume == nil)
+        #expect(train.overrides == ["train.epochs=2", "model.dim=8"])
+        #expect(train.seed == 42)
+        #expect(train.maxSteps == 5)
+        #expect(train.force)
+        #expect(train.runtime.threads == 3)
+    }
+
+    @Test func trainResumeNeedsNoConfig() throws {
+        let command = try VitCommand.parseAsRoot(["train", "--resume", "runs/x"])
+        let train = try #require(command as? VitCommand.Train)
+        #expect(train.resume == "runs/x")
+        #expect(train.config == nil)
+        #expect(train.overrides.isEmpty && train.maxSteps == nil && !train.force && train.runtime.threads == nil)
+    }
+
+    @Test func trainWithoutConfigFailsValidation() {
+        expectUsageError(["train"], mentioning: "--config")
+        expectUsageError(["train", "--out", "runs/x"], mentioning: "--config")
+    }
+
+    @Test(arguments: ["0", "-1", "1025"])
+    func threadCountOutOfRangeFails(_ threads: String) {
+        expectUsageError(["train", "--config", "c.json", "--threads", threads], mentioning: "--threads")
+        expectUsageError(["eval", "m.safetensors", "--threads", threads], mentioning: "--threads")
+    }
+
+    @Test func maxStepsMustBePositive() {
+        expectUsageError(["train", "--config", "c.json", "--max-steps", "0"], mentioning: "--max-steps")
+    }
+
+    @Test func malformedValuesAreUsageErrors() {
+        expectUsageError(["train", "--config", "c.json", "--threads", "many"], mentioning: "many")
+        expectUsageError(["train", "--config", "c.json", "--seed", "abc"], mentioning: "abc")
+        expectUsageError(["train", "--config", "c.json", "--bogus"], mentioning: "--bogus")
+        expectUsageError(["train", "--config"], mentioning: "--config")
+    }
+
+    @Test func trainHelpMentionsEveryOption() {
+        let help = VitCommand.helpMessage(for: VitCommand.Train.self, columns: 200)
+        for option in ["--config", "--out", "--resume", "--set", "--seed", "--max-steps", "--force", "--threads", "--help"] {
+            #expect(help.contains(option), "train help lacks \(option)")
+        }
+        #expect(help.contains("USAGE: vit train"))
+        #expect(help.contains("metrics.jsonl") && help.contains("model.safetensors"))
+        #expect(VitCommand.Train.helpMessage(columns: 200).contains("--max-steps"))
+    }
+
+    // MARK: eval
+
+    @Test func evalParsesEveryOption() throws {
+        let command = try VitCommand.parseAsRoot([
+            "eval", "run/model.safetensors", "--config", "cfg.json", "--data", "/data", "--split", "train",
+            "--batch-size", "32", "--json", "--logits", "out.npy", "--threads", "2",
+        ])
+        let eval = try #require(command as? VitCommand.Eval)
+        #expect(eval.checkpoint == "run/model.safetensors")
+        #expect(eval.config == "cfg.json")
+        #expect(eval.data == "/data")
+        #expect(eval.split == "train")
+        #expect(eval.batchSize == 32)
+        #expect(eval.json)
+        #expect(eval.logits == "out.npy")
+        #expect(eval.runtime.threads == 2)
+    }
+
+    @Test func evalDefaults() throws {
+        let eval = try #require(try VitCommand.parseAsRoot(["eval", "m.safetensors"]) as? VitCommand.Eval)
+        #expect(eval.split == "test")
+        #expect(eval.batchSize == 256)
+        #expect(!eval.json && eval.logits == nil && eval.config == nil && eval.data == nil)
+    }
+
+    @Test func evalRequiresTheCheckpointArgument() {
+        expectUsageError(["eval"], mentioning: "checkpoint")
+        expectUsageError(["eval", "--split", "test"], mentioning: "checkpoint")
+    }
+
+    @Test func evalRejectsAnUnknownSplit() {
+        expectUsageError(["eval", "m.safetensors", "--split", "foo"], mentioning: "foo")
+        expectUsageError(["eval", "m.safetensors", "--split", "validation"], mentioning: "--split")
+    }
+
+    @Test(arguments: ["0", "65537"])
+    func evalRejectsABadBatchSize(_ size: String) {
+        expectUsageError(["eval", "m.safetensors", "--batch-size", size], mentioning: "--batch-size")
+    }
+
+    @Test func evalHelpMentionsEveryOption() {
+        let help = VitCommand.helpMessage(for: VitCommand.Eval.self, columns: 200)
+        for option in ["<checkpoint>", "--config", "--data", "--split", "--batch-size", "--json", "--logits", "--threads", "--help"] {
+            #expect(help.contains(option), "eval help lacks \(option)")
+        }
+        #expect(help.contains("USAGE: vit eval"))
+    }
+
+    @Test func unknownSubcommandFails() {
+        let error = parseError(["fly"])
+        #expect(error != nil)
+        if let error { #expect(VitCommand.exitCode(for: error) != .success) }
     }
 }

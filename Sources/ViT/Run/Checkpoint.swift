@@ -14,13 +14,24 @@ public struct TrainingState: Sendable, Equatable {
     public var bestEpoch: Int = -1
     /// Training seconds so far (wall clock, excluding evaluation of checkpoints on resume).
     public var elapsedSeconds: Double = 0
+    /// The epoch in progress so far, so that a resumed epoch reports the same train loss,
+    /// accuracy and speed as an unbroken one: summed per-image loss, correct and seen images,
+    /// training seconds, and the learning rate of the last step taken.
+    public var epochLossSum: Double = 0
+    public var epochCorrect: Int = 0
+    public var epochSeen: Int = 0
+    public var epochSeconds: Double = 0
+    public var lastLearningRate: Double = 0
 
     public init() {}
 
     func json() -> JSONValue {
         .object([("step", .number(Double(step))), ("epoch", .number(Double(epoch))),
                  ("batch_in_epoch", .number(Double(batchInEpoch))), ("best_val_acc", .number(bestValAccuracy)),
-                 ("best_epoch", .number(Double(bestEpoch))), ("elapsed_s", .number(elapsedSeconds))])
+                 ("best_epoch", .number(Double(bestEpoch))), ("elapsed_s", .number(elapsedSeconds)),
+                 ("epoch_loss_sum", .number(epochLossSum)), ("epoch_correct", .number(Double(epochCorrect))),
+                 ("epoch_seen", .number(Double(epochSeen))), ("epoch_seconds", .number(epochSeconds)),
+                 ("last_lr", .number(lastLearningRate))])
     }
 
     init(json: JSONValue, path: String) throws {
@@ -36,6 +47,8 @@ public struct TrainingState: Sendable, Equatable {
         }
         step = try int("step"); epoch = try int("epoch"); batchInEpoch = try int("batch_in_epoch")
         bestValAccuracy = try double("best_val_acc"); bestEpoch = try int("best_epoch"); elapsedSeconds = try double("elapsed_s")
+        epochLossSum = try double("epoch_loss_sum"); epochCorrect = try int("epoch_correct"); epochSeen = try int("epoch_seen")
+        epochSeconds = try double("epoch_seconds"); lastLearningRate = try double("last_lr")
     }
 }
 

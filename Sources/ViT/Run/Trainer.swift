@@ -166,10 +166,11 @@ public final class Trainer {
         let elapsedBefore = state.elapsedSeconds
 
         while state.epoch < t.epochs {
-            let epochStart = Date()
+            // A resumed epoch continues the sums it had saved; a new one starts them at zero.
+            let epochStart = Date().addingTimeInterval(-state.epochSeconds)
             let iterator = trainLoader.makeIterator(epoch: state.epoch, startingAt: state.batchInEpoch)
-            var lossSum = 0.0, correct = 0, seen = 0
-            var lastLR = schedule.rate(at: state.step)
+            var lossSum = state.epochLossSum, correct = state.epochCorrect, seen = state.epochSeen
+            var lastLR = state.lastLearningRate
             let batchesToRun = stepsPerEpoch * t.accumSteps
             while state.batchInEpoch < batchesToRun {
                 model.zeroGradients()
@@ -224,6 +225,8 @@ public final class Trainer {
                                               loss: stepLoss, lr: lastLR, imagesPerSecond: rate, secondsRemaining: remainingImages / max(rate, 1e-9)))
                 if Interruption.requested || (maxSteps.map { stepsThisProcess >= $0 } ?? false) {
                     state.elapsedSeconds = elapsedBefore + Date().timeIntervalSince(runStart)
+                    state.epochLossSum = lossSum; state.epochCorrect = correct; state.epochSeen = seen
+                    state.epochSeconds = epochSeconds; state.lastLearningRate = lastLR
                     let path = try saveTrainingState()
                     return TrainingSummary(outputDirectory: outputDirectory, epochs: history, bestValAccuracy: state.bestValAccuracy,
                                            steps: state.step, interruptedCheckpoint: path)
@@ -234,6 +237,8 @@ public final class Trainer {
             let trainSeconds = Date().timeIntervalSince(epochStart)
             state.epoch += 1
             state.batchInEpoch = 0
+            state.epochLossSum = 0; state.epochCorrect = 0; state.epochSeen = 0
+            state.epochSeconds = 0; state.lastLearningRate = lastLR
             var metrics = EpochMetrics(epoch: state.epoch, step: state.step, lr: lastLR, trainLoss: lossSum / Double(max(1, seen)),
                                        trainAccuracy: Double(correct) / Double(max(1, seen)), valLoss: nil, valAccuracy: nil,
                                        imagesPerSecond: Double(seen) / max(trainSeconds, 1e-9), elapsedSeconds: 0)
