@@ -94,3 +94,12 @@ public func meanPoolBackward(_ dx: UnsafeMutablePointer<Float>, _ dout: UnsafePo
         }
     }
 }
+
+/// Elementwise product: out = a · b (the backward of an elementwise function whose derivative
+/// forward saved). `out` may alias `a` or `b`.
+/// - Parameters: out, a, b: `[N]`.
+public func multiplyForward(_ out: UnsafeMutablePointer<Float>, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, count N: Int) {
+    Parallel.forRanges(N, minimumChunk: 32_768) { range in
+        for i in range { out[i] = a[i] * b[i] }
+    }
+}

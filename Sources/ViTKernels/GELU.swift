@@ -33,3 +33,23 @@ public func geluBackward(_ dinp: UnsafeMutablePointer<Float>, _ inp: UnsafePoint
         }
     }
 }
+
+/// GELU forward that also writes its derivative, so backward is one multiply and the
+/// pre-activation need not be kept: out = x·Φ(x), derivative = Φ(x) + x·φ(x).
+///
+/// - Parameters:
+///   - out: `[N]`, written.
+///   - derivative: `[N]`, written; may alias `inp` (each element is read before it is written).
+///   - inp: `[N]`, read.
+public func geluForwardWithDerivative(_ out: UnsafeMutablePointer<Float>, _ derivative: UnsafeMutablePointer<Float>,
+                                      _ inp: UnsafePointer<Float>, count N: Int) {
+    Parallel.forRanges(N, minimumChunk: 16_384) { range in
+        for i in range {
+            let x = inp[i]
+            let cdf = 0.5 * (1 + fastErf(x * inverseSqrt2))
+            let pdf = inverseSqrt2Pi * fastExp(-0.5 * x * x)
+            out[i] = x * cdf
+            derivative[i] = cdf + x * pdf
+        }
+    }
+}

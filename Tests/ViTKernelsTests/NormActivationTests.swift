@@ -85,4 +85,21 @@ private func layerNormReference(_ x: [Double], _ w: [Double], _ b: [Double], row
         }
         expectClose(dx, expectedGrad, abs: 2e-6, rel: 1e-5, "gelu dinp")
     }
+
+    @Test func forwardWithDerivativeMatchesForwardAndBackward() {
+        var rng = TestRandom(13)
+        let n = 777
+        let x = rng.floats(n, scale: 3), dout = rng.floats(n)
+        var out = [Float](repeating: 0, count: n), plain = out
+        var derivative = x // aliasing the input is allowed
+        derivative.withUnsafeMutableBufferPointer { d in
+            geluForwardWithDerivative(&out, d.baseAddress!, d.baseAddress!, count: n)
+        }
+        geluForward(&plain, x, count: n)
+        #expect(out == plain)
+        var viaDerivative = [Float](repeating: 0, count: n), viaBackward = viaDerivative
+        multiplyForward(&viaDerivative, dout, derivative, count: n)
+        geluBackward(&viaBackward, x, dout, count: n)
+        expectClose(viaDerivative, viaBackward.map(Double.init), abs: 1e-6, rel: 1e-6, "gelu derivative times dout")
+    }
 }
