@@ -9,7 +9,7 @@ struct VitCommand: ParsableCommand {
         commandName: "vit",
         abstract: "Train, evaluate, distill, quantize and profile Vision Transformers on the CPU.",
         version: "0.1.0",
-        subcommands: [Train.self, Eval.self]
+        subcommands: [Train.self, Eval.self, Profile.self]
     )
 
     /// Runs a command and turns every failure into one `error:` line and an exit status:
@@ -34,7 +34,8 @@ struct VitCommand: ParsableCommand {
             }
             if code == .validationFailure {
                 Console.error("error: " + message(for: error))
-                Console.error("hint: see 'vit \(helpSubcommand()) --help'")
+                let sub = helpSubcommand()
+                Console.error("hint: see 'vit\(sub.isEmpty ? "" : " " + sub) --help'")
                 Foundation.exit(2)
             }
             Console.error("error: " + message(for: error))

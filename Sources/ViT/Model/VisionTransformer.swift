@@ -18,6 +18,10 @@ public final class VisionTransformer: @unchecked Sendable {
     /// Batch size of the last training forward, which backward must match.
     private var lastTrainingBatch = 0
 
+    /// When set, `forward` and `backward` time every op into it (`vit profile`); when nil,
+    /// each hook is one nil check per op. Profiling changes no result.
+    public var profiler: Profiler?
+
     /// Creates a model with timm's default initialization drawn from `seed`.
     public init(config: ModelConfig, seed: UInt64 = 0) {
         self.config = config
@@ -104,45 +108,76 @@ public final class VisionTransformer: @unchecked Sendable {
         let T = config.numTokens, N = config.numPatches, C = config.dim, M = config.mlpDim
         let NH = config.heads, K = config.numClasses, PD = config.patchValues, BT = B * T
         let eps = Float(config.layerNormEps)
+        let prof = profiler
+        prof?.enter()
 
         patchifyForward(a.patches, images, batch: B, inChannels: config.inChannels, imageSize: config.imageSize, patchSize: config.patchSize)
         matmulForward(a.patchOut, a.patches, p + L.patchWeight, p + L.patchBias, rows: B * N, inFeatures: PD, outFeatures: C)
+        prof?.lap("patch_embed", .forward, flops: 2 * B * N * PD * C)
         let tokens = a.blocks[0].input
         tokensForward(tokens, a.patchOut, p + L.classToken, p + L.positionEmbedding, batch: B, patches: N, channels: C)
+        prof?.lap("pos_embed", .forward)
         if let mask = a.positionMask {
             fillDropoutMask(mask, count: BT * C, rate: config.dropout, generator: &generator)
             multiplyInPlace(tokens, mask, count: BT * C)
+            prof?.lap("dropout", .forward)
         }
 
         for (layer, w) in L.blocks.enumerated() {
             let act = a.blocks[layer]
-            if training { prepareMasks(act, layer: layer, batch: B, generator: &generator) }
+            if training {
+                prepareMasks(act, layer: layer, batch: B, generator: &generator)
+                if act.hasMasks { prof?.lap("dropout_masks", .forward, layer: layer) }
+            }
             // Attention branch: x + drop_path(proj_drop(proj(attn(norm1(x))))).
             layerNormForward(act.norm1, act.norm1Mean, act.norm1Rstd, act.input, p + w.norm1Weight, p + w.norm1Bias, rows: BT, channels: C, eps: eps)
+            prof?.lap("norm1", .forward, layer: layer)
             matmulForward(act.qkv, act.norm1, p + w.qkvWeight, w.qkvBias.map { p + $0 }, rows: BT, inFeatures: C, outFeatures: 3 * C)
+            prof?.lap("qkv", .forward, flops: 2 * BT * C * 3 * C, layer: layer)
             attentionForward(act.attnOut, act.probs, act.qkv, dropMask: act.attnMask, dropped: act.attnDropped,
                              batch: B, tokens: T, channels: C, heads: NH)
+            // Q·Kᵀ and P·V: 2·T·T·hd FLOPs each per image and head.
+            prof?.lap("attention", .forward, flops: 4 * B * T * T * C, layer: layer)
             matmulForward(a.branch, act.attnOut, p + w.projWeight, p + w.projBias, rows: BT, inFeatures: C, outFeatures: C)
-            if let mask = act.projMask { multiplyInPlace(a.branch, mask, count: BT * C) }
-            if let scale = act.attnPathScale { scalePerImage(a.branch, scale, batch: B, perImage: T * C) }
+            prof?.lap("proj", .forward, flops: 2 * BT * C * C, layer: layer)
+            if act.projMask != nil || act.attnPathScale != nil {
+                if let mask = act.projMask { multiplyInPlace(a.branch, mask, count: BT * C) }
+                if let scale = act.attnPathScale { scalePerImage(a.branch, scale, batch: B, perImage: T * C) }
+                prof?.lap("dropout", .forward, layer: layer)
+            }
             addForward(act.middle, act.input, a.branch, count: BT * C)
+            prof?.lap("residual", .forward, layer: layer)
             // MLP branch: x + drop_path(drop(fc2(drop(gelu(fc1(norm2(x))))))).
             layerNormForward(act.norm2, act.norm2Mean, act.norm2Rstd, act.middle, p + w.norm2Weight, p + w.norm2Bias, rows: BT, channels: C, eps: eps)
+            prof?.lap("norm2", .forward, layer: layer)
             matmulForward(act.fc1, act.norm2, p + w.fc1Weight, p + w.fc1Bias, rows: BT, inFeatures: C, outFeatures: M)
+            prof?.lap("fc1", .forward, flops: 2 * BT * C * M, layer: layer)
             geluForward(act.gelu, act.fc1, count: BT * M)
-            if let mask = act.geluMask { multiplyInPlace(act.gelu, mask, count: BT * M) }
+            prof?.lap("gelu", .forward, layer: layer)
+            if let mask = act.geluMask {
+                multiplyInPlace(act.gelu, mask, count: BT * M)
+                prof?.lap("dropout", .forward, layer: layer)
+            }
             matmulForward(a.branch, act.gelu, p + w.fc2Weight, p + w.fc2Bias, rows: BT, inFeatures: M, outFeatures: C)
-            if let mask = act.fc2Mask { multiplyInPlace(a.branch, mask, count: BT * C) }
-            if let scale = act.mlpPathScale { scalePerImage(a.branch, scale, batch: B, perImage: T * C) }
+            prof?.lap("fc2", .forward, flops: 2 * BT * M * C, layer: layer)
+            if act.fc2Mask != nil || act.mlpPathScale != nil {
+                if let mask = act.fc2Mask { multiplyInPlace(a.branch, mask, count: BT * C) }
+                if let scale = act.mlpPathScale { scalePerImage(a.branch, scale, batch: B, perImage: T * C) }
+                prof?.lap("dropout", .forward, layer: layer)
+            }
             addForward(act.output, act.middle, a.branch, count: BT * C)
+            prof?.lap("residual", .forward, layer: layer)
         }
 
         switch config.pool {
         case .cls: classTokenPoolForward(a.pooled, a.finalTokens, batch: B, tokens: T, channels: C)
         case .mean: meanPoolForward(a.pooled, a.finalTokens, batch: B, tokens: T, channels: C)
         }
+        prof?.lap("pool", .forward)
         layerNormForward(a.pooledNorm, a.pooledMean, a.pooledRstd, a.pooled, p + L.finalNormWeight, p + L.finalNormBias, rows: B, channels: C, eps: eps)
+        prof?.lap("final_norm", .forward)
         matmulForward(a.logits, a.pooledNorm, p + L.headWeight, p + L.headBias, rows: B, inFeatures: C, outFeatures: K)
+        prof?.lap("head", .forward, flops: 2 * B * C * K)
         return a.logits
     }
 
@@ -186,48 +221,74 @@ public final class VisionTransformer: @unchecked Sendable {
         let dResidual = a.dResidual!, dNorm = a.dNorm!, dAttnOut = a.dAttnOut!, dBranchScratch = a.dBranch!
         let dQKV = a.dQKV!, dProbs = a.dProbs!, dGelu = a.dGelu!, dFC1 = a.dFC1!
         let dPooled = a.dPooled!, dPooledNorm = a.dPooledNorm!, dPatchOut = a.dPatchOut!
+        // Each op's time includes zeroing the gradient buffer it then adds into.
+        let prof = profiler
+        prof?.enter()
 
         dPooledNorm.update(repeating: 0, count: B * C)
         matmulBackward(dPooledNorm, g + L.headWeight, g + L.headBias, dlogits, a.pooledNorm, p + L.headWeight, rows: B, inFeatures: C, outFeatures: K)
+        prof?.lap("head", .backward, flops: 4 * B * C * K)
         dPooled.update(repeating: 0, count: B * C)
         layerNormBackward(dPooled, g + L.finalNormWeight, g + L.finalNormBias, dPooledNorm, a.pooled, p + L.finalNormWeight,
                           a.pooledMean, a.pooledRstd, rows: B, channels: C)
+        prof?.lap("final_norm", .backward)
         dResidual.update(repeating: 0, count: BT * C)
         switch config.pool {
         case .cls: classTokenPoolBackward(dResidual, dPooled, batch: B, tokens: T, channels: C)
         case .mean: meanPoolBackward(dResidual, dPooled, batch: B, tokens: T, channels: C)
         }
+        prof?.lap("pool", .backward)
 
         for layer in stride(from: config.depth - 1, through: 0, by: -1) {
             let w = L.blocks[layer], act = a.blocks[layer]
             // MLP branch. dResidual holds d(output); the identity path carries it to d(middle).
             let dMLP = branchGradient(dResidual, scratch: dBranchScratch, mask: act.fc2Mask, pathScale: act.mlpPathScale, batch: B)
+            if act.fc2Mask != nil || act.mlpPathScale != nil { prof?.lap("dropout", .backward, layer: layer) }
             dGelu.update(repeating: 0, count: BT * M)
             matmulBackward(dGelu, g + w.fc2Weight, g + w.fc2Bias, dMLP, act.gelu, p + w.fc2Weight, rows: BT, inFeatures: M, outFeatures: C)
-            if let mask = act.geluMask { multiplyInPlace(dGelu, mask, count: BT * M) }
+            prof?.lap("fc2", .backward, flops: 4 * BT * M * C, layer: layer)
+            if let mask = act.geluMask {
+                multiplyInPlace(dGelu, mask, count: BT * M)
+                prof?.lap("dropout", .backward, layer: layer)
+            }
             dFC1.update(repeating: 0, count: BT * M)
             geluBackward(dFC1, act.fc1, dGelu, count: BT * M)
+            prof?.lap("gelu", .backward, layer: layer)
             dNorm.update(repeating: 0, count: BT * C)
             matmulBackward(dNorm, g + w.fc1Weight, g + w.fc1Bias, dFC1, act.norm2, p + w.fc1Weight, rows: BT, inFeatures: C, outFeatures: M)
+            prof?.lap("fc1", .backward, flops: 4 * BT * C * M, layer: layer)
             layerNormBackward(dResidual, g + w.norm2Weight, g + w.norm2Bias, dNorm, act.middle, p + w.norm2Weight,
                               act.norm2Mean, act.norm2Rstd, rows: BT, channels: C)
+            prof?.lap("norm2", .backward, layer: layer)
             // Attention branch. dResidual now holds d(middle); it flows on to d(input).
             let dAttn = branchGradient(dResidual, scratch: dBranchScratch, mask: act.projMask, pathScale: act.attnPathScale, batch: B)
+            if act.projMask != nil || act.attnPathScale != nil { prof?.lap("dropout", .backward, layer: layer) }
             dAttnOut.update(repeating: 0, count: BT * C)
             matmulBackward(dAttnOut, g + w.projWeight, g + w.projBias, dAttn, act.attnOut, p + w.projWeight, rows: BT, inFeatures: C, outFeatures: C)
+            prof?.lap("proj", .backward, flops: 4 * BT * C * C, layer: layer)
             dQKV.update(repeating: 0, count: BT * 3 * C)
             attentionBackward(dQKV, dProbs, dAttnOut, act.qkv, act.probs, dropMask: act.attnMask, dropped: act.attnDropped,
                               batch: B, tokens: T, channels: C, heads: NH)
+            // dV, dP, dQ and dK: four GEMMs of 2·T·T·hd FLOPs per image and head.
+            prof?.lap("attention", .backward, flops: 8 * B * T * T * C, layer: layer)
             dNorm.update(repeating: 0, count: BT * C)
             matmulBackward(dNorm, g + w.qkvWeight, w.qkvBias.map { g + $0 }, dQKV, act.norm1, p + w.qkvWeight, rows: BT, inFeatures: C, outFeatures: 3 * C)
+            prof?.lap("qkv", .backward, flops: 4 * BT * C * 3 * C, layer: layer)
             layerNormBackward(dResidual, g + w.norm1Weight, g + w.norm1Bias, dNorm, act.input, p + w.norm1Weight,
                               act.norm1Mean, act.norm1Rstd, rows: BT, channels: C)
+            prof?.lap("norm1", .backward, layer: layer)
         }
 
-        if let mask = a.positionMask { multiplyInPlace(dResidual, mask, count: BT * C) }
+        if let mask = a.positionMask {
+            multiplyInPlace(dResidual, mask, count: BT * C)
+            prof?.lap("dropout", .backward)
+        }
         dPatchOut.update(repeating: 0, count: B * N * C)
         tokensBackward(dPatchOut, g + L.classToken, g + L.positionEmbedding, dResidual, batch: B, patches: N, channels: C)
+        prof?.lap("pos_embed", .backward)
+        // Weight gradient only: the pixels need none.
         matmulBackward(nil, g + L.patchWeight, g + L.patchBias, dPatchOut, a.patches, p + L.patchWeight, rows: B * N, inFeatures: PD, outFeatures: C)
+        prof?.lap("patch_embed", .backward, flops: 2 * B * N * PD * C)
     }
 
     /// The gradient reaching a branch's output from the residual gradient: the same values
@@ -256,4 +317,11 @@ func fillDropoutMask(_ mask: UnsafeMutablePointer<Float>, count: Int, rate: Doub
 /// Multiplies image b's `perImage` values by scale[b] (drop path).
 func scalePerImage(_ x: UnsafeMutablePointer<Float>, _ scale: UnsafePointer<Float>, batch B: Int, perImage: Int) {
     for b in 0..<B { scaleInPlace(x + b * perImage, count: perImage, by: scale[b]) }
+}
+
+extension BlockActivations {
+    /// Whether training draws any dropout or drop-path mask for this block.
+    fileprivate var hasMasks: Bool {
+        attnMask != nil || projMask != nil || geluMask != nil || fc2Mask != nil || attnPathScale != nil || mlpPathScale != nil
+    }
 }

@@ -1,0 +1,452 @@
+import Foundation
+import ViTKernels
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Where the time of a training step goes, op by op, like `torch.profiler`.
+///
+/// The model calls `lap` after every kernel (patch embedding, LayerNorm, each GEMM, attention,
+/// GELU, residual adds, ...) and the caller after the loss, clipping and the optimizer. A lap
+/// closes the interval that began where the previous one ended, so the intervals of a step tile
+/// it with no gap: everything between `beginStep` and `endStep` belongs to some op, and what
+/// runs between two kernels (zeroing the gradient buffer the next kernel adds into, loop
+/// overhead) counts towards the op that follows it. So the op times add up to the step time by
+/// construction, and the only judgement in the breakdown is which op such glue is charged to.
+///
+/// A lap is one read of the monotonic clock and one append to a preallocated array; when the
+/// model's `profiler` is nil each hook is a single nil check per op, never per element.
+///
+/// Not thread-safe: one profiler records one thread's work (the kernels' own workers run inside
+/// the laps of the thread that called them).
+public final class Profiler: @unchecked Sendable {
+    /// Which part of a training step an op belongs to.
+    public enum Phase: String, Sendable, CaseIterable {
+        case forward, backward, optimizer
+    }
+
+    /// One timed interval.
+    public struct Event: Sendable {
+        /// The op, e.g. `qkv`; the same name in forward and backward (the phase tells them apart).
+        public let name: StaticString
+        public let phase: Phase
+        /// The transformer block, or -1 outside the blocks.
+        public let layer: Int32
+        /// The training step (0-based, counting from the last `reset`), or -1 outside a step.
+        public let step: Int32
+        /// Floating-point operations of the op (GEMMs only: 2·M·N·K each; 0 for elementwise ops).
+        public let flops: Int
+        /// Monotonic clock, nanoseconds.
+        public let start: UInt64, end: UInt64
+
+        public var nanoseconds: UInt64 { end - start }
+        public var nameString: String { name.description }
+    }
+
+    /// One training step's span on the monotonic clock.
+    public struct Step: Sendable {
+        public let start: UInt64, end: UInt64
+        public var nanoseconds: UInt64 { end - start }
+    }
+
+    public private(set) var events: [Event] = []
+    public private(set) var steps: [Step] = []
+
+    /// End of the last interval: where the next lap begins.
+    private var mark: UInt64 = 0
+    private var stepStart: UInt64 = 0
+    private var inStep = false
+
+    public init(capacity: Int = 8192) {
+        events.reserveCapacity(capacity)
+    }
+
+    /// The monotonic clock in nanoseconds (`clock_gettime(CLOCK_MONOTONIC)`, a vDSO call).
+    @inline(__always)
+    public static func now() -> UInt64 {
+        var time = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &time)
+        return UInt64(time.tv_sec) &* 1_000_000_000 &+ UInt64(time.tv_nsec)
+    }
+
+    /// Starts a step: the first lap after this measures from here.
+    public func beginStep() {
+        let t = Profiler.now()
+        stepStart = t
+        mark = t
+        inStep = true
+    }
+
+    /// Ends the step begun by `beginStep` at the end of its last lap, and returns its length in
+    /// nanoseconds. Anything after the last lap is not part of the step.
+    @discardableResult
+    public func endStep() -> UInt64 {
+        precondition(inStep, "endStep without beginStep")
+        inStep = false
+        steps.append(Step(start: stepStart, end: mark))
+        return mark - stepStart
+    }
+
+    /// Called when the model's forward or backward begins: outside a step (a lone `predict`,
+    /// say) the first op is measured from here; inside a step, from the previous lap.
+    @inline(__always)
+    public func enter() {
+        if !inStep { mark = Profiler.now() }
+    }
+
+    /// Closes the interval since the previous lap as op `name`.
+    @inline(__always)
+    public func lap(_ name: StaticString, _ phase: Phase, flops: Int = 0, layer: Int = -1) {
+        let t = Profiler.now()
+        events.append(Event(name: name, phase: phase, layer: Int32(layer), step: inStep ? Int32(steps.count) : -1,
+                            flops: flops, start: mark, end: t))
+        mark = t
+    }
+
+    /// Forgets everything recorded (after warm-up steps); keeps the event array's capacity.
+    public func reset() {
+        events.removeAll(keepingCapacity: true)
+        steps.removeAll(keepingCapacity: true)
+        inStep = false
+    }
+
+    // MARK: - Summary
+
+    /// The recorded events of one op and phase, added up over blocks and steps.
+    public struct OpTotal: Sendable, Equatable {
+        public let name: String
+        public let phase: Phase
+        /// Calls over all recorded steps (depth × steps for a block op).
+        public let calls: Int
+        public let nanoseconds: UInt64
+        public let flops: Int
+    }
+
+    /// Every (op, phase) recorded inside steps, summed, slowest first (ties in recording
+    /// order). Events outside steps are ignored when there are steps, else all are summed.
+    public func opTotals() -> [OpTotal] {
+        struct Key: Hashable { let name: String; let phase: Phase }
+        var order: [Key] = []
+        var totals: [Key: (calls: Int, ns: UInt64, flops: Int)] = [:]
+        let counted = steps.isEmpty ? events : events.filter { $0.step >= 0 }
+        for event in counted {
+            let key = Key(name: event.nameString, phase: event.phase)
+            if totals[key] == nil { order.append(key); totals[key] = (0, 0, 0) }
+            totals[key]!.calls += 1
+            totals[key]!.ns += event.nanoseconds
+            totals[key]!.flops += event.flops
+        }
+        let rows = order.enumerated().map { index, key in
+            (index, OpTotal(name: key.name, phase: key.phase, calls: totals[key]!.calls, nanoseconds: totals[key]!.ns, flops: totals[key]!.flops))
+        }
+        return rows.sorted { $0.1.nanoseconds != $1.1.nanoseconds ? $0.1.nanoseconds > $1.1.nanoseconds : $0.0 < $1.0 }.map(\.1)
+    }
+
+    /// Total FLOPs recorded in `phase` inside steps (all events when there are no steps).
+    public func flops(phase: Phase) -> Int {
+        events.filter { $0.phase == phase && (steps.isEmpty || $0.step >= 0) }.reduce(0) { $0 + $1.flops }
+    }
+
+    /// Nanoseconds of the events recorded inside step `index`.
+    public func opNanoseconds(step index: Int) -> UInt64 {
+        events.filter { $0.step == Int32(index) }.reduce(0) { $0 + $1.nanoseconds }
+    }
+
+    // MARK: - Chrome trace
+
+    /// The recording as Chrome trace-event JSON (the format chrome://tracing and Perfetto open):
+    /// one complete ("X") event per op with its phase as category and block, step and GFLOP
+    /// as args, enclosed in one event per step and one per contiguous run of a phase, so a
+    /// viewer shows steps ⊃ phases ⊃ ops on one track. Times are µs from the first event.
+    ///
+    /// - Parameter metadata: extra facts stored under `otherData` (config, machine).
+    public func chromeTrace(metadata: [(key: String, value: JSONValue)] = []) -> JSONValue {
+        let origin = min(steps.first?.start ?? UInt64.max, events.first?.start ?? UInt64.max)
+        func micros(_ t: UInt64) -> JSONValue { .number(Double(t &- origin) / 1000) }
+        func duration(_ ns: UInt64) -> JSONValue { .number(Double(ns) / 1000) }
+        func span(_ name: String, _ category: String, _ start: UInt64, _ end: UInt64, _ args: [(key: String, value: JSONValue)]) -> JSONValue {
+            .object([("name", .string(name)), ("cat", .string(category)), ("ph", .string("X")),
+                     ("ts", micros(start)), ("dur", duration(end - start)), ("pid", 1), ("tid", 1), ("args", .object(args))])
+        }
+        var trace: [JSONValue] = []
+        for (index, step) in steps.enumerated() {
+            trace.append(span("train_step \(index)", "step", step.start, step.end, [("step", .number(Double(index)))]))
+        }
+        // Phase spans: maximal runs of consecutive events of one phase within one step.
+        var runStart = 0
+        for i in events.indices {
+            let last = i + 1 == events.count || events[i + 1].phase != events[i].phase || events[i + 1].step != events[i].step
+            if last {
+                let first = events[runStart]
+                trace.append(span(first.phase.rawValue, "phase", first.start, events[i].end, [("step", .number(Double(first.step)))]))
+                runStart = i + 1
+            }
+        }
+        for event in events {
+            var args: [(key: String, value: JSONValue)] = [("step", .number(Double(event.step)))]
+            if event.layer >= 0 { args.append(("layer", .number(Double(event.layer)))) }
+            if event.flops > 0 { args.append(("gflop", .number(Double(event.flops) / 1e9))) }
+            let name = event.layer >= 0 ? "\(event.nameString) [\(event.layer)]" : event.nameString
+            trace.append(span(name, event.phase.rawValue, event.start, event.end, args))
+        }
+        return .object([("traceEvents", .array(trace)), ("displayTimeUnit", "ms"), ("otherData", .object(metadata))])
+    }
+
+    /// Writes `chromeTrace(metadata:)` to `path` atomically.
+    public func writeChromeTrace(to path: String, metadata: [(key: String, value: JSONValue)] = []) throws {
+        try AtomicFile.write(Array(chromeTrace(metadata: metadata).serialized(pretty: false).utf8), to: path)
+    }
+}
+
+// MARK: - FLOPs
+
+extension Profiler {
+    /// Forward FLOPs of one image, counting GEMMs only (2 per multiply-add):
+    /// 2·[depth·(T·(4·C² + 2·C·M) + 2·T²·C) + N·IC·p²·C + C·K], the count PyTorch's peer
+    /// (`pytorch_vit.py`) reports as `gflop_per_img_fwd`.
+    public static func forwardFLOPsPerImage(_ m: ModelConfig) -> Int {
+        let T = m.numTokens, C = m.dim, M = m.mlpDim
+        return 2 * (m.depth * (T * (4 * C * C + 2 * C * M) + 2 * T * T * C) + m.numPatches * m.patchValues * C + C * m.numClasses)
+    }
+
+    /// Backward FLOPs of one image: twice the forward for every GEMM (input and weight
+    /// gradients) except the patch embedding, whose input (pixels) needs no gradient.
+    public static func backwardFLOPsPerImage(_ m: ModelConfig) -> Int {
+        2 * forwardFLOPsPerImage(m) - 2 * m.numPatches * m.patchValues * m.dim
+    }
+}
+
+// MARK: - GEMM speed at the model's shapes
+
+/// One distinct call of `matmulForward` or `matmulBackward` that a training step makes.
+public struct GEMMCall: Hashable, Sendable {
+    public enum Kind: String, Sendable { case forward, backward }
+    public let kind: Kind
+    /// R, IC, OC as the kernels name them: out[R, OC] = inp[R, IC] · weight[OC, IC]ᵀ.
+    public let rows: Int, inFeatures: Int, outFeatures: Int
+    public let bias: Bool
+    /// Backward only: whether the input gradient is computed (not for the patch embedding).
+    public let inputGradient: Bool
+
+    /// Forward: one GEMM (M=R, N=OC, K=IC, B transposed). Backward: dinp (M=R, N=IC, K=OC,
+    /// no transpose) when `inputGradient`, and dweight (M=OC, N=IC, K=R, A transposed).
+    public var flops: Int {
+        let one = 2 * rows * inFeatures * outFeatures
+        return kind == .backward && inputGradient ? 2 * one : one
+    }
+
+    /// e.g. `fwd 8320×192 · 576×192ᵀ`.
+    public var label: String {
+        switch kind {
+        case .forward: return "fwd \(rows)×\(inFeatures)·(\(outFeatures)×\(inFeatures))ᵀ"
+        case .backward: return "bwd \(rows)×\(outFeatures) → " + (inputGradient ? "dX \(rows)×\(inFeatures), " : "") + "dW \(outFeatures)×\(inFeatures)"
+        }
+    }
+}
+
+/// The achievable sgemm rate of this machine at a model's own GEMM shapes.
+public enum GEMMBenchmark {
+    /// A distinct call, how often a training step makes it, and which ops make it.
+    public struct Use: Sendable {
+        public let call: GEMMCall
+        public let callsPerStep: Int
+        public let ops: [String]
+    }
+
+    /// Every `matmulForward` / `matmulBackward` call of one training step of batch `B`, merged
+    /// by shape, in first-use order. (Attention's per-head GEMMs run inside its own kernel and
+    /// are not part of this list.)
+    public static func calls(config m: ModelConfig, batch B: Int) -> [Use] {
+        let T = m.numTokens, C = m.dim, M = m.mlpDim, BT = B * T
+        var list: [(GEMMCall, String)] = []
+        for kind in [GEMMCall.Kind.forward, .backward] {
+            func add(_ op: String, _ R: Int, _ IC: Int, _ OC: Int, bias: Bool = true, inputGradient: Bool = true) {
+                list.append((GEMMCall(kind: kind, rows: R, inFeatures: IC, outFeatures: OC, bias: bias,
+                                      inputGradient: kind == .backward && inputGradient), op))
+            }
+            add("patch_embed", B * m.numPatches, m.patchValues, C, inputGradient: false)
+            for _ in 0..<m.depth {
+                add("qkv", BT, C, 3 * C, bias: m.qkvBias)
+                add("proj", BT, C, C)
+                add("fc1", BT, C, M)
+                add("fc2", BT, M, C)
+            }
+            add("head", B, C, m.numClasses)
+        }
+        var order: [GEMMCall] = []
+        var counts: [GEMMCall: Int] = [:]
+        var ops: [GEMMCall: [String]] = [:]
+        for (call, op) in list {
+            if counts[call] == nil { order.append(call); counts[call] = 0; ops[call] = [] }
+            counts[call]! += 1
+            if !ops[call]!.contains(op) { ops[call]!.append(op) }
+        }
+        return order.map { Use(call: $0, callsPerStep: counts[$0]!, ops: ops[$0]!) }
+    }
+
+    /// One shape's measured speed.
+    public struct Timing: Sendable {
+        public let use: Use
+        /// Median seconds of one call.
+        public let seconds: Double
+        public let repetitions: Int
+        public var gflops: Double { Double(use.call.flops) / seconds / 1e9 }
+    }
+
+    /// What `measure` found.
+    public struct Report: Sendable {
+        public let timings: [Timing]
+        /// FLOP-weighted rate over a step's calls: Σ calls·flops / Σ calls·seconds.
+        public var gflops: Double {
+            let flops = timings.reduce(0.0) { $0 + Double($1.use.callsPerStep * $1.use.call.flops) }
+            let seconds = timings.reduce(0.0) { $0 + Double($1.use.callsPerStep) * $1.seconds }
+            return seconds > 0 ? flops / seconds / 1e9 : 0
+        }
+    }
+
+    /// Times each distinct call alone through the same kernels the model uses, on buffers of
+    /// its shapes filled with small random values: one untimed call, then at least
+    /// `minimumRepetitions` and at least `minimumSeconds` of timed calls (at most
+    /// `maximumRepetitions`); the median call counts.
+    public static func measure(_ uses: [Use], minimumRepetitions: Int = 3, maximumRepetitions: Int = 50,
+                               minimumSeconds: Double = 0.05, seed: UInt64 = 7) -> Report {
+        var generator = SeededGenerator(seed: seed)
+        func random(_ count: Int) -> FloatBuffer {
+            let buffer = FloatBuffer(count: count)
+            for i in 0..<count { buffer[i] = generator.nextUniform() - 0.5 }
+            return buffer
+        }
+        var timings: [Timing] = []
+        for use in uses {
+            let c = use.call, R = c.rows, IC = c.inFeatures, OC = c.outFeatures
+            let inp = random(R * IC), weight = random(OC * IC), bias = random(OC)
+            let out = FloatBuffer(count: R * OC), dout = random(R * OC)
+            let dinp = FloatBuffer(count: c.kind == .backward && c.inputGradient ? R * IC : 0)
+            let dweight = FloatBuffer(count: c.kind == .backward ? OC * IC : 0), dbias = FloatBuffer(count: OC)
+            func run() {
+                switch c.kind {
+                case .forward:
+                    matmulForward(out.pointer, inp.pointer, weight.pointer, c.bias ? bias.pointer : nil,
+                                  rows: R, inFeatures: IC, outFeatures: OC)
+                case .backward:
+                    matmulBackward(c.inputGradient ? dinp.pointer : nil, dweight.pointer, c.bias ? dbias.pointer : nil,
+                                   dout.pointer, inp.pointer, weight.pointer, rows: R, inFeatures: IC, outFeatures: OC)
+                }
+            }
+            run()
+            var samples: [UInt64] = []
+            var total: UInt64 = 0
+            while samples.count < maximumRepetitions && (samples.count < minimumRepetitions || Double(total) < minimumSeconds * 1e9) {
+                let start = Profiler.now()
+                run()
+                let ns = Profiler.now() - start
+                samples.append(ns)
+                total += ns
+            }
+            samples.sort()
+            let median = samples.count % 2 == 1
+                ? Double(samples[samples.count / 2])
+                : (Double(samples[samples.count / 2 - 1]) + Double(samples[samples.count / 2])) / 2
+            timings.append(Timing(use: use, seconds: max(median, 1) / 1e9, repetitions: samples.count))
+        }
+        return Report(timings: timings)
+    }
+}
+
+// MARK: - The profiled workload
+
+/// A training step and an inference batch on synthetic data of a model's shape, as `vit train`
+/// makes them: zero-grad, forward, cross-entropy with label smoothing, backward, global-norm
+/// clipping, AdamW. No dataset, no data loading.
+public final class ProfileWorkload {
+    public let model: VisionTransformer
+    public let optimizer: AdamW
+    public let batch: Int
+    public let labelSmoothing: Float
+    public let gradClip: Double
+    public let lr: Double
+    /// `[B, IC, H, W]`, standard normal; labels uniform over the classes.
+    public let images: [Float]
+    public let labels: [Int32]
+    private var dlogits: [Float], losses: [Float], probs: [Float]
+    private let generator: SeededGenerator
+    public private(set) var stepsTaken = 0
+
+    public init(config m: ModelConfig, batch B: Int, train t: TrainConfig = TrainConfig(), seed: UInt64 = 0) {
+        precondition(B > 0, "empty batch")
+        model = VisionTransformer(config: m, seed: seed)
+        optimizer = AdamW(layout: model.layout, weightDecay: t.weightDecay, beta1: t.beta1, beta2: t.beta2, eps: t.adamEps)
+        batch = B
+        labelSmoothing = Float(t.labelSmoothing)
+        gradClip = t.gradClip
+        lr = t.lr
+        var data = SeededGenerator(seed: seed ^ 0x5EED_DA7A)
+        images = (0..<(B * m.inChannels * m.imageSize * m.imageSize)).map { _ in Float(data.nextNormal()) }
+        labels = (0..<B).map { _ in Int32(data.nextInt(below: m.numClasses)) }
+        dlogits = [Float](repeating: 0, count: B * m.numClasses)
+        losses = [Float](repeating: 0, count: B)
+        probs = [Float](repeating: 0, count: B * m.numClasses)
+        generator = SeededGenerator(seed: seed ^ 0xD50_7E5)
+    }
+
+    /// One optimizer step; returns its wall time in nanoseconds, measured by clock reads of its
+    /// own around the step (independently of the profiler's laps). With a profiler, records
+    /// one step of laps: zero_grad, the model's forward ops, cross_entropy (forward and
+    /// backward), the model's backward ops, grad_clip, adamw. Sets `model.profiler` for the
+    /// step and clears it afterwards.
+    @discardableResult
+    public func trainStep(profiler: Profiler?) -> UInt64 {
+        let start = Profiler.now()
+        let B = batch, K = model.config.numClasses
+        model.profiler = profiler
+        defer { model.profiler = nil }
+        profiler?.beginStep()
+        model.zeroGradients()
+        profiler?.lap("zero_grad", .optimizer)
+        var generator = self.generator.derived(UInt64(stepsTaken))
+        let logits = images.withUnsafeBufferPointer { model.forward($0.baseAddress!, batch: B, training: true, generator: &generator) }
+        dlogits.withUnsafeMutableBufferPointer { $0.update(repeating: 0) }
+        crossEntropyForward(&losses, &probs, logits, labels, batch: B, classes: K, smoothing: labelSmoothing)
+        profiler?.lap("cross_entropy", .forward)
+        crossEntropyBackward(&dlogits, probs, labels, batch: B, classes: K, smoothing: labelSmoothing, scale: 1 / Float(B))
+        profiler?.lap("cross_entropy", .backward)
+        dlogits.withUnsafeBufferPointer { model.backward($0.baseAddress!, batch: B) }
+        if gradClip > 0 {
+            clipGradientNorm(model.gradients, maxNorm: gradClip)
+            profiler?.lap("grad_clip", .optimizer)
+        }
+        optimizer.update(model, lr: lr)
+        profiler?.lap("adamw", .optimizer)
+        profiler?.endStep()
+        stepsTaken += 1
+        return Profiler.now() - start
+    }
+
+    /// One inference batch (`predict`); returns its wall time in nanoseconds.
+    @discardableResult
+    public func inferenceBatch() -> UInt64 {
+        let start = Profiler.now()
+        images.withUnsafeBufferPointer { _ = model.predict($0.baseAddress!, batch: batch) }
+        return Profiler.now() - start
+    }
+
+    /// The mean loss of the last training step's batch.
+    public var lastLoss: Double { losses.reduce(0.0) { $0 + Double($1) } / Double(batch) }
+}
+
+/// Peak resident memory of this process so far, in bytes (`getrusage` `ru_maxrss`).
+public func peakResidentBytes() -> Int {
+    var usage = rusage()
+    #if os(Linux)
+    getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
+    #else
+    getrusage(RUSAGE_SELF, &usage)
+    #endif
+    #if os(Linux)
+    return Int(usage.ru_maxrss) * 1024 // kilobytes on Linux
+    #else
+    return Int(usage.ru_maxrss) // bytes on macOS
+    #endif
+}

@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# Compares vit with the PyTorch peer (timm VisionTransformer, eager, CPU) on one config's model:
+# training images/s, inference images/s and peak resident memory, as ratios.
+#
+# usage: scripts/bench-vs-pytorch.sh CONFIG.json [BATCH]
+#
+# Runs ROUNDS (default 3) rounds back to back, each `vit profile --json` then the peer, and
+# reports the median of each figure. Both get the same threads (THREADS, default 2), batch
+# (BATCH, else the config's train.batch_size, else 128) and STEPS timed steps (default 10).
+# vit is run with the peer's architecture choices: class-token pooling, qkv bias, and no
+# dropout or drop path (the peer has none); its step also clips gradients (the peer's doesn't).
+#
+# Environment: VIT_VENV (default /tmp/peer) the Python venv with torch and timm, created on first
+# use; PEER_SCRIPT the peer's path when ../shared is not beside the repository; VIT_SCRATCH the
+# SwiftPM scratch directory to build in (default .build).
+set -euo pipefail
+
+if [[ $# -lt 1 || $# -gt 2 || "$1" == "-h" || "$1" == "--help" ]]; then
+    echo "usage: $0 CONFIG.json [BATCH]" >&2
+    exit 2
+fi
+config=$1
+batch_arg=${2:-}
+[[ -f "$config" ]] || { echo "error: $config: no such file" >&2; exit 1; }
+if [[ -n "$batch_arg" && ! "$batch_arg" =~ ^[1-9][0-9]*$ ]]; then
+    echo "error: BATCH must be a positive integer, got '$batch_arg'" >&2
+    exit 2
+fi
+
+script_dir=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$script_dir/.." && pwd)
+rounds=${ROUNDS:-3}
+threads=${THREADS:-2}
+steps=${STEPS:-10}
+venv=${VIT_VENV:-/tmp/peer}
+scratch=${VIT_SCRATCH:-.build}
+
+peer="$script_dir/../../shared/peer/pytorch_vit.py"
+if [[ ! -f "$peer" ]]; then
+    peer=${PEER_SCRIPT:-}
+    [[ -n "$peer" && -f "$peer" ]] || { echo "error: the peer script is neither at ../shared/peer/pytorch_vit.py nor in PEER_SCRIPT" >&2; exit 1; }
+fi
+
+# The peer's Python.
+if ! "$venv/bin/python" -c 'import torch, timm' 2>/dev/null; then
+    echo "setting up the PyTorch peer in $venv (pip install torch timm: about 6 GB, once)" >&2
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet torch timm
+fi
+
+# vit, release.
+echo "building vit (release, $scratch)" >&2
+(cd "$repo" && swift build -c release --scratch-path "$scratch" --product vit >&2)
+vit="$(cd "$repo" && swift build -c release --scratch-path "$scratch" --show-bin-path)/vit"
+
+# The model section, with timm's defaults for what the config leaves out.
+read -r img patch chans classes dim depth heads mlp cfg_batch < <(python3 - "$config" <<'EOF'
+import json, sys
+c = json.load(open(sys.argv[1]))
+m, t = c.get("model", {}), c.get("train", {})
+d = dict(image_size=32, patch_size=4, in_channels=3, num_classes=10, dim=192, depth=6, heads=3, mlp_dim=768)
+d.update({k: m[k] for k in d if k in m})
+print(*[d[k] for k in ("image_size", "patch_size", "in_channels", "num_classes", "dim", "depth", "heads", "mlp_dim")],
+      t.get("batch_size", 128))
+EOF
+)
+batch=${batch_arg:-$cfg_batch}
+
+echo "model: ${img}px ${chans}ch patch $patch, dim $dim, depth $depth, heads $heads, mlp $mlp, $classes classes; batch $batch, $threads threads, $steps steps, $rounds rounds" >&2
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+for round in $(seq 1 "$rounds"); do
+    echo "round $round/$rounds: vit" >&2
+    "$vit" profile --config "$config" --batch-size "$batch" --steps "$steps" --threads "$threads" --json \
+        --set model.dropout=0 --set model.attn_dropout=0 --set model.drop_path=0 \
+        --set model.pool=cls --set model.qkv_bias=true > "$work/vit-$round.json"
+    echo "round $round/$rounds: pytorch" >&2
+    "$venv/bin/python" "$peer" --img "$img" --patch "$patch" --dim "$dim" --depth "$depth" --heads "$heads" \
+        --mlp "$mlp" --chans "$chans" --classes "$classes" --batch "$batch" --steps "$steps" --threads "$threads" \
+        | tail -n 1 > "$work/peer-$round.json"
+done
+
+python3 - "$work" "$rounds" <<'EOF'
+import json, statistics, sys
+work, rounds = sys.argv[1], int(sys.argv[2])
+vit = [json.load(open(f"{work}/vit-{r}.json")) for r in range(1, rounds + 1)]
+peer = [json.load(open(f"{work}/peer-{r}.json")) for r in range(1, rounds + 1)]
+med = statistics.median
+rows = [
+    ("train img/s", med(v["train_images_per_second"] for v in vit), med(p["train_img_s"] for p in peer), True),
+    ("infer img/s", med(v["infer_images_per_second"] for v in vit), med(p["infer_img_s"] for p in peer), True),
+    ("peak RSS MiB", med(v["peak_rss_bytes"] / 2**20 for v in vit), med(p["peak_rss_mb"] for p in peer), False),
+]
+print(f"{'':14}{'vit':>10}{'pytorch':>10}{'vit/pytorch':>13}")
+for name, a, b, higher_better in rows:
+    note = "" if higher_better else "  (lower is better)"
+    print(f"{name:14}{a:10.1f}{b:10.1f}{a / b:12.2f}x{note}")
+print()
+print("per round (vit / pytorch):")
+for r, (v, p) in enumerate(zip(vit, peer), 1):
+    print(f"  {r}: train {v['train_images_per_second']:.1f} / {p['train_img_s']:.1f}, "
+          f"infer {v['infer_images_per_second']:.1f} / {p['infer_img_s']:.1f}, "
+          f"RSS {v['peak_rss_bytes'] / 2**20:.0f} / {p['peak_rss_mb']} MiB")
+print()
+print(f"vit: OpenBLAS {vit[0]['blas_core']}, MFU {med(v['mfu'] for v in vit):.1%} of "
+      f"{med(v['gemm_gflops'] for v in vit):.1f} GFLOP/s measured sgemm at the model's shapes; "
+      f"{med(v['train_gflops'] for v in vit):.1f} GFLOP/s achieved (pytorch: {med(p['train_gflops'] for p in peer):.1f})")
+short = {"forward": "fwd", "backward": "bwd", "optimizer": "opt"}
+top = sorted(vit[len(vit) // 2]["ops"], key=lambda o: -o["ms"])[:8]
+print(f"vit's slowest ops (round {len(vit) // 2 + 1}): " + ", ".join(f"{o['name']} {short[o['phase']]} {o['percent']:.1f}%" for o in top))
+EOF
