@@ -13,7 +13,8 @@ struct BlockActivations {
     var qkv: UnsafeMutablePointer<Float>                     // [B, T, 3C]
     var probs: UnsafeMutablePointer<Float>                   // [B, NH, T, T]
     var attnOut: UnsafeMutablePointer<Float>                 // [B, T, C], heads concatenated
-    var fc1: UnsafeMutablePointer<Float>                     // [B, T, M], before GELU
+    /// `[B, T, M]`: GELU'(fc1 output) after a training forward; fc1's output in inference.
+    var fc1: UnsafeMutablePointer<Float>
     var gelu: UnsafeMutablePointer<Float>                    // [B, T, M], after GELU and dropout
     /// Dropout masks (entries 0 or 1/(1−p)), present only when training with dropout.
     var attnMask, attnDropped: UnsafeMutablePointer<Float>?  // [B, NH, T, T]
@@ -35,6 +36,9 @@ final class Activations {
     let positionMask: UnsafeMutablePointer<Float>? // [B, T, C]
     let blocks: [BlockActivations]
     let branch: UnsafeMutablePointer<Float>        // [B, T, C] projection / fc2 output (scratch)
+    /// `[B, T, M]` fc1 output in a training forward, shared by the blocks: only GELU'(fc1) is kept
+    /// (in `BlockActivations.fc1`), and GELU vectorizes only when input and outputs do not overlap.
+    let hidden: UnsafeMutablePointer<Float>?
     let pooled, pooledNorm: UnsafeMutablePointer<Float> // [B, C]
     let pooledMean, pooledRstd: UnsafeMutablePointer<Float> // [B]
     let logits: UnsafeMutablePointer<Float>        // [B, K]
@@ -76,6 +80,7 @@ final class Activations {
                 attnPath: dropPath ? plan(B) : -1, mlpPath: dropPath ? plan(B) : -1))
         }
         let branchID = plan(B * T * C)
+        let hiddenID = training ? plan(B * T * M) : -1
         let pooledID = plan(B * C), pooledNormID = plan(B * C), pooledMeanID = plan(B), pooledRstdID = plan(B), logitsID = plan(B * K)
         var backwardIDs: [Int] = []
         if training {
@@ -110,6 +115,7 @@ final class Activations {
         }
         self.blocks = blocks
         branch = at(branchID)
+        hidden = optional(hiddenID)
         pooled = at(pooledID); pooledNorm = at(pooledNormID); pooledMean = at(pooledMeanID); pooledRstd = at(pooledRstdID)
         logits = at(logitsID)
         if training {

@@ -150,9 +150,15 @@ public final class VisionTransformer: @unchecked Sendable {
             // MLP branch: x + drop_path(drop(fc2(drop(gelu(fc1(norm2(x))))))).
             layerNormForward(act.norm2, act.norm2Mean, act.norm2Rstd, act.middle, p + w.norm2Weight, p + w.norm2Bias, rows: BT, channels: C, eps: eps)
             prof?.lap("norm2", .forward, layer: layer)
-            matmulForward(act.fc1, act.norm2, p + w.fc1Weight, p + w.fc1Bias, rows: BT, inFeatures: C, outFeatures: M)
+            let fc1Out = a.hidden ?? act.fc1
+            matmulForward(fc1Out, act.norm2, p + w.fc1Weight, p + w.fc1Bias, rows: BT, inFeatures: C, outFeatures: M)
             prof?.lap("fc1", .forward, flops: 2 * BT * C * M, layer: layer)
-            geluForward(act.gelu, act.fc1, count: BT * M)
+            if training {
+                // Backward needs only GELU'(x), kept per block; fc1's output is scratch.
+                geluForwardWithDerivative(act.gelu, act.fc1, fc1Out, count: BT * M)
+            } else {
+                geluForward(act.gelu, fc1Out, count: BT * M)
+            }
             prof?.lap("gelu", .forward, layer: layer)
             if let mask = act.geluMask {
                 multiplyInPlace(act.gelu, mask, count: BT * M)
@@ -251,8 +257,7 @@ public final class VisionTransformer: @unchecked Sendable {
                 multiplyInPlace(dGelu, mask, count: BT * M)
                 prof?.lap("dropout", .backward, layer: layer)
             }
-            dFC1.update(repeating: 0, count: BT * M)
-            geluBackward(dFC1, act.fc1, dGelu, count: BT * M)
+            multiplyForward(dFC1, dGelu, act.fc1, count: BT * M) // act.fc1 holds GELU'(x) after a training forward
             prof?.lap("gelu", .backward, layer: layer)
             dNorm.update(repeating: 0, count: BT * C)
             matmulBackward(dNorm, g + w.fc1Weight, g + w.fc1Bias, dFC1, act.norm2, p + w.fc1Weight, rows: BT, inFeatures: C, outFeatures: M)
