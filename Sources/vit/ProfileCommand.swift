@@ -104,64 +104,12 @@ extension VitCommand {
         /// The config with overrides applied, decoded strictly; only the model section and
         /// train.batch_size are validated, since the data section is never used.
         static func loadConfig(path: String, overrides: [String]) throws -> RunConfig {
-            let bytes = try Array(readFile(path))
-            var json = try JSONValue.parse(bytes, path: path)
-            json = try applying(overrides, to: json)
-            let config = try RunConfig(json: json, path: path)
+            let config = try RunConfig.loadUnvalidated(path: path, overrides: overrides)
             try config.model.validate(file: path)
             if config.train.batchSize < 1 {
                 throw ViTError("\(path): train.batch_size", "must be >= 1, got \(config.train.batchSize)")
             }
             return config
-        }
-
-        static func readFile(_ path: String) throws -> Data {
-            func failure(_ reason: String) -> ViTError {
-                ViTError(path, "cannot read: \(reason.prefix(1).lowercased() + reason.dropFirst())")
-            }
-            let descriptor = open(path, O_RDONLY)
-            guard descriptor >= 0 else { throw failure(String(cString: strerror(errno))) }
-            close(descriptor)
-            guard let data = FileManager.default.contents(atPath: path) else { throw failure("not a readable file") }
-            return data
-        }
-
-        /// `json` with each `section.key=value` applied; the value is read as JSON when it
-        /// parses, else as a string.
-        static func applying(_ overrides: [String], to json: JSONValue) throws -> JSONValue {
-            guard !overrides.isEmpty, case .object(var top) = json else { return json }
-            let sections: [String: [String]] = ["model": ModelConfig.keys, "data": DataConfig.keys, "train": TrainConfig.keys]
-            for text in overrides {
-                guard let equals = text.firstIndex(of: "=") else {
-                    throw ViTError("--set \(text)", "expected section.key=value, for example model.depth=12")
-                }
-                let keyPath = String(text[..<equals]).trimmingCharacters(in: .whitespaces)
-                let raw = String(text[text.index(after: equals)...])
-                let parts = keyPath.split(separator: ".", omittingEmptySubsequences: false).map(String.init)
-                guard parts.count == 2, let keys = sections[parts[0]] else {
-                    throw ViTError("--set \(keyPath)", "unknown key; keys look like section.key with section one of model, data, train")
-                }
-                guard keys.contains(parts[1]) else {
-                    throw ViTError("--set \(keyPath)", "unknown key in the \(parts[0]) section",
-                                   hint: "keys of \(parts[0]): " + keys.joined(separator: ", "))
-                }
-                let value = (try? JSONValue.parse(raw, path: "--set")) ?? .string(raw)
-                var members: [(key: String, value: JSONValue)] = []
-                if let index = top.firstIndex(where: { $0.key == parts[0] }), case .object(let existing) = top[index].value {
-                    members = existing
-                }
-                if let index = members.firstIndex(where: { $0.key == parts[1] }) {
-                    members[index].value = value
-                } else {
-                    members.append((parts[1], value))
-                }
-                if let index = top.firstIndex(where: { $0.key == parts[0] }) {
-                    top[index].value = .object(members)
-                } else {
-                    top.append((parts[0], .object(members)))
-                }
-            }
-            return .object(top)
         }
 
         static func describe(_ m: ModelConfig) -> String {

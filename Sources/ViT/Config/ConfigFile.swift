@@ -75,13 +75,23 @@ extension RunConfig {
         return try decode(bytes: bytes, path: path, overrides: overrides)
     }
 
+    /// Reads the config at `path` with `overrides` applied and decodes it strictly (unknown keys,
+    /// wrong types), without `validate(path:)`'s range and cross-section checks: for commands
+    /// that use only part of a config, such as `vit profile`, which validate what they use.
+    public static func loadUnvalidated(path: String, overrides: [String] = []) throws -> RunConfig {
+        try decodeUnvalidated(bytes: try readFile(path), path: path, overrides: overrides)
+    }
+
     /// `load` without the file system: parses `bytes` as the file at `path`.
     static func decode(bytes: [UInt8], path: String, overrides: [String] = []) throws -> RunConfig {
-        let parsed = try JSONValue.parse(bytes, path: path)
-        let overridden = try applyingOverrides(overrides, to: parsed)
-        let config = try RunConfig(json: overridden, path: path)
+        let config = try decodeUnvalidated(bytes: bytes, path: path, overrides: overrides)
         try config.validate(path: path)
         return config
+    }
+
+    static func decodeUnvalidated(bytes: [UInt8], path: String, overrides: [String]) throws -> RunConfig {
+        let parsed = try JSONValue.parse(bytes, path: path)
+        return try RunConfig(json: try applyingOverrides(overrides, to: parsed), path: path)
     }
 
     /// The whole file, or a `cannot read` error carrying the system's reason.
