@@ -21,25 +21,23 @@ public func attentionForward(
     let hd = C / NH
     let scale = 1 / Float(hd).squareRoot()
     BLAS.ensureCallerThreadOnly()
-    do {
-        Parallel.forEach(B * NH) { bh in
-            let b = bh / NH, h = bh % NH
-            let q = qkv + b * T * 3 * C + h * hd
-            let k = q + C
-            let v = q + 2 * C
-            let p = probs + bh * T * T
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(T), Int32(T), Int32(hd),
-                        scale, q, Int32(3 * C), k, Int32(3 * C), 0, p, Int32(T))
-            for t in 0..<T { softmaxRowInPlace(p + t * T, count: T) }
-            var weights = UnsafePointer(p)
-            if let dropMask, let dropped {
-                let d = dropped + bh * T * T, m = dropMask + bh * T * T
-                for i in 0..<(T * T) { d[i] = p[i] * m[i] }
-                weights = UnsafePointer(d)
-            }
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(T), Int32(hd), Int32(T),
-                        1, weights, Int32(T), v, Int32(3 * C), 0, out + b * T * C + h * hd, Int32(C))
+    Parallel.forEach(B * NH) { bh in
+        let b = bh / NH, h = bh % NH
+        let q = qkv + b * T * 3 * C + h * hd
+        let k = q + C
+        let v = q + 2 * C
+        let p = probs + bh * T * T
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(T), Int32(T), Int32(hd),
+                    scale, q, Int32(3 * C), k, Int32(3 * C), 0, p, Int32(T))
+        for t in 0..<T { softmaxRowInPlace(p + t * T, count: T) }
+        var weights = UnsafePointer(p)
+        if let dropMask, let dropped {
+            let d = dropped + bh * T * T, m = dropMask + bh * T * T
+            for i in 0..<(T * T) { d[i] = p[i] * m[i] }
+            weights = UnsafePointer(d)
         }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(T), Int32(hd), Int32(T),
+                    1, weights, Int32(T), v, Int32(3 * C), 0, out + b * T * C + h * hd, Int32(C))
     }
 }
 
@@ -61,34 +59,32 @@ public func attentionBackward(
     let hd = C / NH
     let scale = 1 / Float(hd).squareRoot()
     BLAS.ensureCallerThreadOnly()
-    do {
-        Parallel.forEach(B * NH) { bh in
-            let b = bh / NH, h = bh % NH
-            let q = qkv + b * T * 3 * C + h * hd
-            let k = q + C, v = q + 2 * C
-            let dq = dqkv + b * T * 3 * C + h * hd
-            let dk = dq + C, dv = dq + 2 * C
-            let p = probs + bh * T * T
-            let dp = dprobs + bh * T * T
-            let dO = dout + b * T * C + h * hd
-            var weights = p
-            if dropMask != nil, let dropped { weights = dropped + bh * T * T }
-            // dV += weightsᵀ · dO
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(T), Int32(hd), Int32(T),
-                        1, weights, Int32(T), dO, Int32(C), 1, dv, Int32(3 * C))
-            // dP = dO · Vᵀ
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(T), Int32(T), Int32(hd),
-                        1, dO, Int32(C), v, Int32(3 * C), 0, dp, Int32(T))
-            if let dropMask {
-                let m = dropMask + bh * T * T
-                for i in 0..<(T * T) { dp[i] *= m[i] }
-            }
-            for t in 0..<T { softmaxBackwardRowInPlace(dp + t * T, p + t * T, count: T) }
-            // dQ += s · dS · K ; dK += s · dSᵀ · Q
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(T), Int32(hd), Int32(T),
-                        scale, dp, Int32(T), k, Int32(3 * C), 1, dq, Int32(3 * C))
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(T), Int32(hd), Int32(T),
-                        scale, dp, Int32(T), q, Int32(3 * C), 1, dk, Int32(3 * C))
+    Parallel.forEach(B * NH) { bh in
+        let b = bh / NH, h = bh % NH
+        let q = qkv + b * T * 3 * C + h * hd
+        let k = q + C, v = q + 2 * C
+        let dq = dqkv + b * T * 3 * C + h * hd
+        let dk = dq + C, dv = dq + 2 * C
+        let p = probs + bh * T * T
+        let dp = dprobs + bh * T * T
+        let dO = dout + b * T * C + h * hd
+        var weights = p
+        if dropMask != nil, let dropped { weights = dropped + bh * T * T }
+        // dV += weightsᵀ · dO
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(T), Int32(hd), Int32(T),
+                    1, weights, Int32(T), dO, Int32(C), 1, dv, Int32(3 * C))
+        // dP = dO · Vᵀ
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(T), Int32(T), Int32(hd),
+                    1, dO, Int32(C), v, Int32(3 * C), 0, dp, Int32(T))
+        if let dropMask {
+            let m = dropMask + bh * T * T
+            for i in 0..<(T * T) { dp[i] *= m[i] }
         }
+        for t in 0..<T { softmaxBackwardRowInPlace(dp + t * T, p + t * T, count: T) }
+        // dQ += s · dS · K ; dK += s · dSᵀ · Q
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(T), Int32(hd), Int32(T),
+                    scale, dp, Int32(T), k, Int32(3 * C), 1, dq, Int32(3 * C))
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(T), Int32(hd), Int32(T),
+                    scale, dp, Int32(T), q, Int32(3 * C), 1, dk, Int32(3 * C))
     }
 }
