@@ -32,7 +32,6 @@ repo=$(cd "$script_dir/.." && pwd)
 rounds=${ROUNDS:-3}
 threads=${THREADS:-2}
 steps=${STEPS:-10}
-venv=${VIT_VENV:-/tmp/peer}
 scratch=${VIT_SCRATCH:-.build}
 
 peer="$script_dir/../../shared/peer/pytorch_vit.py"
@@ -42,11 +41,8 @@ if [[ ! -f "$peer" ]]; then
 fi
 
 # The peer's Python.
-if ! "$venv/bin/python" -c 'import torch, timm' 2>/dev/null; then
-    echo "setting up the PyTorch peer in $venv (pip install torch timm: about 6 GB, once)" >&2
-    python3 -m venv "$venv"
-    "$venv/bin/pip" install --quiet torch timm
-fi
+source "$script_dir/peer-venv.sh"
+ensure_peer_venv torch timm
 
 # vit, release.
 echo "building vit (release, $scratch)" >&2
@@ -76,7 +72,7 @@ for round in $(seq 1 "$rounds"); do
         --set model.dropout=0 --set model.attn_dropout=0 --set model.drop_path=0 \
         --set model.pool=cls --set model.qkv_bias=true > "$work/vit-$round.json"
     echo "round $round/$rounds: pytorch" >&2
-    "$venv/bin/python" "$peer" --img "$img" --patch "$patch" --dim "$dim" --depth "$depth" --heads "$heads" \
+    "$PEER_PYTHON" "$peer" --img "$img" --patch "$patch" --dim "$dim" --depth "$depth" --heads "$heads" \
         --mlp "$mlp" --chans "$chans" --classes "$classes" --batch "$batch" --steps "$steps" --threads "$threads" \
         | tail -n 1 > "$work/peer-$round.json"
 done

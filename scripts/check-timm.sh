@@ -23,18 +23,12 @@ set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO_ROOT="$(cd "$SCRIPT_DIR/.." && pwd)"
-VENV="${VIT_VENV:-/tmp/peer}"
-PY="$VENV/bin/python"
 BUILD_PATH="${VIT_BUILD_PATH:-$REPO_ROOT/.build}"
 DATA="${VIT_FASHION_MNIST:-/usr/share/datasets/fashion-mnist}"
 
-if ! "$PY" -c 'import torch, timm, safetensors, numpy' >/dev/null 2>&1; then
-    echo "No usable venv at $VENV: creating it and installing torch, timm, safetensors, numpy (~6 GB download)..."
-    python3 -m venv "$VENV"
-    "$VENV/bin/pip" install --upgrade pip
-    "$VENV/bin/pip" install torch timm safetensors numpy
-fi
-"$PY" -c 'import torch, timm; print(f"torch {torch.__version__}, timm {timm.__version__}")'
+source "$SCRIPT_DIR/peer-venv.sh"
+ensure_peer_venv torch timm safetensors numpy
+PY=$PEER_PYTHON
 
 echo "Building vit (release) in $BUILD_PATH ..."
 (cd "$REPO_ROOT" && swift build -c release --product vit --scratch-path "$BUILD_PATH")

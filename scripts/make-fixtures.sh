@@ -9,16 +9,8 @@ set -euo pipefail
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO_ROOT="$(cd "$SCRIPT_DIR/.." && pwd)"
 OUT_DIR="$REPO_ROOT/Tests/ViTTests/Fixtures"
-VENV="${VIT_VENV:-/tmp/peer}"
-PY="$VENV/bin/python"
-
-if ! "$PY" -c 'import torch, timm, safetensors' >/dev/null 2>&1; then
-    echo "No usable venv at $VENV: creating it and installing torch, timm, safetensors (~6 GB download)..."
-    python3 -m venv "$VENV"
-    "$VENV/bin/pip" install --upgrade pip
-    "$VENV/bin/pip" install torch timm safetensors
-fi
-
-"$PY" -c 'import torch, timm; print(f"Using torch {torch.__version__}, timm {timm.__version__}")'
+source "$SCRIPT_DIR/peer-venv.sh"
+ensure_peer_venv torch timm safetensors
+PY=$PEER_PYTHON
 mkdir -p "$OUT_DIR"
 "$PY" "$SCRIPT_DIR/make_fixtures.py" "$OUT_DIR"

@@ -140,9 +140,7 @@ public final class VisionTransformer: @unchecked Sendable {
             prof?.lap("attention", .forward, flops: 4 * B * T * T * C, layer: layer)
             matmulForward(a.branch, act.attnOut, p + w.projWeight, p + w.projBias, rows: BT, inFeatures: C, outFeatures: C)
             prof?.lap("proj", .forward, flops: 2 * BT * C * C, layer: layer)
-            if act.projMask != nil || act.attnPathScale != nil {
-                if let mask = act.projMask { multiplyInPlace(a.branch, mask, count: BT * C) }
-                if let scale = act.attnPathScale { scalePerImage(a.branch, scale, batch: B, perImage: T * C) }
+            if scaleBranch(a.branch, mask: act.projMask, pathScale: act.attnPathScale, batch: B) {
                 prof?.lap("dropout", .forward, layer: layer)
             }
             addForward(act.middle, act.input, a.branch, count: BT * C)
@@ -166,9 +164,7 @@ public final class VisionTransformer: @unchecked Sendable {
             }
             matmulForward(a.branch, act.gelu, p + w.fc2Weight, p + w.fc2Bias, rows: BT, inFeatures: M, outFeatures: C)
             prof?.lap("fc2", .forward, flops: 2 * BT * M * C, layer: layer)
-            if act.fc2Mask != nil || act.mlpPathScale != nil {
-                if let mask = act.fc2Mask { multiplyInPlace(a.branch, mask, count: BT * C) }
-                if let scale = act.mlpPathScale { scalePerImage(a.branch, scale, batch: B, perImage: T * C) }
+            if scaleBranch(a.branch, mask: act.fc2Mask, pathScale: act.mlpPathScale, batch: B) {
                 prof?.lap("dropout", .forward, layer: layer)
             }
             addForward(act.output, act.middle, a.branch, count: BT * C)
@@ -301,11 +297,20 @@ public final class VisionTransformer: @unchecked Sendable {
     private func branchGradient(_ dResidual: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>,
                                 mask: UnsafeMutablePointer<Float>?, pathScale: UnsafeMutablePointer<Float>?, batch B: Int) -> UnsafeMutablePointer<Float> {
         if mask == nil && pathScale == nil { return dResidual }
-        let count = B * config.numTokens * config.dim
-        scratch.update(from: dResidual, count: count)
-        if let mask { multiplyInPlace(scratch, mask, count: count) }
-        if let pathScale { scalePerImage(scratch, pathScale, batch: B, perImage: config.numTokens * config.dim) }
+        scratch.update(from: dResidual, count: B * config.numTokens * config.dim)
+        scaleBranch(scratch, mask: mask, pathScale: pathScale, batch: B)
         return scratch
+    }
+
+    /// Multiplies a branch output `[B, T, C]` (or its gradient) in place by its dropout mask and
+    /// per-image drop-path scale, whichever exist. Returns whether anything was applied.
+    @discardableResult
+    private func scaleBranch(_ x: UnsafeMutablePointer<Float>, mask: UnsafeMutablePointer<Float>?,
+                             pathScale: UnsafeMutablePointer<Float>?, batch B: Int) -> Bool {
+        let perImage = config.numTokens * config.dim
+        if let mask { multiplyInPlace(x, mask, count: B * perImage) }
+        if let pathScale { scalePerImage(x, pathScale, batch: B, perImage: perImage) }
+        return mask != nil || pathScale != nil
     }
 }
 

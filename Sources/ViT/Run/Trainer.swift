@@ -89,8 +89,8 @@ public final class Trainer {
         var resumeFrom: Checkpoint.Loaded?
         if resume {
             let loaded = try Trainer.newestCheckpoint(in: outputDirectory)
-            let stored = try JSONValue.parse(loaded.file.metadata["config"] ?? "", path: loaded.file.path)
-            config = try RunConfig.decode(bytes: Array(stored.serialized(pretty: true).utf8), path: loaded.file.path, overrides: overrides)
+            // The stored config, with this command's --set overrides on top.
+            config = try RunConfig(json: RunConfig.applyingOverrides(overrides, to: loaded.config.json()), path: loaded.file.path)
             try config.validate(path: loaded.file.path)
             resumeFrom = loaded
         }
