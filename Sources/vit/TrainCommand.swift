@@ -63,6 +63,9 @@ extension VitCommand {
             if let from = trainer.resumedFrom {
                 print("resuming from \(from) at step \(trainer.currentStep) (epoch \(trainer.currentEpoch + 1))")
             }
+            for path in trainer.removedTemporaries {
+                print("removed \(path), left by a run that was killed while saving")
+            }
             trainer.events = events(stepsPerEpoch: trainer.stepsPerEpoch)
             Interruption.install()
             let summary = try trainer.run()

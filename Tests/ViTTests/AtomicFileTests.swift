@@ -115,4 +115,26 @@ private func listing(_ directory: String) throws -> [String] {
         }
         #expect(throws: ViTError("", "cannot create directory: the path is empty")) { try AtomicFile.createDirectory("") }
     }
+
+    @Test func removesOnlyTemporariesOfDeadWriters() throws {
+        let directory = try makeScratchDirectory()
+        defer { cleanUp(directory) }
+        // A PID above the kernel's maximum (4,194,304 on 64-bit Linux) belongs to no process.
+        let deadPID: Int32 = 4_194_305
+        let names = [
+            ".step-00000008.safetensors.tmp-\(deadPID)-k3j2",  // killed writer: removed
+            ".metrics.jsonl.tmp-\(deadPID)-zz",                 // killed writer: removed
+            ".model.safetensors.tmp-\(getpid())-a1",            // this process: kept
+            ".best.safetensors.tmp-1-b2",                      // PID 1 is alive: kept
+            "step-00000004.safetensors",                       // finished files: kept
+            ".hidden",                                         // not a temporary: kept
+            ".x.tmp-notapid-1",                                // not a PID: kept
+        ]
+        for name in names { try AtomicFile.write([1, 2, 3], to: directory + "/" + name) }
+        let removed = AtomicFile.removeStaleTemporaries(in: directory)
+        #expect(removed == [directory + "/.metrics.jsonl.tmp-\(deadPID)-zz", directory + "/.step-00000008.safetensors.tmp-\(deadPID)-k3j2"])
+        #expect(try listing(directory) == [".best.safetensors.tmp-1-b2", ".hidden", ".model.safetensors.tmp-\(getpid())-a1",
+                                           ".x.tmp-notapid-1", "step-00000004.safetensors"])
+        #expect(AtomicFile.removeStaleTemporaries(in: directory + "/missing").isEmpty)
+    }
 }

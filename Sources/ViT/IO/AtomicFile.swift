@@ -4,6 +4,8 @@
 /// never a half-written mix: the bytes go to a temporary file beside the target, are flushed to
 /// disk, and only then renamed over it (rename within one directory is atomic on POSIX).
 
+import Foundation
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -95,6 +97,28 @@ public enum AtomicFile {
             }
             prefix += "/"
         }
+    }
+
+    /// Removes temporary files that a killed writer left in `directory`, and returns their paths.
+    ///
+    /// A process killed between creating its temporary file and renaming it leaves
+    /// `.NAME.tmp-PID-XXXX` behind. Such a file is removed only when no process with that PID
+    /// is alive, so a writer still at work in another process keeps its file. The targets
+    /// themselves are never touched: they are always complete.
+    @discardableResult
+    public static func removeStaleTemporaries(in directory: String) -> [String] {
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: directory) else { return [] }
+        var removed: [String] = []
+        for name in names where name.hasPrefix(".") {
+            guard let marker = name.range(of: ".tmp-", options: .backwards) else { continue }
+            let rest = name[marker.upperBound...]
+            guard let dash = rest.firstIndex(of: "-"), let pid = Int32(rest[..<dash]), pid > 0 else { continue }
+            if pid != getpid() && kill(pid, 0) != 0 && errno == ESRCH {
+                let path = (directory.hasSuffix("/") ? directory : directory + "/") + name
+                if unlink(path) == 0 { removed.append(path) }
+            }
+        }
+        return removed.sorted()
     }
 
     /// Splits `path` into the directory that will hold the temporary file and the file name.

@@ -128,11 +128,15 @@ public final class Trainer {
         }
         try AtomicFile.createDirectory(outputDirectory)
         try AtomicFile.createDirectory(checkpointDirectory)
+        // Temporary files of a run that was killed mid-save: the finished files never depend on them.
+        removedTemporaries = AtomicFile.removeStaleTemporaries(in: outputDirectory) + AtomicFile.removeStaleTemporaries(in: checkpointDirectory)
         resumedFrom = resumeFrom?.file.path
     }
 
     /// The checkpoint this run resumed from, if any.
     public private(set) var resumedFrom: String?
+    /// Temporary files of a killed earlier run that were removed on start.
+    public private(set) var removedTemporaries: [String] = []
     /// Optimizer steps taken so far.
     public var currentStep: Int { state.step }
     /// The epoch in progress (0-based).

@@ -1,0 +1,75 @@
+import Foundation
+import ViTKernels
+
+/// What `vit inspect` reports about a checkpoint after loading every part of it.
+public struct CheckpointInspection: Sendable {
+    /// The file and its size in bytes.
+    public var path: String
+    public var fileBytes: Int
+    /// The `format` metadata value ("vit" for files vit writes; nil for plain state dicts).
+    public var format: String?
+    /// Tensors in the file and the model's parameter count.
+    public var tensorCount: Int
+    public var parameterCount: Int
+    /// The run config the weights belong to.
+    public var config: RunConfig
+    /// The metrics stored at save time, if any.
+    public var metrics: JSONValue?
+    /// For resumable checkpoints: where the run stood, with the optimizer moments loaded.
+    public var trainingState: TrainingState?
+
+    /// The report as one JSON object (`vit inspect --json`).
+    public func json() -> JSONValue {
+        let m = config.model
+        var fields: [(key: String, value: JSONValue)] = [
+            ("path", .string(path)), ("bytes", .number(Double(fileBytes))),
+            ("format", format.map(JSONValue.string) ?? .null),
+            ("tensors", .number(Double(tensorCount))), ("parameters", .number(Double(parameterCount))),
+            ("model", .object([("image_size", .number(Double(m.imageSize))), ("patch_size", .number(Double(m.patchSize))),
+                               ("in_channels", .number(Double(m.inChannels))), ("num_classes", .number(Double(m.numClasses))),
+                               ("dim", .number(Double(m.dim))), ("depth", .number(Double(m.depth))),
+                               ("heads", .number(Double(m.heads))), ("mlp_dim", .number(Double(m.mlpDim)))])),
+            ("metrics", metrics ?? .null),
+            ("resumable", .bool(trainingState != nil)),
+        ]
+        if let s = trainingState {
+            fields.append((key: "training_state", value: s.json()))
+        }
+        return .object(fields)
+    }
+}
+
+extension Checkpoint {
+    /// Loads every part of a checkpoint the way `vit eval` and `--resume` would, and reports
+    /// what it holds.
+    ///
+    /// The weights are checked as `load(path:config:)` checks them (names, shapes, finite
+    /// values); when the file is a resumable checkpoint, the training state is parsed and both
+    /// AdamW moments are read and checked for non-finite values, so a file that passes here
+    /// resumes.
+    ///
+    /// - Parameters:
+    ///   - path: the safetensors file.
+    ///   - config: the architecture for plain timm state dicts without vit metadata.
+    /// - Throws: `ViTError` naming the file and the first problem found.
+    public static func inspect(path: String, config explicit: RunConfig? = nil) throws -> CheckpointInspection {
+        let loaded = try load(path: path, config: explicit)
+        let file = loaded.file
+        var state: TrainingState?
+        if file.metadata["training_state"] != nil {
+            let optimizer = AdamW(layout: loaded.model.layout)
+            state = try loadTrainingState(from: loaded, into: optimizer)
+            let n = optimizer.layout.totalCount
+            for (name, buffer) in [(firstMomentName, optimizer.m), (secondMomentName, optimizer.v)] {
+                let values = buffer.pointer
+                for i in 0..<n where !values[i].isFinite || (buffer === optimizer.v && values[i] < 0) {
+                    throw ViTError(path, "tensor '\(name)' holds \(values[i]) at index \(i)")
+                }
+            }
+        }
+        let bytes = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
+        return CheckpointInspection(path: path, fileBytes: bytes, format: file.metadata["format"], tensorCount: file.entries.count,
+                                    parameterCount: loaded.model.layout.totalCount, config: loaded.config,
+                                    metrics: loaded.metrics, trainingState: state)
+    }
+}
