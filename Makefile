@@ -35,7 +35,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 export DEBIAN_FRONTEND := noninteractive
 
-.PHONY: help deps build test run smoke fashion-cifar clean
+.PHONY: help deps build test run smoke bad-inputs kill-test fashion-cifar clean
 
 help: ## List the targets
 	@echo "usage: make TARGET [CONFIG=configs/X.json] [RUN_DIR=DIR] [TRAIN_ARGS=...] [SCRATCH_PATH=.build]"
@@ -73,6 +73,12 @@ run: deps build ## Train CONFIG into RUN_DIR, then evaluate the final model
 
 smoke: build ## Quick end-to-end check: train, resume, eval, error exits (scripts/smoke.sh)
 	VIT=$(VIT) scripts/smoke.sh
+
+bad-inputs: build ## Every kind of bad input and fault must end in one clear error (scripts/bad-inputs.sh)
+	VIT=$(VIT) scripts/bad-inputs.sh
+
+kill-test: build ## SIGKILL training 10 times, some mid-save; nothing may be lost (scripts/kill-test.sh)
+	VIT=$(VIT) scripts/kill-test.sh
 
 fashion-cifar: deps ## Write Fashion-MNIST as CIFAR-10 batches into data/fashion-cifar
 	python3 scripts/fashion-to-cifar.py --out $(FASHION_CIFAR)

@@ -14,74 +14,11 @@
 #   SCRATCH_PATH  SwiftPM build directory when building here (default: .build)
 #   FASHION_MNIST directory with the Fashion-MNIST .gz files (default: /usr/share/datasets/fashion-mnist)
 #   VIT_THREADS   --threads for every vit command (default: vit's own, all cores)
-#   KEEP_SMOKE=1  keep the temporary directory and print its path
+#   KEEP_WORK=1   keep the temporary directory and print its path
 #
 # Prints `ok - <check>` or `not ok - <check>` per check, then `N passed, M failed`; exits 1
 # when anything failed.
-set -euo pipefail
-
-cd "$(dirname "${BASH_SOURCE[0]}")/.."
-root=$(pwd)
-fashion=${FASHION_MNIST:-/usr/share/datasets/fashion-mnist}
-
-if ! command -v swift >/dev/null 2>&1 && [[ -x /opt/swift/usr/bin/swift ]]; then
-    export PATH="/opt/swift/usr/bin:$PATH"
-fi
-
-if [[ -n "${VIT:-}" ]]; then
-    vit=$VIT
-else
-    scratch=${SCRATCH_PATH:-.build}
-    echo "# building release into $scratch"
-    swift build -c release --scratch-path "$scratch"
-    vit=$scratch/release/vit
-fi
-[[ "$vit" == /* ]] || vit="$root/$vit"
-if [[ ! -x "$vit" ]]; then
-    echo "smoke.sh: $vit is not an executable (run make build)" >&2
-    exit 1
-fi
-
-threads=()
-if [[ -n "${VIT_THREADS:-}" ]]; then threads=(--threads "$VIT_THREADS"); fi
-
-work=$(mktemp -d "${TMPDIR:-/tmp}/vit-smoke.XXXXXX")
-cleanup() {
-    if [[ "${KEEP_SMOKE:-}" == 1 ]]; then echo "# kept $work"; else rm -rf "$work"; fi
-}
-trap cleanup EXIT
-
-passed=0
-failed=0
-ok() { echo "ok - $1"; passed=$((passed + 1)); }
-not_ok() {
-    echo "not ok - $1"
-    failed=$((failed + 1))
-    # The end of the log of the failed command, as comments.
-    if [[ -n "${2:-}" && -s "$2" ]]; then tail -n 15 "$2" | sed 's/^/#   /'; fi
-}
-# check DESCRIPTION LOG COMMAND...: runs COMMAND with its output in LOG; ok when it succeeds.
-check() {
-    local what=$1 log=$2
-    shift 2
-    if "$@" >"$log" 2>&1; then ok "$what"; else not_ok "$what" "$log"; fi
-}
-# expect_status STATUS DESCRIPTION LOG COMMAND...: ok when COMMAND exits with STATUS.
-expect_status() {
-    local want=$1 what=$2 log=$3 status=0
-    shift 3
-    "$@" >"$log" 2>&1 || status=$?
-    if [[ $status == "$want" ]]; then ok "$what"; else echo "# exit status $status, expected $want" >>"$log"; not_ok "$what" "$log"; fi
-}
-summary() {
-    echo "$passed passed, $failed failed"
-    if ((failed > 0)); then exit 1; fi
-    exit 0
-}
-bail() {
-    echo "# bailing out: $1"
-    summary
-}
+source "$(dirname "${BASH_SOURCE[0]}")/testlib.sh"
 
 start=$SECONDS
 echo "# vit: $vit"

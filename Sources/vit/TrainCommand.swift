@@ -40,6 +40,9 @@ extension VitCommand {
 
         func validate() throws {
             if config == nil && resume == nil { throw ValidationError("give --config FILE (or --resume DIR)") }
+            if config != nil && resume != nil {
+                throw ValidationError("--config and --resume exclude each other: a resumed run uses the config stored in its checkpoint (change it with --set)")
+            }
             if let maxSteps, maxSteps < 1 { throw ValidationError("--max-steps must be at least 1, got \(maxSteps)") }
         }
 

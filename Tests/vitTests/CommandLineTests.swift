@@ -62,6 +62,17 @@ private func expectUsageError(_ arguments: [String], mentioning fragment: String
         expectUsageError(["train", "--out", "runs/x"], mentioning: "--config")
     }
 
+    @Test func configAndResumeExcludeEachOther() {
+        expectUsageError(["train", "--config", "c.json", "--resume", "runs/x"], mentioning: "exclude each other")
+    }
+
+    @Test func inspectTakesACheckpoint() throws {
+        let command = try VitCommand.parseAsRoot(["inspect", "runs/x/model.safetensors", "--json"])
+        let inspect = try #require(command as? VitCommand.Inspect)
+        #expect(inspect.checkpoint == "runs/x/model.safetensors" && inspect.json && inspect.config == nil)
+        expectUsageError(["inspect"], mentioning: "<checkpoint>")
+    }
+
     @Test(arguments: ["0", "-1", "1025"])
     func threadCountOutOfRangeFails(_ threads: String) {
         expectUsageError(["train", "--config", "c.json", "--threads", threads], mentioning: "--threads")

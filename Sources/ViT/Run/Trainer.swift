@@ -212,7 +212,7 @@ public final class Trainer {
                 }
                 if produced == 0 { break }
                 guard stepLoss.isFinite else {
-                    throw ViTError("train", "the loss became \(stepLoss) at step \(state.step + 1) (epoch \(state.epoch + 1))",
+                    throw ViTError("train", "the loss became \(stepLoss.isNaN ? "NaN" : stepLoss > 0 ? "+infinity" : "-infinity") at step \(state.step + 1) (epoch \(state.epoch + 1))",
                                    hint: "lower train.lr or set train.grad_clip; the last good checkpoint is in \(checkpointDirectory)")
                 }
                 if t.gradClip > 0 { clipGradientNorm(model.gradients, maxNorm: t.gradClip) }

@@ -1,0 +1,361 @@
+#!/usr/bin/env bash
+# Bad input and faults, across every subcommand: each must end in one clear error line, the
+# documented exit status and no lost file.
+#
+# In a temporary directory it trains a tiny ViT on 128 Fashion-MNIST images in CIFAR-10 format,
+# then damages configs, data files, checkpoints and command lines in every way users do
+# (typos, truncated downloads, files from other tools, half-written files, full disks) and
+# runs vit on each. A case passes when
+#   - the exit status is the documented one: 1 for bad input, 2 for command-line usage;
+#   - stderr is one line `error: <path or argument>: <what is wrong>`, optionally followed by one
+#     `hint: ...` line, and that line names the problem (a fragment the case gives);
+#   - nothing crashed: no signal, no Swift fatal error, no stack trace.
+# Cases that write (a run into a full disk, a diverging run) also check that the files that
+# were there before are intact and load.
+#
+# Usage: scripts/bad-inputs.sh
+# Environment: VIT, SCRATCH_PATH, FASHION_MNIST, VIT_THREADS, KEEP_WORK as for scripts/smoke.sh.
+# The full-disk case mounts a 3 MB tmpfs and needs root; elsewhere it is skipped, saying so.
+#
+# Prints `ok - <case>` or `not ok - <case>` per case (with vit's error line as a comment), then
+# `N passed, M failed`; exits 1 when anything failed.
+source "$(dirname "${BASH_SOURCE[0]}")/testlib.sh"
+
+echo "# vit: $vit"
+echo "# work: $work"
+cases=0
+
+# bad_case STATUS FRAGMENT DESCRIPTION COMMAND...: runs COMMAND, expecting exit STATUS and an
+# error line containing FRAGMENT (a fixed string).
+bad_case() {
+    local want=$1 fragment=$2 what=$3 status=0
+    shift 3
+    cases=$((cases + 1))
+    local out=$work/case-$cases.out err=$work/case-$cases.err
+    "$@" >"$out" 2>"$err" </dev/null || status=$?
+    local first problems=""
+    first=$(head -n 1 "$err")
+    ((status == want)) || problems+="exit status $status, expected $want; "
+    [[ "$first" == "error: "* ]] || problems+="stderr does not start with 'error: '; "
+    [[ "$first" == *"$fragment"* ]] || problems+="the error does not mention '$fragment'; "
+    local lines
+    lines=$(wc -l <"$err")
+    if ((lines > 2)) || { ((lines == 2)) && [[ "$(sed -n 2p "$err")" != "hint: "* ]]; }; then
+        problems+="stderr has more than the error and a hint line; "
+    fi
+    if grep -qiE 'fatal error|stack dump|backtrace|segmentation|illegal instruction|core dumped' "$err" || ((status > 128)); then
+        problems+="crashed; "
+    fi
+    if [[ -z "$problems" ]]; then
+        ok "$cases. $what"
+        echo "#   $first"
+    else
+        echo "# $problems" >>"$err"
+        not_ok "$cases. $what" "$err"
+    fi
+}
+
+# --- A tiny run to damage ------------------------------------------------------------------
+
+data=$work/data
+if [[ ! -d "$fashion" ]]; then
+    not_ok "Fashion-MNIST is in $fashion (install Debian's dataset-fashion-mnist: make deps)"
+    bail "no data to work with"
+fi
+check "fashion-to-cifar.py writes 128 images per split" "$work/convert.log" \
+    python3 scripts/fashion-to-cifar.py --src "$fashion" --out "$data" --limit 128
+
+config=$work/tiny.json
+cat >"$config" <<EOF
+{
+  "name": "tiny",
+  "model": {"image_size": 32, "patch_size": 8, "in_channels": 3, "num_classes": 10,
+            "dim": 16, "depth": 1, "heads": 2, "mlp_dim": 32},
+  "data": {"format": "cifar10", "path": "$data", "mean": [0.286, 0.286, 0.286], "std": [0.353, 0.353, 0.353]},
+  "train": {"epochs": 2, "batch_size": 32, "lr": 1e-3, "warmup_epochs": 0, "save_every": 1, "keep_checkpoints": 2}
+}
+EOF
+run=$work/run
+check "a tiny run trains" "$work/train.log" "$vit" train --config "$config" --out "$run" "${threads[@]}"
+model=$run/model.safetensors
+[[ -f "$model" ]] || bail "the tiny run wrote no model"
+
+# Damaged copies of the config, the data and the model, each in its own file.
+bad=$work/bad
+mkdir -p "$bad"
+python3 - "$config" "$model" "$data" "$bad" <<'EOF'
+import json, os, shutil, struct, sys
+config_path, model_path, data, bad = sys.argv[1:5]
+config = json.load(open(config_path))
+
+def write(name, content):
+    mode = "wb" if isinstance(content, bytes) else "w"
+    with open(os.path.join(bad, name), mode) as f:
+        f.write(content)
+
+def variant(name, edit):
+    c = json.loads(json.dumps(config))
+    edit(c)
+    write(name, json.dumps(c, indent=2))
+
+# Configs.
+text = json.dumps(config, indent=2)
+write("syntax.json", text.replace('"depth": 1,', '"depth": 1', 1))
+write("trailing-comma.json", text.replace('"mlp_dim": 32', '"mlp_dim": 32,', 1))
+write("empty.json", "")
+write("not-object.json", "[1, 2, 3]")
+write("utf8.json", text.encode().replace(b'"tiny"', b'"ti\xffny"', 1))
+variant("unknown-top.json", lambda c: c.update(modle={}))
+variant("typo-key.json", lambda c: c["model"].update(dimm=16))
+variant("wrong-type.json", lambda c: c["model"].update(depth="six"))
+variant("heads-zero.json", lambda c: c["model"].update(heads=0))
+variant("dim-heads.json", lambda c: c["model"].update(dim=18, heads=4))
+variant("patch.json", lambda c: c["model"].update(patch_size=5))
+variant("mean-length.json", lambda c: c["data"].update(mean=[0.5]))
+variant("std-zero.json", lambda c: c["data"].update(std=[0.3, 0.0, 0.3]))
+variant("lr-negative.json", lambda c: c["train"].update(lr=-1e-3))
+variant("format.json", lambda c: c["data"].update(format="imagenet"))
+variant("schedule.json", lambda c: c["train"].update(schedule="cosin"))
+variant("val-split.json", lambda c: c["data"].update(val_split=128))
+variant("no-data.json", lambda c: c["data"].update(path=os.path.join(bad, "no-such-dir")))
+variant("size-mismatch.json", lambda c: c["model"].update(image_size=28, patch_size=7))
+variant("channels.json", lambda c: (c["model"].update(in_channels=1), c["data"].update(mean=[0.3], std=[0.3])))
+variant("classes.json", lambda c: c["model"].update(num_classes=5))
+variant("diverge.json", lambda c: c["train"].update(lr=1e9, grad_clip=0, epochs=3, warmup_epochs=0))
+
+# Data: CIFAR-10 directories with one damaged file each.
+def cifar_copy(name, damage):
+    target = os.path.join(bad, name)
+    shutil.copytree(data, target)
+    damage(target)
+    variant(name + ".json", lambda c: c["data"].update(path=target))
+
+def truncate(path, size):
+    with open(path, "r+b") as f:
+        f.truncate(size)
+
+def set_byte(path, offset, value):
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        f.write(bytes([value]))
+
+cifar_copy("data-partial", lambda d: truncate(os.path.join(d, "data_batch_1.bin"), 3073 * 5 + 100))
+cifar_copy("data-label", lambda d: set_byte(os.path.join(d, "data_batch_2.bin"), 3073 * 3, 12))
+cifar_copy("data-empty", lambda d: [truncate(os.path.join(d, f), 0) for f in os.listdir(d) if f.endswith(".bin")])
+cifar_copy("data-missing", lambda d: os.remove(os.path.join(d, "test_batch.bin")))
+
+# IDX (Fashion-MNIST layout, gzip): truncated gzip, counts that disagree, a label beyond the
+# classes.
+import gzip
+src = os.environ.get("FASHION_MNIST", "/usr/share/datasets/fashion-mnist")
+def idx_copy(name, damage):
+    target = os.path.join(bad, name)
+    os.makedirs(target)
+    for f in os.listdir(src):
+        if f.endswith(".gz"):
+            shutil.copy(os.path.join(src, f), target)
+    damage(target)
+    def edit(c):
+        c["model"].update(image_size=28, patch_size=7, in_channels=1)
+        c["data"].update(format="idx", path=target, mean=[0.286], std=[0.353])
+    variant(name + ".json", edit)
+
+def truncate_gzip(d):
+    p = os.path.join(d, "t10k-images-idx3-ubyte.gz")
+    truncate(p, os.path.getsize(p) // 2)
+
+def relabel(d, count=None, label=None):
+    p = os.path.join(d, "t10k-labels-idx1-ubyte.gz")
+    raw = bytearray(gzip.open(p).read())
+    if count is not None:
+        raw[4:8] = struct.pack(">I", count)
+        raw = raw[:8 + count]
+    if label is not None:
+        raw[8 + 17] = label
+    with gzip.open(p, "wb") as f:
+        f.write(bytes(raw))
+
+def bad_magic(d):
+    p = os.path.join(d, "train-images-idx3-ubyte.gz")
+    raw = bytearray(gzip.open(p).read())
+    raw[2] = 0x0D  # float64 instead of unsigned bytes
+    with gzip.open(p, "wb") as f:
+        f.write(bytes(raw))
+
+idx_copy("idx-truncated", truncate_gzip)
+idx_copy("idx-count", lambda d: relabel(d, count=9000))
+idx_copy("idx-label", lambda d: relabel(d, label=10))
+idx_copy("idx-magic", bad_magic)
+
+# Checkpoints.
+blob = open(model_path, "rb").read()
+(length,) = struct.unpack("<Q", blob[:8])
+header = json.loads(blob[8:8 + length])
+body = blob[8 + length:]
+
+def checkpoint(name, edit=None, data_bytes=None):
+    h = json.loads(json.dumps(header))
+    if edit:
+        edit(h)
+    raw = json.dumps(h).encode()
+    write(name, struct.pack("<Q", len(raw)) + raw + (body if data_bytes is None else data_bytes))
+
+def entry(h, name):
+    return h[name]
+
+write("not-safetensors.safetensors", b"this is a text file, not a model\n" * 4)
+write("truncated.safetensors", blob[: len(blob) * 2 // 3])
+write("tiny.safetensors", blob[:5])
+write("header-length.safetensors", struct.pack("<Q", 1 << 40) + blob[8:])
+write("header-json.safetensors", struct.pack("<Q", length) + b"{'weights': no" + blob[8 + 13:])
+checkpoint("offsets.safetensors", lambda h: entry(h, "head.bias")["data_offsets"].__setitem__(1, len(body) + 400))
+def overlap(h):
+    a = entry(h, "head.weight")["data_offsets"]
+    b = entry(h, "head.bias")
+    b["data_offsets"] = [a[0], a[0] + (b["data_offsets"][1] - b["data_offsets"][0])]
+checkpoint("overlap.safetensors", overlap)
+checkpoint("dtype.safetensors", lambda h: entry(h, "norm.bias").__setitem__("dtype", "F12"))
+def drop(h):
+    del h["blocks.0.mlp.fc2.bias"]
+checkpoint("missing.safetensors", drop)
+def extra(h):
+    h["blocks.7.attn.qkv.weight"] = {"dtype": "F32", "shape": [4], "data_offsets": [len(body), len(body) + 16]}
+checkpoint("extra.safetensors", extra, data_bytes=body + bytes(16))
+def nan(h):
+    start = entry(h, "head.bias")["data_offsets"][0]
+    return start
+start = nan(header)
+poisoned = bytearray(body)
+poisoned[start:start + 4] = struct.pack("<f", float("nan"))
+checkpoint("nan.safetensors", data_bytes=bytes(poisoned))
+def strip_metadata(h):
+    h.pop("__metadata__", None)
+checkpoint("plain.safetensors", strip_metadata)
+def bad_config(h):
+    h["__metadata__"]["config"] = h["__metadata__"]["config"].replace('"dim":16', '"dim":"sixteen"')
+checkpoint("metadata-config.safetensors", bad_config)
+
+# A config of another architecture, for loading the model with --config.
+variant("other-arch.json", lambda c: c["model"].update(dim=32, mlp_dim=64))
+EOF
+echo "# damaged inputs written to $bad"
+
+# --- Command lines (exit 2) ----------------------------------------------------------------
+
+bad_case 2 "frobnicate" "an unknown subcommand" "$vit" frobnicate
+bad_case 2 "--config" "vit train without --config or --resume" "$vit" train
+bad_case 2 "--no-such-flag" "an unknown flag" "$vit" train --config "$config" --no-such-flag
+bad_case 2 "--threads" "--threads 0" "$vit" train --config "$config" --threads 0
+bad_case 2 "--seed" "--seed that is not a number" "$vit" train --config "$config" --seed abc
+bad_case 2 "--max-steps" "--max-steps 0" "$vit" train --config "$config" --max-steps 0
+bad_case 2 "exclude each other" "both --config and --resume" "$vit" train --config "$config" --resume "$run"
+bad_case 2 "checkpoint" "vit eval without a checkpoint" "$vit" eval
+bad_case 2 "--split" "vit eval --split validation" "$vit" eval "$model" --split validation
+bad_case 2 "--batch-size" "vit eval --batch-size 0" "$vit" eval "$model" --batch-size 0
+bad_case 2 "--steps" "vit profile --steps 0" "$vit" profile --config "$config" --steps 0
+bad_case 2 "--config" "vit profile without a config" "$vit" profile
+bad_case 2 "checkpoint" "vit inspect without a checkpoint" "$vit" inspect
+
+# --- Configs (exit 1) ----------------------------------------------------------------------
+
+bad_case 1 "$bad/no-such.json" "a config file that does not exist" "$vit" train --config "$bad/no-such.json"
+bad_case 1 "$bad" "a directory given as the config" "$vit" train --config "$bad"
+bad_case 1 "invalid JSON at line 10, column 5" "a JSON syntax error gives line and column" "$vit" train --config "$bad/syntax.json"
+bad_case 1 "line 11, column 18: trailing comma" "a trailing comma" "$vit" train --config "$bad/trailing-comma.json"
+bad_case 1 "empty" "an empty config file" "$vit" train --config "$bad/empty.json"
+bad_case 1 "object" "a config that is not a JSON object" "$vit" train --config "$bad/not-object.json"
+bad_case 1 "UTF-8" "a config with invalid UTF-8" "$vit" train --config "$bad/utf8.json"
+bad_case 1 "modle" "an unknown section (typo)" "$vit" train --config "$bad/unknown-top.json"
+bad_case 1 "model.dimm" "an unknown model key (typo)" "$vit" train --config "$bad/typo-key.json"
+bad_case 1 "model.depth" "a key of the wrong type" "$vit" train --config "$bad/wrong-type.json"
+bad_case 1 "model.heads" "heads 0" "$vit" train --config "$bad/heads-zero.json"
+bad_case 1 "model.dim" "dim not divisible by heads" "$vit" train --config "$bad/dim-heads.json"
+bad_case 1 "not divisible by patch_size" "image_size not divisible by patch_size" "$vit" train --config "$bad/patch.json"
+bad_case 1 "data.mean" "mean with the wrong number of channels" "$vit" train --config "$bad/mean-length.json"
+bad_case 1 "data.std" "a zero std" "$vit" train --config "$bad/std-zero.json"
+bad_case 1 "train.lr" "a negative learning rate" "$vit" train --config "$bad/lr-negative.json"
+bad_case 1 "data.format" "an unknown data format" "$vit" train --config "$bad/format.json"
+bad_case 1 "train.schedule" "an unknown schedule (typo)" "$vit" train --config "$bad/schedule.json"
+bad_case 1 "train.no_such_key" "--set with an unknown key" "$vit" train --config "$config" --set train.no_such_key=1
+bad_case 1 "train.epochs" "--set with a value of the wrong type" "$vit" train --config "$config" --set 'train.epochs="many"'
+bad_case 1 "--set" "--set without '='" "$vit" train --config "$config" --set train.epochs
+
+# --- Data (exit 1) -------------------------------------------------------------------------
+
+bad_case 1 "no-such-dir" "a data directory that does not exist" "$vit" train --config "$bad/no-data.json" --out "$work/r1"
+bad_case 1 "data_batch_1.bin" "a CIFAR file that is not whole records" "$vit" train --config "$bad/data-partial.json" --out "$work/r2"
+bad_case 1 "data_batch_2.bin" "a CIFAR-10 label out of range" "$vit" train --config "$bad/data-label.json" --out "$work/r3"
+bad_case 1 "data-empty" "an empty dataset" "$vit" train --config "$bad/data-empty.json" --out "$work/r4"
+bad_case 1 "test_batch.bin" "a missing CIFAR test batch" "$vit" eval "$model" --data "$bad/data-missing"
+bad_case 1 "model expects 3×28×28" "images of the wrong size for the model" "$vit" train --config "$bad/size-mismatch.json" --out "$work/r5"
+bad_case 1 "model expects 1×32×32" "images with the wrong channel count for the model" "$vit" train --config "$bad/channels.json" --out "$work/r6"
+bad_case 1 "model.num_classes is 5" "a dataset with more classes than model.num_classes" "$vit" train --config "$bad/classes.json" --out "$work/r7"
+bad_case 1 "t10k-images-idx3-ubyte.gz" "a truncated gzip IDX file" "$vit" train --config "$bad/idx-truncated.json" --out "$work/r8"
+bad_case 1 "t10k" "IDX images and labels that disagree in count" "$vit" train --config "$bad/idx-count.json" --out "$work/r9"
+bad_case 1 "t10k-labels-idx1-ubyte.gz" "an IDX label beyond num_classes" "$vit" train --config "$bad/idx-label.json" --out "$work/r10"
+bad_case 1 "train-images-idx3-ubyte.gz" "an IDX file of another element type" "$vit" train --config "$bad/idx-magic.json" --out "$work/r11"
+
+# --- Checkpoints (exit 1) ------------------------------------------------------------------
+
+bad_case 1 "no-such.safetensors" "a checkpoint that does not exist" "$vit" eval "$bad/no-such.safetensors"
+bad_case 1 "not-safetensors.safetensors" "a text file given as a checkpoint" "$vit" eval "$bad/not-safetensors.safetensors"
+bad_case 1 "truncated.safetensors" "a truncated checkpoint" "$vit" eval "$bad/truncated.safetensors"
+bad_case 1 "tiny.safetensors" "a checkpoint of 5 bytes" "$vit" inspect "$bad/tiny.safetensors"
+bad_case 1 "header length" "a header length beyond the file" "$vit" inspect "$bad/header-length.safetensors"
+bad_case 1 "JSON" "a header that is not JSON" "$vit" inspect "$bad/header-json.safetensors"
+bad_case 1 "head.bias" "tensor offsets beyond the file" "$vit" eval "$bad/offsets.safetensors"
+bad_case 1 "overlap" "overlapping tensors" "$vit" inspect "$bad/overlap.safetensors"
+bad_case 1 "F12" "an unknown dtype" "$vit" inspect "$bad/dtype.safetensors"
+bad_case 1 "blocks.0.mlp.fc2.bias" "a missing tensor" "$vit" eval "$bad/missing.safetensors"
+bad_case 1 "unexpected tensor 'blocks.7.attn.qkv.weight'" "an extra tensor" "$vit" inspect "$bad/extra.safetensors"
+bad_case 1 "nan" "a NaN weight" "$vit" eval "$bad/nan.safetensors"
+bad_case 1 "no vit config" "a plain state dict without --config" "$vit" eval "$bad/plain.safetensors"
+bad_case 1 "shape" "weights that do not match --config" "$vit" eval "$model" --config "$bad/other-arch.json"
+bad_case 1 "model.dim" "a checkpoint whose stored config is invalid" "$vit" inspect "$bad/metadata-config.safetensors"
+bad_case 1 "no resumable checkpoint" "--resume of a directory without checkpoints" "$vit" train --resume "$bad"
+bad_case 1 "already holds a run" "training into an existing run without --force" "$vit" train --config "$config" --out "$run"
+bad_case 1 "$model/x" "an output directory under a file" "$vit" train --config "$config" --out "$model/x"
+bad_case 1 "logits" "--logits into a directory that does not exist" "$vit" eval "$model" --logits "$bad/no-such-dir/logits.npy"
+
+# --- Faults: a diverging run, a full disk --------------------------------------------------
+
+# A learning rate of 1e9 drives the loss to infinity: the run must stop naming the step and
+# keep the checkpoints it already wrote.
+diverge=$work/diverge
+bad_case 1 "the loss became NaN at step" "a diverging run stops with an error naming the step" \
+    "$vit" train --config "$bad/diverge.json" --out "$diverge" "${threads[@]}"
+if [[ -z "$(find "$diverge" -name '.*.tmp-*')" ]] && ! find "$diverge" -name '*.safetensors' ! -name '.*' -exec "$vit" inspect {} \; 2>&1 | grep -q '^error'; then
+    ok "the diverging run left only complete files that load"
+else
+    not_ok "the diverging run left only complete files that load"
+fi
+
+# A disk that fills up while saving: the error names the file, the previous checkpoint stays.
+if [[ $(id -u) == 0 ]] && mkdir -p "$work/full" && mount -t tmpfs -o size=3m tmpfs "$work/full" 2>/dev/null; then
+    trap 'umount "$work/full" 2>/dev/null || true; cleanup_work' EXIT
+    full=$work/full/run
+    cp -r "$run" "$full"
+    before=$(find "$full/checkpoints" -name 'step-*.safetensors' | sort | tail -n 1)
+    sum_before=$(sha256sum "$before" | cut -d' ' -f1)
+    # Leave less room than one checkpoint needs.
+    size=$(stat -c %s "$before")
+    free=$(($(stat -f -c '%a * %S' "$work/full")))
+    dd if=/dev/zero of="$work/full/filler" bs=1024 count=$(((free - size / 2) / 1024)) status=none 2>/dev/null || true
+    bad_case 1 "No space left on device" "a full disk while saving a checkpoint" \
+        "$vit" train --resume "$full" --set train.epochs=4 "${threads[@]}"
+    if [[ "$(sha256sum "$before" | cut -d' ' -f1)" == "$sum_before" ]] && "$vit" inspect "$before" >/dev/null 2>&1 \
+        && [[ -z "$(find "$full" -name '.*.tmp-*')" ]]; then
+        ok "after the full disk the previous checkpoint is unchanged and loads, and no temporary file is left"
+    else
+        not_ok "after the full disk the previous checkpoint is unchanged and loads, and no temporary file is left"
+    fi
+    rm -f "$work/full/filler"
+    check "with room again, the run resumes and finishes" "$work/full-resume.log" \
+        "$vit" train --resume "$full" --set train.epochs=4 "${threads[@]}"
+    umount "$work/full" 2>/dev/null || true
+else
+    echo "# skipped the full-disk case: mounting a tmpfs needs root"
+fi
+
+echo "# $cases bad inputs tried"
+summary
