@@ -190,7 +190,8 @@ public enum AttentionPicture {
         var canvas = Canvas(width: width, height: captionBand + picture.height + barBand)
         let x = (width - picture.width) / 2
         canvas.draw(picture, x: x, y: captionBand)
-        let textScale = PixelFont.width(of: caption, scale: 2) <= width - 4 ? 2 : 1
+        // Scale 2 on pictures wide enough for "layer 11 head 11", so the tiles of one overview agree.
+        let textScale = width >= 200 && PixelFont.width(of: caption, scale: 2) <= width - 4 ? 2 : 1
         canvas.text(caption, x: max(2, (width - PixelFont.width(of: caption, scale: textScale)) / 2), y: textScale == 2 ? 3 : 6, scale: textScale)
         if let (low, high) = bar {
             let barY = captionBand + picture.height + 5
