@@ -225,5 +225,13 @@ private func patternImage(width: Int, height: Int, channels: Int) -> PixelImage 
         let left = 3 * (11 * 40 + 5), right = 3 * (11 * 40 + 34)
         #expect(Array(canvas.image.pixels[left..<(left + 3)]) == [68, 1, 84])
         #expect(Array(canvas.image.pixels[right..<(right + 3)]) == [253, 231, 37])
+        // Anything outside the canvas is clipped, never a crash.
+        let before = canvas.image
+        canvas.fill(x: 50, y: 0, width: 5, height: 5, colour: .black)
+        canvas.fill(x: 0, y: -9, width: 5, height: 3, colour: .black)
+        canvas.fill(x: 3, y: 3, width: -4, height: 2, colour: .black)
+        canvas.colourBar(x: 2, y: 2, width: -1, height: 3)
+        canvas.text("far away", x: 38, y: 18, scale: 3)
+        #expect(canvas.image.pixels[..<(3 * 40 * 18)] == before.pixels[..<(3 * 40 * 18)])
     }
 }

@@ -91,6 +91,18 @@ private func xmlProblem(_ text: String) -> String? {
         #expect(abs(ModelInput.view(of: red, model: model)[0] - 0.299) < 1e-6)
     }
 
+    @Test func onlyGrayAndRGBConvert() throws {
+        var model = ModelConfig()
+        model.inChannels = 4
+        let error = expectDataError { try ModelInput.checkChannels(3, model: model, subject: "x.png") }
+        #expect(error?.subject == "x.png" && error?.message.contains("model.in_channels") == true)
+        try ModelInput.checkChannels(4, model: model, subject: "x.png")
+        model.inChannels = 1
+        try ModelInput.checkChannels(3, model: model, subject: "x.png")
+        model.inChannels = 3
+        try ModelInput.checkChannels(1, model: model, subject: "x.png")
+    }
+
     @Test func normalizationUsesTheDataConfig() throws {
         var model = ModelConfig()
         model.imageSize = 1

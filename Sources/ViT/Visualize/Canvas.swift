@@ -10,8 +10,11 @@ public struct Canvas {
 
     /// Fills a rectangle (clipped to the canvas).
     public mutating func fill(x: Int, y: Int, width: Int, height: Int, colour: RGB) {
-        for row in max(0, y)..<min(image.height, y + height) {
-            for column in max(0, x)..<min(image.width, x + width) {
+        let top = max(0, y), bottom = min(image.height, y + height)
+        let left = max(0, x), right = min(image.width, x + width)
+        guard top < bottom && left < right else { return }
+        for row in top..<bottom {
+            for column in left..<right {
                 let p = 3 * (row * image.width + column)
                 image.pixels[p] = colour.r; image.pixels[p + 1] = colour.g; image.pixels[p + 2] = colour.b
             }
@@ -31,6 +34,7 @@ public struct Canvas {
 
     /// A horizontal colour bar of `ColorMap` from 0 (left) to 1 (right) with a 1-pixel frame.
     public mutating func colourBar(x: Int, y: Int, width: Int, height: Int) {
+        guard width > 0 && height > 0 else { return }
         for column in 0..<width {
             let value = width > 1 ? Float(column) / Float(width - 1) : 0
             fill(x: x + column, y: y, width: 1, height: height, colour: ColorMap.colour(value))

@@ -24,6 +24,7 @@ public struct InspectedImage: Sendable {
     /// - Throws: `ViTError(path, ...)` for a missing, unreadable or corrupt file.
     public static func png(path: String, model: ModelConfig) throws -> InspectedImage {
         let image = try PNG.read(path: path)
+        try ModelInput.checkChannels(image.channels, model: model, subject: path)
         return InspectedImage(source: path, view: ModelInput.view(of: image, model: model),
                               originalSize: "\(image.width)×\(image.height) \(image.channels == 1 ? "gray" : "RGB")")
     }
@@ -60,6 +61,7 @@ public struct RecordSource: Sendable {
         guard index >= 0 && index < dataset.count else {
             throw ViTError("--index", "\(index) is outside 0...\(dataset.count - 1) (the \(split.rawValue) split of \(path) has \(dataset.count) images)")
         }
+        try ModelInput.checkChannels(dataset.channels, model: model, subject: path)
         let label = Int(dataset.labels[index])
         return InspectedImage(source: "\(path) (\(split.rawValue) #\(index))", view: ModelInput.view(record: index, of: dataset, model: model),
                               label: label, labelName: label < dataset.classNames.count ? dataset.classNames[label] : "class \(label)")

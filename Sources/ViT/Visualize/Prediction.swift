@@ -22,9 +22,18 @@ public struct ClassProbability: Sendable, Equatable {
 ///    'bilinear', align_corners=False)`, no antialiasing), the aspect ratio not kept,
 /// 3. scaled to 0...1 and normalized with the checkpoint's `data.mean` and `data.std`.
 public enum ModelInput {
+    /// Checks that images of `channels` channels can be brought to the model's `in_channels`:
+    /// equal counts, or gray and RGB either way.
+    /// - Throws: `ViTError(subject, ...)` otherwise.
+    public static func checkChannels(_ channels: Int, model: ModelConfig, subject: String) throws {
+        let target = model.inChannels
+        if channels == target || (channels == 1 && target == 3) || (channels == 3 && target == 1) { return }
+        throw ViTError(subject, "has \(channels) channel\(channels == 1 ? "" : "s") but the model reads \(target) (model.in_channels); only gray and RGB convert into each other")
+    }
+
     /// What the model sees before normalization, `[in_channels, image_size, image_size]` in
     /// 0...1, from channel-planar values in 0...1.
-    /// - Parameter values: `[channels, height, width]`.
+    /// - Parameter values: `[channels, height, width]`; `checkChannels` must accept the count.
     public static func view(planar values: [Float], channels: Int, height: Int, width: Int, model: ModelConfig) -> [Float] {
         let converted = ImageOps.convertChannels(values, channels: channels, to: model.inChannels, height: height, width: width)
         return ImageOps.resizeBilinear(converted, channels: model.inChannels, height: height, width: width,
