@@ -209,13 +209,27 @@ private func xmlProblem(_ text: String) -> String? {
     }
 
     @Test func evaluationAgreesWithTheEvaluator() throws {
-        let run = try TinyRun(images: 10)
+        let run = try TinyRun(images: 20)
         defer { run.remove() }
-        let report = try RunReport.build(runDirectory: run.runPath, sampleCount: 10, batchSize: 3)
-        // The samples are the whole set here: their argmax must agree with the confusion matrix.
+        let report = try RunReport.build(runDirectory: run.runPath, sampleCount: 20, batchSize: 3)
+        #expect(report.samples.count == 20)
+        // The samples are the whole set here (and more than one forward's worth): their argmax must agree with the confusion matrix.
         var confusion = Array(repeating: Array(repeating: 0, count: 10), count: 10)
         for sample in report.samples { confusion[sample.label][sample.predicted] += 1 }
         #expect(confusion == report.evaluation.confusion)
+        // Image 17 went through the second forward of the grid; its rollout is the one a
+        // forward of it alone gives.
+        let loaded = try Checkpoint.load(path: run.checkpointPath)
+        let source = try RecordSource(dataPath: nil, split: .test, config: loaded.config)
+        let recorder = AttentionRecorder(config: loaded.config.model, layer: nil)
+        _ = try Inference.probabilities(loaded.model, images: [try source.image(index: 17, model: loaded.config.model)],
+                                        data: loaded.config.data, recorder: recorder)
+        let picture = ModelInput.picture(try source.image(index: 17, model: loaded.config.model).view, model: loaded.config.model).upscaled(by: 2)
+        let heat = AttentionPicture.heat(recorder.classRollout(image: 0), grid: recorder.grid, side: picture.width).heat
+        let alone = ColorMap.blend(picture, heat: heat)
+        let inGrid = try PNG.decode(report.samples[17].rolloutPNG, path: "sample 17")
+        #expect(report.samples[17].index == 17)
+        #expect(zip(alone.pixels, inGrid.pixels).allSatisfy { abs(Int($0) - Int($1)) <= 1 })
     }
 
     @Test func samplesMixMisclassifiedAndEvenlySpreadImages() {

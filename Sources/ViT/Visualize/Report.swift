@@ -119,17 +119,22 @@ public struct RunReport: Sendable {
         let count = indices.count
         let images = try indices.map { try source.image(index: $0, model: config.model) }
         let recorder = AttentionRecorder(config: config.model, layer: nil)
-        let probabilities = count == 0 ? [] : try Inference.probabilities(model, images: images, data: config.data,
-                                                                          batchSize: count, recorder: recorder)
         let scale = AttentionPicture.scale(imageSize: config.model.imageSize, target: 64)
         var samples: [ReportSample] = []
-        for (b, image) in images.enumerated() {
-            let top = Classifier.top(probabilities[b], k: 1, names: names)[0]
-            let picture = ModelInput.picture(image.view, model: config.model)
-            let display = picture.upscaled(by: scale)
-            let heat = AttentionPicture.heat(recorder.classRollout(image: b), grid: recorder.grid, side: display.width).heat
-            samples.append(ReportSample(index: indices[b], label: image.label ?? -1, predicted: top.index, probability: top.probability,
-                                        imagePNG: try PNG.encode(picture), rolloutPNG: try PNG.encode(ColorMap.blend(display, heat: heat))))
+        // A few images per forward: the recorder keeps one batch, and activation memory grows with it.
+        let chunk = 16
+        for start in stride(from: 0, to: count, by: chunk) {
+            let part = Array(images[start..<min(count, start + chunk)])
+            let probabilities = try Inference.probabilities(model, images: part, data: config.data, batchSize: part.count, recorder: recorder)
+            for (b, image) in part.enumerated() {
+                let top = Classifier.top(probabilities[b], k: 1, names: names)[0]
+                let picture = ModelInput.picture(image.view, model: config.model)
+                let display = picture.upscaled(by: scale)
+                let heat = AttentionPicture.heat(recorder.classRollout(image: b), grid: recorder.grid, side: display.width).heat
+                samples.append(ReportSample(index: indices[start + b], label: image.label ?? -1, predicted: top.index,
+                                            probability: top.probability, imagePNG: try PNG.encode(picture),
+                                            rolloutPNG: try PNG.encode(ColorMap.blend(display, heat: heat))))
+            }
         }
         return RunReport(runDirectory: runDirectory, checkpointPath: checkpointPath, config: config,
                          history: Trainer.readHistory(in: runDirectory), evaluation: evaluation,
