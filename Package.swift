@@ -37,6 +37,13 @@ let package = Package(
             providers: [.apt(["zlib1g-dev"])]
         ),
 
+        /// libpng, for PNG images in and out (`vit predict`, `vit attention`, `vit report`).
+        .systemLibrary(
+            name: "CPNG",
+            pkgConfig: "libpng",
+            providers: [.apt(["libpng-dev"])]
+        ),
+
         // MARK: - Kernels
 
         /// Forward/backward kernels on raw float buffers; the only target that calls CBLAS.
@@ -50,7 +57,7 @@ let package = Package(
 
         .target(
             name: "ViT",
-            dependencies: ["ViTKernels", "CZlib"]
+            dependencies: ["ViTKernels", "CZlib", "CPNG"]
         ),
 
         // MARK: - Command line

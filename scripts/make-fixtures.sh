@@ -14,3 +14,4 @@ ensure_peer_venv torch timm safetensors
 PY=$PEER_PYTHON
 mkdir -p "$OUT_DIR"
 "$PY" "$SCRIPT_DIR/make_fixtures.py" "$OUT_DIR"
+"$PY" "$SCRIPT_DIR/make_image_fixtures.py" "$OUT_DIR"

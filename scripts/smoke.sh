@@ -5,7 +5,8 @@
 # In a temporary directory (removed on exit) it converts 512 Fashion-MNIST images per split to
 # CIFAR-10 format (scripts/fashion-to-cifar.py; needs Debian's dataset-fashion-mnist, which
 # `make deps` installs), trains a tiny ViT for 5 steps, resumes it to the end, evaluates it
-# (--json and --logits), loads every shipped config for one training step, and checks that
+# (--json and --logits), predicts a PNG and a record, writes attention maps and a report,
+# loads every shipped config for one training step, and checks that
 # bad input fails with the documented exit status.
 #
 # Usage: scripts/smoke.sh
@@ -165,6 +166,54 @@ for i in range(count):
 top1 = json.loads(open(eval_json).read())["top1"]
 assert abs(correct / count - top1) < 1e-9, f"argmax accuracy {correct / count} vs eval top1 {top1}"
 EOF
+
+# --- Predict, attention maps, report -------------------------------------------------------
+
+png=$work/first-test-image.png
+python3 - "$data/test_batch.bin" "$png" <<'EOF'
+# The first test image as a 32x32 RGB PNG, written with the standard library only.
+import struct, sys, zlib
+record = open(sys.argv[1], "rb").read()[:3073]
+planes = [record[1 + 1024 * c:1 + 1024 * (c + 1)] for c in range(3)]
+rows = b"".join(b"\x00" + bytes(planes[c][y * 32 + x] for x in range(32) for c in range(3)) for y in range(32))
+def chunk(kind, data):
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 32, 32, 8, 2, 0, 0, 0))
+       + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+open(sys.argv[2], "wb").write(png)
+EOF
+if "$vit" predict "$model" "$png" --index 0 --json "${threads[@]}" >"$work/predict.json" 2>"$work/predict.log"; then
+    ok "vit predict of a PNG and a record exits 0"
+else
+    not_ok "vit predict of a PNG and a record exits 0" "$work/predict.log"
+fi
+check "predict JSON: record 0 and its PNG get the same classes and probabilities" \
+    "$work/predict-check.log" python3 - "$work/predict.json" <<'EOF'
+import json, sys
+result = json.loads(open(sys.argv[1]).read())
+png, record = result["predictions"]
+assert len(png["top"]) == 5 and png["label"] is None and record["label"] is not None, result
+for a, b in zip(png["top"], record["top"]):
+    assert a["class"] == b["class"] and abs(a["probability"] - b["probability"]) < 1e-6, (a, b)
+probabilities = [t["probability"] for t in png["top"]]
+assert probabilities == sorted(probabilities, reverse=True) and 0 < sum(probabilities) <= 1 + 1e-9, probabilities
+EOF
+check "vit attention writes the input, every head, the mean, the rollout and an overview" "$work/attention.log" \
+    bash -c '"$1" attention "$2" --index 0 --out "$3" "${@:4}" && for f in input layer1-head0 layer1-head1 layer1-mean rollout overview; do test -s "$3/$f.png" || { echo "missing $f.png"; exit 1; }; done' \
+    _ "$vit" "$model" "$work/attention" "${threads[@]}"
+check "vit report writes report.html with every section" "$work/report.log" \
+    bash -c '"$1" report "$2" --samples 8 "${@:3}" && for id in summary loss accuracy learning-rate throughput confusion per-class samples config; do grep -q "<section id=\"$id\">" "$2/report.html" || { echo "no section $id"; exit 1; }; done' \
+    _ "$vit" "$run" "${threads[@]}"
+printf 'not a png' >"$work/bad.png"
+expect_status 1 "vit predict of a file that is not a PNG exits 1" "$work/predict-bad.log" "$vit" predict "$model" "$work/bad.png"
+if [[ $(grep -c . "$work/predict-bad.log") == 1 ]] && grep -q "^error: $work/bad.png: not a PNG file" "$work/predict-bad.log"; then
+    ok "the PNG error is one line naming the file"
+else
+    not_ok "the PNG error is one line naming the file" "$work/predict-bad.log"
+fi
+expect_status 1 "vit attention --layer out of range exits 1" "$work/attention-layer.log" \
+    "$vit" attention "$model" --index 0 --out "$work/attention-bad" --layer 9
+expect_status 2 "vit attention without --out exits 2" "$work/attention-usage.log" "$vit" attention "$model" --index 0
 
 # --- Shipped configs -----------------------------------------------------------------------
 

@@ -94,7 +94,7 @@ public enum Augment {
 
     /// For each output index, the two neighbouring input indices and the weight of the second,
     /// with half-pixel centers (`align_corners=False`).
-    private static func bilinearTaps(output: Int, input: Int) -> (first: [Int], second: [Int], weight: [Float]) {
+    static func bilinearTaps(output: Int, input: Int) -> (first: [Int], second: [Int], weight: [Float]) {
         var first = [Int](repeating: 0, count: output)
         var second = [Int](repeating: 0, count: output)
         var weight = [Float](repeating: 0, count: output)

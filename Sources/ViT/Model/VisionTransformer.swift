@@ -22,6 +22,12 @@ public final class VisionTransformer: @unchecked Sendable {
     /// each hook is one nil check per op. Profiling changes no result.
     public var profiler: Profiler?
 
+    /// When set, `forward` calls it once per block, in order, with the block index, that
+    /// block's attention probabilities `[B, NH, T, T]` (softmax rows over keys, before attention
+    /// dropout; valid only during the call) and the batch size: how `vit attention`,
+    /// `vit predict` and `vit report` read attention without a second forward.
+    public var attentionObserver: ((_ layer: Int, _ probabilities: UnsafePointer<Float>, _ batch: Int) -> Void)?
+
     /// Creates a model with timm's default initialization drawn from `seed`.
     public init(config: ModelConfig, seed: UInt64 = 0) {
         self.config = config
@@ -138,6 +144,7 @@ public final class VisionTransformer: @unchecked Sendable {
                              batch: B, tokens: T, channels: C, heads: NH)
             // Q·Kᵀ and P·V: 2·T·T·hd FLOPs each per image and head.
             prof?.lap("attention", .forward, flops: 4 * B * T * T * C, layer: layer)
+            attentionObserver?(layer, act.probs, B)
             matmulForward(a.branch, act.attnOut, p + w.projWeight, p + w.projBias, rows: BT, inFeatures: C, outFeatures: C)
             prof?.lap("proj", .forward, flops: 2 * BT * C * C, layer: layer)
             if scaleBranch(a.branch, mask: act.projMask, pathScale: act.attnPathScale, batch: B) {
