@@ -17,6 +17,14 @@ public enum LinearLayer: Hashable, Sendable {
         }
     }
 
+    /// The transformer block the layer belongs to, or -1 (patch embedding, head).
+    public var block: Int {
+        switch self {
+        case .patchEmbed, .head: -1
+        case .qkv(let i), .proj(let i), .fc1(let i), .fc2(let i): i
+        }
+    }
+
     /// Position in forward order: the patch embedding, each block's qkv, proj, fc1, fc2, the head.
     public func index(depth: Int) -> Int {
         switch self {

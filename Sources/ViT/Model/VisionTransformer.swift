@@ -130,13 +130,14 @@ public final class VisionTransformer: @unchecked Sendable {
         // One linear layer: its weights from the hooks when they have them, else from `p`.
         func linear(_ layer: LinearLayer, _ out: UnsafeMutablePointer<Float>, _ input: UnsafeMutablePointer<Float>, weight: Int,
                     bias: UnsafePointer<Float>?, rows: Int, inFeatures: Int, outFeatures: Int) {
-            hooks?.willMultiply(layer, input: input, rows: rows, features: inFeatures)
-            var weights = p + weight
-            if let provided = hooks?.weights(for: layer) {
-                weights = provided
-            } else {
-                precondition(L.includesLinearWeights, "no weights for \(layer.name)")
+            var weights: UnsafePointer<Float>? = L.includesLinearWeights ? p + weight : nil
+            if let hooks {
+                hooks.willMultiply(layer, input: input, rows: rows, features: inFeatures)
+                if let provided = hooks.weights(for: layer) { weights = provided }
+                // Dequantizing weights and rounding inputs, timed apart from the GEMM.
+                prof?.lap("int8", .forward, layer: layer.block)
             }
+            guard let weights else { preconditionFailure("no weights for \(layer.name)") }
             matmulForward(out, input, weights, bias, rows: rows, inFeatures: inFeatures, outFeatures: outFeatures)
         }
 
