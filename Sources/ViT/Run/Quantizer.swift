@@ -98,6 +98,9 @@ public final class QuantizedModel: @unchecked Sendable {
     /// What calibration found (empty for weights mode and for a model read from a file).
     public let calibration: [CalibrationRecord]
 
+    /// Builds the inference model around `linears`: `floats` writes each float32 tensor of the
+    /// layout without linear weights into its place, except `pos_embed`, which is dequantized
+    /// from `positionValues` and `positionScales`.
     init(linears: Int8LinearWeights, config: RunConfig, settings: QuantizationSettings, positionValues: [Int8],
          positionScales: [Float], calibration: [CalibrationRecord], floats: (ParameterTensor, UnsafeMutablePointer<Float>) throws -> Void) rethrows {
         self.linears = linears
@@ -139,7 +142,7 @@ public enum Quantizer {
     public static func quantize(_ model: VisionTransformer, config: RunConfig, mode: QuantizationMode,
                                 calibrationBatches: Int = 0, calibration: ((Int) -> Batch)? = nil,
                                 progress: ((Int, Int) -> Void)? = nil) -> QuantizedModel {
-        precondition(model.layout.includesLinearWeights, "quantize a float32 model")
+        precondition(model.layout.includesLinearWeights && model.config == config.model, "quantize a float32 model of the config")
         var settings = QuantizationSettings(mode: mode)
         var records: [CalibrationRecord] = []
         if mode == .static {
