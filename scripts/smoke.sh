@@ -5,9 +5,9 @@
 # In a temporary directory (removed on exit) it converts 512 Fashion-MNIST images per split to
 # CIFAR-10 format (scripts/fashion-to-cifar.py; needs Debian's dataset-fashion-mnist, which
 # `make deps` installs), trains a tiny ViT for 5 steps, resumes it to the end, evaluates it
-# (--json and --logits), predicts a PNG and a record, writes attention maps and a report,
-# loads every shipped config for one training step, and checks that
-# bad input fails with the documented exit status.
+# (--json and --logits), quantizes it to int8 and evaluates and profiles that, predicts a PNG
+# and a record, writes attention maps and a report, loads every shipped config for one
+# training step, and checks that bad input fails with the documented exit status.
 #
 # Usage: scripts/smoke.sh
 # Environment:
@@ -214,6 +214,56 @@ fi
 expect_status 1 "vit attention --layer out of range exits 1" "$work/attention-layer.log" \
     "$vit" attention "$model" --index 0 --out "$work/attention-bad" --layer 9
 expect_status 2 "vit attention without --out exits 2" "$work/attention-usage.log" "$vit" attention "$model" --index 0
+
+# --- Quantize ------------------------------------------------------------------------------
+
+int8=$work/int8.safetensors
+check "vit quantize --mode static exits 0" "$work/quantize.log" \
+    "$vit" quantize "$model" --out "$int8" --mode static --calibration-batches 2 "${threads[@]}"
+if "$vit" eval "$int8" --json "${threads[@]}" >"$work/eval-int8.json" 2>"$work/eval-int8.log"; then
+    ok "vit eval of the int8 model exits 0"
+else
+    not_ok "vit eval of the int8 model exits 0" "$work/eval-int8.log"
+fi
+check "int8 file: I8 weights with F32 scales, quantization metadata, smaller than float32, top-1 within 3 points" \
+    "$work/int8-check.log" python3 - "$int8" "$model" "$work/eval.json" "$work/eval-int8.json" <<'EOF'
+import json, os, struct, sys
+path, float_path, float_eval, int8_eval = sys.argv[1:5]
+raw = open(path, "rb").read()
+(length,) = struct.unpack("<Q", raw[:8])
+header = json.loads(raw[8:8 + length])
+meta = header.pop("__metadata__")
+assert meta["format"] == "vit-int8", meta["format"]
+assert json.loads(meta["quantization"])["mode"] == "static", meta["quantization"]
+assert json.loads(meta["config"])["model"]["dim"] == 32
+for layer in ["patch_embed.proj", "blocks.0.attn.qkv", "blocks.1.mlp.fc2", "head"]:
+    assert header[layer + ".weight"]["dtype"] == "I8", layer
+    assert header[layer + ".weight_scale"]["dtype"] == "F32", layer
+    assert header[layer + ".input_scale"]["shape"] == [1], layer
+assert os.path.getsize(path) < 0.5 * os.path.getsize(float_path), (os.path.getsize(path), os.path.getsize(float_path))
+a, b = json.load(open(float_eval))["top1"], json.load(open(int8_eval))["top1"]
+assert abs(a - b) <= 0.03, f"float32 top-1 {a}, int8 {b}"
+EOF
+check "vit profile of the int8 model exits 0" "$work/profile-int8.log" \
+    "$vit" profile "$int8" --steps 1 --batch-size 8 "${threads[@]}"
+bad_int8=$work/bad-int8.safetensors
+python3 - "$int8" "$bad_int8" <<'EOF'
+import json, struct, sys
+raw = open(sys.argv[1], "rb").read()
+(length,) = struct.unpack("<Q", raw[:8])
+header = json.loads(raw[8:8 + length])
+del header["blocks.0.attn.qkv.weight_scale"]
+text = json.dumps(header, separators=(",", ":")).encode()
+text += b" " * (-len(text) % 8)
+open(sys.argv[2], "wb").write(struct.pack("<Q", len(text)) + text + raw[8 + length:])
+EOF
+expect_status 1 "an int8 file without a weight scale exits 1" "$work/eval-bad-int8.log" "$vit" eval "$bad_int8"
+if [[ "$(head -n 1 "$work/eval-bad-int8.log")" == "error: $bad_int8: missing tensor 'blocks.0.attn.qkv.weight_scale'"* ]] \
+    && [[ $(grep -c . "$work/eval-bad-int8.log") == 1 ]]; then
+    ok "the missing-scale error is one line naming the file and the tensor"
+else
+    not_ok "the missing-scale error is one line naming the file and the tensor" "$work/eval-bad-int8.log"
+fi
 
 # --- Shipped configs -----------------------------------------------------------------------
 

@@ -7,9 +7,10 @@ extension VitCommand {
     struct Eval: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "eval",
-            abstract: "Evaluate a checkpoint: top-1, top-5, loss, per-class accuracy, confusion matrix.")
+            abstract: "Evaluate a checkpoint: top-1, top-5, loss, per-class accuracy, confusion matrix.",
+            discussion: "Runs float32 checkpoints and the int8 files of vit quantize alike.")
 
-        @Argument(help: "A model.safetensors written by vit, or a timm state dict in safetensors (then give --config).")
+        @Argument(help: "A model.safetensors written by vit or vit quantize, or a timm state dict in safetensors (then give --config).")
         var checkpoint: String
 
         @Option(help: "Config giving the architecture and data (required for plain timm state dicts).")
@@ -40,7 +41,7 @@ extension VitCommand {
         func run() throws {
             runtime.apply()
             let explicit = try config.map { try RunConfig.load(path: $0) }
-            let loaded = try Checkpoint.load(path: checkpoint, config: explicit)
+            let loaded = try InferenceModel.load(path: checkpoint, config: explicit)
             var runConfig = loaded.config
             if let data { runConfig.data.path = data }
             let dataset = try Dataset.load(format: runConfig.data.format, path: runConfig.data.path, split: DatasetSplit(rawValue: split)!)
@@ -60,12 +61,12 @@ extension VitCommand {
                 return
             }
             Console.endStatus()
-            report(result, dataset: dataset, path: runConfig.data.path, seconds: seconds)
+            report(result, dataset: dataset, path: runConfig.data.path, seconds: seconds, precision: loaded.precision)
         }
 
-        func report(_ r: EvaluationResult, dataset: Dataset, path: String, seconds: Double) {
+        func report(_ r: EvaluationResult, dataset: Dataset, path: String, seconds: Double, precision: String) {
             let names = (0..<r.perClass.count).map { $0 < dataset.classNames.count ? dataset.classNames[$0] : "class \($0)" }
-            print("checkpoint  \(checkpoint)")
+            print("checkpoint  \(checkpoint) (\(precision))")
             print("data        \(path) (\(split), \(r.count) images, \(String(format: "%.0f", Double(r.count) / max(seconds, 1e-9))) img/s)")
             print("top-1       \(Console.percent(r.top1))")
             print("top-5       \(Console.percent(r.top5))")

@@ -17,10 +17,19 @@ extension VitCommand {
             timed inference batches. Reports images/s, peak resident memory, a per-op table \
             (ops summed over blocks), this machine's sgemm rate at the model's own GEMM shapes \
             and the model FLOP utilization (MFU) against it.
+
+            With a CHECKPOINT instead (float32, or an int8 file of vit quantize), times --steps \
+            inference batches of the stored model on random images of its shape, after 2 \
+            warm-up batches: images/s, peak and final resident memory, the bytes of model state \
+            held, and a per-op table. --config then only gives the architecture of a plain timm \
+            state dict.
             """)
 
+        @Argument(help: "A checkpoint to time for inference (float32 or int8) instead of a config's random model.")
+        var checkpoint: String?
+
         @Option(name: .long, help: "The JSON config file.")
-        var config: String
+        var config: String?
 
         @Option(help: "Timed training steps and inference batches.")
         var steps: Int = 10
@@ -40,6 +49,12 @@ extension VitCommand {
         @OptionGroup var runtime: RuntimeOptions
 
         func validate() throws {
+            if checkpoint == nil && config == nil {
+                throw ValidationError("give a config (--config FILE) or a checkpoint to profile")
+            }
+            if checkpoint != nil && (!overrides.isEmpty || trace != nil) {
+                throw ValidationError("--set and --trace apply to profiling a config, not a checkpoint")
+            }
             guard steps >= 1 && steps <= 100_000 else { throw ValidationError("--steps must be between 1 and 100000, got \(steps)") }
             if let batchSize, batchSize < 1 || batchSize > 65_536 {
                 throw ValidationError("--batch-size must be between 1 and 65536, got \(batchSize)")
@@ -48,6 +63,11 @@ extension VitCommand {
 
         func run() throws {
             runtime.apply()
+            if let checkpoint {
+                try profileCheckpoint(checkpoint)
+                return
+            }
+            guard let config else { return }
             let runConfig = try Profile.loadConfig(path: config, overrides: overrides)
             let m = runConfig.model
             let B = batchSize ?? runConfig.train.batchSize

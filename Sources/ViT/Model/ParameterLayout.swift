@@ -39,12 +39,20 @@ public struct ParameterLayout: Sendable {
     public let finalNormWeight, finalNormBias: Int
     public let headWeight, headBias: Int
 
+    /// False for the float32 part of an int8 model, whose linear weights live elsewhere
+    /// (`LinearLayerHooks`): the layout then lists no linear weight, and their offsets are 0.
+    public let includesLinearWeights: Bool
+
     private let indexByName: [String: Int]
 
-    public init(config: ModelConfig) {
+    /// - Parameter includingLinearWeights: false to lay out everything but the six kinds of linear
+    ///   weight (patch embedding, qkv, proj, fc1, fc2, head), for a model that gets those elsewhere.
+    public init(config: ModelConfig, includingLinearWeights: Bool = true) {
         var tensors: [ParameterTensor] = []
         var offset = 0
         func add(_ name: String, _ shape: [Int], decays: Bool = false) -> Int {
+            // Only linear weights decay; a layout without them skips them.
+            if decays && !includingLinearWeights { return 0 }
             let tensor = ParameterTensor(name: name, shape: shape, offset: offset, decays: decays)
             tensors.append(tensor)
             offset += tensor.count
@@ -76,6 +84,7 @@ public struct ParameterLayout: Sendable {
         headWeight = add("head.weight", [config.numClasses, C], decays: true)
         headBias = add("head.bias", [config.numClasses])
         self.config = config
+        self.includesLinearWeights = includingLinearWeights
         self.tensors = tensors
         self.totalCount = offset
         indexByName = Dictionary(uniqueKeysWithValues: tensors.enumerated().map { ($1.name, $0) })

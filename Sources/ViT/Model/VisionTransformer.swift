@@ -28,6 +28,10 @@ public final class VisionTransformer: @unchecked Sendable {
     /// `vit predict` and `vit report` read attention without a second forward.
     public var attentionObserver: ((_ layer: Int, _ probabilities: UnsafePointer<Float>, _ batch: Int) -> Void)?
 
+    /// When set, inference forwards take every linear layer's weights from it and show it each
+    /// linear input just before the GEMM (int8 models, calibration). Training ignores it.
+    public var linearHooks: (any LinearLayerHooks)?
+
     /// Creates a model with timm's default initialization drawn from `seed`.
     public init(config: ModelConfig, seed: UInt64 = 0) {
         self.config = config
@@ -36,6 +40,17 @@ public final class VisionTransformer: @unchecked Sendable {
         gradients = FloatBuffer(count: layout.totalCount)
         var generator = SeededGenerator(seed: seed)
         initializeParameters(using: &generator)
+    }
+
+    /// An inference-only model whose linear weights come from `linearHooks` (an int8 model): its
+    /// parameter buffer holds only the other tensors (norms, biases, `cls_token`, `pos_embed`),
+    /// zeroed, and it has no gradients.
+    public init(config: ModelConfig, linearHooks: any LinearLayerHooks) {
+        self.config = config
+        layout = ParameterLayout(config: config, includingLinearWeights: false)
+        parameters = FloatBuffer(count: layout.totalCount)
+        gradients = FloatBuffer(count: 0)
+        self.linearHooks = linearHooks
     }
 
     /// timm's default initialization (`init_weights` with mode ''):
@@ -116,9 +131,24 @@ public final class VisionTransformer: @unchecked Sendable {
         let eps = Float(config.layerNormEps)
         let prof = profiler
         prof?.enter()
+        precondition(!training || layout.includesLinearWeights, "a model without linear weights only runs inference")
+        let hooks = training ? nil : linearHooks
+        // One linear layer: its weights from the hooks when they have them, else from `p`.
+        func linear(_ layer: LinearLayer, _ out: UnsafeMutablePointer<Float>, _ input: UnsafeMutablePointer<Float>, weight: Int,
+                    bias: UnsafePointer<Float>?, rows: Int, inFeatures: Int, outFeatures: Int) {
+            var weights: UnsafePointer<Float>? = L.includesLinearWeights ? p + weight : nil
+            if let hooks {
+                hooks.willMultiply(layer, input: input, rows: rows, features: inFeatures)
+                if let provided = hooks.weights(for: layer) { weights = provided }
+                // Dequantizing weights and rounding inputs, timed apart from the GEMM.
+                prof?.lap("int8", .forward, layer: layer.block)
+            }
+            guard let weights else { preconditionFailure("no weights for \(layer.name)") }
+            matmulForward(out, input, weights, bias, rows: rows, inFeatures: inFeatures, outFeatures: outFeatures)
+        }
 
         patchifyForward(a.patches, images, batch: B, inChannels: config.inChannels, imageSize: config.imageSize, patchSize: config.patchSize)
-        matmulForward(a.patchOut, a.patches, p + L.patchWeight, p + L.patchBias, rows: B * N, inFeatures: PD, outFeatures: C)
+        linear(.patchEmbed, a.patchOut, a.patches, weight: L.patchWeight, bias: p + L.patchBias, rows: B * N, inFeatures: PD, outFeatures: C)
         prof?.lap("patch_embed", .forward, flops: 2 * B * N * PD * C)
         let tokens = a.blocks[0].input
         tokensForward(tokens, a.patchOut, p + L.classToken, p + L.positionEmbedding, batch: B, patches: N, channels: C)
@@ -138,14 +168,14 @@ public final class VisionTransformer: @unchecked Sendable {
             // Attention branch: x + drop_path(proj_drop(proj(attn(norm1(x))))).
             layerNormForward(act.norm1, act.norm1Mean, act.norm1Rstd, act.input, p + w.norm1Weight, p + w.norm1Bias, rows: BT, channels: C, eps: eps)
             prof?.lap("norm1", .forward, layer: layer)
-            matmulForward(act.qkv, act.norm1, p + w.qkvWeight, w.qkvBias.map { p + $0 }, rows: BT, inFeatures: C, outFeatures: 3 * C)
+            linear(.qkv(layer), act.qkv, act.norm1, weight: w.qkvWeight, bias: w.qkvBias.map { p + $0 }, rows: BT, inFeatures: C, outFeatures: 3 * C)
             prof?.lap("qkv", .forward, flops: 2 * BT * C * 3 * C, layer: layer)
             attentionForward(act.attnOut, act.probs, act.qkv, dropMask: act.attnMask, dropped: act.attnDropped,
                              batch: B, tokens: T, channels: C, heads: NH)
             // Q·Kᵀ and P·V: 2·T·T·hd FLOPs each per image and head.
             prof?.lap("attention", .forward, flops: 4 * B * T * T * C, layer: layer)
             attentionObserver?(layer, act.probs, B)
-            matmulForward(a.branch, act.attnOut, p + w.projWeight, p + w.projBias, rows: BT, inFeatures: C, outFeatures: C)
+            linear(.proj(layer), a.branch, act.attnOut, weight: w.projWeight, bias: p + w.projBias, rows: BT, inFeatures: C, outFeatures: C)
             prof?.lap("proj", .forward, flops: 2 * BT * C * C, layer: layer)
             if scaleBranch(a.branch, mask: act.projMask, pathScale: act.attnPathScale, batch: B) {
                 prof?.lap("dropout", .forward, layer: layer)
@@ -156,7 +186,7 @@ public final class VisionTransformer: @unchecked Sendable {
             layerNormForward(act.norm2, act.norm2Mean, act.norm2Rstd, act.middle, p + w.norm2Weight, p + w.norm2Bias, rows: BT, channels: C, eps: eps)
             prof?.lap("norm2", .forward, layer: layer)
             let fc1Out = a.hidden ?? act.fc1
-            matmulForward(fc1Out, act.norm2, p + w.fc1Weight, p + w.fc1Bias, rows: BT, inFeatures: C, outFeatures: M)
+            linear(.fc1(layer), fc1Out, act.norm2, weight: w.fc1Weight, bias: p + w.fc1Bias, rows: BT, inFeatures: C, outFeatures: M)
             prof?.lap("fc1", .forward, flops: 2 * BT * C * M, layer: layer)
             if training {
                 // Backward needs only GELU'(x), kept per block; fc1's output is scratch.
@@ -169,7 +199,7 @@ public final class VisionTransformer: @unchecked Sendable {
                 multiplyInPlace(act.gelu, mask, count: BT * M)
                 prof?.lap("dropout", .forward, layer: layer)
             }
-            matmulForward(a.branch, act.gelu, p + w.fc2Weight, p + w.fc2Bias, rows: BT, inFeatures: M, outFeatures: C)
+            linear(.fc2(layer), a.branch, act.gelu, weight: w.fc2Weight, bias: p + w.fc2Bias, rows: BT, inFeatures: M, outFeatures: C)
             prof?.lap("fc2", .forward, flops: 2 * BT * M * C, layer: layer)
             if scaleBranch(a.branch, mask: act.fc2Mask, pathScale: act.mlpPathScale, batch: B) {
                 prof?.lap("dropout", .forward, layer: layer)
@@ -185,7 +215,7 @@ public final class VisionTransformer: @unchecked Sendable {
         prof?.lap("pool", .forward)
         layerNormForward(a.pooledNorm, a.pooledMean, a.pooledRstd, a.pooled, p + L.finalNormWeight, p + L.finalNormBias, rows: B, channels: C, eps: eps)
         prof?.lap("final_norm", .forward)
-        matmulForward(a.logits, a.pooledNorm, p + L.headWeight, p + L.headBias, rows: B, inFeatures: C, outFeatures: K)
+        linear(.head, a.logits, a.pooledNorm, weight: L.headWeight, bias: p + L.headBias, rows: B, inFeatures: C, outFeatures: K)
         prof?.lap("head", .forward, flops: 2 * B * C * K)
         return a.logits
     }

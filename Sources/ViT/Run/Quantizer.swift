@@ -1,0 +1,286 @@
+import Foundation
+import ViTKernels
+
+/// What `vit quantize` rounds to int8.
+public enum QuantizationMode: String, Sendable, CaseIterable {
+    /// Every linear weight to int8, activations stay float32 (PyTorch's dynamic quantization
+    /// minus the run-time activation rounding).
+    case weights
+    /// Weights as above, and the input of every linear layer rounded to int8 on a grid fixed by
+    /// calibration (PyTorch's static post-training quantization).
+    case `static`
+}
+
+/// How a model was quantized: the `quantization` metadata of an int8 file.
+public struct QuantizationSettings: Sendable, Equatable {
+    public var mode: QuantizationMode
+    /// Calibration batches and the images in them (0 in weights mode).
+    public var calibrationBatches = 0
+    public var calibrationImages = 0
+    /// Bins of each activation histogram the clip range was chosen from (0 in weights mode).
+    public var histogramBins = 0
+
+    public init(mode: QuantizationMode, calibrationBatches: Int = 0, calibrationImages: Int = 0, histogramBins: Int = 0) {
+        self.mode = mode
+        self.calibrationBatches = calibrationBatches
+        self.calibrationImages = calibrationImages
+        self.histogramBins = histogramBins
+    }
+
+    /// The schemes, spelled out for anyone reading the file with other tools.
+    public static let weightScheme = "int8 symmetric per output channel: scale = max|w|/127, q = round_half_even(w/scale) in [-127, 127]"
+    public static let activationScheme = "int8 affine per tensor at every linear input: q = round_half_even(x/scale) + zero_point in [-128, 127]"
+    public static let positionScheme = "pos_embed int8 symmetric per token (row), dequantized to float32 when loaded"
+    public static let clippingMethod = "histogram MSE: the clip range minimizing the expected squared quantization error"
+
+    public func json() -> JSONValue {
+        var members: [(key: String, value: JSONValue)] = [
+            ("mode", .string(mode.rawValue)),
+            ("weights", .string(Self.weightScheme)),
+            ("activations", mode == .static ? .string(Self.activationScheme) : "float32"),
+            ("pos_embed", .string(Self.positionScheme)),
+            ("rounding", "half_to_even"),
+        ]
+        if mode == .static {
+            members += [("calibration_batches", .number(Double(calibrationBatches))),
+                        ("calibration_images", .number(Double(calibrationImages))),
+                        ("calibration_split", "train"),
+                        ("clipping", .string(Self.clippingMethod)),
+                        ("histogram_bins", .number(Double(histogramBins)))]
+        }
+        return .object(members)
+    }
+
+    /// Reads the `quantization` metadata; only `mode` (and the calibration counts, when present)
+    /// are checked, the scheme strings being descriptive.
+    init(json: JSONValue, path: String) throws {
+        guard case .object = json else { throw ViTError(path, "metadata 'quantization' must be a JSON object, got \(json.kindName)") }
+        guard case .string(let text)? = json["mode"], let mode = QuantizationMode(rawValue: text) else {
+            throw ViTError(path, "metadata 'quantization': 'mode' must be \"weights\" or \"static\"")
+        }
+        self.mode = mode
+        func count(_ key: String) throws -> Int {
+            guard let value = json[key] else { return 0 }
+            guard case .number(let n) = value, n >= 0, n < 1e12, n.rounded() == n else {
+                throw ViTError(path, "metadata 'quantization': '\(key)' must be a whole number >= 0")
+            }
+            return Int(n)
+        }
+        calibrationBatches = try count("calibration_batches")
+        calibrationImages = try count("calibration_images")
+        histogramBins = try count("histogram_bins")
+    }
+}
+
+/// What calibration found at one linear layer's input.
+public struct CalibrationRecord: Sendable {
+    public let layer: LinearLayer
+    /// The smallest and largest value seen.
+    public let observed: (min: Float, max: Float)
+    /// The grid chosen; `grid.range` is the clip range.
+    public let grid: Int8Grid
+    /// Fraction of the calibration values outside the clip range.
+    public let clippedFraction: Double
+    /// Mean squared quantization error of the chosen range, and of the plain [min, max] range.
+    public let error: Double, minMaxError: Double
+}
+
+/// An int8 model: its inference-only `VisionTransformer` (float32 norms, biases and tokens)
+/// whose linear layers are `linears`.
+public final class QuantizedModel: @unchecked Sendable {
+    /// Runs the model: `predict`, or `Evaluator.evaluate(model, ...)`.
+    public let model: VisionTransformer
+    public let linears: Int8LinearWeights
+    public let config: RunConfig
+    public let settings: QuantizationSettings
+    /// `pos_embed` as stored in the file: int8 `[T, C]` and one scale per token.
+    public let positionValues: [Int8], positionScales: [Float]
+    /// What calibration found (empty for weights mode and for a model read from a file).
+    public let calibration: [CalibrationRecord]
+
+    /// Builds the inference model around `linears`: `floats` writes each float32 tensor of the
+    /// layout without linear weights into its place, except `pos_embed`, which is dequantized
+    /// from `positionValues` and `positionScales`.
+    init(linears: Int8LinearWeights, config: RunConfig, settings: QuantizationSettings, positionValues: [Int8],
+         positionScales: [Float], calibration: [CalibrationRecord], floats: (ParameterTensor, UnsafeMutablePointer<Float>) throws -> Void) rethrows {
+        self.linears = linears
+        self.config = config
+        self.settings = settings
+        self.positionValues = positionValues
+        self.positionScales = positionScales
+        self.calibration = calibration
+        model = VisionTransformer(config: config.model, linearHooks: linears)
+        for tensor in model.layout.tensors where tensor.name != "pos_embed" {
+            try floats(tensor, model.parameters.pointer + tensor.offset)
+        }
+        let C = config.model.dim
+        positionValues.withUnsafeBufferPointer { q in
+            positionScales.withUnsafeBufferPointer { s in
+                dequantizeWeightsPerChannel(model.parameters.pointer + model.layout.positionEmbedding, q.baseAddress!, s.baseAddress!,
+                                            rows: config.model.numTokens, columns: C)
+            }
+        }
+    }
+
+    /// Bytes of model state held in memory: int8 weights, their scales, the dequantization
+    /// buffer and the float32 parameters (activations and the code not counted).
+    public var residentBytes: Int { linears.residentBytes + model.parameters.count * MemoryLayout<Float>.stride }
+}
+
+/// Post-training quantization of a float32 model.
+public enum Quantizer {
+    /// Histogram bins per activation for the clip-range search.
+    public static let histogramBins = 2048
+
+    /// Quantizes `model`: every linear weight to int8 (symmetric, per output channel) and
+    /// `pos_embed` per token; in static mode also fixes an int8 grid for every linear input
+    /// from `calibration` (which must then be non-empty).
+    ///
+    /// - Parameters:
+    ///   - calibration: the calibration batches, by index (static mode); each is read twice.
+    ///   - progress: called with the pass (1 for ranges, 2 for histograms) and batches done.
+    public static func quantize(_ model: VisionTransformer, config: RunConfig, mode: QuantizationMode,
+                                calibrationBatches: Int = 0, calibration: ((Int) -> Batch)? = nil,
+                                progress: ((Int, Int) -> Void)? = nil) -> QuantizedModel {
+        precondition(model.layout.includesLinearWeights && model.config == config.model, "quantize a float32 model of the config")
+        var settings = QuantizationSettings(mode: mode)
+        var records: [CalibrationRecord] = []
+        if mode == .static {
+            precondition(calibrationBatches > 0 && calibration != nil, "static quantization needs calibration batches")
+            var images = 0
+            records = calibrate(model, batches: calibrationBatches, batch: calibration!, progress: progress, imagesSeen: &images)
+            settings.calibrationBatches = calibrationBatches
+            settings.calibrationImages = images
+            settings.histogramBins = histogramBins
+        }
+        let linears = Int8LinearWeights(quantizing: model, inputGrids: mode == .static ? records.map(\.grid) : nil)
+        let T = config.model.numTokens, C = config.model.dim
+        var positionValues = [Int8](repeating: 0, count: T * C), positionScales = [Float](repeating: 0, count: T)
+        quantizeWeightsPerChannel(&positionValues, &positionScales, model.parameters.pointer + model.layout.positionEmbedding, rows: T, columns: C)
+        return QuantizedModel(linears: linears, config: config, settings: settings, positionValues: positionValues,
+                              positionScales: positionScales, calibration: records) { tensor, destination in
+            let source = model.layout.tensor(named: tensor.name)!
+            destination.update(from: model.parameters.pointer + source.offset, count: tensor.count)
+        }
+    }
+
+    /// Runs the float model over the calibration batches twice with its linear inputs observed:
+    /// first for each input's range, then for its histogram over that range, from which the
+    /// clip range of least squared error is chosen (`int8MSEClipRange`).
+    ///
+    /// - Parameter imagesSeen: set to the number of images in the batches.
+    public static func calibrate(_ model: VisionTransformer, batches: Int, batch: (Int) -> Batch,
+                                 bins: Int = histogramBins, progress: ((Int, Int) -> Void)? = nil,
+                                 imagesSeen: inout Int) -> [CalibrationRecord] {
+        let observer = CalibrationObserver(layers: model.config.linearLayers, depth: model.config.depth, bins: bins)
+        let previous = model.linearHooks
+        model.linearHooks = observer
+        defer { model.linearHooks = previous }
+        imagesSeen = 0
+        for pass in 1...2 {
+            for index in 0..<batches {
+                let b = batch(index)
+                if pass == 1 { imagesSeen += b.count }
+                b.images.withUnsafeBufferPointer { _ = model.predict($0.baseAddress!, batch: b.count) }
+                progress?(pass, index + 1)
+            }
+            if pass == 1 { observer.startHistograms() }
+        }
+        return observer.records()
+    }
+
+    /// `count` images of the training split (the part left after `data.val_split`), drawn with
+    /// the run's seed and batched with the evaluation transform (normalization only), for
+    /// calibration. Asks for `batches` batches of `batchSize`; fewer when the split is smaller.
+    public static func calibrationLoader(config: RunConfig, batches: Int, batchSize: Int) throws -> BatchLoader {
+        let data = config.data
+        var train: Dataset
+        do {
+            train = try Dataset.load(format: data.format, path: data.path, split: .train)
+        } catch let error as ViTError {
+            throw ViTError(error.subject, error.message,
+                           hint: "static quantization calibrates on the training split of the config's data.path; give the data with --data PATH")
+        }
+        if data.valSplit > 0 {
+            try train.validateHoldOut(data.valSplit)
+            train = train.split(holdOut: data.valSplit, seed: config.train.seed).train
+        }
+        try Trainer.checkFits(train, config.model, path: data.path)
+        var generator = SeededGenerator(seed: config.train.seed).derived(0x6361_6C69_62) // "calib"
+        let order = Dataset.permutation(count: train.count, generator: &generator)
+        let chosen = Array(order.prefix(min(train.count, batches * batchSize))).sorted()
+        return try BatchLoader(dataset: train.subset(chosen), config: data, batchSize: batchSize, training: false,
+                               labelSmoothing: 0, seed: config.train.seed)
+    }
+}
+
+/// Records every linear input of a float forward: ranges in the first pass, histograms over
+/// those ranges in the second. Weights stay the model's own.
+final class CalibrationObserver: LinearLayerHooks {
+    let layers: [LinearLayerShape]
+    let depth: Int
+    let bins: Int
+    private var low: [Float], high: [Float]
+    private var histograms: [[Int]] = []
+
+    init(layers: [LinearLayerShape], depth: Int, bins: Int) {
+        self.layers = layers
+        self.depth = depth
+        self.bins = bins
+        low = Array(repeating: .infinity, count: layers.count)
+        high = Array(repeating: -.infinity, count: layers.count)
+    }
+
+    /// The histogram span of layer `i`: the observed range widened to contain 0 (and to a
+    /// nonzero width).
+    private func span(_ i: Int) -> (lower: Float, upper: Float) {
+        var lower = min(low[i], 0), upper = max(high[i], 0)
+        if !(upper > lower) { lower = -1; upper = 1 } // nothing seen, or only zeros
+        return (lower, upper)
+    }
+
+    func startHistograms() {
+        histograms = Array(repeating: Array(repeating: 0, count: bins), count: layers.count)
+    }
+
+    func weights(for layer: LinearLayer) -> UnsafePointer<Float>? { nil }
+
+    func willMultiply(_ layer: LinearLayer, input: UnsafeMutablePointer<Float>, rows: Int, features: Int) {
+        let i = layer.index(depth: depth), count = rows * features
+        if histograms.isEmpty {
+            let (lo, hi) = minimumAndMaximum(input, count: count)
+            low[i] = min(low[i], lo)
+            high[i] = max(high[i], hi)
+        } else {
+            let (lower, upper) = span(i)
+            histograms[i].withUnsafeMutableBufferPointer {
+                histogramAdd($0.baseAddress!, bins: bins, lower: lower, upper: upper, input, count: count)
+            }
+        }
+    }
+
+    func records() -> [CalibrationRecord] {
+        layers.indices.map { i in
+            let (lower, upper) = span(i)
+            return histograms[i].withUnsafeBufferPointer { h in
+                let best = int8MSEClipRange(histogram: h.baseAddress!, bins: bins, lower: lower, upper: upper)
+                let grid = Int8Grid(lower: best.lower, upper: best.upper)
+                let plain = Int8Grid(lower: lower, upper: upper)
+                let plainError = int8QuantizationError(histogram: h.baseAddress!, bins: bins, lower: Double(lower), upper: Double(upper),
+                                                       scale: Double(plain.scale), zeroPoint: plain.zeroPoint)
+                // Values in bins wholly outside the grid's range, as a fraction of all.
+                let (a, b) = grid.range
+                let width = (upper - lower) / Float(bins)
+                var outside = 0, total = 0
+                for bin in 0..<bins {
+                    total += h[bin]
+                    let binLow = lower + Float(bin) * width, binHigh = binLow + width
+                    if binHigh <= a || binLow >= b { outside += h[bin] }
+                }
+                return CalibrationRecord(layer: layers[i].layer, observed: (low[i], high[i]), grid: grid,
+                                         clippedFraction: total > 0 ? Double(outside) / Double(total) : 0,
+                                         error: best.error, minMaxError: plainError)
+            }
+        }
+    }
+}
