@@ -317,6 +317,44 @@ bad_case 1 "already holds a run" "training into an existing run without --force"
 bad_case 1 "$model/x" "an output directory under a file" "$vit" train --config "$config" --out "$model/x"
 bad_case 1 "logits" "--logits into a directory that does not exist" "$vit" eval "$model" --logits "$bad/no-such-dir/logits.npy"
 
+# --- quantize, predict, attention, report ---------------------------------------------------
+
+int8=$work/int8.safetensors
+check "a tiny int8 model quantizes" "$work/quantize.log" \
+    "$vit" quantize "$model" --out "$int8" --mode static --calibration-batches 1 "${threads[@]}"
+python3 - "$int8" "$bad" <<'EOF2'
+import json, os, struct, sys
+path, bad = sys.argv[1:3]
+blob = open(path, "rb").read()
+(length,) = struct.unpack("<Q", blob[:8])
+header = json.loads(blob[8:8 + length])
+body = blob[8 + length:]
+def save(name, h):
+    raw = json.dumps(h).encode()
+    open(os.path.join(bad, name), "wb").write(struct.pack("<Q", len(raw)) + raw + body)
+h = json.loads(json.dumps(header)); del h["head.weight_scale"]; save("int8-no-scale.safetensors", h)
+h = json.loads(json.dumps(header)); h["head.weight_scale"]["shape"] = [h["head.weight_scale"]["shape"][0] // 2]
+h["head.weight_scale"]["data_offsets"][1] = h["head.weight_scale"]["data_offsets"][0] + 4 * h["head.weight_scale"]["shape"][0]
+save("int8-scale-shape.safetensors", h)
+EOF2
+printf 'GIF89a, not a PNG' >"$bad/not.png"
+head -c 60 "$root/docs/images/attention-overview.png" >"$bad/truncated.png" 2>/dev/null || printf '\x89PNG\r\n\x1a\n\0\0' >"$bad/truncated.png"
+bad_case 2 "--mode" "vit quantize --mode float16" "$vit" quantize "$model" --out "$work/q.safetensors" --mode float16
+bad_case 2 "--out" "vit quantize without --out" "$vit" quantize "$model"
+bad_case 2 "--calibration-batches" "vit quantize --calibration-batches 0" "$vit" quantize "$model" --out "$work/q.safetensors" --mode static --calibration-batches 0
+bad_case 1 "not-safetensors.safetensors" "vit quantize of a file that is not a model" "$vit" quantize "$bad/not-safetensors.safetensors" --out "$work/q.safetensors"
+bad_case 1 "head.weight_scale" "an int8 model missing a scale" "$vit" eval "$bad/int8-no-scale.safetensors"
+bad_case 1 "head.weight_scale" "an int8 scale of the wrong shape" "$vit" eval "$bad/int8-scale-shape.safetensors"
+bad_case 1 "not a PNG" "vit predict of a file that is not a PNG" "$vit" predict "$model" "$bad/not.png"
+bad_case 1 "truncated.png" "vit predict of a truncated PNG" "$vit" predict "$model" "$bad/truncated.png"
+bad_case 1 "no-such.png" "vit predict of a missing PNG" "$vit" predict "$model" "$bad/no-such.png"
+bad_case 1 "--index" "vit predict --index beyond the test set" "$vit" predict "$model" --index 128
+bad_case 2 "--top" "vit predict --top 0" "$vit" predict "$model" --index 0 --top 0
+bad_case 1 "--layer" "vit attention --layer beyond the model's depth" "$vit" attention "$model" --index 0 --out "$work/att" --layer 5
+bad_case 1 "--head" "vit attention --head beyond the model's heads" "$vit" attention "$model" --index 0 --out "$work/att" --head 7
+bad_case 2 "--out" "vit attention without --out" "$vit" attention "$model" --index 0
+bad_case 1 "holds no model.safetensors" "vit report of a directory that is not a run" "$vit" report "$bad"
+
 # --- Faults: a diverging run, a full disk --------------------------------------------------
 
 # A learning rate of 1e9 drives the loss to infinity: the run must stop naming the step and

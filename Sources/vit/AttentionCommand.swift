@@ -54,10 +54,10 @@ extension VitCommand {
             let config = loaded.config, model = config.model
             let chosenLayer = layer ?? model.depth - 1
             guard chosenLayer >= 0 && chosenLayer < model.depth else {
-                throw ViTError("--layer", "\(chosenLayer) is outside 0...\(model.depth - 1) (the model has \(model.depth) blocks)")
+                throw ViTError("--layer", "\(chosenLayer) is outside 0...\(model.depth - 1) (the model has \(model.depth) block\(model.depth == 1 ? "" : "s"))")
             }
             if let head, !(head >= 0 && head < model.heads) {
-                throw ViTError("--head", "\(head) is outside 0...\(model.heads - 1) (the model has \(model.heads) heads)")
+                throw ViTError("--head", "\(head) is outside 0...\(model.heads - 1) (the model has \(model.heads) head\(model.heads == 1 ? "" : "s"))")
             }
             var records: RecordSource?
             let input: InspectedImage
