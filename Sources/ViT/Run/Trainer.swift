@@ -108,6 +108,8 @@ public final class Trainer {
             validation = try Dataset.load(format: config.data.format, path: config.data.path, split: .test)
         }
         try Trainer.checkFits(train, m, path: config.data.path)
+        try Trainer.checkFits(validation, m, path: config.data.path)
+        try m.checkFitsInMemory(trainingBatch: t.batchSize, inferenceBatch: t.batchSize, subject: "train.batch_size")
         trainLoader = try BatchLoader(dataset: train, config: config.data, batchSize: t.batchSize, training: true,
                                       labelSmoothing: t.labelSmoothing, seed: t.seed)
         validationLoader = try BatchLoader(dataset: validation, config: config.data, batchSize: t.batchSize, training: false,
