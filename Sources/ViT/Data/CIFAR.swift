@@ -116,24 +116,21 @@ enum CIFAR {
             throw ViTError(path, "size \(bytes.count) is not a whole number of \(recordBytes)-byte \(variant.name) records", hint: hint)
         }
         let records = bytes.count / recordBytes
-        let firstPixel = pixels.count
-        pixels.append(contentsOf: repeatElement(0, count: records * imageBytes))
+        pixels.reserveCapacity(pixels.count + records * imageBytes)
         labels.reserveCapacity(labels.count + records)
         try bytes.withUnsafeBufferPointer { source in
-            try pixels.withUnsafeMutableBufferPointer { destination in
-                for record in 0..<records {
-                    let start = record * recordBytes
-                    let label = source[start + variant.labelOffset]
-                    if Int(label) >= variant.numClasses {
-                        throw ViTError(path, "record \(record) has label \(label), outside 0..\(variant.numClasses - 1)")
-                    }
-                    if variant.coarseClasses > 0 && Int(source[start]) >= variant.coarseClasses {
-                        throw ViTError(path, "record \(record) has coarse label \(source[start]), outside 0..\(variant.coarseClasses - 1)")
-                    }
-                    labels.append(Int32(label))
-                    (destination.baseAddress! + firstPixel + record * imageBytes)
-                        .update(from: source.baseAddress! + start + variant.labelBytes, count: imageBytes)
+            for record in 0..<records {
+                let start = record * recordBytes
+                let label = source[start + variant.labelOffset]
+                if Int(label) >= variant.numClasses {
+                    throw ViTError(path, "record \(record) has label \(label), outside 0..\(variant.numClasses - 1)")
                 }
+                if variant.coarseClasses > 0 && Int(source[start]) >= variant.coarseClasses {
+                    throw ViTError(path, "record \(record) has coarse label \(source[start]), outside 0..\(variant.coarseClasses - 1)")
+                }
+                labels.append(Int32(label))
+                // A contiguous append is one copy, also in debug builds.
+                pixels.append(contentsOf: UnsafeBufferPointer(rebasing: source[(start + variant.labelBytes)..<(start + recordBytes)]))
             }
         }
     }
