@@ -329,12 +329,17 @@ enum FuzzSeeds {
 // MARK: - Structured safetensors mutations
 
 extension Mutator {
+    /// The header length a safetensors file declares, when it lies within the file.
+    static func headerLength(of file: [UInt8]) -> Int? {
+        guard file.count >= 8 else { return nil }
+        let declared = file.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self)) }
+        return declared <= UInt64(file.count - 8) ? Int(declared) : nil
+    }
+
     /// Edits one field of a safetensors header (dtype, a shape value, an offset, a duplicate
     /// tensor, metadata) through the JSON model, then writes the length back, usually right.
     mutating func mutateSafeTensorsHeader(_ file: [UInt8]) -> [UInt8] {
-        guard file.count >= 8 else { return mutate(file) }
-        let length = file.withUnsafeBytes { Int(UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self))) }
-        guard length <= file.count - 8 else { return mutate(file) }
+        guard let length = Self.headerLength(of: file) else { return mutate(file) }
         var header = Array(file[8..<(8 + length)])
         let data = Array(file[(8 + length)...])
         if oneIn(2), case .object(var members)? = try? JSONValue.parse(header, path: "seed") {
@@ -393,8 +398,8 @@ extension Mutator {
         guard let parsed = try? SafeTensorsFile(bytes: file, path: "seed") else { return mutate(file) }
         let keys = parsed.metadata.keys.sorted()
         guard !keys.isEmpty else { return mutate(file) }
-        let length = file.withUnsafeBytes { Int(UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self))) }
-        guard case .object(var members)? = try? JSONValue.parse(Array(file[8..<(8 + length)]), path: "seed"),
+        guard let length = Self.headerLength(of: file),
+              case .object(var members)? = try? JSONValue.parse(Array(file[8..<(8 + length)]), path: "seed"),
               let metaIndex = members.firstIndex(where: { $0.key == "__metadata__" }),
               case .object(var metadata) = members[metaIndex].value else { return mutate(file) }
         let key = pick(keys)
@@ -409,8 +414,7 @@ extension Mutator {
     /// Overwrites four bytes of the data section with the bits of a NaN, an infinity or an
     /// extreme float.
     mutating func poisonFloat(_ file: [UInt8]) -> [UInt8] {
-        guard file.count >= 8 else { return mutate(file) }
-        let length = file.withUnsafeBytes { Int(UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self))) }
+        guard let length = Self.headerLength(of: file) else { return mutate(file) }
         let dataStart = 8 + length
         guard dataStart + 4 <= file.count else { return mutate(file) }
         var bytes = file

@@ -178,7 +178,7 @@ private func smallRunConfig() -> RunConfig {
             try config.checkFitsInMemory(trainingBatch: nil, inferenceBatch: 65_536, subject: "--batch-size")
         }
         #expect(huge?.subject == "--batch-size")
-        #expect(huge?.hint == "lower the batch size")
+        #expect(huge?.hint == "lower --batch-size")
     }
 }
 
@@ -186,6 +186,25 @@ private func smallRunConfig() -> RunConfig {
 
 @Suite struct CheckpointValidationTests {
     private let path = "/runs/x/model.safetensors"
+
+    /// Files of other formats handed over as checkpoints: the first eight bytes read as an
+    /// absurd header length, or as one that runs past the end.
+    @Test func filesOfOtherFormatsAreNotSafetensors() {
+        let others: [(String, [UInt8], String)] = [
+            ("PNG", [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A, 0, 0, 0, 13], "is absurd (over 100 MB); this is not a safetensors file"),
+            (".npy", FuzzSeeds.npy([1, 2], shape: [2]), "is absurd (over 100 MB); this is not a safetensors file"),
+            ("zip", [0x50, 0x4B, 0x03, 0x04] + [UInt8](repeating: 0, count: 40), "header length 67324752 runs past the end of the file (44 bytes)"),
+            ("JSON text", Array(#"{"model": {}}"#.utf8), "is absurd (over 100 MB); this is not a safetensors file"),
+            ("gzip", Gzip.compress([1, 2, 3]), "header length 559903 runs past the end of the file (23 bytes)"),
+            ("empty", [], "file is 0 bytes, too short for a safetensors header length (8 bytes)"),
+            ("cut inside the header", Array(FuzzSeeds.safetensors.prefix(40)), "runs past the end of the file (40 bytes)"),
+        ]
+        for (label, bytes, ending) in others {
+            let error = expectDataError { _ = try SafeTensorsFile(bytes: bytes, path: path) }
+            #expect(error?.subject == path, "\(label)")
+            #expect(error?.message.hasSuffix(ending) == true, "\(label): \(String(describing: error))")
+        }
+    }
 
     private func loadError(_ bytes: [UInt8], config: RunConfig? = nil) throws -> ViTError? {
         let file = try SafeTensorsFile(bytes: bytes, path: path)

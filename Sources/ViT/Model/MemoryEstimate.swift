@@ -57,9 +57,9 @@ extension ModelConfig {
         func gib(_ bytes: Double) -> String { String(format: "%.1f GiB", bytes / Double(1 << 30)) }
         let batch = trainingBatch ?? inferenceBatch ?? 0
         throw ViTError(subject, "a batch of \(batch) images needs about \(gib(needed)) for this model, more than the \(gib(available)) of memory here",
-                       hint: trainingBatch != nil
+                       hint: subject.hasSuffix("train.batch_size")
                            ? "lower train.batch_size and raise train.accum_steps to keep the effective batch"
-                           : "lower the batch size")
+                           : "lower \(subject)")
     }
 
     /// Physical memory in bytes, or the cgroup (v2) memory limit when that is lower; nil when
