@@ -390,6 +390,33 @@ private func smallRunConfig() -> RunConfig {
         #expect(!FileManager.default.fileExists(atPath: directory.path + "/run"))
     }
 
+    /// Resuming with a larger batch leaves fewer batches per epoch than the saved position;
+    /// that used to fail a precondition in the batch loader.
+    @Test func resumeWithAPositionPastTheEpochIsRejected() throws {
+        let directory = try DataTempDirectory("resume-position")
+        defer { directory.remove() }
+        try directory.write(DataFixtures.cifarRecords(first: 0, labels: (0..<48).map { UInt8($0 % 10) }), to: "all.bin")
+        var config = RunConfig(name: "resume")
+        config.model = smallModelConfig()
+        config.model.imageSize = 32
+        config.model.patchSize = 16
+        config.model.numClasses = 10
+        config.data.path = directory.path + "/all.bin"
+        config.train.batchSize = 4
+        config.train.epochs = 2
+        let run = directory.path + "/run"
+        let trainer = try Trainer(config: config, outputDirectory: run)
+        trainer.maxSteps = 10
+        let summary = try trainer.run()
+        #expect(summary.interruptedCheckpoint != nil)
+
+        let error = expectDataError { _ = try Trainer(config: config, outputDirectory: run, resume: true, overrides: ["train.batch_size=16"]) }
+        #expect(error?.subject == summary.interruptedCheckpoint)
+        #expect(error?.message == "training_state.batch_in_epoch 10 is past the 3 batches of an epoch with this data and train.batch_size")
+        // The same run resumes with its own batch size.
+        _ = try Trainer(config: config, outputDirectory: run, resume: true)
+    }
+
     @Test func idxLabelFileGivenAsImagesNamesTheMagic() throws {
         let error = expectDataError { _ = try IDX.parseImages(DataFixtures.idxLabels([1, 2]), path: "x/train-images-idx3-ubyte") }
         #expect(error?.subject == "x/train-images-idx3-ubyte")

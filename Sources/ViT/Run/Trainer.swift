@@ -126,6 +126,11 @@ public final class Trainer {
         if let resumeFrom {
             try Checkpoint.copyWeights(from: resumeFrom.file, into: model)
             state = try Checkpoint.loadTrainingState(from: resumeFrom, into: optimizer)
+            // A changed batch size or data set can leave the saved position past the epoch's end.
+            if state.batchInEpoch > stepsPerEpoch * t.accumSteps {
+                throw ViTError(resumeFrom.file.path, "training_state.batch_in_epoch \(state.batchInEpoch) is past the \(stepsPerEpoch * t.accumSteps) batches of an epoch with this data and train.batch_size",
+                               hint: "resume with the data and train.batch_size the run started with")
+            }
             history = Trainer.readHistory(in: outputDirectory).filter { $0.epoch <= state.epoch }
         }
         try AtomicFile.createDirectory(outputDirectory)
