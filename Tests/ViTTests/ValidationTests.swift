@@ -423,3 +423,20 @@ private func smallRunConfig() -> RunConfig {
         #expect(error?.message == "magic number 0x00000801 is not 0x00000803 (IDX unsigned-byte images with 3 dimensions)")
     }
 }
+
+// MARK: - Messages
+
+@Suite struct ErrorMessageTests {
+    /// A newline in a JSON key (written as an escape in the file) or in a file name must not
+    /// split the error line; a megabyte key must not make a megabyte line.
+    @Test func errorsStayOnOneShortLine() {
+        let error = configError(#"{"model": {"dim\n\u001b[31m": 1}}"#)
+        #expect(error?.message == "unknown key 'model.dim\n\u{1B}[31m'")
+        #expect(error?.description == #"bad.json: unknown key 'model.dim\n\u{1B}[31m'"#)
+        #expect(ViTError("runs/a\tb\n.safetensors", "x").description == #"runs/a\tb\n.safetensors: x"#)
+
+        let long = configError("{\"" + String(repeating: "k", count: 100_000) + "\": 1}")
+        #expect(long?.message.count == 100_000 + "unknown key ''".count)
+        #expect(long?.description == "bad.json: unknown key '" + String(repeating: "k", count: 487) + "... (99514 more characters)")
+    }
+}
