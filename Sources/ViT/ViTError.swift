@@ -16,5 +16,35 @@ public struct ViTError: Error, CustomStringConvertible, Equatable, Sendable {
         self.hint = hint
     }
 
-    public var description: String { "\(subject): \(message)" }
+    /// `<subject>: <message>` on one line: control characters that came from the input (a
+    /// newline in a JSON key or a file name) are shown escaped, and a message longer than
+    /// `maximumMessageLength` characters (a megabyte-long key in a garbage file) is cut.
+    public var description: String {
+        var shown = message
+        if shown.count > Self.maximumMessageLength {
+            let cut = shown.count - Self.maximumMessageLength
+            shown = shown.prefix(Self.maximumMessageLength) + "... (\(cut) more characters)"
+        }
+        return Self.printable(subject) + ": " + Self.printable(shown)
+    }
+
+    /// Longest message `description` shows whole.
+    public static let maximumMessageLength = 500
+
+    /// `text` with control characters written as escapes (`\n`, `\t`, `\u{1B}`).
+    static func printable(_ text: String) -> String {
+        func isControl(_ scalar: Unicode.Scalar) -> Bool { scalar.value < 0x20 || (0x7F...0x9F).contains(scalar.value) }
+        guard text.unicodeScalars.contains(where: isControl) else { return text }
+        var result = ""
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "\n": result += "\\n"
+            case "\r": result += "\\r"
+            case "\t": result += "\\t"
+            case _ where isControl(scalar): result += "\\u{" + String(scalar.value, radix: 16, uppercase: true) + "}"
+            default: result.unicodeScalars.append(scalar)
+            }
+        }
+        return result
+    }
 }

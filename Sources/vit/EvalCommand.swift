@@ -46,6 +46,7 @@ extension VitCommand {
             if let data { runConfig.data.path = data }
             let dataset = try Dataset.load(format: runConfig.data.format, path: runConfig.data.path, split: DatasetSplit(rawValue: split)!)
             try Trainer.checkFits(dataset, runConfig.model, path: runConfig.data.path)
+            try runConfig.model.checkFitsInMemory(trainingBatch: nil, inferenceBatch: min(batchSize, dataset.count), subject: "--batch-size")
             let loader = try BatchLoader(dataset: dataset, config: runConfig.data, batchSize: batchSize, training: false,
                                          labelSmoothing: 0, seed: 0)
             let start = Date()

@@ -7,7 +7,7 @@ extension VitCommand {
     struct Inspect: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "inspect",
-            abstract: "Check that a checkpoint loads completely and show its model, metrics and training state.",
+            abstract: "Check that a checkpoint (float32 or int8) loads completely and show its model, metrics and training state.",
             discussion: """
                 Reads the file as `vit eval` and `vit train --resume` would: every tensor's name, \
                 shape and values, the config in the metadata and, for resumable checkpoints \
@@ -15,7 +15,7 @@ extension VitCommand {
                 Exits 0 when all of it is sound, 1 with the first problem otherwise.
                 """)
 
-        @Argument(help: "A safetensors checkpoint written by vit, or a timm state dict (then give --config).")
+        @Argument(help: "A safetensors checkpoint written by vit train or vit quantize, or a timm state dict (then give --config).")
         var checkpoint: String
 
         @Option(help: "Config giving the architecture (required for plain timm state dicts).")
@@ -33,7 +33,7 @@ extension VitCommand {
             }
             let m = report.config.model
             print("checkpoint  \(report.path) (\(report.fileBytes) bytes, \(report.tensorCount) tensors)")
-            print("format      \(report.format ?? "plain state dict")")
+            print("format      \(report.format ?? "plain state dict"), \(report.precision)")
             print("model       \(report.config.name): \(m.imageSize)px, patch \(m.patchSize), dim \(m.dim), depth \(m.depth), "
                   + "heads \(m.heads), mlp \(m.mlpDim), \(m.numClasses) classes; \(report.parameterCount) parameters")
             if case .object(let fields)? = report.metrics {

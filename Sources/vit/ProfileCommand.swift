@@ -71,6 +71,8 @@ extension VitCommand {
             let runConfig = try Profile.loadConfig(path: config, overrides: overrides)
             let m = runConfig.model
             let B = batchSize ?? runConfig.train.batchSize
+            try m.checkFitsInMemory(trainingBatch: B, inferenceBatch: nil,
+                                    subject: batchSize == nil ? "\(config): train.batch_size" : "--batch-size")
             let threads = Parallel.threads
             // Progress lines only where they redraw in place, never into a pipe or a log.
             let showProgress = !json && Console.isTerminal

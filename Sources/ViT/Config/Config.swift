@@ -60,6 +60,21 @@ public struct ModelConfig: Sendable, Equatable, Codable {
     /// Values in one flattened patch: in_channels · patch_size².
     public var patchValues: Int { inChannels * patchSize * patchSize }
 
+    /// The most patches per image `validate` accepts (a 256×256 grid); attention holds
+    /// tokens² values per head and image.
+    public static let maximumPatches = 65_536
+    /// The most parameters `validate` accepts: 2³¹, 8 GiB of float32 weights (ViT-g/14 has 1.0 billion).
+    public static let maximumParameters = 1 << 31
+
+    /// The number of float parameters, timm's count for this architecture (5,717,416 for
+    /// ViT-Tiny at 224 px with 1000 classes). Valid once the sizes are within `validate`'s
+    /// upper bounds, which keep every product far below `Int.max`.
+    public var parameterCount: Int {
+        let C = dim, M = mlpDim
+        let block = 2 * C + (3 * C * C + (qkvBias ? 3 * C : 0)) + (C * C + C) + 2 * C + (M * C + M) + (C * M + C)
+        return C + numTokens * C + (C * patchValues + C) + depth * block + 2 * C + (numClasses * C + numClasses)
+    }
+
     /// Checks that the values describe a buildable model; the error names the offending key.
     public func validate(file: String = "model") throws {
         func key(_ name: String) -> String { "\(file): model.\(name)" }
@@ -75,11 +90,28 @@ public struct ModelConfig: Sendable, Equatable, Codable {
         if dim % heads != 0 {
             throw ViTError(key("dim"), "\(dim) is not divisible by heads \(heads)")
         }
+        // Upper bounds far beyond what trains on a CPU, so that no size taken from a config or a
+        // checkpoint's metadata can overflow `Int` in a shape product or ask for an absurd buffer.
+        for (name, value, limit) in [("image_size", imageSize, 16_384), ("in_channels", inChannels, 1024),
+                                     ("num_classes", numClasses, 1 << 20), ("dim", dim, 16_384),
+                                     ("depth", depth, 1024), ("mlp_dim", mlpDim, 65_536)]
+        where value > limit {
+            throw ViTError(key(name), "must be at most \(limit), got \(value)")
+        }
+        if numPatches > Self.maximumPatches {
+            throw ViTError(key("patch_size"), "\(patchSize) cuts a \(imageSize)-pixel image into \(numPatches) patches, more than \(Self.maximumPatches)",
+                           hint: "use a larger patch_size or a smaller image_size")
+        }
+        if parameterCount > Self.maximumParameters {
+            throw ViTError("\(file): model", "would have \(parameterCount) parameters, more than \(Self.maximumParameters)",
+                           hint: "lower model.dim, model.depth or model.mlp_dim")
+        }
         for (name, value) in [("dropout", dropout), ("attn_dropout", attnDropout), ("drop_path", dropPath)]
         where !(value >= 0 && value < 1) {
             throw ViTError(key(name), "must be in [0, 1), got \(value)")
         }
-        if !(layerNormEps > 0 && layerNormEps < 1) {
+        // The kernels compute in float32, where an eps below ~1e-45 is zero.
+        if !(layerNormEps > 0 && layerNormEps < 1 && Float(layerNormEps) > 0) {
             throw ViTError(key("layer_norm_eps"), "must be in (0, 1), got \(layerNormEps)")
         }
     }

@@ -316,6 +316,12 @@ extension RunConfig {
 // MARK: - Validation
 
 extension RunConfig {
+    /// The most epochs `validate` accepts; bounds the step count of a run far below `Int.max`.
+    public static let maximumEpochs = 1_000_000
+    /// The largest `train.batch_size` and `train.accum_steps` `validate` accepts (also the limit
+    /// of `vit eval --batch-size`).
+    public static let maximumBatchSize = 65_536
+
     /// Checks that every value is in range and consistent with the others.
     ///
     /// Errors have the subject `<path>: <section>.<key>`, for example
@@ -326,6 +332,9 @@ extension RunConfig {
         func show(_ numbers: [Double]) -> String { "[" + numbers.map(show).joined(separator: ", ") + "]" }
         func atLeast(_ key: String, _ value: Int, _ minimum: Int) throws {
             if value < minimum { throw fail(key, "must be >= \(minimum), got \(value)") }
+        }
+        func atMost(_ key: String, _ value: Int, _ maximum: Int, _ name: String? = nil) throws {
+            if value > maximum { throw fail(key, "must be <= \(name.map { "\($0) (\(maximum))" } ?? "\(maximum)"), got \(value)") }
         }
         func positive(_ key: String, _ value: Double) throws {
             if !(value > 0 && value.isFinite) { throw fail(key, "must be > 0, got \(show(value))") }
@@ -351,15 +360,22 @@ extension RunConfig {
             let noun = channels == 1 ? "value" : "values"
             throw fail(key, "needs \(channels) \(noun), one per input channel (model.in_channels), got \(values.count)")
         }
-        if let bad = data.mean.first(where: { !$0.isFinite }) { throw fail("data.mean", "values must be finite, got \(show(bad))") }
-        if data.std.contains(where: { !($0 > 0 && $0.isFinite) }) {
-            throw fail("data.std", "values must be > 0, got \(show(data.std))")
+        // Normalization runs in float32, so the values must survive the conversion.
+        if let bad = data.mean.first(where: { !Float($0).isFinite }) {
+            throw fail("data.mean", "values must be finite float32 numbers, got \(show(bad))")
+        }
+        if data.std.contains(where: { !(Float($0) > 0 && Float($0).isFinite) }) {
+            throw fail("data.std", "values must be > 0 (and finite in float32), got \(show(data.std))")
+        }
+        if data.path.isEmpty || data.path.contains("\0") {
+            throw fail("data.path", "must name a file or directory, got \(JSONValue.quoted(data.path))")
         }
         if !DataConfig.formats.contains(data.format) {
             throw fail("data.format", "must be one of \(Self.listing(DataConfig.formats)), got \(JSONValue.quoted(data.format))")
         }
         try atLeast("data.val_split", data.valSplit, 0)
         try atLeast("data.random_crop_padding", data.randomCropPadding, 0)
+        try atMost("data.random_crop_padding", data.randomCropPadding, model.imageSize, "model.image_size")
         for (key, range) in [("data.rrc_scale", data.rrcScale), ("data.rrc_ratio", data.rrcRatio)] {
             if !(range.count == 2 && range[0] > 0 && range[0] <= range[1] && range[1].isFinite) {
                 throw fail(key, "must be [min, max] with 0 < min <= max, got \(show(range))")
@@ -373,7 +389,9 @@ extension RunConfig {
         try probability("data.random_erasing", data.randomErasing)
 
         try atLeast("train.epochs", train.epochs, 1)
+        try atMost("train.epochs", train.epochs, Self.maximumEpochs)
         try atLeast("train.batch_size", train.batchSize, 1)
+        try atMost("train.batch_size", train.batchSize, Self.maximumBatchSize)
         try positive("train.lr", train.lr)
         try nonNegative("train.min_lr", train.minLr)
         if train.minLr > train.lr {
@@ -387,6 +405,7 @@ extension RunConfig {
         try belowOne("train.label_smoothing", train.labelSmoothing)
         try nonNegative("train.grad_clip", train.gradClip)
         try atLeast("train.accum_steps", train.accumSteps, 1)
+        try atMost("train.accum_steps", train.accumSteps, Self.maximumBatchSize)
         try atLeast("train.eval_every", train.evalEvery, 1)
         try atLeast("train.save_every", train.saveEvery, 0)
         try atLeast("train.keep_checkpoints", train.keepCheckpoints, 1)

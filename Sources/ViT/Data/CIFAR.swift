@@ -16,6 +16,10 @@ enum CIFAR {
         /// Which of the label bytes is the class (CIFAR-100: the fine label).
         var labelOffset: Int
         var numClasses: Int
+        /// Classes of the coarse label byte before the class (CIFAR-100's 20 superclasses), or 0
+        /// when there is none. Not used for training, but a byte out of range means the records
+        /// are misaligned or not CIFAR-100.
+        var coarseClasses = 0
         /// The directory the official tarball extracts to.
         var subdirectory: String
         var trainFiles: [String]
@@ -34,7 +38,7 @@ enum CIFAR {
             downloadScript: "scripts/get-cifar10.sh")
 
         static let cifar100 = Variant(
-            name: "CIFAR-100", labelBytes: 2, labelOffset: 1, numClasses: 100,
+            name: "CIFAR-100", labelBytes: 2, labelOffset: 1, numClasses: 100, coarseClasses: 20,
             subdirectory: "cifar-100-binary", trainFiles: ["train.bin"], testFiles: ["test.bin"],
             namesFile: "fine_label_names.txt", builtInNames: CIFAR.cifar100FineNames,
             downloadScript: "scripts/get-cifar100.sh")
@@ -105,24 +109,28 @@ enum CIFAR {
             throw ViTError(path, "is empty; expected \(recordBytes)-byte \(variant.name) records")
         }
         if bytes.count % recordBytes != 0 {
-            throw ViTError(path, "size \(bytes.count) is not a whole number of \(recordBytes)-byte \(variant.name) records")
+            let other: Variant = variant.labelBytes == 1 ? .cifar100 : .cifar10
+            let hint = bytes.count % other.recordBytes == 0
+                ? "the size fits \(other.recordBytes)-byte \(other.name) records: set data.format to \(other.name == "CIFAR-10" ? "cifar10" : "cifar100")"
+                : "the file is truncated or not in the CIFAR binary format"
+            throw ViTError(path, "size \(bytes.count) is not a whole number of \(recordBytes)-byte \(variant.name) records", hint: hint)
         }
         let records = bytes.count / recordBytes
-        let firstPixel = pixels.count
-        pixels.append(contentsOf: repeatElement(0, count: records * imageBytes))
+        pixels.reserveCapacity(pixels.count + records * imageBytes)
         labels.reserveCapacity(labels.count + records)
         try bytes.withUnsafeBufferPointer { source in
-            try pixels.withUnsafeMutableBufferPointer { destination in
-                for record in 0..<records {
-                    let start = record * recordBytes
-                    let label = source[start + variant.labelOffset]
-                    if Int(label) >= variant.numClasses {
-                        throw ViTError(path, "record \(record) has label \(label), outside 0..\(variant.numClasses - 1)")
-                    }
-                    labels.append(Int32(label))
-                    (destination.baseAddress! + firstPixel + record * imageBytes)
-                        .update(from: source.baseAddress! + start + variant.labelBytes, count: imageBytes)
+            for record in 0..<records {
+                let start = record * recordBytes
+                let label = source[start + variant.labelOffset]
+                if Int(label) >= variant.numClasses {
+                    throw ViTError(path, "record \(record) has label \(label), outside 0..\(variant.numClasses - 1)")
                 }
+                if variant.coarseClasses > 0 && Int(source[start]) >= variant.coarseClasses {
+                    throw ViTError(path, "record \(record) has coarse label \(source[start]), outside 0..\(variant.coarseClasses - 1)")
+                }
+                labels.append(Int32(label))
+                // A contiguous append is one copy, also in debug builds.
+                pixels.append(contentsOf: UnsafeBufferPointer(rebasing: source[(start + variant.labelBytes)..<(start + recordBytes)]))
             }
         }
     }

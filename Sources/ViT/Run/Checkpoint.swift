@@ -35,9 +35,9 @@ public struct TrainingState: Sendable, Equatable {
     }
 
     init(json: JSONValue, path: String) throws {
-        func int(_ key: String) throws -> Int {
-            guard case .number(let n)? = json[key], n.rounded() == n, n >= -1, n < 1e15 else {
-                throw ViTError(path, "training_state.\(key) is missing or not a whole number")
+        func int(_ key: String, minimum: Double = 0) throws -> Int {
+            guard case .number(let n)? = json[key], n.rounded() == n, n >= minimum, n < 1e15 else {
+                throw ViTError(path, "training_state.\(key) is missing or not a whole number >= \(Int(minimum))")
             }
             return Int(n)
         }
@@ -46,7 +46,7 @@ public struct TrainingState: Sendable, Equatable {
             return n
         }
         step = try int("step"); epoch = try int("epoch"); batchInEpoch = try int("batch_in_epoch")
-        bestValAccuracy = try double("best_val_acc"); bestEpoch = try int("best_epoch"); elapsedSeconds = try double("elapsed_s")
+        bestValAccuracy = try double("best_val_acc"); bestEpoch = try int("best_epoch", minimum: -1); elapsedSeconds = try double("elapsed_s")
         epochLossSum = try double("epoch_loss_sum"); epochCorrect = try int("epoch_correct"); epochSeen = try int("epoch_seen")
         epochSeconds = try double("epoch_seconds"); lastLearningRate = try double("last_lr")
     }
@@ -114,7 +114,7 @@ public enum Checkpoint {
         try load(file: try SafeTensorsFile(path: path), config: explicit)
     }
 
-    /// `load(path:config:)` for a file already read.
+    /// `load(path:config:)` for a safetensors file already read and validated.
     public static func load(file: SafeTensorsFile, config explicit: RunConfig? = nil) throws -> Loaded {
         let path = file.path
         if QuantizedCheckpoint.isQuantized(file) {
@@ -132,27 +132,43 @@ public enum Checkpoint {
                            hint: "pass --config FILE to give the architecture and data settings")
         }
         try config.model.validate(file: path)
+        // Names and shapes are checked before the model is allocated, so metadata that claims a
+        // huge architecture fails on the first missing tensor instead of allocating for it.
+        try checkTensors(of: file, against: ParameterLayout(config: config.model))
         let model = VisionTransformer(config: config.model, seed: 0)
         try copyWeights(from: file, into: model)
         return Loaded(model: model, config: config, file: file)
     }
 
-    /// Copies every parameter from `file` into `model`, checking names, shapes and values.
-    public static func copyWeights(from file: SafeTensorsFile, into model: VisionTransformer) throws {
+    /// Checks that `file` holds exactly the tensors of `layout` (optimizer state aside), each
+    /// with its shape and a float dtype (F32, or F16, BF16 and F64, which are converted).
+    public static func checkTensors(of file: SafeTensorsFile, against layout: ParameterLayout) throws {
         let path = file.path
-        let known = Set(model.layout.tensors.map(\.name))
+        let known = Set(layout.tensors.map(\.name))
         let extras = file.entries.map(\.name).filter { !known.contains($0) && !$0.hasPrefix("optimizer.") }
         if let first = extras.first {
             throw ViTError(path, "unexpected tensor '\(first)'\(extras.count > 1 ? " (and \(extras.count - 1) more)" : "") for this architecture",
                            hint: "the checkpoint was made for another model; check model.pool, qkv_bias and depth")
         }
-        for tensor in model.layout.tensors {
+        for tensor in layout.tensors {
             guard let entry = file[tensor.name] else {
                 throw ViTError(path, "missing tensor '\(tensor.name)'")
             }
             guard entry.shape == tensor.shape else {
                 throw ViTError(path, "tensor '\(tensor.name)' has shape \(entry.shape), the config needs \(tensor.shape)")
             }
+            guard entry.dtype.isFloatingPoint else {
+                throw ViTError(path, "tensor '\(tensor.name)' has dtype \(entry.dtype.rawValue), expected F32 (or F16, BF16, F64)")
+            }
+        }
+    }
+
+    /// Copies every parameter from `file` into `model`, checking names, shapes, dtypes and that
+    /// every value is finite.
+    public static func copyWeights(from file: SafeTensorsFile, into model: VisionTransformer) throws {
+        let path = file.path
+        try checkTensors(of: file, against: model.layout)
+        for tensor in model.layout.tensors {
             let destination = model.parameters.pointer + tensor.offset
             try file.copyFloats(tensor.name, into: destination, count: tensor.count)
             for i in 0..<tensor.count where !destination[i].isFinite {
@@ -175,6 +191,13 @@ public enum Checkpoint {
         }
         try file.copyFloats(firstMomentName, into: optimizer.m.pointer, count: n)
         try file.copyFloats(secondMomentName, into: optimizer.v.pointer, count: n)
+        // A NaN moment poisons every later step, and AdamW takes the square root of the second.
+        for (name, values) in [(firstMomentName, optimizer.m.pointer), (secondMomentName, optimizer.v.pointer)] {
+            for i in 0..<n where !(values[i].isFinite && (name == firstMomentName || values[i] >= 0)) {
+                let what = values[i].isFinite ? "the negative value \(values[i])" : "\(values[i])"
+                throw ViTError(path, "tensor '\(name)' holds \(what) at index \(i)")
+            }
+        }
         optimizer.step = state.step
         return state
     }

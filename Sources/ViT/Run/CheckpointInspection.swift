@@ -6,8 +6,11 @@ public struct CheckpointInspection: Sendable {
     /// The file and its size in bytes.
     public var path: String
     public var fileBytes: Int
-    /// The `format` metadata value ("vit" for files vit writes; nil for plain state dicts).
+    /// The `format` metadata value ("vit" or "vit-int8" for files vit writes; nil for plain
+    /// state dicts).
     public var format: String?
+    /// "float32", or "int8 weights" / "int8 static" for `vit quantize` files.
+    public var precision: String
     /// Tensors in the file and the model's parameter count.
     public var tensorCount: Int
     public var parameterCount: Int
@@ -23,7 +26,7 @@ public struct CheckpointInspection: Sendable {
         let m = config.model
         var fields: [(key: String, value: JSONValue)] = [
             ("path", .string(path)), ("bytes", .number(Double(fileBytes))),
-            ("format", format.map(JSONValue.string) ?? .null),
+            ("format", format.map(JSONValue.string) ?? .null), ("precision", .string(precision)),
             ("tensors", .number(Double(tensorCount))), ("parameters", .number(Double(parameterCount))),
             ("model", .object([("image_size", .number(Double(m.imageSize))), ("patch_size", .number(Double(m.patchSize))),
                                ("in_channels", .number(Double(m.inChannels))), ("num_classes", .number(Double(m.numClasses))),
@@ -45,7 +48,7 @@ extension Checkpoint {
     ///
     /// The weights are checked as `load(path:config:)` checks them (names, shapes, finite
     /// values); when the file is a resumable checkpoint, the training state is parsed and both
-    /// AdamW moments are read and checked for non-finite values, so a file that passes here
+    /// AdamW moments are read and checked as `--resume` checks them, so a file that passes here
     /// resumes.
     ///
     /// - Parameters:
@@ -53,22 +56,24 @@ extension Checkpoint {
     ///   - config: the architecture for plain timm state dicts without vit metadata.
     /// - Throws: `ViTError` naming the file and the first problem found.
     public static func inspect(path: String, config explicit: RunConfig? = nil) throws -> CheckpointInspection {
-        let loaded = try load(path: path, config: explicit)
-        let file = loaded.file
+        let file = try SafeTensorsFile(path: path)
+        let bytes = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
+        if QuantizedCheckpoint.isQuantized(file) {
+            let q = try QuantizedCheckpoint.load(file: file, config: explicit)
+            return CheckpointInspection(path: path, fileBytes: bytes, format: file.metadata["format"],
+                                        precision: "int8 \(q.settings.mode.rawValue)", tensorCount: file.entries.count,
+                                        parameterCount: ParameterLayout(config: q.config.model).totalCount, config: q.config,
+                                        metrics: file.metadata["metrics"].flatMap { try? JSONValue.parse($0, path: path) },
+                                        trainingState: nil)
+        }
+        let loaded = try load(file: file, config: explicit)
         var state: TrainingState?
         if file.metadata["training_state"] != nil {
-            let optimizer = AdamW(layout: loaded.model.layout)
-            state = try loadTrainingState(from: loaded, into: optimizer)
-            let n = optimizer.layout.totalCount
-            for (name, buffer) in [(firstMomentName, optimizer.m), (secondMomentName, optimizer.v)] {
-                let values = buffer.pointer
-                for i in 0..<n where !values[i].isFinite || (buffer === optimizer.v && values[i] < 0) {
-                    throw ViTError(path, "tensor '\(name)' holds \(values[i]) at index \(i)")
-                }
-            }
+            // Parses the state and reads both moments, refusing non-finite or negative values.
+            state = try loadTrainingState(from: loaded, into: AdamW(layout: loaded.model.layout))
         }
-        let bytes = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
-        return CheckpointInspection(path: path, fileBytes: bytes, format: file.metadata["format"], tensorCount: file.entries.count,
+        return CheckpointInspection(path: path, fileBytes: bytes, format: file.metadata["format"], precision: "float32",
+                                    tensorCount: file.entries.count,
                                     parameterCount: loaded.model.layout.totalCount, config: loaded.config,
                                     metrics: loaded.metrics, trainingState: state)
     }

@@ -108,6 +108,8 @@ public final class Trainer {
             validation = try Dataset.load(format: config.data.format, path: config.data.path, split: .test)
         }
         try Trainer.checkFits(train, m, path: config.data.path)
+        try Trainer.checkFits(validation, m, path: config.data.path)
+        try m.checkFitsInMemory(trainingBatch: t.batchSize, inferenceBatch: t.batchSize, subject: "train.batch_size")
         trainLoader = try BatchLoader(dataset: train, config: config.data, batchSize: t.batchSize, training: true,
                                       labelSmoothing: t.labelSmoothing, seed: t.seed)
         validationLoader = try BatchLoader(dataset: validation, config: config.data, batchSize: t.batchSize, training: false,
@@ -124,6 +126,11 @@ public final class Trainer {
         if let resumeFrom {
             try Checkpoint.copyWeights(from: resumeFrom.file, into: model)
             state = try Checkpoint.loadTrainingState(from: resumeFrom, into: optimizer)
+            // A changed batch size or data set can leave the saved position past the epoch's end.
+            if state.batchInEpoch > stepsPerEpoch * t.accumSteps {
+                throw ViTError(resumeFrom.file.path, "training_state.batch_in_epoch \(state.batchInEpoch) is past the \(stepsPerEpoch * t.accumSteps) batches of an epoch with this data and train.batch_size",
+                               hint: "resume with the data and train.batch_size the run started with")
+            }
             history = Trainer.readHistory(in: outputDirectory).filter { $0.epoch <= state.epoch }
         }
         try AtomicFile.createDirectory(outputDirectory)

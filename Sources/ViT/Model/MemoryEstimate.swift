@@ -1,0 +1,76 @@
+import Foundation
+
+/// How much memory a model needs, so that a batch size or architecture that cannot fit is a
+/// clear error before anything is allocated, instead of an allocation failure (which Swift
+/// turns into a crash) or the kernel's out-of-memory killer.
+extension ModelConfig {
+    /// Bytes of float32 buffers a model with this architecture holds: parameters and gradients,
+    /// AdamW's two moments when training, and the activations of one training batch and one
+    /// inference batch (as `Activations` lays them out).
+    ///
+    /// Computed in `Double`, so absurd sizes give an absurd number instead of overflowing.
+    ///
+    /// - Parameters:
+    ///   - trainingBatch: images per training forward/backward, or nil for inference only.
+    ///   - inferenceBatch: images per inference forward, or nil when there is none.
+    public func estimatedBytes(trainingBatch: Int?, inferenceBatch: Int?) -> Double {
+        let parameters = Double(parameterCount)
+        var floats = parameters * (trainingBatch == nil ? 2 : 4)
+        if let trainingBatch { floats += Double(trainingBatch) * activationFloatsPerImage(training: true) }
+        if let inferenceBatch { floats += Double(inferenceBatch) * activationFloatsPerImage(training: false) }
+        return floats * Double(MemoryLayout<Float>.stride)
+    }
+
+    /// Activation floats per image, mirroring the buffers `Activations` plans (rounding aside).
+    func activationFloatsPerImage(training: Bool) -> Double {
+        let T = Double(numTokens), N = Double(numPatches), C = Double(dim), M = Double(mlpDim)
+        let attention = Double(heads) * T * T
+        let dropoutOn = training && dropout > 0, attnDropoutOn = training && attnDropout > 0
+        let depth = Double(depth)
+        var perBlock = 6 * T * C + 4 * T + attention + 2 * T * M
+        if attnDropoutOn { perBlock += 2 * attention }
+        if dropoutOn { perBlock += 2 * T * C + T * M }
+        var floats = N * Double(patchValues) + N * C + T * C + 2 * C + 2 + Double(numClasses)
+        if training {
+            floats += (2 * depth + 1) * T * C + depth * perBlock + T * M
+            floats += 7 * T * C + attention + 2 * T * M + 2 * C + N * C
+            if dropoutOn { floats += T * C }
+        } else {
+            floats += T * C + perBlock
+        }
+        return floats
+    }
+
+    /// Throws when the model, with the given batches, needs more memory than the machine has.
+    ///
+    /// - Parameters:
+    ///   - trainingBatch: images per training step, or nil.
+    ///   - inferenceBatch: images per inference forward, or nil.
+    ///   - subject: the setting to blame, such as `train.batch_size` or `--batch-size`.
+    ///   - available: bytes available; by default the machine's physical memory (or the
+    ///     cgroup's limit when lower).
+    /// - Throws: `ViTError(subject, "needs about X GiB ...")` with a hint to lower the batch.
+    public func checkFitsInMemory(trainingBatch: Int?, inferenceBatch: Int?, subject: String,
+                                  available: Double? = nil) throws {
+        let needed = estimatedBytes(trainingBatch: trainingBatch, inferenceBatch: inferenceBatch)
+        guard let available = available ?? Self.availableMemory(), needed > available else { return }
+        func gib(_ bytes: Double) -> String { String(format: "%.1f GiB", bytes / Double(1 << 30)) }
+        let batch = trainingBatch ?? inferenceBatch ?? 0
+        throw ViTError(subject, "a batch of \(batch) images needs about \(gib(needed)) for this model, more than the \(gib(available)) of memory here",
+                       hint: subject.hasSuffix("train.batch_size")
+                           ? "lower train.batch_size and raise train.accum_steps to keep the effective batch"
+                           : "lower \(subject)")
+    }
+
+    /// Physical memory in bytes, or the cgroup (v2) memory limit when that is lower; nil when
+    /// unknown.
+    static func availableMemory() -> Double? {
+        let pages = sysconf(Int32(_SC_PHYS_PAGES)), pageSize = sysconf(Int32(_SC_PAGESIZE))
+        var bytes: Double? = pages > 0 && pageSize > 0 ? Double(pages) * Double(pageSize) : nil
+        if let text = try? String(contentsOfFile: "/sys/fs/cgroup/memory.max", encoding: .utf8),
+           let limit = Double(text.trimmingCharacters(in: .whitespacesAndNewlines)), limit > 0 {
+            bytes = min(bytes ?? limit, limit)
+        }
+        return bytes
+    }
+}
