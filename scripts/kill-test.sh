@@ -6,8 +6,8 @@
 # trains a small ViT (dim 128, depth 4; 10 steps an epoch, a resumable checkpoint every epoch,
 # 6.5 MB each) and, KILL_ROUNDS times:
 #   - starts `vit train` (or `vit train --resume` once a checkpoint exists) and kills it with
-#     SIGKILL: odd rounds at a random moment (0-8 s after resuming, or after the first
-#     checkpoint of a new run), even rounds the moment a temporary file shows up
+#     SIGKILL: odd rounds at a random moment (1-15 training steps after resuming, or after
+#     the first checkpoint of a new run), even rounds the moment a temporary file shows up
 #     in the run directory, i.e. while vit is writing a checkpoint, best.safetensors,
 #     model.safetensors or metrics.jsonl;
 #   - checks that the resumed run started from the newest checkpoint on disk, that every
@@ -20,7 +20,7 @@
 # Environment:
 #   VIT, SCRATCH_PATH, FASHION_MNIST, VIT_THREADS, KEEP_WORK: as for scripts/smoke.sh
 #   KILL_ROUNDS   number of kills (default 10)
-#   KILL_SEED     seed of the random delays (default: random; printed so a run can be repeated)
+#   KILL_SEED     seed of the random kill points (default: random; printed so a run can be repeated)
 #
 # Prints `ok - <check>` or `not ok - <check>` per check, then `N passed, M failed`; exits 1
 # when anything failed.
@@ -50,7 +50,7 @@ cat >"$config" <<EOF
             "dim": 128, "depth": 4, "heads": 4, "mlp_dim": 256, "drop_path": 0.1},
   "data": {"format": "cifar10", "path": "$data", "mean": [0.286, 0.286, 0.286], "std": [0.353, 0.353, 0.353],
            "random_crop_padding": 2, "hflip": 0.5},
-  "train": {"epochs": 8, "batch_size": 32, "lr": 1e-3, "warmup_epochs": 1, "save_every": 1,
+  "train": {"epochs": 16, "batch_size": 32, "lr": 1e-3, "warmup_epochs": 1, "save_every": 1,
             "keep_checkpoints": 3, "seed": 7}
 }
 EOF
@@ -68,6 +68,9 @@ newest_step() {
 }
 # temporaries [PATTERN]: the temporary files (matching PATTERN) in the run directory right now.
 temporaries() { find "$run" -maxdepth 2 -name "${1:-.*.tmp-*}" 2>/dev/null; }
+
+# steps_logged LOG: training steps a run has logged so far (one progress line per step here).
+steps_logged() { grep -c '^epoch [0-9]*/[0-9]*  step ' "$1" 2>/dev/null || true; }
 
 # every_file_loads ROUND: vit inspect on every finished .safetensors file of the run, and
 # metrics.jsonl line by line.
@@ -115,16 +118,18 @@ for ((round = 1; round <= rounds; round++)); do
         while kill -0 "$pid" 2>/dev/null && [[ -z "$(temporaries "$pattern")" ]] && ((SECONDS < deadline)); do :; done
         writing=$(temporaries "$pattern" | head -n 1)
     else
-        # A random moment once the run is under way: resumed, or for a new run once it has
-        # saved its first checkpoint.
+        # A random moment, counted in training steps so that the test does the same on a fast
+        # machine and a slow one: 1-15 steps after resuming or, for a new run, after its first
+        # checkpoint.
         deadline=$((SECONDS + 300))
-        while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do
-            if [[ -n "$before" ]]; then grep -q "^resuming from" "$log" && break; else [[ -n "$(newest_step)" ]] && break; fi
-            sleep 0.05
-        done
-        delay=$((RANDOM % 8000))
-        how="$((delay / 1000)).$(printf '%03d' $((delay % 1000))) s after starting"
-        sleep "$((delay / 1000)).$(printf '%03d' $((delay % 1000)))"
+        base=0
+        if [[ -z "$before" ]]; then
+            while kill -0 "$pid" 2>/dev/null && [[ -z "$(newest_step)" ]] && ((SECONDS < deadline)); do sleep 0.02; done
+            base=$(steps_logged "$log")
+        fi
+        target=$((base + 1 + RANDOM % 15))
+        while kill -0 "$pid" 2>/dev/null && (($(steps_logged "$log") < target)) && ((SECONDS < deadline)); do sleep 0.02; done
+        how="after $((target - base)) steps"
         writing=""
     fi
     kill -KILL "$pid" 2>/dev/null || true
@@ -148,7 +153,7 @@ for ((round = 1; round <= rounds; round++)); do
     fi
     every_file_loads "$round"
 done
-echo "# $killed_in_save of $rounds kills left a half-written file behind; the newest checkpoint is at step $(newest_step) of 80"
+echo "# $killed_in_save of $rounds kills left a half-written file behind; the newest checkpoint is at step $(newest_step) of 160"
 
 # --- Finish the run and compare it with an unbroken one -----------------------------------
 
