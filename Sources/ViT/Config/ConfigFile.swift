@@ -27,6 +27,18 @@ public struct DistillConfig: Sendable, Equatable {
         if model.distillToken { type = "token" }
     }
 
+    /// Why these settings cannot distill `model`, as the key at fault and the message, or nil.
+    /// The distillation token exists to be trained by the token loss, and the token loss needs it.
+    public func inconsistency(with model: ModelConfig) -> (key: String, message: String)? {
+        if type == "token" && !model.distillToken {
+            return ("distill.type", "\"token\" needs a student with a distillation token: set model.distill_token to true")
+        }
+        if model.distillToken && type != "token" {
+            return ("model.distill_token", "a student with a distillation token is distilled with distill.type \"token\", got \(JSONValue.quoted(type))")
+        }
+        return nil
+    }
+
     /// The JSON key of each field, in the order a config file lists them.
     public static let keys = ["type", "temperature", "alpha"]
     /// The accepted values of `type`.
@@ -412,13 +424,7 @@ extension RunConfig {
             }
             try positive("distill.temperature", distill.temperature)
             try probability("distill.alpha", distill.alpha)
-            // The distillation token exists to be trained by the token loss, and only by it.
-            if distill.type == "token" && !model.distillToken {
-                throw fail("distill.type", "\"token\" needs a student with a distillation token: set model.distill_token to true")
-            }
-            if model.distillToken && distill.type != "token" {
-                throw fail("model.distill_token", "a student with a distillation token is distilled with distill.type \"token\", got \(JSONValue.quoted(distill.type))")
-            }
+            if let problem = distill.inconsistency(with: model) { throw fail(problem.key, problem.message) }
         }
     }
 

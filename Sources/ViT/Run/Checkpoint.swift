@@ -116,7 +116,12 @@ public enum Checkpoint {
     /// with its exact shape and finite values, and no unknown tensor may be: a checkpoint of
     /// another architecture fails here with the first mismatch named.
     public static func load(path: String, config explicit: RunConfig? = nil) throws -> Loaded {
-        let file = try SafeTensorsFile(path: path)
+        try load(file: try SafeTensorsFile(path: path), config: explicit)
+    }
+
+    /// `load(path:config:)` for a file already read.
+    public static func load(file: SafeTensorsFile, config explicit: RunConfig? = nil) throws -> Loaded {
+        let path = file.path
         let config: RunConfig
         if let explicit {
             config = explicit

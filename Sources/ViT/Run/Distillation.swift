@@ -146,14 +146,17 @@ public final class Teacher {
     ///     metadata otherwise). `configSource` names it in errors.
     ///   - student: the student's run config.
     public static func load(path: String, config: RunConfig?, configSource: String? = nil, student: RunConfig) throws -> Teacher {
+        let file = try SafeTensorsFile(path: path)
+        if config == nil && file.metadata["config"] == nil {
+            throw ViTError(path, "no vit config in the file's metadata (a plain state dict?)",
+                           hint: "pass --teacher-config FILE, a vit config whose model section describes the teacher")
+        }
         let loaded: Checkpoint.Loaded
         do {
-            loaded = try Checkpoint.load(path: path, config: config)
-        } catch let error as ViTError where error.subject == path && error.hint?.contains("--config") == true {
-            // The generic hint names vit eval's --config; the teacher's option is another.
-            throw ViTError(path, error.message, hint: "pass --teacher-config FILE, a vit config whose model section describes the teacher")
-        } catch let error as ViTError where configSource != nil && error.subject == path && error.message.contains("the config needs") {
-            throw ViTError(path, error.message, hint: "the teacher config \(configSource!) does not describe this state dict")
+            loaded = try Checkpoint.load(file: file, config: config)
+        } catch let error as ViTError where configSource != nil && error.subject == path {
+            // The weights do not fit the architecture the user gave.
+            throw ViTError(path, error.message, hint: "\(configSource!) (--teacher-config) does not describe this file")
         }
         return try Teacher(model: loaded.model, config: loaded.config, path: path, student: student)
     }
@@ -281,12 +284,7 @@ public final class Distillation {
     ///   model) chooses the loss.
     public init(teacher: Teacher, student: RunConfig) throws {
         let settings = student.distill ?? DistillConfig(for: student.model)
-        if settings.type == "token" && !student.model.distillToken {
-            throw ViTError("distill.type", "\"token\" needs a student with a distillation token: set model.distill_token to true")
-        }
-        if student.model.distillToken && settings.type != "token" {
-            throw ViTError("model.distill_token", "a student with a distillation token is distilled with distill.type \"token\", got \(JSONValue.quoted(settings.type))")
-        }
+        if let problem = settings.inconsistency(with: student.model) { throw ViTError(problem.key, problem.message) }
         self.teacher = teacher
         loss = try DistillationLoss(settings: settings, labelSmoothing: student.train.labelSmoothing, classes: student.model.numClasses)
     }
