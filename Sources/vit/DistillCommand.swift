@@ -69,12 +69,8 @@ extension VitCommand {
                                    hint: "continue it with vit train --resume \(resume)")
                 }
                 let record = try TeacherRecord(metadata: text, source: source)
-                teacherModel = try Teacher.load(path: teacher ?? record.path, config: explicitTeacherConfig ?? record.config,
-                                                configSource: teacherConfig, student: trainer.config)
-                if teacherModel.fingerprint != record.fingerprint {
-                    throw ViTError(teacherModel.path, "is not the teacher this run started with (weights \(teacherModel.fingerprint), the run recorded \(record.fingerprint) from \(record.path))",
-                                   hint: "resume with the original teacher, or start a new run")
-                }
+                teacherModel = try Teacher.reload(record, path: teacher, config: explicitTeacherConfig, configSource: teacherConfig,
+                                                  student: trainer.config)
             } else {
                 var runConfig = try RunConfig.load(path: config!, overrides: overrides)
                 if runConfig.distill == nil {

@@ -302,6 +302,16 @@ private final class LossLog {
         let record = try TeacherRecord(metadata: try #require(resumed.resumedMetadata[TeacherRecord.metadataKey]), source: stopped)
         #expect(record.path == teacherPath && record.config == teacherConfig())
         #expect(record.fingerprint == resumed.distillation?.teacher.fingerprint)
+        // The same teacher reloads from the record; another one, or a vanished file, is refused.
+        #expect(try Teacher.reload(record, student: resumed.config).fingerprint == record.fingerprint)
+        let other = try writeTeacher(teacherConfig(), seed: 8, in: root, name: "other.safetensors")
+        let otherError = thrownError { _ = try Teacher.reload(record, path: other, student: resumed.config) }
+        #expect(otherError?.subject == other)
+        #expect(otherError?.message.hasPrefix("is not the teacher this run started with") == true)
+        var moved = record
+        moved.path = root + "/moved.safetensors"
+        #expect(thrownError { _ = try Teacher.reload(moved, student: resumed.config) }?.hint
+            == "the run recorded this teacher; pass --teacher FILE if it has moved")
         log.attach(to: resumed)
         _ = try resumed.run()
         #expect(log.losses == straightLog.losses, "the resumed distillation run's losses differ from the unbroken run's")

@@ -161,6 +161,23 @@ public final class Teacher {
         return try Teacher(model: loaded.model, config: loaded.config, path: path, student: student)
     }
 
+    /// The teacher of a resumed run: the file `record` names (or `path` instead), with the
+    /// recorded config (or `config` instead), which must hold the weights the run started with.
+    public static func reload(_ record: TeacherRecord, path: String? = nil, config: RunConfig? = nil, configSource: String? = nil,
+                              student: RunConfig) throws -> Teacher {
+        let teacher: Teacher
+        do {
+            teacher = try load(path: path ?? record.path, config: config ?? record.config, configSource: configSource, student: student)
+        } catch let error as ViTError where path == nil && error.subject == record.path && error.hint == nil {
+            throw ViTError(error.subject, error.message, hint: "the run recorded this teacher; pass --teacher FILE if it has moved")
+        }
+        if teacher.fingerprint != record.fingerprint {
+            throw ViTError(teacher.path, "is not the teacher this run started with (weights \(teacher.fingerprint), the run recorded \(record.fingerprint) from \(record.path))",
+                           hint: "resume with the original teacher, or start a new run")
+        }
+        return teacher
+    }
+
     /// A teacher from a model already in memory.
     public init(model: VisionTransformer, config: RunConfig, path: String, student: RunConfig) throws {
         let t = model.config, s = student.model
