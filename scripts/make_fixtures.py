@@ -4,6 +4,10 @@
 Each fixture is a small safetensors file produced by timm's VisionTransformer:
 initial parameters, an input batch, logits, cross-entropy loss and its
 gradients, a soft-target loss check and a 5-step AdamW training trace.
+deit_dist.safetensors does the same for timm's VisionTransformerDistilled
+(DeiT's distillation token and head_dist) trained with the token distillation
+loss, and distill_losses.safetensors holds the three distillation losses with
+their gradients and F.interpolate(mode="bilinear") resizes.
 
 Precision: the initial parameters, inputs and soft targets are generated in
 float32 (so they are exactly representable in the stored file), then every
@@ -24,6 +28,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 import timm
 from timm.models.vision_transformer import VisionTransformer
+from timm.models.deit import VisionTransformerDistilled
 from safetensors import safe_open
 from safetensors.torch import save_file
 
@@ -58,12 +63,14 @@ MODELS = [
     }, 4),
 ]
 
-NO_DECAY_NAMES = {"pos_embed", "cls_token"}
+NO_DECAY_NAMES = {"pos_embed", "cls_token", "dist_token"}
 
 
 def build_model(cfg):
-    """timm VisionTransformer matching cfg, with timm's own initialisation."""
-    model = VisionTransformer(
+    """timm VisionTransformer matching cfg, with timm's own initialisation; with
+    cfg["distill_token"], timm's VisionTransformerDistilled (DeiT)."""
+    model_class = VisionTransformerDistilled if cfg.get("distill_token", False) else VisionTransformer
+    model = model_class(
         img_size=cfg["image_size"],
         patch_size=cfg["patch_size"],
         in_chans=cfg["in_channels"],
@@ -295,6 +302,221 @@ def verify(path):
     return len(tensors), os.path.getsize(path), err, cfg
 
 
+# --- Distillation -------------------------------------------------------------------------
+
+# DeiT's distilled ViT: the class and distillation tokens, pos_embed over both, head_dist.
+DISTILLED = ("deit_dist", 3, {
+    "image_size": 8, "patch_size": 4, "in_channels": 2, "num_classes": 4,
+    "dim": 16, "depth": 2, "heads": 2, "mlp_dim": 32, "qkv_bias": True,
+    "pool": "cls", "layer_norm_eps": LAYER_NORM_EPS, "distill_token": True,
+}, 3)
+# The label weight of the token loss; not 0.5, so that swapping the two heads shows.
+DISTILLED_ALPHA = 0.3
+
+
+def token_loss(outputs, labels, teacher_labels, alpha):
+    """alpha·CE_ls(class head, labels) + (1 − alpha)·CE(distillation head, teacher argmax)."""
+    logits_cls, logits_dist = outputs
+    return alpha * ce_loss(logits_cls, labels) + (1 - alpha) * F.cross_entropy(logits_dist, teacher_labels)
+
+
+def run_distilled_trace(model, x, labels, teacher_labels):
+    """run_trace with the token loss on the two heads."""
+    opt = torch.optim.AdamW(
+        param_groups(model), lr=OPTIM["lr"],
+        betas=(OPTIM["beta1"], OPTIM["beta2"]), eps=OPTIM["eps"],
+    )
+    t_loss, t_lr, t_norm = [], [], []
+    for step in range(OPTIM["total_steps"]):
+        opt.zero_grad(set_to_none=True)
+        loss = token_loss(model(x), labels, teacher_labels, DISTILLED_ALPHA)
+        loss.backward()
+        norm = torch.nn.utils.clip_grad_norm_(model.parameters(), OPTIM["grad_clip"])
+        lr = lr_at(step)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        opt.step()
+        t_loss.append(loss.item())
+        t_lr.append(lr)
+        t_norm.append(float(norm))
+    return t_loss, t_lr, t_norm
+
+
+def make_distilled_fixture(out_dir):
+    """The whole-model fixture for a distillation-token student: its training output (the two
+    heads), its inference output (their mean), the token loss, every gradient, five AdamW steps."""
+    name, seed, cfg, batch = DISTILLED
+    torch.manual_seed(seed)
+    model = build_model(cfg)
+    perturb(model)
+    with torch.no_grad():
+        model.dist_token.normal_(0.0, 0.02)
+    model.set_distilled_training(True)
+    model.train()  # no dropout; train() makes timm return (x_cls, x_dist)
+
+    c, s, k = cfg["in_channels"], cfg["image_size"], cfg["num_classes"]
+    x32 = torch.randn(batch, c, s, s)
+    labels = torch.randint(0, k, (batch,), dtype=torch.int64)
+    teacher_labels = torch.randint(0, k, (batch,), dtype=torch.int64)
+    assert labels.unique().numel() > 1 and (labels != teacher_labels).any(), "pick another seed"
+
+    model = model.double()
+    x = x32.double()
+    init_state = {n: p.detach().clone() for n, p in model.state_dict().items()}
+    params = dict(model.named_parameters())
+    assert set(init_state) == set(params)
+    tensors = {"input": f32(x32), "labels": labels.clone(), "teacher_labels": teacher_labels.clone()}
+    for n, v in init_state.items():
+        tensors[f"param.{n}"] = f32(v)
+
+    model.zero_grad(set_to_none=True)
+    logits_cls, logits_dist = model(x)
+    loss = token_loss((logits_cls, logits_dist), labels, teacher_labels, DISTILLED_ALPHA)
+    loss.backward()
+    tensors["train.logits_cls"] = f32(logits_cls)
+    tensors["train.logits_dist"] = f32(logits_dist)
+    tensors["loss"] = f32(loss.reshape(1))
+    for n, p in params.items():
+        assert p.grad is not None, f"no gradient for {n}"
+        tensors[f"grad.{n}"] = f32(p.grad)
+    model.eval()
+    with torch.no_grad():
+        tensors["logits"] = f32(model(x))  # inference: (x_cls + x_dist) / 2
+    model.train()
+
+    model.load_state_dict(init_state)
+    t_loss, t_lr, t_norm = run_distilled_trace(model, x, labels, teacher_labels)
+    assert abs(t_loss[0] - loss.item()) < 1e-12
+    tensors["trace.loss"] = torch.tensor(t_loss, dtype=torch.float32)
+    tensors["trace.lr"] = torch.tensor(t_lr, dtype=torch.float32)
+    tensors["trace.grad_norm"] = torch.tensor(t_norm, dtype=torch.float32)
+    for n, p in model.named_parameters():
+        tensors[f"final.{n}"] = f32(p)
+
+    metadata = {
+        "model": json.dumps(cfg),
+        "optim": json.dumps(OPTIM),
+        "distill": json.dumps({"type": "token", "alpha": DISTILLED_ALPHA}),
+        "timm_version": timm.__version__,
+        "torch_version": torch.__version__,
+    }
+    path = os.path.join(out_dir, f"{name}.safetensors")
+    save_file(tensors, path, metadata=metadata)
+    canonicalize_header(path)
+    os.chmod(path, 0o644)
+    print(f"{name}: seed {seed}, batch {batch}, token loss {loss.item():.6f}, "
+          f"trace {' '.join(f'{v:.5f}' for v in t_loss)}")
+    return path
+
+
+# Each case: type, temperature, alpha, whether the label loss uses mixup targets.
+LOSS_CASES = [
+    ("soft", {"type": "soft", "temperature": 3.0, "alpha": 0.3, "mixup": False}),
+    ("soft_t1_kl_only", {"type": "soft", "temperature": 1.0, "alpha": 0.0, "mixup": False}),
+    ("soft_mixup", {"type": "soft", "temperature": 2.0, "alpha": 0.6, "mixup": True}),
+    ("hard", {"type": "hard", "temperature": 3.0, "alpha": 0.3, "mixup": False}),
+    ("hard_mixup", {"type": "hard", "temperature": 3.0, "alpha": 0.7, "mixup": True}),
+    ("token", {"type": "token", "temperature": 3.0, "alpha": 0.3, "mixup": False}),
+    ("token_mixup", {"type": "token", "temperature": 3.0, "alpha": 0.7, "mixup": True}),
+]
+LOSS_BATCH, LOSS_CLASSES = 5, 6
+# (name, input height, input width, output height, output width)
+RESIZES = [("up", 7, 7, 12, 12), ("down", 12, 12, 5, 5), ("mixed", 6, 9, 11, 4), ("same", 5, 5, 5, 5)]
+
+
+def distillation_loss(case, student, dist, teacher, labels, targets):
+    """The loss vit distill minimizes, written with PyTorch's own functions:
+    soft:  alpha·base(student) + (1 − alpha)·T²·KL(softmax(teacher/T) ‖ softmax(student/T)), batch mean
+    hard:  alpha·base(student) + (1 − alpha)·CE(student, argmax teacher)
+    token: alpha·base(class head) + (1 − alpha)·CE(distillation head, argmax teacher)
+    base is the label loss of vit train: label-smoothed CE, or soft-target CE under mixup."""
+    if case["mixup"]:
+        base = (-(targets * F.log_softmax(student, dim=-1)).sum(dim=-1)).mean()
+    else:
+        base = ce_loss(student, labels)
+    alpha, t = case["alpha"], case["temperature"]
+    if case["type"] == "soft":
+        kd = F.kl_div(F.log_softmax(student / t, dim=-1), F.softmax(teacher / t, dim=-1),
+                      reduction="batchmean") * t * t
+    elif case["type"] == "hard":
+        kd = F.cross_entropy(student, teacher.argmax(dim=-1))
+    else:
+        kd = F.cross_entropy(dist, teacher.argmax(dim=-1))
+    return alpha * base + (1 - alpha) * kd
+
+
+def make_loss_fixture(out_dir):
+    """distill_losses.safetensors: each loss and its gradients, and bilinear resizes."""
+    torch.manual_seed(7)
+    b, k = LOSS_BATCH, LOSS_CLASSES
+    student32 = torch.randn(b, k) * 2
+    dist32 = torch.randn(b, k) * 2
+    teacher32 = torch.randn(b, k) * 3
+    labels = torch.randint(0, k, (b,), dtype=torch.int64)
+    targets32 = torch.softmax(torch.randn(b, k) * 2, dim=-1)
+    # The teacher disagrees with the labels somewhere, so hard distillation differs from CE.
+    assert (teacher32.argmax(dim=-1) != labels).any()
+    tensors = {"student": student32, "dist": dist32, "teacher": teacher32, "labels": labels, "targets": targets32}
+    for name, case in LOSS_CASES:
+        student = student32.double().requires_grad_(True)
+        dist = dist32.double().requires_grad_(True)
+        loss = distillation_loss(case, student, dist, teacher32.double(), labels, targets32.double())
+        loss.backward()
+        tensors[f"{name}.loss"] = f32(loss.reshape(1))
+        tensors[f"{name}.grad_student"] = f32(student.grad)
+        if case["type"] == "token":
+            tensors[f"{name}.grad_dist"] = f32(dist.grad)
+        else:
+            assert dist.grad is None
+        print(f"distill_losses {name}: loss {loss.item():.6f}")
+    for name, h, w, oh, ow in RESIZES:
+        x32 = torch.randn(2, 3, h, w)
+        y = F.interpolate(x32.double(), size=(oh, ow), mode="bilinear", align_corners=False, antialias=False)
+        tensors[f"resize.{name}.input"] = x32
+        tensors[f"resize.{name}.output"] = f32(y)
+    metadata = {
+        "cases": json.dumps(dict(LOSS_CASES)),
+        "label_smoothing": json.dumps(OPTIM["label_smoothing"]),
+        "torch_version": torch.__version__,
+    }
+    path = os.path.join(out_dir, "distill_losses.safetensors")
+    save_file({n: t.contiguous() for n, t in tensors.items()}, path, metadata=metadata)
+    canonicalize_header(path)
+    os.chmod(path, 0o644)
+    return path
+
+
+def verify_distilled(path, losses_path):
+    """Re-run the distilled model and the losses from the stored inputs in float64."""
+    with safe_open(path, framework="pt") as f:
+        meta = f.metadata()
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    cfg = json.loads(meta["model"])
+    model = build_model(cfg).double()
+    state = {k[len("param."):]: v.double() for k, v in tensors.items() if k.startswith("param.")}
+    model.load_state_dict(state, strict=True)
+    model.eval()
+    x = tensors["input"].double()
+    with torch.no_grad():
+        err = (model(x) - tensors["logits"].double()).abs().max().item()
+    assert err < 1e-6, f"{path}: inference logits mismatch {err}"
+    model.set_distilled_training(True)
+    model.train()
+    t_loss, _, _ = run_distilled_trace(model, x, tensors["labels"], tensors["teacher_labels"])
+    assert (torch.tensor(t_loss) - tensors["trace.loss"].double()).abs().max() < 1e-6
+    for n, p in model.named_parameters():
+        assert (p.detach() - tensors[f"final.{n}"].double()).abs().max() < 1e-6, n
+
+    with safe_open(losses_path, framework="pt") as f:
+        loss_tensors = {k: f.get_tensor(k) for k in f.keys()}
+    for name, case in LOSS_CASES:
+        loss = distillation_loss(case, loss_tensors["student"].double(), loss_tensors["dist"].double(),
+                                 loss_tensors["teacher"].double(), loss_tensors["labels"],
+                                 loss_tensors["targets"].double())
+        assert abs(loss.item() - loss_tensors[f"{name}.loss"].item()) < 1e-6, name
+    return len(tensors), os.path.getsize(path), err
+
+
 def main():
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     out_dir = sys.argv[1] if len(sys.argv) > 1 else os.path.join(repo, "Tests", "ViTTests", "Fixtures")
@@ -308,6 +530,11 @@ def main():
     for p in paths:
         count, size, err, _ = verify(p)
         print(f"  {os.path.basename(p):<22} {count:>7} {size:>8} {err:>13.3e}")
+    distilled = make_distilled_fixture(out_dir)
+    losses = make_loss_fixture(out_dir)
+    count, size, err = verify_distilled(distilled, losses)
+    print(f"  {os.path.basename(distilled):<22} {count:>7} {size:>8} {err:>13.3e}")
+    print(f"  {os.path.basename(losses):<22} {'':>7} {os.path.getsize(losses):>8}")
     print("OK")
 
 

@@ -6,8 +6,9 @@
 # CIFAR-10 format (scripts/fashion-to-cifar.py; needs Debian's dataset-fashion-mnist, which
 # `make deps` installs), trains a tiny ViT for 5 steps, resumes it to the end, evaluates it
 # (--json and --logits), quantizes it to int8 and evaluates and profiles that, predicts a PNG
-# and a record, writes attention maps and a report, loads every shipped config for one
-# training step, and checks that bad input fails with the documented exit status.
+# and a record, writes attention maps and a report, distills a narrower student from it for a
+# few steps, loads every shipped config for one training step, and checks that bad input fails
+# with the documented exit status.
 #
 # Usage: scripts/smoke.sh
 # Environment:
@@ -264,6 +265,25 @@ if [[ "$(head -n 1 "$work/eval-bad-int8.log")" == "error: $bad_int8: missing ten
 else
     not_ok "the missing-scale error is one line naming the file and the tensor" "$work/eval-bad-int8.log"
 fi
+
+# --- Distill -------------------------------------------------------------------------------
+
+# The run above as the teacher of a narrower student with DeiT's distillation token: 2 steps,
+# resumed for 1 more; the student's checkpoint evaluates and profiles from its own metadata.
+distilled=$work/distilled
+check "vit distill (token type) --max-steps 2 exits 0" "$work/distill.log" \
+    "$vit" distill --config "$config" --teacher "$model" --out "$distilled" --max-steps 2 \
+    --set model.dim=16 --set model.distill_token=true --set distill.type=token "${threads[@]}"
+check "vit distill --resume finds the recorded teacher and runs 1 more step" "$work/distill-resume.log" \
+    "$vit" distill --resume "$distilled" --max-steps 1 "${threads[@]}"
+check "vit eval of the distillation-token student's checkpoint exits 0" "$work/distill-eval.log" \
+    "$vit" eval "$distilled/checkpoints/step-00000003.safetensors" --json "${threads[@]}"
+check "vit profile of a distillation-token student exits 0" "$work/distill-profile.log" \
+    "$vit" profile --config "$config" --set model.distill_token=true --steps 1 --batch-size 8 "${threads[@]}"
+expect_status 1 "vit train --resume of a distillation run exits 1" "$work/distill-train-resume.log" \
+    "$vit" train --resume "$distilled"
+expect_status 1 "vit distill with a missing teacher exits 1" "$work/distill-missing.log" \
+    "$vit" distill --config "$config" --teacher "$work/no-such-teacher.safetensors" --out "$work/distill-missing"
 
 # --- Shipped configs -----------------------------------------------------------------------
 

@@ -33,48 +33,60 @@ public func patchifyForward(
     }
 }
 
-/// Token assembly: the class token prepended to the patch embeddings, then the position
-/// embedding added to every token (timm `_pos_embed` with `class_token=True`).
+/// Token assembly: the class token (and, for DeiT's distilled ViT, the distillation token)
+/// prepended to the patch embeddings, then the position embedding added to every token (timm
+/// `_pos_embed` with `class_token=True`; `VisionTransformerDistilled._pos_embed`).
 ///
+/// Token order is [cls, dist, patches], as timm's: T = N + 1, or N + 2 with a distillation token.
 /// - Parameters:
-///   - tokens: `[B, T, C]`, written (T = N + 1).
+///   - tokens: `[B, T, C]`, written.
 ///   - patchEmbeddings: `[B, N, C]`, read.
 ///   - classToken: `[C]`; positionEmbedding: `[T, C]`.
+///   - distillationToken: `[C]`, or nil for a model without one.
 public func tokensForward(
     _ tokens: UnsafeMutablePointer<Float>, _ patchEmbeddings: UnsafePointer<Float>,
     _ classToken: UnsafePointer<Float>, _ positionEmbedding: UnsafePointer<Float>,
-    batch B: Int, patches N: Int, channels C: Int
+    batch B: Int, patches N: Int, channels C: Int, distillationToken: UnsafePointer<Float>? = nil
 ) {
-    let T = N + 1
+    let prefix = distillationToken == nil ? 1 : 2, T = N + prefix
     Parallel.forEach(B, minimumChunk: max(1, 16_384 / max(1, T * C))) { b in
         let x = tokens + b * T * C
         for c in 0..<C { x[c] = classToken[c] + positionEmbedding[c] }
+        if let distillationToken {
+            for c in 0..<C { x[C + c] = distillationToken[c] + positionEmbedding[C + c] }
+        }
         let source = patchEmbeddings + b * N * C
-        for i in 0..<(N * C) { x[C + i] = source[i] + positionEmbedding[C + i] }
+        let patchTokens = x + prefix * C, patchPositions = positionEmbedding + prefix * C
+        for i in 0..<(N * C) { patchTokens[i] = source[i] + patchPositions[i] }
     }
 }
 
-/// Token assembly backward. Adds into all three gradients.
+/// Token assembly backward. Adds into every gradient given.
 ///
-/// dpatch[b, n] += dtokens[b, n+1]; dclass += Σ_b dtokens[b, 0]; dpos += Σ_b dtokens[b].
+/// dpatch[b, n] += dtokens[b, n + P]; dclass += Σ_b dtokens[b, 0]; ddist += Σ_b dtokens[b, 1]
+/// (P = 2 with a distillation token, else P = 1); dpos += Σ_b dtokens[b].
 /// - Parameters:
 ///   - dpatchEmbeddings: `[B, N, C]`; dclassToken: `[C]`; dpositionEmbedding: `[T, C]`.
 ///   - dtokens: `[B, T, C]`, the incoming gradient.
+///   - ddistillationToken: `[C]`, or nil for a model without a distillation token.
 public func tokensBackward(
     _ dpatchEmbeddings: UnsafeMutablePointer<Float>, _ dclassToken: UnsafeMutablePointer<Float>,
     _ dpositionEmbedding: UnsafeMutablePointer<Float>, _ dtokens: UnsafePointer<Float>,
-    batch B: Int, patches N: Int, channels C: Int
+    batch B: Int, patches N: Int, channels C: Int, ddistillationToken: UnsafeMutablePointer<Float>? = nil
 ) {
-    let T = N + 1
+    let prefix = ddistillationToken == nil ? 1 : 2, T = N + prefix
     Parallel.forEach(B, minimumChunk: max(1, 16_384 / max(1, T * C))) { b in
-        let dx = dtokens + b * T * C
+        let dx = dtokens + b * T * C + prefix * C
         let target = dpatchEmbeddings + b * N * C
-        for i in 0..<(N * C) { target[i] += dx[C + i] }
+        for i in 0..<(N * C) { target[i] += dx[i] }
     }
     // Batch sums in a fixed order; T·C is small next to the GEMMs.
     columnSumAdd(dpositionEmbedding, dtokens, rows: B, columns: T * C)
     for b in 0..<B {
         let dx = dtokens + b * T * C
         for c in 0..<C { dclassToken[c] += dx[c] }
+        if let ddistillationToken {
+            for c in 0..<C { ddistillationToken[c] += dx[C + c] }
+        }
     }
 }

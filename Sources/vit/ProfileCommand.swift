@@ -135,7 +135,7 @@ extension VitCommand {
         }
 
         static func describe(_ m: ModelConfig) -> String {
-            "\(m.imageSize)×\(m.imageSize)×\(m.inChannels), patch \(m.patchSize), dim \(m.dim), depth \(m.depth), heads \(m.heads), mlp \(m.mlpDim), \(m.numClasses) classes"
+            "\(m.imageSize)×\(m.imageSize)×\(m.inChannels), patch \(m.patchSize), dim \(m.dim), depth \(m.depth), heads \(m.heads), mlp \(m.mlpDim), \(m.numClasses) classes\(m.distillToken ? ", distillation token" : "")"
         }
     }
 }

@@ -70,6 +70,10 @@ extension VitCommand {
             var runConfig = loaded.config
             if let data { runConfig.data.path = data }
             let m = runConfig.model
+            if m.distillToken {
+                throw ViTError(checkpoint, "has a distillation token (model.distill_token); int8 quantization covers plain ViTs only",
+                               hint: "quantize a student trained without the token (distill.type soft or hard)")
+            }
             print("quantizing  \(checkpoint): \(Profile.describe(m))")
 
             let quantized: QuantizedModel

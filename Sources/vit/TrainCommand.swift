@@ -53,12 +53,25 @@ extension VitCommand {
             let trainer: Trainer
             if let resume {
                 trainer = try Trainer(config: RunConfig(), outputDirectory: resume, resume: true, overrides: overrides)
+                if trainer.resumedMetadata[TeacherRecord.metadataKey] != nil {
+                    throw ViTError(resume, "is a distillation run; vit train would continue it without its teacher",
+                                   hint: "continue it with vit distill --resume \(resume)")
+                }
             } else {
                 let runConfig = try RunConfig.load(path: config!, overrides: overrides)
                 let directory = out ?? "runs/\(runConfig.name)"
-                try prepare(directory)
+                try Train.prepare(directory, force: force)
                 trainer = try Trainer(config: runConfig, outputDirectory: directory)
             }
+            if trainer.config.distill != nil {
+                print("note: vit train ignores the config's distill section (vit distill uses it)")
+            }
+            try Train.execute(trainer, maxSteps: maxSteps, runtime: runtime, command: "vit train")
+        }
+
+        /// Prints the run's header, trains with progress output and Ctrl-C handling, and prints
+        /// the outcome; shared by `vit train` and `vit distill` (`command` is how to resume).
+        static func execute(_ trainer: Trainer, maxSteps: Int?, runtime: RuntimeOptions, command: String) throws {
             trainer.maxSteps = maxSteps
             let c = trainer.config
             print("training \(c.name): \(trainer.model.layout.totalCount) parameters, \(trainer.stepsPerEpoch) steps/epoch × \(c.train.epochs) epochs, batch \(c.train.batchSize)\(c.train.accumSteps > 1 ? "×\(c.train.accumSteps)" : ""), \(runtime.threads ?? ProcessInfo.processInfo.activeProcessorCount) threads")
@@ -75,7 +88,7 @@ extension VitCommand {
             Console.endStatus()
             if let checkpoint = summary.interruptedCheckpoint {
                 print("stopped at step \(summary.steps); saved \(checkpoint)")
-                print("resume with: vit train --resume \(trainer.outputDirectory)")
+                print("resume with: \(command) --resume \(trainer.outputDirectory)")
                 if Interruption.requested { throw StoppedEarly() }
                 return
             }
@@ -85,7 +98,7 @@ extension VitCommand {
         }
 
         /// Refuses to overwrite a previous run unless --force; with --force clears its checkpoints.
-        func prepare(_ directory: String) throws {
+        static func prepare(_ directory: String, force: Bool) throws {
             let fm = FileManager.default
             let checkpoints = directory + "/checkpoints"
             let existing = ((try? fm.contentsOfDirectory(atPath: checkpoints)) ?? []).filter { $0.hasSuffix(".safetensors") }
@@ -99,7 +112,7 @@ extension VitCommand {
             for name in ["metrics.jsonl", "model.safetensors", "best.safetensors"] { try? fm.removeItem(atPath: directory + "/" + name) }
         }
 
-        func events(stepsPerEpoch: Int) -> TrainingEvents {
+        static func events(stepsPerEpoch: Int) -> TrainingEvents {
             var events = TrainingEvents()
             let logEvery = max(1, stepsPerEpoch / 10)
             events.stepEnded = { p in

@@ -220,7 +220,8 @@ private func temporaryDirectory() throws -> String {
         var expected = DistillConfig()
         expected.temperature = 2
         #expect(config.distill == expected)
-        #expect(try decode(#"{"distill": null}"#, overrides: ["distill.type=token"]).distill?.type == "token")
+        #expect(try decode(#"{"distill": null}"#, overrides: ["distill.type=hard"]).distill?.type == "hard")
+        #expect(try decode(#"{"distill": null}"#, overrides: ["distill.type=token", "model.distill_token=true"]).distill?.type == "token")
     }
 
     @Test func badOverridesNameTheOverride() {
@@ -307,6 +308,32 @@ private func temporaryDirectory() throws -> String {
         }
     }
 
+    @Test func theDistillationTokenAndTheTokenTypeRequireEachOther() throws {
+        var config = RunConfig(name: "student")
+        config.distill = DistillConfig()
+        config.distill?.type = "token"
+        #expect(throws: ViTError("s.json: distill.type", #""token" needs a student with a distillation token: set model.distill_token to true"#)) {
+            try config.validate(path: "s.json")
+        }
+        config.model.distillToken = true
+        try config.validate(path: "s.json")
+        config.distill?.type = "soft"
+        #expect(throws: ViTError("s.json: model.distill_token", #"a student with a distillation token is distilled with distill.type "token", got "soft""#)) {
+            try config.validate(path: "s.json")
+        }
+        // Without a distill section the flag alone is valid (vit train trains the mean of the heads).
+        config.distill = nil
+        try config.validate(path: "s.json")
+        config.model.pool = .mean
+        #expect(throws: ViTError("s.json: model.distill_token", #"needs model.pool "cls" (the two heads read the class and distillation tokens), got "mean""#)) {
+            try config.validate(path: "s.json")
+        }
+        #expect(DistillConfig(for: config.model).type == "token")
+        #expect(DistillConfig(for: ModelConfig()).type == "soft")
+        let decoded = try decode(#"{"model": {"distill_token": true}, "distill": {"type": "token"}}"#)
+        #expect(decoded.model.distillToken && decoded.model.numTokens == decoded.model.numPatches + 2)
+    }
+
     // MARK: Round trips and files
 
     @Test func jsonRoundTripsExactly() throws {
@@ -324,7 +351,8 @@ private func temporaryDirectory() throws -> String {
         config.train.seed = .max
         config.train.warmupEpochs = 0.5
         config.distill = DistillConfig()
-        config.distill?.type = "token"
+        config.distill?.type = "hard"
+        config.distill?.alpha = 0.25
 
         #expect(try RunConfig(json: config.json(), path: "elsewhere.bin") == config)
         for pretty in [true, false] {

@@ -45,6 +45,7 @@ struct TimmFixture {
         c.qkvBias = model["qkv_bias"] as! Bool
         c.pool = Pooling(rawValue: model["pool"] as! String)!
         c.layerNormEps = model["layer_norm_eps"] as! Double
+        c.distillToken = model["distill_token"] as? Bool ?? false
         config = c
         optim = try JSONSerialization.jsonObject(with: Data(file.metadata["optim"]!.utf8)) as! [String: Any]
     }

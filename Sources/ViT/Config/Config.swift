@@ -33,6 +33,10 @@ public struct ModelConfig: Sendable, Equatable, Codable {
     public var qkvBias: Bool = true
     public var pool: Pooling = .cls
     public var layerNormEps: Double = 1e-6
+    /// DeiT's distillation token (timm `VisionTransformerDistilled`): a second learnable token
+    /// after the class token with its own head `head_dist`, trained on a teacher's decisions by
+    /// `vit distill`; inference returns the mean of the two heads. Needs `pool` = `cls`.
+    public var distillToken: Bool = false
 
     public init() {}
 
@@ -40,21 +44,25 @@ public struct ModelConfig: Sendable, Equatable, Codable {
     public static let keys = [
         "image_size", "patch_size", "in_channels", "num_classes", "dim", "depth", "heads",
         "mlp_dim", "dropout", "attn_dropout", "drop_path", "qkv_bias", "pool", "layer_norm_eps",
+        "distill_token",
     ]
 
     enum CodingKeys: String, CodingKey {
         case imageSize = "image_size", patchSize = "patch_size", inChannels = "in_channels"
         case numClasses = "num_classes", dim, depth, heads, mlpDim = "mlp_dim", dropout
         case attnDropout = "attn_dropout", dropPath = "drop_path", qkvBias = "qkv_bias", pool
-        case layerNormEps = "layer_norm_eps"
+        case layerNormEps = "layer_norm_eps", distillToken = "distill_token"
     }
 
     /// Patches per image side.
     public var gridSize: Int { imageSize / patchSize }
     /// Patches per image (N).
     public var numPatches: Int { gridSize * gridSize }
-    /// Tokens per image: the class token and the patches (T = N + 1).
-    public var numTokens: Int { numPatches + 1 }
+    /// Tokens before the patches: the class token, and the distillation token if there is one.
+    public var prefixTokens: Int { distillToken ? 2 : 1 }
+    /// Tokens per image: the prefix tokens and the patches (T = N + 1, or N + 2 with a
+    /// distillation token).
+    public var numTokens: Int { numPatches + prefixTokens }
     /// Channels per attention head.
     public var headDim: Int { dim / heads }
     /// Values in one flattened patch: in_channels · patch_size².
@@ -113,6 +121,9 @@ public struct ModelConfig: Sendable, Equatable, Codable {
         // The kernels compute in float32, where an eps below ~1e-45 is zero.
         if !(layerNormEps > 0 && layerNormEps < 1 && Float(layerNormEps) > 0) {
             throw ViTError(key("layer_norm_eps"), "must be in (0, 1), got \(layerNormEps)")
+        }
+        if distillToken && pool != .cls {
+            throw ViTError(key("distill_token"), "needs model.pool \"cls\" (the two heads read the class and distillation tokens), got \"\(pool.rawValue)\"")
         }
     }
 }

@@ -3,17 +3,41 @@ import Foundation
 /// Reading and writing whole run configs: the JSON file, `--set` overrides, strict decoding with
 /// errors that name the key, range checks, and the exact JSON form stored in checkpoints.
 
-/// The optional `distill` section: knowledge distillation from a teacher's logits.
+/// The optional `distill` section: knowledge distillation from a teacher's logits (`vit distill`).
+///
+/// With L the label loss of `vit train` (cross-entropy with `train.label_smoothing`, or the
+/// soft-target cross-entropy of mixup/cutmix), s the student's logits and t the teacher's:
+/// - `soft`:  alpha·L(s) + (1 − alpha)·T²·KL(softmax(t/T) ‖ softmax(s/T)), batch mean
+/// - `hard`:  alpha·L(s) + (1 − alpha)·CE(s, argmax t)
+/// - `token`: alpha·L(s_cls) + (1 − alpha)·CE(s_dist, argmax t), on the class and distillation
+///   heads of a student with `model.distill_token` (DeiT's hard distillation through the token).
 public struct DistillConfig: Sendable, Equatable {
-    /// `soft` (KL divergence on temperature-softened logits), `hard` (cross-entropy on the
-    /// teacher's argmax), or `token` (DeiT's distillation token).
+    /// `soft`, `hard` or `token`.
     public var type: String = "soft"
-    /// Softmax temperature for soft distillation.
+    /// Softmax temperature T of soft distillation (unused by `hard` and `token`).
     public var temperature: Double = 3
-    /// Weight of the distillation loss; the label loss gets `1 - alpha`.
+    /// Weight of the label loss; the distillation loss gets `1 - alpha`. (DeiT's
+    /// `--distillation-alpha` weighs the other term: it is `1 - alpha` here.)
     public var alpha: Double = 0.5
 
     public init() {}
+
+    /// The defaults for a student: type `token` when it has a distillation token, else `soft`.
+    public init(for model: ModelConfig) {
+        if model.distillToken { type = "token" }
+    }
+
+    /// Why these settings cannot distill `model`, as the key at fault and the message, or nil.
+    /// The distillation token exists to be trained by the token loss, and the token loss needs it.
+    public func inconsistency(with model: ModelConfig) -> (key: String, message: String)? {
+        if type == "token" && !model.distillToken {
+            return ("distill.type", "\"token\" needs a student with a distillation token: set model.distill_token to true")
+        }
+        if model.distillToken && type != "token" {
+            return ("model.distill_token", "a student with a distillation token is distilled with distill.type \"token\", got \(JSONValue.quoted(type))")
+        }
+        return nil
+    }
 
     /// The JSON key of each field, in the order a config file lists them.
     public static let keys = ["type", "temperature", "alpha"]
@@ -419,6 +443,7 @@ extension RunConfig {
             }
             try positive("distill.temperature", distill.temperature)
             try probability("distill.alpha", distill.alpha)
+            if let problem = distill.inconsistency(with: model) { throw fail(problem.key, problem.message) }
         }
     }
 
@@ -568,6 +593,7 @@ extension ModelConfig {
             .integer("mlp_dim", \.mlpDim), .number("dropout", \.dropout),
             .number("attn_dropout", \.attnDropout), .number("drop_path", \.dropPath),
             .boolean("qkv_bias", \.qkvBias), .choice("pool", \.pool), .number("layer_norm_eps", \.layerNormEps),
+            .boolean("distill_token", \.distillToken),
         ]
     }
 }

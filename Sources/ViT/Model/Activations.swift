@@ -39,23 +39,29 @@ final class Activations {
     /// `[B, T, M]` fc1 output in a training forward, shared by the blocks: only GELU'(fc1) is kept
     /// (in `BlockActivations.fc1`), and GELU vectorizes only when input and outputs do not overlap.
     let hidden: UnsafeMutablePointer<Float>?
-    let pooled, pooledNorm: UnsafeMutablePointer<Float> // [B, C]
-    let pooledMean, pooledRstd: UnsafeMutablePointer<Float> // [B]
-    let logits: UnsafeMutablePointer<Float>        // [B, K]
+    /// The pooled token of each image, `[B, C]`; with a distillation token the class tokens then
+    /// the distillation tokens, `[2, B, C]`, so the final LayerNorm runs over both at once.
+    let pooled, pooledNorm: UnsafeMutablePointer<Float>
+    let pooledMean, pooledRstd: UnsafeMutablePointer<Float> // [B] or [2, B]
+    let logits: UnsafeMutablePointer<Float>        // [B, K], the (class) head's output
+    /// With a distillation token: `head_dist`'s output and the mean of the two heads, `[B, K]` each.
+    let distillationLogits, meanLogits: UnsafeMutablePointer<Float>?
 
     // Backward scratch (training only).
     let dResidual, dNorm, dAttnOut, dBranch: UnsafeMutablePointer<Float>? // [B, T, C]
     let dQKV: UnsafeMutablePointer<Float>?         // [B, T, 3C]
     let dProbs: UnsafeMutablePointer<Float>?       // [B, NH, T, T]
     let dGelu, dFC1: UnsafeMutablePointer<Float>?  // [B, T, M]
-    let dPooled, dPooledNorm: UnsafeMutablePointer<Float>? // [B, C]
+    let dPooled, dPooledNorm: UnsafeMutablePointer<Float>? // like pooled
     let dPatchOut: UnsafeMutablePointer<Float>?    // [B, N, C]
+    /// With a distillation token: the gradients reaching the two heads, `[2, B, K]`.
+    let dHeads: UnsafeMutablePointer<Float>?
 
     init(config: ModelConfig, maxBatch B: Int, training: Bool) {
         self.maxBatch = B
         self.training = training
         let T = config.numTokens, N = config.numPatches, C = config.dim, M = config.mlpDim
-        let NH = config.heads, K = config.numClasses
+        let NH = config.heads, K = config.numClasses, heads = config.distillToken ? 2 : 1
         let dropout = training && config.dropout > 0
         let attnDropout = training && config.attnDropout > 0
         let dropPath = training && config.dropPath > 0
@@ -81,11 +87,14 @@ final class Activations {
         }
         let branchID = plan(B * T * C)
         let hiddenID = training ? plan(B * T * M) : -1
-        let pooledID = plan(B * C), pooledNormID = plan(B * C), pooledMeanID = plan(B), pooledRstdID = plan(B), logitsID = plan(B * K)
+        let pooledID = plan(heads * B * C), pooledNormID = plan(heads * B * C)
+        let pooledMeanID = plan(heads * B), pooledRstdID = plan(heads * B), logitsID = plan(B * K)
+        let distillationLogitsID = heads == 2 ? plan(B * K) : -1, meanLogitsID = heads == 2 ? plan(B * K) : -1
         var backwardIDs: [Int] = []
         if training {
             backwardIDs = [plan(B * T * C), plan(B * T * C), plan(B * T * C), plan(B * T * C), plan(B * T * 3 * C),
-                           plan(B * NH * T * T), plan(B * T * M), plan(B * T * M), plan(B * C), plan(B * C), plan(B * N * C)]
+                           plan(B * NH * T * T), plan(B * T * M), plan(B * T * M), plan(heads * B * C), plan(heads * B * C),
+                           plan(B * N * C), heads == 2 ? plan(2 * B * K) : -1]
         }
         // Round each piece up to 16 floats so every buffer starts 64-byte aligned.
         var offsets: [Int] = []
@@ -118,13 +127,16 @@ final class Activations {
         hidden = optional(hiddenID)
         pooled = at(pooledID); pooledNorm = at(pooledNormID); pooledMean = at(pooledMeanID); pooledRstd = at(pooledRstdID)
         logits = at(logitsID)
+        distillationLogits = optional(distillationLogitsID)
+        meanLogits = optional(meanLogitsID)
         if training {
             dResidual = at(backwardIDs[0]); dNorm = at(backwardIDs[1]); dAttnOut = at(backwardIDs[2]); dBranch = at(backwardIDs[3])
             dQKV = at(backwardIDs[4]); dProbs = at(backwardIDs[5]); dGelu = at(backwardIDs[6]); dFC1 = at(backwardIDs[7])
             dPooled = at(backwardIDs[8]); dPooledNorm = at(backwardIDs[9]); dPatchOut = at(backwardIDs[10])
+            dHeads = optional(backwardIDs[11])
         } else {
             dResidual = nil; dNorm = nil; dAttnOut = nil; dBranch = nil; dQKV = nil; dProbs = nil
-            dGelu = nil; dFC1 = nil; dPooled = nil; dPooledNorm = nil; dPatchOut = nil
+            dGelu = nil; dFC1 = nil; dPooled = nil; dPooledNorm = nil; dPatchOut = nil; dHeads = nil
         }
     }
 

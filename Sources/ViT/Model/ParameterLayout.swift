@@ -8,7 +8,7 @@ public struct ParameterTensor: Sendable, Equatable {
     public let offset: Int
     public var count: Int { shape.reduce(1, *) }
     /// Whether AdamW applies weight decay: weights of linear and conv layers only; never
-    /// biases, norm weights, `cls_token` or `pos_embed` (the timm / DeiT recipe).
+    /// biases, norm weights, `cls_token`, `dist_token` or `pos_embed` (the timm / DeiT recipe).
     public let decays: Bool
 }
 
@@ -33,11 +33,16 @@ public struct ParameterLayout: Sendable {
     public let totalCount: Int
 
     public let classToken, positionEmbedding: Int
+    /// `dist_token [1, 1, C]` of a model with a distillation token (timm's
+    /// `VisionTransformerDistilled`), else nil.
+    public let distillationToken: Int?
     public let patchWeight, patchBias: Int
     public let blocks: [BlockOffsets]
     /// The final LayerNorm: `norm` with class-token pooling, `fc_norm` with mean pooling.
     public let finalNormWeight, finalNormBias: Int
     public let headWeight, headBias: Int
+    /// `head_dist.{weight [K, C], bias [K]}`, the distillation token's head, else nil.
+    public let distillationHeadWeight, distillationHeadBias: Int?
 
     /// False for the float32 part of an int8 model, whose linear weights live elsewhere
     /// (`LinearLayerHooks`): the layout then lists no linear weight, and their offsets are 0.
@@ -61,6 +66,8 @@ public struct ParameterLayout: Sendable {
         let C = config.dim, M = config.mlpDim, P = config.patchSize
         classToken = add("cls_token", [1, 1, C])
         positionEmbedding = add("pos_embed", [1, config.numTokens, C])
+        // timm registers dist_token after pos_embed and head_dist after head.
+        distillationToken = config.distillToken ? add("dist_token", [1, 1, C]) : nil
         patchWeight = add("patch_embed.proj.weight", [C, config.inChannels, P, P], decays: true)
         patchBias = add("patch_embed.proj.bias", [C])
         var blocks: [BlockOffsets] = []
@@ -83,6 +90,8 @@ public struct ParameterLayout: Sendable {
         finalNormBias = add(normName + ".bias", [C])
         headWeight = add("head.weight", [config.numClasses, C], decays: true)
         headBias = add("head.bias", [config.numClasses])
+        distillationHeadWeight = config.distillToken ? add("head_dist.weight", [config.numClasses, C], decays: true) : nil
+        distillationHeadBias = config.distillToken ? add("head_dist.bias", [config.numClasses]) : nil
         self.config = config
         self.includesLinearWeights = includingLinearWeights
         self.tensors = tensors

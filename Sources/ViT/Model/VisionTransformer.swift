@@ -1,12 +1,17 @@
 import Foundation
 import ViTKernels
 
-/// A Vision Transformer numerically interchangeable with timm's `VisionTransformer`.
+/// A Vision Transformer numerically interchangeable with timm's `VisionTransformer`, or with
+/// `model.distill_token` its `VisionTransformerDistilled` (DeiT's distillation token).
 ///
 /// Parameters and gradients live in two flat buffers laid out by `ParameterLayout` (timm
 /// names and shapes). `forward` runs the model on a batch of images `[B, IC, H, W]`; in
 /// training mode it keeps what `backward` needs, which then *adds* the parameter gradients
 /// into `gradients` (zero them with `zeroGradients()` between optimizer steps).
+///
+/// A model with a distillation token returns, like timm's, the mean of its two heads from
+/// `forward`; `forwardHeads` and `backward(classHead:distillationHead:batch:)` train the two
+/// heads separately (timm's `set_distilled_training(True)`).
 public final class VisionTransformer: @unchecked Sendable {
     public let config: ModelConfig
     public let layout: ParameterLayout
@@ -54,7 +59,7 @@ public final class VisionTransformer: @unchecked Sendable {
     }
 
     /// timm's default initialization (`init_weights` with mode ''):
-    /// linear weights and `pos_embed` truncated normal (std 0.02, cut at ±2), linear biases 0,
+    /// linear weights, `pos_embed` and `dist_token` truncated normal (std 0.02, cut at ±2), linear biases 0,
     /// `cls_token` normal (std 1e-6), LayerNorm weight 1 and bias 0, and the patch-embedding
     /// convolution left at PyTorch's Conv2d default, uniform(±1/√fan_in) for weight and bias.
     public func initializeParameters(using generator: inout SeededGenerator) {
@@ -64,7 +69,7 @@ public final class VisionTransformer: @unchecked Sendable {
             let name = tensor.name
             if name == "cls_token" {
                 for i in 0..<tensor.count { values[i] = Float(generator.nextNormal() * 1e-6) }
-            } else if name == "pos_embed" {
+            } else if name == "pos_embed" || name == "dist_token" {
                 for i in 0..<tensor.count { values[i] = Float(generator.nextTruncatedNormal(std: 0.02)) }
             } else if name.hasPrefix("patch_embed.proj.") {
                 let bound = 1 / Double(config.patchValues).squareRoot()
@@ -112,7 +117,8 @@ public final class VisionTransformer: @unchecked Sendable {
     // MARK: - Forward
 
     /// Runs the model on `B` images and returns a pointer to the logits `[B, K]`, valid until
-    /// the next forward in the same mode.
+    /// the next forward in the same mode. With a distillation token these are the mean of the
+    /// class and distillation heads, `(x_cls + x_dist) / 2`, timm's output outside distilled training.
     ///
     /// - Parameters:
     ///   - images: `[B, IC, H, W]`, normalized.
@@ -151,7 +157,8 @@ public final class VisionTransformer: @unchecked Sendable {
         linear(.patchEmbed, a.patchOut, a.patches, weight: L.patchWeight, bias: p + L.patchBias, rows: B * N, inFeatures: PD, outFeatures: C)
         prof?.lap("patch_embed", .forward, flops: 2 * B * N * PD * C)
         let tokens = a.blocks[0].input
-        tokensForward(tokens, a.patchOut, p + L.classToken, p + L.positionEmbedding, batch: B, patches: N, channels: C)
+        tokensForward(tokens, a.patchOut, p + L.classToken, p + L.positionEmbedding, batch: B, patches: N, channels: C,
+                      distillationToken: L.distillationToken.map { UnsafePointer(p + $0) })
         prof?.lap("pos_embed", .forward)
         if let mask = a.positionMask {
             fillDropoutMask(mask, count: BT * C, rate: config.dropout, generator: &generator)
@@ -208,16 +215,50 @@ public final class VisionTransformer: @unchecked Sendable {
             prof?.lap("residual", .forward, layer: layer)
         }
 
+        // With a distillation token, rows [0, B) of the pooled buffers hold the class tokens and
+        // rows [B, 2B) the distillation tokens (token 1 of each image).
+        let heads = config.distillToken ? 2 : 1
         switch config.pool {
-        case .cls: classTokenPoolForward(a.pooled, a.finalTokens, batch: B, tokens: T, channels: C)
+        case .cls:
+            classTokenPoolForward(a.pooled, a.finalTokens, batch: B, tokens: T, channels: C)
+            if heads == 2 { classTokenPoolForward(a.pooled + B * C, a.finalTokens + C, batch: B, tokens: T, channels: C) }
         case .mean: meanPoolForward(a.pooled, a.finalTokens, batch: B, tokens: T, channels: C)
         }
         prof?.lap("pool", .forward)
-        layerNormForward(a.pooledNorm, a.pooledMean, a.pooledRstd, a.pooled, p + L.finalNormWeight, p + L.finalNormBias, rows: B, channels: C, eps: eps)
+        layerNormForward(a.pooledNorm, a.pooledMean, a.pooledRstd, a.pooled, p + L.finalNormWeight, p + L.finalNormBias,
+                         rows: heads * B, channels: C, eps: eps)
         prof?.lap("final_norm", .forward)
         linear(.head, a.logits, a.pooledNorm, weight: L.headWeight, bias: p + L.headBias, rows: B, inFeatures: C, outFeatures: K)
-        prof?.lap("head", .forward, flops: 2 * B * C * K)
-        return a.logits
+        guard let distWeight = L.distillationHeadWeight, let distBias = L.distillationHeadBias,
+              let distLogits = a.distillationLogits, let mean = a.meanLogits else {
+            prof?.lap("head", .forward, flops: 2 * B * C * K)
+            return a.logits
+        }
+        matmulForward(distLogits, a.pooledNorm + B * C, p + distWeight, p + distBias, rows: B, inFeatures: C, outFeatures: K)
+        addForward(mean, a.logits, distLogits, count: B * K)
+        scaleInPlace(mean, count: B * K, by: 0.5)
+        prof?.lap("head", .forward, flops: 4 * B * C * K)
+        return mean
+    }
+
+    /// The outputs of a training forward of a model with a distillation token, each `[B, K]`.
+    public struct HeadOutputs {
+        /// `head(x[:, 0])`, timm's `x_cls`.
+        public let classHead: UnsafeMutablePointer<Float>
+        /// `head_dist(x[:, 1])`, timm's `x_dist`.
+        public let distillationHead: UnsafeMutablePointer<Float>
+        /// `(x_cls + x_dist) / 2`, what inference returns.
+        public let mean: UnsafeMutablePointer<Float>
+    }
+
+    /// Training forward of a model with a distillation token that gives both heads, as timm's
+    /// `VisionTransformerDistilled` in distilled training returns `(x_cls, x_dist)`. Pointers
+    /// are valid until the next training forward; follow with `backward(classHead:distillationHead:batch:)`.
+    public func forwardHeads(_ images: UnsafePointer<Float>, batch B: Int, generator: inout SeededGenerator) -> HeadOutputs {
+        precondition(config.distillToken, "forwardHeads needs a model with a distillation token")
+        let mean = forward(images, batch: B, training: true, generator: &generator)
+        let a = trainingActivations!
+        return HeadOutputs(classHead: a.logits, distillationHead: a.distillationLogits!, mean: mean)
     }
 
     /// Inference forward: no dropout, and no activations kept for backward.
@@ -248,11 +289,38 @@ public final class VisionTransformer: @unchecked Sendable {
     /// Backpropagates `dlogits` through the last training forward, adding every parameter
     /// gradient into `gradients`.
     ///
-    /// - Parameter dlogits: `[B, K]`, the gradient of the loss with respect to the logits.
+    /// - Parameter dlogits: `[B, K]`, the gradient of the loss with respect to the logits
+    ///   `forward` returned (for a model with a distillation token, the mean of the two heads).
     public func backward(_ dlogits: UnsafePointer<Float>, batch B: Int) {
         guard let a = trainingActivations, B == lastTrainingBatch else {
             preconditionFailure("backward needs a training forward of the same batch first")
         }
+        guard let dHeads = a.dHeads else {
+            backward(classHead: dlogits, distillationHead: nil, activations: a, batch: B)
+            return
+        }
+        // d mean / d head = 1/2 for each head.
+        let BK = B * config.numClasses
+        for i in 0..<BK { dHeads[i] = 0.5 * dlogits[i] }
+        (dHeads + BK).update(from: dHeads, count: BK)
+        backward(classHead: dHeads, distillationHead: dHeads + BK, activations: a, batch: B)
+    }
+
+    /// Backpropagates separate gradients of the class head and the distillation head (after
+    /// `forwardHeads`), adding every parameter gradient into `gradients`.
+    ///
+    /// - Parameters:
+    ///   - dClass: `[B, K]`, d loss / d x_cls.
+    ///   - dDistillation: `[B, K]`, d loss / d x_dist.
+    public func backward(classHead dClass: UnsafePointer<Float>, distillationHead dDistillation: UnsafePointer<Float>, batch B: Int) {
+        guard let a = trainingActivations, B == lastTrainingBatch, config.distillToken else {
+            preconditionFailure("backward(classHead:distillationHead:) needs a training forward of a model with a distillation token, same batch")
+        }
+        backward(classHead: dClass, distillationHead: dDistillation, activations: a, batch: B)
+    }
+
+    private func backward(classHead dlogits: UnsafePointer<Float>, distillationHead dDistillation: UnsafePointer<Float>?,
+                          activations a: Activations, batch B: Int) {
         let p = UnsafePointer(parameters.pointer), g = gradients.pointer
         let L = layout
         let T = config.numTokens, N = config.numPatches, C = config.dim, M = config.mlpDim
@@ -264,16 +332,23 @@ public final class VisionTransformer: @unchecked Sendable {
         let prof = profiler
         prof?.enter()
 
-        dPooledNorm.update(repeating: 0, count: B * C)
+        let heads = config.distillToken ? 2 : 1
+        dPooledNorm.update(repeating: 0, count: heads * B * C)
         matmulBackward(dPooledNorm, g + L.headWeight, g + L.headBias, dlogits, a.pooledNorm, p + L.headWeight, rows: B, inFeatures: C, outFeatures: K)
-        prof?.lap("head", .backward, flops: 4 * B * C * K)
-        dPooled.update(repeating: 0, count: B * C)
+        if let dDistillation, let distWeight = L.distillationHeadWeight, let distBias = L.distillationHeadBias {
+            matmulBackward(dPooledNorm + B * C, g + distWeight, g + distBias, dDistillation, a.pooledNorm + B * C, p + distWeight,
+                           rows: B, inFeatures: C, outFeatures: K)
+        }
+        prof?.lap("head", .backward, flops: 4 * heads * B * C * K)
+        dPooled.update(repeating: 0, count: heads * B * C)
         layerNormBackward(dPooled, g + L.finalNormWeight, g + L.finalNormBias, dPooledNorm, a.pooled, p + L.finalNormWeight,
-                          a.pooledMean, a.pooledRstd, rows: B, channels: C)
+                          a.pooledMean, a.pooledRstd, rows: heads * B, channels: C)
         prof?.lap("final_norm", .backward)
         dResidual.update(repeating: 0, count: BT * C)
         switch config.pool {
-        case .cls: classTokenPoolBackward(dResidual, dPooled, batch: B, tokens: T, channels: C)
+        case .cls:
+            classTokenPoolBackward(dResidual, dPooled, batch: B, tokens: T, channels: C)
+            if heads == 2 { classTokenPoolBackward(dResidual + C, dPooled + B * C, batch: B, tokens: T, channels: C) }
         case .mean: meanPoolBackward(dResidual, dPooled, batch: B, tokens: T, channels: C)
         }
         prof?.lap("pool", .backward)
@@ -322,7 +397,8 @@ public final class VisionTransformer: @unchecked Sendable {
             prof?.lap("dropout", .backward)
         }
         dPatchOut.update(repeating: 0, count: B * N * C)
-        tokensBackward(dPatchOut, g + L.classToken, g + L.positionEmbedding, dResidual, batch: B, patches: N, channels: C)
+        tokensBackward(dPatchOut, g + L.classToken, g + L.positionEmbedding, dResidual, batch: B, patches: N, channels: C,
+                       ddistillationToken: L.distillationToken.map { g + $0 })
         prof?.lap("pos_embed", .backward)
         // Weight gradient only: the pixels need none.
         matmulBackward(nil, g + L.patchWeight, g + L.patchBias, dPatchOut, a.patches, p + L.patchWeight, rows: B * N, inFeatures: PD, outFeatures: C)

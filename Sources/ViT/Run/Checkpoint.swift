@@ -63,16 +63,21 @@ public enum Checkpoint {
     public static let secondMomentName = "optimizer.exp_avg_sq"
 
     /// Writes the model's weights, with `config` and `metrics` in the metadata (atomically).
-    public static func writeWeights(_ model: VisionTransformer, config: RunConfig, metrics: JSONValue? = nil, to path: String) throws {
+    /// `extraMetadata` adds entries such as a distillation run's `teacher`.
+    public static func writeWeights(_ model: VisionTransformer, config: RunConfig, metrics: JSONValue? = nil,
+                                    extraMetadata: [String: String] = [:], to path: String) throws {
         var writer = weightsWriter(model, config: config, metrics: metrics)
+        writer.metadata.merge(extraMetadata) { current, _ in current }
         writer.metadata["kind"] = "weights"
         try writer.write(to: path)
     }
 
     /// Writes a resumable checkpoint: weights, AdamW moments and the training state.
     public static func writeTrainingState(_ model: VisionTransformer, optimizer: AdamW, config: RunConfig,
-                                          state: TrainingState, metrics: JSONValue? = nil, to path: String) throws {
+                                          state: TrainingState, metrics: JSONValue? = nil,
+                                          extraMetadata: [String: String] = [:], to path: String) throws {
         var writer = weightsWriter(model, config: config, metrics: metrics)
+        writer.metadata.merge(extraMetadata) { current, _ in current }
         writer.metadata["kind"] = "training_state"
         writer.metadata["training_state"] = state.json().serialized(pretty: false)
         writer.metadata["optimizer"] = JSONValue.object([

@@ -204,11 +204,11 @@ public final class Profiler: @unchecked Sendable {
 
 extension Profiler {
     /// Forward FLOPs of one image, counting GEMMs only (2 per multiply-add):
-    /// 2·[depth·(T·(4·C² + 2·C·M) + 2·T²·C) + N·IC·p²·C + C·K], the count PyTorch's peer
-    /// (`pytorch_vit.py`) reports as `gflop_per_img_fwd`.
+    /// 2·[depth·(T·(4·C² + 2·C·M) + 2·T²·C) + N·IC·p²·C + H·C·K], the count PyTorch's peer
+    /// (`pytorch_vit.py`) reports as `gflop_per_img_fwd` (H heads: 2 with a distillation token).
     public static func forwardFLOPsPerImage(_ m: ModelConfig) -> Int {
-        let T = m.numTokens, C = m.dim, M = m.mlpDim
-        return 2 * (m.depth * (T * (4 * C * C + 2 * C * M) + 2 * T * T * C) + m.numPatches * m.patchValues * C + C * m.numClasses)
+        let T = m.numTokens, C = m.dim, M = m.mlpDim, heads = m.distillToken ? 2 : 1
+        return 2 * (m.depth * (T * (4 * C * C + 2 * C * M) + 2 * T * T * C) + m.numPatches * m.patchValues * C + heads * C * m.numClasses)
     }
 
     /// Backward FLOPs of one image: twice the forward for every GEMM (input and weight
@@ -274,6 +274,7 @@ public enum GEMMBenchmark {
                 add("fc2", BT, M, C)
             }
             add("head", B, C, m.numClasses)
+            if m.distillToken { add("head", B, C, m.numClasses) } // head_dist, the same shape
         }
         var order: [GEMMCall] = []
         var counts: [GEMMCall: Int] = [:]
@@ -359,7 +360,9 @@ public enum GEMMBenchmark {
 
 /// A training step and an inference batch on synthetic data of a model's shape, as `vit train`
 /// makes them: zero-grad, forward, cross-entropy with label smoothing, backward, global-norm
-/// clipping, AdamW. No dataset, no data loading.
+/// clipping, AdamW. No dataset, no data loading. A model with a distillation token takes the
+/// step `vit distill` takes with `distill.type` token: both heads, the token loss against
+/// random teacher logits (the teacher's own forward is not part of the step).
 public final class ProfileWorkload {
     public let model: VisionTransformer
     public let optimizer: AdamW
@@ -371,6 +374,11 @@ public final class ProfileWorkload {
     public let images: [Float]
     public let labels: [Int32]
     private var dlogits: [Float], losses: [Float], probs: [Float]
+    /// Distillation-token models: random teacher logits, the token loss and the second head's gradient.
+    private let teacherLogits: [Float]
+    private let distillationLoss: DistillationLoss?
+    private var dDistillation: [Float]
+    private var lastLossSum = 0.0
     private let generator: SeededGenerator
     public private(set) var stepsTaken = 0
 
@@ -388,6 +396,12 @@ public final class ProfileWorkload {
         dlogits = [Float](repeating: 0, count: B * m.numClasses)
         losses = [Float](repeating: 0, count: B)
         probs = [Float](repeating: 0, count: B * m.numClasses)
+        let distilled = m.distillToken
+        teacherLogits = distilled ? (0..<(B * m.numClasses)).map { _ in Float(data.nextNormal() * 3) } : []
+        var settings = DistillConfig(for: m)
+        settings.alpha = 0.5
+        distillationLoss = distilled ? try? DistillationLoss(settings: settings, labelSmoothing: t.labelSmoothing, classes: m.numClasses) : nil
+        dDistillation = [Float](repeating: 0, count: distilled ? B * m.numClasses : 0)
         generator = SeededGenerator(seed: seed ^ 0xD50_7E5)
     }
 
@@ -406,13 +420,24 @@ public final class ProfileWorkload {
         model.zeroGradients()
         profiler?.lap("zero_grad", .optimizer)
         var generator = self.generator.derived(UInt64(stepsTaken))
-        let logits = images.withUnsafeBufferPointer { model.forward($0.baseAddress!, batch: B, training: true, generator: &generator) }
         dlogits.withUnsafeMutableBufferPointer { $0.update(repeating: 0) }
-        crossEntropyForward(&losses, &probs, logits, labels, batch: B, classes: K, smoothing: labelSmoothing)
-        profiler?.lap("cross_entropy", .forward)
-        crossEntropyBackward(&dlogits, probs, labels, batch: B, classes: K, smoothing: labelSmoothing, scale: 1 / Float(B))
-        profiler?.lap("cross_entropy", .backward)
-        dlogits.withUnsafeBufferPointer { model.backward($0.baseAddress!, batch: B) }
+        if let distillationLoss {
+            let heads = images.withUnsafeBufferPointer { model.forwardHeads($0.baseAddress!, batch: B, generator: &generator) }
+            dDistillation.withUnsafeMutableBufferPointer { $0.update(repeating: 0) }
+            lastLossSum = distillationLoss.apply(student: heads.classHead, distillation: heads.distillationHead, teacher: teacherLogits,
+                                                 labels: labels, targets: nil, batch: B, scale: 1 / Float(B),
+                                                 dStudent: &dlogits, dDistillation: &dDistillation)
+            profiler?.lap("distill_loss", .forward)
+            model.backward(classHead: dlogits, distillationHead: dDistillation, batch: B)
+        } else {
+            let logits = images.withUnsafeBufferPointer { model.forward($0.baseAddress!, batch: B, training: true, generator: &generator) }
+            crossEntropyForward(&losses, &probs, logits, labels, batch: B, classes: K, smoothing: labelSmoothing)
+            profiler?.lap("cross_entropy", .forward)
+            crossEntropyBackward(&dlogits, probs, labels, batch: B, classes: K, smoothing: labelSmoothing, scale: 1 / Float(B))
+            profiler?.lap("cross_entropy", .backward)
+            lastLossSum = losses.reduce(0.0) { $0 + Double($1) }
+            dlogits.withUnsafeBufferPointer { model.backward($0.baseAddress!, batch: B) }
+        }
         if gradClip > 0 {
             clipGradientNorm(model.gradients, maxNorm: gradClip)
             profiler?.lap("grad_clip", .optimizer)
@@ -433,7 +458,7 @@ public final class ProfileWorkload {
     }
 
     /// The mean loss of the last training step's batch.
-    public var lastLoss: Double { losses.reduce(0.0) { $0 + Double($1) } / Double(batch) }
+    public var lastLoss: Double { lastLossSum / Double(batch) }
 }
 
 /// Peak resident memory of this process so far, in bytes (`getrusage` `ru_maxrss`).

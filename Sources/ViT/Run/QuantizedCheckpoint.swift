@@ -74,6 +74,9 @@ public enum QuantizedCheckpoint {
         } else {
             throw ViTError(path, "no vit config in the file's metadata", hint: "pass --config FILE to give the architecture")
         }
+        if config.model.distillToken {
+            throw ViTError(path, "an int8 model with a distillation token (model.distill_token) is not supported")
+        }
         try config.model.validate(file: path)
         guard let settingsText = file.metadata["quantization"] else {
             throw ViTError(path, "no 'quantization' in the file's metadata")

@@ -71,6 +71,9 @@ public final class Trainer {
     /// Stop (as if interrupted) after this many optimizer steps in this process; for tests and
     /// smoke runs.
     public var maxSteps: Int?
+    /// Set by `vit distill`: a teacher and the distillation loss replace the label loss, and
+    /// every checkpoint records the teacher. Nil for `vit train`.
+    public var distillation: Distillation?
 
     public let model: VisionTransformer
     public let optimizer: AdamW
@@ -138,12 +141,15 @@ public final class Trainer {
         // Temporary files of a run that was killed mid-save: the finished files never depend on them.
         removedTemporaries = AtomicFile.removeStaleTemporaries(in: outputDirectory) + AtomicFile.removeStaleTemporaries(in: checkpointDirectory)
         resumedFrom = resumeFrom?.file.path
+        resumedMetadata = resumeFrom?.file.metadata ?? [:]
     }
 
     /// The checkpoint this run resumed from, if any.
     public private(set) var resumedFrom: String?
     /// Temporary files of a killed earlier run that were removed on start.
     public private(set) var removedTemporaries: [String] = []
+    /// That checkpoint's metadata (empty for a fresh run): a distillation run finds its teacher there.
+    public private(set) var resumedMetadata: [String: String] = [:]
     /// Optimizer steps taken so far.
     public var currentStep: Int { state.step }
     /// The epoch in progress (0-based).
@@ -170,6 +176,8 @@ public final class Trainer {
         let t = config.train
         let B = t.batchSize, K = config.model.numClasses
         var dlogits = [Float](repeating: 0, count: B * K)
+        // The distillation head's gradient (token distillation only).
+        var dDistillation = [Float](repeating: 0, count: distillation != nil && config.model.distillToken ? B * K : 0)
         var losses = [Float](repeating: 0, count: B), probs = [Float](repeating: 0, count: B * K)
         let baseGenerator = SeededGenerator(seed: t.seed ^ 0xD50_7E5)
         var stepsThisProcess = 0
@@ -192,21 +200,29 @@ public final class Trainer {
                     produced += 1
                     let n = batch.count
                     var generator = baseGenerator.derived(UInt64(state.step * t.accumSteps + micro))
-                    let logits = batch.images.withUnsafeBufferPointer {
-                        model.forward($0.baseAddress!, batch: n, training: true, generator: &generator)
-                    }
                     dlogits.withUnsafeMutableBufferPointer { $0.update(repeating: 0) }
                     let scale = 1 / Float(n * t.accumSteps)
-                    if let targets = batch.targets {
-                        softTargetCrossEntropyForward(&losses, &probs, logits, targets, batch: n, classes: K)
-                        softTargetCrossEntropyBackward(&dlogits, probs, targets, batch: n, classes: K, scale: scale)
-                    } else {
-                        crossEntropyForward(&losses, &probs, logits, batch.labels, batch: n, classes: K, smoothing: Float(t.labelSmoothing))
-                        crossEntropyBackward(&dlogits, probs, batch.labels, batch: n, classes: K, smoothing: Float(t.labelSmoothing), scale: scale)
-                    }
+                    let logits: UnsafeMutablePointer<Float>
                     var batchLoss = 0.0
+                    if let distillation {
+                        dDistillation.withUnsafeMutableBufferPointer { $0.update(repeating: 0) }
+                        (logits, batchLoss) = distillationMicroBatch(distillation, batch, scale: scale, generator: &generator,
+                                                                     dlogits: &dlogits, dDistillation: &dDistillation)
+                    } else {
+                        logits = batch.images.withUnsafeBufferPointer {
+                            model.forward($0.baseAddress!, batch: n, training: true, generator: &generator)
+                        }
+                        if let targets = batch.targets {
+                            softTargetCrossEntropyForward(&losses, &probs, logits, targets, batch: n, classes: K)
+                            softTargetCrossEntropyBackward(&dlogits, probs, targets, batch: n, classes: K, scale: scale)
+                        } else {
+                            crossEntropyForward(&losses, &probs, logits, batch.labels, batch: n, classes: K, smoothing: Float(t.labelSmoothing))
+                            crossEntropyBackward(&dlogits, probs, batch.labels, batch: n, classes: K, smoothing: Float(t.labelSmoothing), scale: scale)
+                        }
+                        for b in 0..<n { batchLoss += Double(losses[b]) }
+                        dlogits.withUnsafeBufferPointer { model.backward($0.baseAddress!, batch: n) }
+                    }
                     for b in 0..<n {
-                        batchLoss += Double(losses[b])
                         var best = 0
                         for k in 1..<K where logits[b * K + k] > logits[b * K + best] { best = k }
                         if best == Int(batch.labels[b]) { correct += 1 }
@@ -214,7 +230,6 @@ public final class Trainer {
                     stepLoss += batchLoss / Double(n * t.accumSteps)
                     lossSum += batchLoss
                     seen += n
-                    dlogits.withUnsafeBufferPointer { model.backward($0.baseAddress!, batch: n) }
                     state.batchInEpoch += 1
                 }
                 if produced == 0 { break }
@@ -261,7 +276,8 @@ public final class Trainer {
                 if result.top1 > state.bestValAccuracy {
                     state.bestValAccuracy = result.top1
                     state.bestEpoch = state.epoch
-                    try Checkpoint.writeWeights(model, config: config, metrics: metrics.json(), to: outputDirectory + "/best.safetensors")
+                    try Checkpoint.writeWeights(model, config: config, metrics: metrics.json(), extraMetadata: extraMetadata,
+                                                to: outputDirectory + "/best.safetensors")
                 }
             }
             state.elapsedSeconds = elapsedBefore + Date().timeIntervalSince(runStart)
@@ -275,11 +291,49 @@ public final class Trainer {
         }
 
         let final = history.last.map { $0.json() }
-        try Checkpoint.writeWeights(model, config: config, metrics: final, to: outputDirectory + "/model.safetensors")
+        try Checkpoint.writeWeights(model, config: config, metrics: final, extraMetadata: extraMetadata, to: outputDirectory + "/model.safetensors")
         events.message("wrote \(outputDirectory)/model.safetensors")
         return TrainingSummary(outputDirectory: outputDirectory, epochs: history, bestValAccuracy: state.bestValAccuracy,
                                steps: state.step, interruptedCheckpoint: nil)
     }
+
+    /// One micro-batch of distillation: the teacher's logits for the batch, the student's
+    /// forward (both heads with a distillation token), the distillation loss and the backward.
+    /// Returns the student's output (the mean of the heads with a token) and the summed loss.
+    private func distillationMicroBatch(_ distillation: Distillation, _ batch: Batch, scale: Float, generator: inout SeededGenerator,
+                                        dlogits: inout [Float], dDistillation: inout [Float]) -> (UnsafeMutablePointer<Float>, Double) {
+        let n = batch.count
+        return batch.images.withUnsafeBufferPointer { images in
+            let teacherLogits = distillation.teacher.logits(for: images.baseAddress!, batch: n)
+            return batch.labels.withUnsafeBufferPointer { labels in
+                let targets = batch.targets
+                return targets.withOptionalPointer { targets in
+                    dlogits.withUnsafeMutableBufferPointer { dStudent in
+                        if model.config.distillToken {
+                            let heads = model.forwardHeads(images.baseAddress!, batch: n, generator: &generator)
+                            return dDistillation.withUnsafeMutableBufferPointer { dDist in
+                                let loss = distillation.loss.apply(
+                                    student: heads.classHead, distillation: heads.distillationHead, teacher: teacherLogits,
+                                    labels: labels.baseAddress!, targets: targets, batch: n, scale: scale,
+                                    dStudent: dStudent.baseAddress!, dDistillation: dDist.baseAddress!)
+                                model.backward(classHead: dStudent.baseAddress!, distillationHead: dDist.baseAddress!, batch: n)
+                                return (heads.mean, loss)
+                            }
+                        }
+                        let logits = model.forward(images.baseAddress!, batch: n, training: true, generator: &generator)
+                        let loss = distillation.loss.apply(
+                            student: logits, distillation: nil, teacher: teacherLogits, labels: labels.baseAddress!, targets: targets,
+                            batch: n, scale: scale, dStudent: dStudent.baseAddress!, dDistillation: nil)
+                        model.backward(dStudent.baseAddress!, batch: n)
+                        return (logits, loss)
+                    }
+                }
+            }
+        }
+    }
+
+    /// Metadata every file of the run carries besides the config and metrics.
+    private var extraMetadata: [String: String] { distillation?.checkpointMetadata ?? [:] }
 
     // MARK: - Files
 
@@ -289,7 +343,7 @@ public final class Trainer {
     func saveTrainingState() throws -> String {
         let path = checkpointDirectory + "/step-" + String(format: "%08d", state.step) + ".safetensors"
         try Checkpoint.writeTrainingState(model, optimizer: optimizer, config: config, state: state,
-                                          metrics: history.last?.json(), to: path)
+                                          metrics: history.last?.json(), extraMetadata: extraMetadata, to: path)
         let all = Trainer.checkpointFiles(in: checkpointDirectory)
         for old in all.dropLast(config.train.keepCheckpoints) where old != path {
             try? FileManager.default.removeItem(atPath: old)
@@ -332,6 +386,16 @@ public final class Trainer {
             return EpochMetrics(epoch: Int(epoch), step: Int(step), lr: number("lr") ?? 0, trainLoss: number("train_loss") ?? .nan,
                                 trainAccuracy: number("train_acc") ?? .nan, valLoss: number("val_loss"), valAccuracy: number("val_acc"),
                                 imagesPerSecond: number("images_per_second") ?? 0, elapsedSeconds: number("elapsed_s") ?? 0)
+        }
+    }
+}
+
+extension Optional where Wrapped == [Float] {
+    /// Calls `body` with a pointer to the array's elements, or with nil when there is no array.
+    func withOptionalPointer<Result>(_ body: (UnsafePointer<Float>?) -> Result) -> Result {
+        switch self {
+        case .some(let array): return array.withUnsafeBufferPointer { body($0.baseAddress!) }
+        case .none: return body(nil)
         }
     }
 }
