@@ -200,31 +200,25 @@ def checkpoint(name, edit=None, data_bytes=None):
     raw = json.dumps(h).encode()
     write(name, struct.pack("<Q", len(raw)) + raw + (body if data_bytes is None else data_bytes))
 
-def entry(h, name):
-    return h[name]
-
 write("not-safetensors.safetensors", b"this is a text file, not a model\n" * 4)
 write("truncated.safetensors", blob[: len(blob) * 2 // 3])
 write("tiny.safetensors", blob[:5])
 write("header-length.safetensors", struct.pack("<Q", 1 << 40) + blob[8:])
 write("header-json.safetensors", struct.pack("<Q", length) + b"{'weights': no" + blob[8 + 13:])
-checkpoint("offsets.safetensors", lambda h: entry(h, "head.bias")["data_offsets"].__setitem__(1, len(body) + 400))
+checkpoint("offsets.safetensors", lambda h: h["head.bias"]["data_offsets"].__setitem__(1, len(body) + 400))
 def overlap(h):
-    a = entry(h, "head.weight")["data_offsets"]
-    b = entry(h, "head.bias")
+    a = h["head.weight"]["data_offsets"]
+    b = h["head.bias"]
     b["data_offsets"] = [a[0], a[0] + (b["data_offsets"][1] - b["data_offsets"][0])]
 checkpoint("overlap.safetensors", overlap)
-checkpoint("dtype.safetensors", lambda h: entry(h, "norm.bias").__setitem__("dtype", "F12"))
+checkpoint("dtype.safetensors", lambda h: h["norm.bias"].__setitem__("dtype", "F12"))
 def drop(h):
     del h["blocks.0.mlp.fc2.bias"]
 checkpoint("missing.safetensors", drop)
 def extra(h):
     h["blocks.7.attn.qkv.weight"] = {"dtype": "F32", "shape": [4], "data_offsets": [len(body), len(body) + 16]}
 checkpoint("extra.safetensors", extra, data_bytes=body + bytes(16))
-def nan(h):
-    start = entry(h, "head.bias")["data_offsets"][0]
-    return start
-start = nan(header)
+start = header["head.bias"]["data_offsets"][0]
 poisoned = bytearray(body)
 poisoned[start:start + 4] = struct.pack("<f", float("nan"))
 checkpoint("nan.safetensors", data_bytes=bytes(poisoned))
