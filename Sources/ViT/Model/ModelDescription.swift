@@ -56,6 +56,11 @@ public struct ModelDescription: Sendable {
         buffers.first { $0.name == name }
     }
 
+    /// Floats of all parameters the ops read (the layout's `totalCount`).
+    public var parameterCount: Int {
+        ops.reduce(0) { $0 + $1.parameters.reduce(0) { $0 + $1.shape.reduce(1, *) } }
+    }
+
     /// GEMM FLOPs of the forward (2 per multiply-add; elementwise ops count 0).
     public var forwardFLOPs: Int { ops.reduce(0) { $0 + $1.forwardFLOPs } }
 
