@@ -115,7 +115,9 @@ public struct OpDescription: Sendable {
         /// position embedding added to every token.
         case tokens
         /// `(x − mean) · rstd · weight + bias` over the last dimension, rstd = 1/√(var + eps),
-        /// biased variance. Saves mean and rstd (`[rows]`) for backward.
+        /// biased variance (ONNX `LayerNormalization`, axis −1). With several inputs (the final
+        /// `norm` of a distilled model) each is normalized on its own into the matching output,
+        /// with the same parameters. Saves mean and rstd (`[rows]`) for backward.
         case layerNorm(eps: Double)
         /// Multi-head self-attention on qkv `[B, T, 3C]` (rows Q then K then V, heads contiguous,
         /// head h in columns h·headDim ..< (h+1)·headDim): scores Q·Kᵀ·scale per head, softmax
