@@ -210,6 +210,18 @@ import Testing
             #expect(laps.map(\.0) == described.map(\.0), "training \(training)")
             #expect(laps.map(\.1) == described.map(\.1))
             #expect(laps.map(\.2) == described.map(\.2))
+            guard training else { continue }
+
+            // Backward: the same GEMM FLOPs per op, block by block (the residual adds have no
+            // backward lap of their own).
+            profiler.reset()
+            let dlogits = [Float](repeating: 0.1, count: B * m.numClasses)
+            model.backward(dlogits, batch: B)
+            var measured: [String: Int] = [:], expected: [String: Int] = [:]
+            for event in profiler.events where event.phase == .backward { measured["\(event.nameString) \(event.layer)", default: 0] += event.flops }
+            for op in ModelDescription(config: m, batch: B, training: true).ops { expected["\(op.label) \(op.block)", default: 0] += op.backwardFLOPs }
+            #expect(measured.filter { $0.value > 0 } == expected.filter { $0.value > 0 })
+            #expect(profiler.flops(phase: .backward) == ModelDescription(config: m, batch: B, training: true).backwardFLOPs)
         }
     }
 }

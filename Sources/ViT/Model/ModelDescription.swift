@@ -201,6 +201,13 @@ public struct OpDescription: Sendable {
 
 // MARK: - Building the description
 
+extension ModelConfig {
+    /// Stochastic-depth rate of block `block`: `torch.linspace(0, drop_path, depth)[block]`.
+    public func dropPathRate(block: Int) -> Double {
+        depth > 1 ? dropPath * Double(block) / Double(depth - 1) : dropPath
+    }
+}
+
 extension ModelDescription {
     /// Describes the forward of a model with architecture `config` on `batch` images.
     ///
@@ -252,7 +259,7 @@ extension ModelDescription {
             let p = "blocks.\(i)."
             // Training keeps a set of buffers per block; inference shares one set.
             func buffer(_ name: String) -> String { (training ? p : "block.") + name }
-            let rate = m.depth > 1 ? m.dropPath * Double(i) / Double(m.depth - 1) : m.dropPath
+            let rate = m.dropPathRate(block: i)
             func branchDrops(_ y: TensorDescription, drop: String, mask: String, path: String, scale: String) -> TensorDescription {
                 var y = y
                 if dropout {
