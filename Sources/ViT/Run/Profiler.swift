@@ -9,7 +9,7 @@ import Darwin
 /// Where the time of a training step goes, op by op, like `torch.profiler`.
 ///
 /// The model calls `lap` after every kernel (patch embedding, LayerNorm, each GEMM, attention,
-/// GELU, residual adds, ...) and the caller after the loss, clipping and the optimizer. A lap
+/// GELU, residual adds, ...) and `TrainingStep` after the loss, clipping and the optimizer. A lap
 /// closes the interval that began where the previous one ended, so the intervals of a step tile
 /// it with no gap: everything between `beginStep` and `endStep` belongs to some op, and what
 /// runs between two kernels (zeroing the gradient buffer the next kernel adds into, loop

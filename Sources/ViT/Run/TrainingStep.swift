@@ -165,8 +165,27 @@ public final class TrainingStep {
                         argmaxRows(&predictions, output, batch: n, classes: K)
                         for b in 0..<n where predictions[b] == labels[b] { correct += 1 }
                     }
-                    guard let teacherLoss else {
-                        let logits = model.forward(images, batch: n, training: true, generator: &generator)
+                    let teacher = teacherLoss.map { $0.teacherLogits(images, n) }
+                    if let teacherLoss, let teacher, model.config.distillToken {
+                        // Both heads: the class head learns the labels, the distillation head the teacher.
+                        let heads = model.forwardHeads(images, batch: n, generator: &generator)
+                        dDistillation.zero()
+                        let lossSum = teacherLoss.loss.apply(student: heads.classHead, distillation: heads.distillationHead, teacher: teacher,
+                                                             labels: labels, targets: targets, batch: n, scale: scale,
+                                                             dStudent: dlogits.pointer, dDistillation: dDistillation.pointer)
+                        countCorrect(heads.mean)
+                        profiler?.lap("distill_loss", .forward)
+                        model.backward(classHead: dlogits.pointer, distillationHead: dDistillation.pointer, batch: n)
+                        return lossSum
+                    }
+                    let logits = model.forward(images, batch: n, training: true, generator: &generator)
+                    var lossSum = 0.0
+                    if let teacherLoss, let teacher {
+                        lossSum = teacherLoss.loss.apply(student: logits, distillation: nil, teacher: teacher, labels: labels,
+                                                         targets: targets, batch: n, scale: scale, dStudent: dlogits.pointer, dDistillation: nil)
+                        countCorrect(logits)
+                        profiler?.lap("distill_loss", .forward)
+                    } else {
                         labelLossForward(losses.pointer, probs.pointer, logits, labels: labels, targets: targets,
                                          batch: n, classes: K, smoothing: labelSmoothing)
                         countCorrect(logits)
@@ -174,30 +193,9 @@ public final class TrainingStep {
                         labelLossBackward(dlogits.pointer, probs.pointer, labels: labels, targets: targets,
                                           batch: n, classes: K, smoothing: labelSmoothing, scale: scale)
                         profiler?.lap("cross_entropy", .backward)
-                        var lossSum = 0.0
                         for b in 0..<n { lossSum += Double(losses[b]) }
-                        model.backward(dlogits.pointer, batch: n)
-                        return lossSum
                     }
-                    let teacher = teacherLoss.teacherLogits(images, n)
-                    guard model.config.distillToken else {
-                        let logits = model.forward(images, batch: n, training: true, generator: &generator)
-                        let lossSum = teacherLoss.loss.apply(student: logits, distillation: nil, teacher: teacher, labels: labels,
-                                                             targets: targets, batch: n, scale: scale,
-                                                             dStudent: dlogits.pointer, dDistillation: nil)
-                        countCorrect(logits)
-                        profiler?.lap("distill_loss", .forward)
-                        model.backward(dlogits.pointer, batch: n)
-                        return lossSum
-                    }
-                    let heads = model.forwardHeads(images, batch: n, generator: &generator)
-                    dDistillation.zero()
-                    let lossSum = teacherLoss.loss.apply(student: heads.classHead, distillation: heads.distillationHead, teacher: teacher,
-                                                         labels: labels, targets: targets, batch: n, scale: scale,
-                                                         dStudent: dlogits.pointer, dDistillation: dDistillation.pointer)
-                    countCorrect(heads.mean)
-                    profiler?.lap("distill_loss", .forward)
-                    model.backward(classHead: dlogits.pointer, distillationHead: dDistillation.pointer, batch: n)
+                    model.backward(dlogits.pointer, batch: n)
                     return lossSum
                 }
             }
