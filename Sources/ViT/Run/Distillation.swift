@@ -7,8 +7,8 @@ import ViTKernels
 /// student's logits (and, for `token`, its distillation head's).
 ///
 /// With L the label loss `vit train` uses (`labelLossForward`: cross-entropy with
-/// `train.label_smoothing`, or the soft-target cross-entropy of a mixup/cutmix batch), s the student's logits, t the teacher's,
-/// per sample, then averaged over the batch:
+/// `train.label_smoothing`, or the soft-target cross-entropy of a mixup/cutmix batch), s the
+/// student's logits, t the teacher's, per sample, then averaged over the batch:
 /// - `soft`:  alpha·L(s) + (1 − alpha)·T²·KL(softmax(t/T) ‖ softmax(s/T))  (`F.kl_div(...,
 ///   reduction="batchmean")·T²`, the seed recipe's `DistillationLoss`)
 /// - `hard`:  alpha·L(s) + (1 − alpha)·CE(s, argmax t)  (DeiT's hard distillation without a token)
