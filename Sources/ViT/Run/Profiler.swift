@@ -9,7 +9,7 @@ import Darwin
 /// Where the time of a training step goes, op by op, like `torch.profiler`.
 ///
 /// The model calls `lap` after every kernel (patch embedding, LayerNorm, each GEMM, attention,
-/// GELU, residual adds, ...) and the caller after the loss, clipping and the optimizer. A lap
+/// GELU, residual adds, ...) and `TrainingStep` after the loss, clipping and the optimizer. A lap
 /// closes the interval that began where the previous one ended, so the intervals of a step tile
 /// it with no gap: everything between `beginStep` and `endStep` belongs to some op, and what
 /// runs between two kernels (zeroing the gradient buffer the next kernel adds into, loop
@@ -202,11 +202,12 @@ public final class Profiler: @unchecked Sendable {
 
 // MARK: - The profiled workload
 
-/// A training step and an inference batch on synthetic data of a model's shape, as `vit train`
-/// makes them: zero-grad, forward, cross-entropy with label smoothing, backward, global-norm
-/// clipping, AdamW. No dataset, no data loading. A model with a distillation token takes the
-/// step `vit distill` takes with `distill.type` token: both heads, the token loss against
-/// random teacher logits (the teacher's own forward is not part of the step).
+/// The training step of `vit train` (`TrainingStep`) and an inference batch, on synthetic data
+/// of a model's shape: zero-grad, forward, cross-entropy with label smoothing, backward,
+/// global-norm clipping, AdamW, one batch per step. No dataset, no data loading. A model with a
+/// distillation token takes the step `vit distill` takes with `distill.type` token: both heads,
+/// the token loss against random teacher logits (the teacher's own forward is not part of the
+/// step).
 public final class ProfileWorkload {
     public let model: VisionTransformer
     public let optimizer: AdamW
@@ -215,15 +216,13 @@ public final class ProfileWorkload {
     public let gradClip: Double
     public let lr: Double
     /// `[B, IC, H, W]`, standard normal; labels uniform over the classes.
-    public let images: [Float]
-    public let labels: [Int32]
-    private var dlogits: [Float], losses: [Float], probs: [Float]
-    /// Distillation-token models: random teacher logits, the token loss and the second head's gradient.
-    private let teacherLogits: [Float]
-    private let distillationLoss: DistillationLoss?
-    private var dDistillation: [Float]
-    private var lastLossSum = 0.0
-    private let generator: SeededGenerator
+    public var images: [Float] { data.images }
+    public var labels: [Int32] { data.labels }
+    private let data: Batch
+    /// Distillation-token models: the random teacher logits `[B, K]` the token loss learns from.
+    private let teacherLogits: FloatBuffer
+    private let step: TrainingStep
+    private var lastLossMean = 0.0
     public private(set) var stepsTaken = 0
 
     public init(config m: ModelConfig, batch B: Int, train t: TrainConfig = TrainConfig(), seed: UInt64 = 0) {
@@ -234,61 +233,45 @@ public final class ProfileWorkload {
         labelSmoothing = Float(t.labelSmoothing)
         gradClip = t.gradClip
         lr = t.lr
-        var data = SeededGenerator(seed: seed ^ 0x5EED_DA7A)
-        images = (0..<(B * m.inChannels * m.imageSize * m.imageSize)).map { _ in Float(data.nextNormal()) }
-        labels = (0..<B).map { _ in Int32(data.nextInt(below: m.numClasses)) }
-        dlogits = [Float](repeating: 0, count: B * m.numClasses)
-        losses = [Float](repeating: 0, count: B)
-        probs = [Float](repeating: 0, count: B * m.numClasses)
+        var generator = SeededGenerator(seed: seed ^ 0x5EED_DA7A)
+        let images = (0..<(B * m.inChannels * m.imageSize * m.imageSize)).map { _ in Float(generator.nextNormal()) }
+        let labels = (0..<B).map { _ in Int32(generator.nextInt(below: m.numClasses)) }
+        data = Batch(images: images, labels: labels, targets: nil, count: B)
         let distilled = m.distillToken
-        teacherLogits = distilled ? (0..<(B * m.numClasses)).map { _ in Float(data.nextNormal() * 3) } : []
+        let teacher = FloatBuffer(count: distilled ? B * m.numClasses : 0)
+        for i in 0..<teacher.count { teacher[i] = Float(generator.nextNormal() * 3) }
+        teacherLogits = teacher
         var settings = DistillConfig(for: m)
         settings.alpha = 0.5
-        distillationLoss = distilled ? try? DistillationLoss(settings: settings, labelSmoothing: t.labelSmoothing, classes: m.numClasses) : nil
-        dDistillation = [Float](repeating: 0, count: distilled ? B * m.numClasses : 0)
-        generator = SeededGenerator(seed: seed ^ 0xD50_7E5)
+        let teacherLoss = distilled
+            ? (try? DistillationLoss(settings: settings, labelSmoothing: t.labelSmoothing, classes: m.numClasses)).map { loss in
+                TrainingStep.TeacherLoss(loss: loss) { _, _ in UnsafePointer(teacher.pointer) }
+            }
+            : nil
+        // One micro-batch per step, whatever train.accum_steps says: the profile times a batch's work.
+        step = TrainingStep(model: model, optimizer: optimizer, labelSmoothing: t.labelSmoothing, gradClip: t.gradClip,
+                            accumSteps: 1, seed: seed, batchCapacity: B, teacherLoss: teacherLoss)
     }
 
     /// One optimizer step; returns its wall time in nanoseconds, measured by clock reads of its
     /// own around the step (independently of the profiler's laps). With a profiler, records
-    /// one step of laps: zero_grad, the model's forward ops, cross_entropy (forward and
-    /// backward), the model's backward ops, grad_clip, adamw. Sets `model.profiler` for the
-    /// step and clears it afterwards.
+    /// one step of laps (see `TrainingStep`): zero_grad, the model's forward ops, cross_entropy
+    /// (forward and backward; distill_loss for a distillation token), the model's backward ops,
+    /// grad_clip, adamw. Sets `model.profiler` for the step and clears it afterwards. A step
+    /// whose loss is not finite makes no update and leaves `lastLoss` non-finite.
     @discardableResult
     public func trainStep(profiler: Profiler?) -> UInt64 {
         let start = Profiler.now()
-        let B = batch, K = model.config.numClasses
         model.profiler = profiler
         defer { model.profiler = nil }
-        profiler?.beginStep()
-        model.zeroGradients()
-        profiler?.lap("zero_grad", .optimizer)
-        var generator = self.generator.derived(UInt64(stepsTaken))
-        dlogits.withUnsafeMutableBufferPointer { $0.update(repeating: 0) }
-        if let distillationLoss {
-            let heads = images.withUnsafeBufferPointer { model.forwardHeads($0.baseAddress!, batch: B, generator: &generator) }
-            dDistillation.withUnsafeMutableBufferPointer { $0.update(repeating: 0) }
-            lastLossSum = distillationLoss.apply(student: heads.classHead, distillation: heads.distillationHead, teacher: teacherLogits,
-                                                 labels: labels, targets: nil, batch: B, scale: 1 / Float(B),
-                                                 dStudent: &dlogits, dDistillation: &dDistillation)
-            profiler?.lap("distill_loss", .forward)
-            model.backward(classHead: dlogits, distillationHead: dDistillation, batch: B)
-        } else {
-            let logits = images.withUnsafeBufferPointer { model.forward($0.baseAddress!, batch: B, training: true, generator: &generator) }
-            crossEntropyForward(&losses, &probs, logits, labels, batch: B, classes: K, smoothing: labelSmoothing)
-            profiler?.lap("cross_entropy", .forward)
-            crossEntropyBackward(&dlogits, probs, labels, batch: B, classes: K, smoothing: labelSmoothing, scale: 1 / Float(B))
-            profiler?.lap("cross_entropy", .backward)
-            lastLossSum = losses.reduce(0.0) { $0 + Double($1) }
-            dlogits.withUnsafeBufferPointer { model.backward($0.baseAddress!, batch: B) }
+        do {
+            let outcome = try step.take(index: stepsTaken, learningRate: lr, nextBatch: { data })
+            lastLossMean = outcome?.loss ?? .nan
+        } catch let error as TrainingStep.NonFiniteLoss {
+            lastLossMean = error.loss
+        } catch {
+            preconditionFailure("a training step throws only NonFiniteLoss, not \(error)")
         }
-        if gradClip > 0 {
-            clipGradientNorm(model.gradients, maxNorm: gradClip)
-            profiler?.lap("grad_clip", .optimizer)
-        }
-        optimizer.update(model, lr: lr)
-        profiler?.lap("adamw", .optimizer)
-        profiler?.endStep()
         stepsTaken += 1
         return Profiler.now() - start
     }
@@ -302,7 +285,7 @@ public final class ProfileWorkload {
     }
 
     /// The mean loss of the last training step's batch.
-    public var lastLoss: Double { lastLossSum / Double(batch) }
+    public var lastLoss: Double { lastLossMean }
 }
 
 /// Peak resident memory of this process so far, in bytes (`getrusage` `ru_maxrss`).
