@@ -7,6 +7,8 @@ extension ModelConfig {
     /// Bytes of float32 buffers a model with this architecture holds: parameters and gradients,
     /// AdamW's two moments when training, and the activations of one training batch and one
     /// inference batch, exactly as `Activations` lays them out (`ModelDescription.buffers`).
+    /// The training step's own scratch (`[B, K]` logits gradient and probabilities) is left
+    /// out: under 1% of a step's memory.
     ///
     /// Computed in `Double` from a description of one image (every buffer grows linearly with
     /// the batch), so absurd sizes give an absurd number instead of overflowing.
