@@ -116,7 +116,7 @@ public struct ModelConfig: Sendable, Equatable {
 
 /// The `data` section: where the images are, how they are normalized and augmented.
 public struct DataConfig: Sendable, Equatable {
-    /// The dataset format, a registered `DataSource` name: `cifar10`, `cifar100`, or `idx`
+    /// The dataset format, one registered by the data layer: `cifar10`, `cifar100`, or `idx`
     /// (MNIST / Fashion-MNIST, raw or gzip).
     public var format: String = "cifar10"
     /// A directory holding the standard file names, or one file.

@@ -81,8 +81,8 @@ public struct RunConfig: Sendable, Equatable {
 
 // MARK: - Loading
 
-// `RunConfig.load(path:overrides:)`, which also validates, is in Data/DataSource.swift: the valid
-// `data` keys depend on the dataset format, and the formats are registered in the data layer.
+// `RunConfig.load(path:overrides:)`, which also validates, is in the data layer: the valid `data`
+// keys depend on the dataset format, and the formats are registered there.
 
 extension RunConfig {
     /// Reads the config at `path` with `overrides` applied and decodes it strictly (unknown keys,
@@ -329,8 +329,7 @@ extension RunConfig {
     /// section to `validateData`.
     ///
     /// Which `data` keys are valid depends on the dataset format, and the formats are registered
-    /// in the data layer, above this one: `validate(path:)` (Data/DataSource.swift) passes the
-    /// format's checks. Errors have the subject `<path>: <section>.<key>`, for example
+    /// in the data layer, above this one: its `validate(path:)` passes the format's checks. Errors have the subject `<path>: <section>.<key>`, for example
     /// `ViTError("cifar.json: train.lr", "must be > 0, got -1")`.
     func validate(path: String, data validateData: (_ data: DataConfig, _ model: ModelConfig, _ path: String) throws -> Void) throws {
         let check = KeyChecks(file: path)
@@ -384,8 +383,8 @@ extension RunConfig {
 
 extension DataConfig {
     /// Checks the `data` keys every dataset format reads: the path, the validation split, the
-    /// normalization and the augmentations. `DataSource.validate` runs these and then the
-    /// format's own checks; `AugmentPipeline` runs them on configs that were never validated.
+    /// normalization and the augmentations. Each dataset format runs these and then its own
+    /// checks; the augmentation pipeline runs them on configs that were never validated.
     /// - Parameters:
     ///   - channels: the input channels the mean and std must match (`model.in_channels`).
     ///   - imageSize: the image side that bounds `random_crop_padding`, or nil when unknown.

@@ -91,11 +91,7 @@ public enum DataSources {
     /// The `data` section's checks: the format must be registered, then it checks its keys.
     /// - Throws: `ViTError("<file>: data.<key>", ...)`.
     static func validate(_ data: DataConfig, model: ModelConfig, file: String) throws {
-        let check = KeyChecks(file: file)
-        guard let source = named(data.format) else {
-            throw check.fail("data.format", "must be one of \(RunConfig.listing(formats)), got \(JSONValue.quoted(data.format))")
-        }
-        try source.validate(data, model: model, file: file)
+        try source(for: data.format, subject: "\(file): data.format").validate(data, model: model, file: file)
     }
 
     /// Recognizes the format of the files at `path`, for commands that take a bare `--data PATH`.

@@ -47,13 +47,6 @@ public struct Dataset: Sendable {
     /// Values in one image: channels · height · width.
     public var imageValues: Int { channels * height * width }
 
-    /// How many images each class has, `[numClasses]`.
-    public var classCounts: [Int] {
-        var counts = [Int](repeating: 0, count: numClasses)
-        for label in labels where label >= 0 && Int(label) < numClasses { counts[Int(label)] += 1 }
-        return counts
-    }
-
     /// The images at `indices`, in that order (indices may repeat).
     /// - Parameter indices: `[n]` positions in `0..<count`.
     public func subset(_ indices: [Int]) -> Dataset {
