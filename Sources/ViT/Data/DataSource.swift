@@ -20,7 +20,7 @@ public protocol DataSource: Sendable {
     /// Checks the `data` keys that only this format reads; the keys every format reads have
     /// passed `DataConfig.validate(channels:imageSize:file:)` already. The default checks nothing.
     /// - Parameter file: names the config in errors: `ViTError("<file>: data.<key>", ...)`, or
-    ///   `ViTError("data.<key>", ...)` when nil.
+    ///   `ViTError("data.<key>", ...)` when nil, as `KeyChecks(file: file)` words them.
     func validateOwnKeys(_ data: DataConfig, model: ModelConfig, file: String?) throws
 
     /// How well the existing file or directory at `path` fits this format.
