@@ -80,13 +80,13 @@ import Testing
         let listing = DataSources.formats.map { "\"\($0)\"" }.joined(separator: ", ")
         #expect(listing == #""cifar10", "cifar100", "idx""#)
         let lookup = expectDataError { _ = try DataSources.source(for: "folder") }
-        #expect(lookup == ViTError("data.format", "must be one of \(listing), got \"folder\""))
+        #expect(lookup == ViTError("data.format", "expected one of \(listing), got \"folder\""))
         let load = expectDataError { _ = try Dataset.load(format: "folder", path: "/tmp", split: .train) }
         #expect(load == lookup)
         var config = RunConfig(name: "r")
         config.data.format = "folder"
         let validation = expectDataError { try config.validate(path: "f.json") }
-        #expect(validation == ViTError("f.json: data.format", "must be one of \(listing), got \"folder\""))
+        #expect(validation == ViTError("f.json: data.format", "expected one of \(listing), got \"folder\""))
     }
 
     @Test func detectionFromFilesPicksTheRegisteredFormatThatFitsBest() throws {

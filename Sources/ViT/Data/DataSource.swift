@@ -80,10 +80,10 @@ public enum DataSources {
     }
 
     /// The format named `format`.
-    /// - Throws: `ViTError(subject, "must be one of ..., got ...")` listing the registered formats.
+    /// - Throws: `ViTError(subject, "expected one of ..., got ...")` listing the registered formats.
     public static func source(for format: String, subject: String = "data.format") throws -> any DataSource {
         guard let source = named(format) else {
-            throw ViTError(subject, "must be one of \(RunConfig.listing(formats)), got \(JSONValue.quoted(format))")
+            throw ViTError(subject, "expected one of \(RunConfig.listing(formats)), got \(JSONValue.quoted(format))")
         }
         return source
     }
