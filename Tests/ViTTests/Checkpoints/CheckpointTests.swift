@@ -4,28 +4,9 @@ import Testing
 
 // MARK: - Helpers
 
-private func makeCheckpointScratch() throws -> String {
-    let path = NSTemporaryDirectory() + "vit-checkpoint-tests-" + UUID().uuidString
-    try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-    return path
-}
-
-private func removeCheckpointScratch(_ path: String) { try? FileManager.default.removeItem(atPath: path) }
-
-/// A small run config: 8-pixel images, 4 patches, dim 8, two blocks.
-private func smallRunConfig(pool: Pooling = .cls, qkvBias: Bool = true) -> RunConfig {
-    var config = RunConfig(name: "small")
-    config.model.imageSize = 8
-    config.model.patchSize = 4
-    config.model.inChannels = 3
-    config.model.numClasses = 5
-    config.model.dim = 8
-    config.model.depth = 2
-    config.model.heads = 2
-    config.model.mlpDim = 16
-    config.model.pool = pool
-    config.model.qkvBias = qkvBias
-    config.data.path = "/nonexistent/data"
+/// The small run config with training settings, which checkpoints carry in their metadata.
+private func checkpointRunConfig(pool: Pooling = .cls, qkvBias: Bool = true) -> RunConfig {
+    var config = smallRunConfig(pool: pool, qkvBias: qkvBias)
     config.train.epochs = 4
     config.train.lr = 2e-3
     config.train.seed = 1234
@@ -112,9 +93,10 @@ private let damagedCases: [DamagedCheckpointCase] = [
 @Suite struct CheckpointTests {
     @Test(arguments: [(Pooling.cls, true), (Pooling.mean, false)])
     func weightsRoundTrip(pool: Pooling, qkvBias: Bool) throws {
-        let root = try makeCheckpointScratch()
-        defer { removeCheckpointScratch(root) }
-        let config = smallRunConfig(pool: pool, qkvBias: qkvBias)
+        let scratch = try ScratchDirectory("checkpoint-tests")
+        defer { scratch.remove() }
+        let root = scratch.path
+        let config = checkpointRunConfig(pool: pool, qkvBias: qkvBias)
         let model = randomizedModel(config.model, seed: 5)
         let metrics: JSONValue = ["epoch": 3, "val_acc": 0.625]
         let path = root + "/model.safetensors"
@@ -145,9 +127,10 @@ private let damagedCases: [DamagedCheckpointCase] = [
     }
 
     @Test func resumableCheckpointRestoresMomentsStepAndState() throws {
-        let root = try makeCheckpointScratch()
-        defer { removeCheckpointScratch(root) }
-        let config = smallRunConfig()
+        let scratch = try ScratchDirectory("checkpoint-tests")
+        defer { scratch.remove() }
+        let root = scratch.path
+        let config = checkpointRunConfig()
         let model = randomizedModel(config.model, seed: 6)
         let optimizer = AdamW(layout: model.layout, weightDecay: 0.05)
         var generator = SeededGenerator(seed: 8)
@@ -192,9 +175,10 @@ private let damagedCases: [DamagedCheckpointCase] = [
     }
 
     @Test func weightsOnlyFileIsNotResumable() throws {
-        let root = try makeCheckpointScratch()
-        defer { removeCheckpointScratch(root) }
-        let config = smallRunConfig()
+        let scratch = try ScratchDirectory("checkpoint-tests")
+        defer { scratch.remove() }
+        let root = scratch.path
+        let config = checkpointRunConfig()
         let path = root + "/model.safetensors"
         try Checkpoint.writeWeights(VisionTransformer(config: config.model, seed: 1), config: config, to: path)
         let loaded = try Checkpoint.load(path: path)
@@ -206,9 +190,10 @@ private let damagedCases: [DamagedCheckpointCase] = [
     }
 
     @Test func resumableCheckpointWithBadMomentsIsRejected() throws {
-        let root = try makeCheckpointScratch()
-        defer { removeCheckpointScratch(root) }
-        let config = smallRunConfig()
+        let scratch = try ScratchDirectory("checkpoint-tests")
+        defer { scratch.remove() }
+        let root = scratch.path
+        let config = checkpointRunConfig()
         let model = randomizedModel(config.model, seed: 2)
         let n = model.layout.totalCount
         var metadata = vitMetadata(config)
@@ -234,9 +219,10 @@ private let damagedCases: [DamagedCheckpointCase] = [
 
     @Test(arguments: damagedCases)
     func damagedCheckpointIsRejectedNamingTheTensor(_ damaged: DamagedCheckpointCase) throws {
-        let root = try makeCheckpointScratch()
-        defer { removeCheckpointScratch(root) }
-        let config = smallRunConfig()
+        let scratch = try ScratchDirectory("checkpoint-tests")
+        defer { scratch.remove() }
+        let root = scratch.path
+        let config = checkpointRunConfig()
         let model = randomizedModel(config.model, seed: 3)
         var tensors = stateDict(model).map { CheckpointTestTensor(name: $0.name, shape: $0.shape, values: $0.values) }
         damaged.damage(&tensors)
@@ -253,9 +239,10 @@ private let damagedCases: [DamagedCheckpointCase] = [
     }
 
     @Test func optimizerTensorsAreIgnoredWhenLoadingWeights() throws {
-        let root = try makeCheckpointScratch()
-        defer { removeCheckpointScratch(root) }
-        let config = smallRunConfig()
+        let scratch = try ScratchDirectory("checkpoint-tests")
+        defer { scratch.remove() }
+        let root = scratch.path
+        let config = checkpointRunConfig()
         let model = randomizedModel(config.model, seed: 4)
         var tensors = stateDict(model)
         tensors.append(CheckpointTestTensor(name: "optimizer.exp_avg", shape: [3], values: [1, 2, 3]))
@@ -265,9 +252,10 @@ private let damagedCases: [DamagedCheckpointCase] = [
     }
 
     @Test func plainStateDictNeedsAnExplicitConfig() throws {
-        let root = try makeCheckpointScratch()
-        defer { removeCheckpointScratch(root) }
-        let config = smallRunConfig(pool: .mean)
+        let scratch = try ScratchDirectory("checkpoint-tests")
+        defer { scratch.remove() }
+        let root = scratch.path
+        let config = checkpointRunConfig(pool: .mean)
         let model = randomizedModel(config.model, seed: 7)
         let path = root + "/timm.safetensors"
         try write(stateDict(model), to: path)
@@ -299,9 +287,10 @@ private let damagedCases: [DamagedCheckpointCase] = [
     }
 
     @Test func explicitConfigOverridesTheStoredOne() throws {
-        let root = try makeCheckpointScratch()
-        defer { removeCheckpointScratch(root) }
-        let config = smallRunConfig()
+        let scratch = try ScratchDirectory("checkpoint-tests")
+        defer { scratch.remove() }
+        let root = scratch.path
+        let config = checkpointRunConfig()
         let model = randomizedModel(config.model, seed: 8)
         let path = root + "/model.safetensors"
         try Checkpoint.writeWeights(model, config: config, to: path)

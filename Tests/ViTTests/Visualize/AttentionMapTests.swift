@@ -4,16 +4,7 @@ import Testing
 
 /// A config with `imageSize`/`patchSize` giving the token count wanted.
 private func attentionConfig(imageSize: Int, patchSize: Int, heads: Int, depth: Int) -> ModelConfig {
-    var c = ModelConfig()
-    c.imageSize = imageSize
-    c.patchSize = patchSize
-    c.inChannels = 1
-    c.numClasses = 3
-    c.dim = 4 * heads
-    c.depth = depth
-    c.heads = heads
-    c.mlpDim = 8
-    return c
+    modelConfig(imageSize: imageSize, patchSize: patchSize, inChannels: 1, numClasses: 3, dim: 4 * heads, depth: depth, heads: heads, mlpDim: 8)
 }
 
 /// Feeds `layers` (each `[NH, T, T]` for one image) to a recorder as one forward.
@@ -177,7 +168,7 @@ private func randomAttention(heads: Int, tokens T: Int, generator: inout SeededG
         let probabilities = try Inference.probabilities(model, images: [InspectedImage(source: "ramp", view: view)], data: data, recorder: recorder)
         #expect(probabilities.count == 1 && abs(probabilities[0].reduce(0, +) - 1) < 1e-9)
 
-        let directory = try DataTempDirectory("attention")
+        let directory = try ScratchDirectory("attention")
         defer { directory.remove() }
         let out = directory.path + "/maps"
         let written = try AttentionPicture.write(recorder, image: 0, view: ModelInput.picture(view, model: config),

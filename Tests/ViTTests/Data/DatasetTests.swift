@@ -2,52 +2,6 @@ import Foundation
 import Testing
 @testable import ViT
 
-/// A fresh directory under the system temp directory, removed by `remove()`.
-struct DataTempDirectory {
-    let path: String
-
-    init(_ name: String) throws {
-        path = FileManager.default.temporaryDirectory
-            .appendingPathComponent("vit-\(name)-\(UUID().uuidString)").path
-        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-    }
-
-    /// `path/name`, creating intermediate directories of `name`.
-    func file(_ name: String) throws -> String {
-        let full = path + "/" + name
-        try FileManager.default.createDirectory(atPath: (full as NSString).deletingLastPathComponent,
-                                                withIntermediateDirectories: true)
-        return full
-    }
-
-    func write(_ bytes: [UInt8], to name: String) throws {
-        try Data(bytes).write(to: URL(fileURLWithPath: try file(name)))
-    }
-
-    func write(_ text: String, to name: String) throws {
-        try write(Array(text.utf8), to: name)
-    }
-
-    func remove() {
-        try? FileManager.default.removeItem(atPath: path)
-    }
-}
-
-/// Runs `body`, expects a `ViTError`, and returns it for checking its subject and message.
-@discardableResult
-func expectDataError(_ body: () throws -> Void, sourceLocation: SourceLocation = #_sourceLocation) -> ViTError? {
-    do {
-        try body()
-        Issue.record("expected a ViTError, nothing was thrown", sourceLocation: sourceLocation)
-    } catch let error as ViTError {
-        return error
-    } catch {
-        Issue.record("expected a ViTError, got \(error)", sourceLocation: sourceLocation)
-    }
-    return nil
-}
-
-/// Test data in the formats the loaders read.
 enum DataFixtures {
     /// The pixel a fixture stores for image `record`, channel `channel`, position `index`.
     static func pixel(record: Int, channel: Int, index: Int) -> UInt8 {
@@ -90,7 +44,7 @@ enum DataFixtures {
     // MARK: - CIFAR-10
 
     /// Writes the six CIFAR-10 batch files with 2, 3, 1, 1, 2 train records and 4 test records.
-    func writeCIFAR10(in directory: DataTempDirectory, subdirectory: String = "") throws {
+    func writeCIFAR10(in directory: ScratchDirectory, subdirectory: String = "") throws {
         let sizes = [2, 3, 1, 1, 2]
         var first = 0
         for (batch, size) in sizes.enumerated() {
@@ -103,7 +57,7 @@ enum DataFixtures {
     }
 
     @Test func cifar10LoadsTrainAndTestSplitsInFileOrder() throws {
-        let directory = try DataTempDirectory("cifar10")
+        let directory = try ScratchDirectory("cifar10")
         defer { directory.remove() }
         try writeCIFAR10(in: directory)
 
@@ -124,7 +78,7 @@ enum DataFixtures {
     }
 
     @Test func cifar10KeepsChannelPlanarRowMajorLayout() throws {
-        let directory = try DataTempDirectory("cifar10-layout")
+        let directory = try ScratchDirectory("cifar10-layout")
         defer { directory.remove() }
         // Red plane 10, green 20, blue 30, except green at row 1, column 2.
         var record: [UInt8] = [3] + [UInt8](repeating: 10, count: 1024) + [UInt8](repeating: 20, count: 1024)
@@ -143,7 +97,7 @@ enum DataFixtures {
     }
 
     @Test func cifar10AcceptsExtractedSubdirectoryAndMetaNames() throws {
-        let directory = try DataTempDirectory("cifar10-nested")
+        let directory = try ScratchDirectory("cifar10-nested")
         defer { directory.remove() }
         try writeCIFAR10(in: directory, subdirectory: "cifar-10-batches-bin/")
         let names = (0..<10).map { "class\($0)" }
@@ -155,7 +109,7 @@ enum DataFixtures {
     }
 
     @Test func cifar10SingleFileServesEitherSplit() throws {
-        let directory = try DataTempDirectory("cifar10-single")
+        let directory = try ScratchDirectory("cifar10-single")
         defer { directory.remove() }
         try directory.write(DataFixtures.cifarRecords(first: 0, labels: [1, 2, 3]), to: "mine.bin")
         let path = directory.path + "/mine.bin"
@@ -167,7 +121,7 @@ enum DataFixtures {
     }
 
     @Test func cifar10RejectsSizeThatIsNotWholeRecords() throws {
-        let directory = try DataTempDirectory("cifar10-size")
+        let directory = try ScratchDirectory("cifar10-size")
         defer { directory.remove() }
         try directory.write(DataFixtures.cifarRecords(first: 0, labels: Array(repeating: 1, count: 10)) + [0], to: "bad.bin")
         let path = directory.path + "/bad.bin"
@@ -181,7 +135,7 @@ enum DataFixtures {
     }
 
     @Test func cifar10RejectsLabelOutOfRange() throws {
-        let directory = try DataTempDirectory("cifar10-label")
+        let directory = try ScratchDirectory("cifar10-label")
         defer { directory.remove() }
         var labels = [UInt8](repeating: 4, count: 20)
         labels[17] = 12
@@ -191,7 +145,7 @@ enum DataFixtures {
     }
 
     @Test func cifar10NamesTheMissingBatchFile() throws {
-        let directory = try DataTempDirectory("cifar10-missing")
+        let directory = try ScratchDirectory("cifar10-missing")
         defer { directory.remove() }
         try writeCIFAR10(in: directory)
         try FileManager.default.removeItem(atPath: directory.path + "/data_batch_3.bin")
@@ -206,7 +160,7 @@ enum DataFixtures {
     }
 
     @Test func cifar10RejectsMetaFileWithWrongNameCount() throws {
-        let directory = try DataTempDirectory("cifar10-meta")
+        let directory = try ScratchDirectory("cifar10-meta")
         defer { directory.remove() }
         try writeCIFAR10(in: directory)
         try directory.write("a\nb\nc\n", to: "batches.meta.txt")
@@ -218,7 +172,7 @@ enum DataFixtures {
     // MARK: - CIFAR-100
 
     @Test func cifar100UsesFineLabelsAndBuiltInNames() throws {
-        let directory = try DataTempDirectory("cifar100")
+        let directory = try ScratchDirectory("cifar100")
         defer { directory.remove() }
         try directory.write(DataFixtures.cifarRecords(first: 0, labels: [73, 0, 99], coarse: 5), to: "cifar-100-binary/train.bin")
         try directory.write(DataFixtures.cifarRecords(first: 50, labels: [42], coarse: 19), to: "cifar-100-binary/test.bin")
@@ -239,7 +193,7 @@ enum DataFixtures {
     }
 
     @Test func cifar100ReadsFineLabelNamesAndRejectsBadRecords() throws {
-        let directory = try DataTempDirectory("cifar100-bad")
+        let directory = try ScratchDirectory("cifar100-bad")
         defer { directory.remove() }
         try directory.write(DataFixtures.cifarRecords(first: 0, labels: [1, 100], coarse: 0), to: "train.bin")
         let error = expectDataError { _ = try Dataset.load(format: "cifar100", path: directory.path, split: .train) }
@@ -259,7 +213,7 @@ enum DataFixtures {
     // MARK: - Writer and padding
 
     @Test func cifarWriterRoundTripsBothRecordKinds() throws {
-        let directory = try DataTempDirectory("cifar-writer")
+        let directory = try ScratchDirectory("cifar-writer")
         defer { directory.remove() }
         var generator = SeededGenerator(seed: 3)
         let count = 5
@@ -285,7 +239,7 @@ enum DataFixtures {
     }
 
     @Test func cifarWriterRejectsWrongShapesAndLabels() throws {
-        let directory = try DataTempDirectory("cifar-writer-bad")
+        let directory = try ScratchDirectory("cifar-writer-bad")
         defer { directory.remove() }
         let gray = Dataset(count: 1, channels: 1, height: 28, width: 28, pixels: [UInt8](repeating: 0, count: 784),
                            labels: [0], numClasses: 10, classNames: IDX.digitNames)
@@ -324,7 +278,7 @@ enum DataFixtures {
             }
         }
         // Padded Fashion-MNIST can be written as CIFAR records.
-        let directory = try DataTempDirectory("padded")
+        let directory = try ScratchDirectory("padded")
         defer { directory.remove() }
         try CIFARWriter.write(padded, to: directory.path + "/fashion.bin")
         #expect(try Dataset.load(format: "cifar10", path: directory.path + "/fashion.bin", split: .train).pixels == padded.pixels)
@@ -343,7 +297,7 @@ enum DataFixtures {
     // MARK: - IDX and gzip
 
     @Test func idxLoadsRawAndGzipFilesAndPicksClassNames() throws {
-        let directory = try DataTempDirectory("Fashion-idx")
+        let directory = try ScratchDirectory("Fashion-idx")
         defer { directory.remove() }
         try directory.write(DataFixtures.idxImages(count: 3, rows: 4, columns: 5), to: "train-images-idx3-ubyte")
         try directory.write(DataFixtures.idxLabels([9, 0, 5]), to: "train-labels-idx1-ubyte")
@@ -366,7 +320,7 @@ enum DataFixtures {
     }
 
     @Test func idxUsesDigitNamesOutsideFashionDirectories() throws {
-        let directory = try DataTempDirectory("mnist")
+        let directory = try ScratchDirectory("mnist")
         defer { directory.remove() }
         try directory.write(DataFixtures.idxImages(count: 1, rows: 2, columns: 2), to: "t10k-images-idx3-ubyte")
         try directory.write(DataFixtures.idxLabels([7]), to: "t10k-labels-idx1-ubyte")
@@ -375,7 +329,7 @@ enum DataFixtures {
     }
 
     @Test func idxRejectsBadHeadersSizesAndLabels() throws {
-        let directory = try DataTempDirectory("idx-bad")
+        let directory = try ScratchDirectory("idx-bad")
         defer { directory.remove() }
         let labels = DataFixtures.idxLabels([1, 2, 3])
         try directory.write(labels, to: "train-labels-idx1-ubyte")
@@ -419,7 +373,7 @@ enum DataFixtures {
     }
 
     @Test func idxNamesMissingFilesAndRejectsBrokenGzip() throws {
-        let directory = try DataTempDirectory("idx-gzip")
+        let directory = try ScratchDirectory("idx-gzip")
         defer { directory.remove() }
         let load = { _ = try Dataset.load(format: "idx", path: directory.path, split: .test) }
         let missing = expectDataError(load)

@@ -5,25 +5,10 @@ import Testing
 @Suite struct CheckpointInspectionTests {
     /// A two-block model on 8-pixel images: small enough to write in a few milliseconds.
     private func tinyConfig() -> RunConfig {
-        var config = RunConfig(name: "tiny")
-        config.model.imageSize = 8
-        config.model.patchSize = 4
-        config.model.inChannels = 1
-        config.model.numClasses = 3
-        config.model.dim = 8
-        config.model.depth = 2
-        config.model.heads = 2
-        config.model.mlpDim = 16
-        config.data.path = "/nonexistent/data"
+        var config = runConfig("tiny", model: smallModelConfig(inChannels: 1, numClasses: 3), dataPath: nonexistentDataPath)
         config.data.mean = [0.5]
         config.data.std = [0.25]
         return config
-    }
-
-    private func scratch() throws -> String {
-        let path = NSTemporaryDirectory() + "vit-inspect-" + UUID().uuidString
-        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-        return path
     }
 
     /// A model and optimizer after three AdamW steps on fixed pseudo-random gradients.
@@ -39,8 +24,9 @@ import Testing
     }
 
     @Test func reportsWeightsAndResumableCheckpoints() throws {
-        let root = try scratch()
-        defer { try? FileManager.default.removeItem(atPath: root) }
+        let scratch = try ScratchDirectory("inspect")
+        defer { scratch.remove() }
+        let root = scratch.path
         let config = tinyConfig()
         let (model, optimizer) = trainedPair(config)
         try Checkpoint.writeWeights(model, config: config, metrics: ["epoch": 2, "val_acc": 0.5], to: root + "/model.safetensors")
@@ -75,8 +61,9 @@ import Testing
     @Test(arguments: [(Checkpoint.firstMomentName, Float.nan), (Checkpoint.secondMomentName, Float.infinity),
                       (Checkpoint.secondMomentName, Float(-1))])
     func rejectsMomentsThatCannotResume(tensor: String, value: Float) throws {
-        let root = try scratch()
-        defer { try? FileManager.default.removeItem(atPath: root) }
+        let scratch = try ScratchDirectory("inspect")
+        defer { scratch.remove() }
+        let root = scratch.path
         let config = tinyConfig()
         let (model, optimizer) = trainedPair(config)
         let n = model.layout.totalCount
@@ -91,8 +78,9 @@ import Testing
     }
 
     @Test func reportsInt8Files() throws {
-        let root = try scratch()
-        defer { try? FileManager.default.removeItem(atPath: root) }
+        let scratch = try ScratchDirectory("inspect")
+        defer { scratch.remove() }
+        let root = scratch.path
         let config = tinyConfig()
         let (model, _) = trainedPair(config)
         let path = root + "/int8.safetensors"

@@ -2,15 +2,6 @@ import Foundation
 import Testing
 @testable import ViT
 
-/// A temporary directory for one test, removed by `cleanUp`.
-private func makeScratchDirectory() throws -> String {
-    let path = NSTemporaryDirectory() + "vit-atomic-" + UUID().uuidString
-    try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-    return path
-}
-
-private func cleanUp(_ path: String) { try? FileManager.default.removeItem(atPath: path) }
-
 private func readBytes(_ path: String) throws -> [UInt8] {
     [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
 }
@@ -21,8 +12,9 @@ private func listing(_ directory: String) throws -> [String] {
 
 @Suite struct AtomicFileTests {
     @Test func writesANewFile() throws {
-        let directory = try makeScratchDirectory()
-        defer { cleanUp(directory) }
+        let scratch = try ScratchDirectory("atomic")
+        defer { scratch.remove() }
+        let directory = scratch.path
         let path = directory + "/out.bin"
         let bytes = (0..<100_000).map { UInt8(truncatingIfNeeded: $0 &* 31) }
         try AtomicFile.write(bytes, to: path)
@@ -31,8 +23,9 @@ private func listing(_ directory: String) throws -> [String] {
     }
 
     @Test func writesPartsAndEmptyContent() throws {
-        let directory = try makeScratchDirectory()
-        defer { cleanUp(directory) }
+        let scratch = try ScratchDirectory("atomic")
+        defer { scratch.remove() }
+        let directory = scratch.path
         let head: [UInt8] = [1, 2, 3], tail: [UInt8] = [4, 5]
         try head.withUnsafeBytes { h in
             try tail.withUnsafeBytes { t in try AtomicFile.write(parts: [h, t], to: directory + "/parts.bin") }
@@ -43,8 +36,9 @@ private func listing(_ directory: String) throws -> [String] {
     }
 
     @Test func replacesExistingContentAndKeepsPermissions() throws {
-        let directory = try makeScratchDirectory()
-        defer { cleanUp(directory) }
+        let scratch = try ScratchDirectory("atomic")
+        defer { scratch.remove() }
+        let directory = scratch.path
         let path = directory + "/checkpoint.bin"
         try AtomicFile.write(Array("a much longer old content".utf8), to: path)
         #expect(chmod(path, 0o600) == 0)
@@ -56,8 +50,9 @@ private func listing(_ directory: String) throws -> [String] {
     }
 
     @Test func missingDirectoryThrowsAndLeavesNoTemporaryFile() throws {
-        let directory = try makeScratchDirectory()
-        defer { cleanUp(directory) }
+        let scratch = try ScratchDirectory("atomic")
+        defer { scratch.remove() }
+        let directory = scratch.path
         let path = directory + "/missing/out.bin"
         #expect(throws: ViTError(path, "cannot write: No such file or directory")) {
             try AtomicFile.write([1, 2, 3], to: path)
@@ -66,8 +61,9 @@ private func listing(_ directory: String) throws -> [String] {
     }
 
     @Test func parentThatIsARegularFileThrowsAndLeavesItIntact() throws {
-        let directory = try makeScratchDirectory()
-        defer { cleanUp(directory) }
+        let scratch = try ScratchDirectory("atomic")
+        defer { scratch.remove() }
+        let directory = scratch.path
         let blocker = directory + "/blocker"
         try AtomicFile.write(Array("keep me".utf8), to: blocker)
         let path = blocker + "/out.bin"
@@ -81,8 +77,9 @@ private func listing(_ directory: String) throws -> [String] {
     @Test func failedRenameRemovesTheTemporaryFileAndKeepsTheTarget() throws {
         // A non-empty directory at the target path makes the final rename fail after the data
         // has been written, which exercises the cleanup of a complete temporary file.
-        let directory = try makeScratchDirectory()
-        defer { cleanUp(directory) }
+        let scratch = try ScratchDirectory("atomic")
+        defer { scratch.remove() }
+        let directory = scratch.path
         let target = directory + "/taken"
         try AtomicFile.createDirectory(target)
         try AtomicFile.write(Array("inside".utf8), to: target + "/file")
@@ -99,8 +96,9 @@ private func listing(_ directory: String) throws -> [String] {
     }
 
     @Test func createDirectoryMakesParentsAndAcceptsExistingOnes() throws {
-        let directory = try makeScratchDirectory()
-        defer { cleanUp(directory) }
+        let scratch = try ScratchDirectory("atomic")
+        defer { scratch.remove() }
+        let directory = scratch.path
         let nested = directory + "/a/b/c"
         try AtomicFile.createDirectory(nested)
         try AtomicFile.createDirectory(nested)
@@ -117,8 +115,9 @@ private func listing(_ directory: String) throws -> [String] {
     }
 
     @Test func removesOnlyTemporariesOfDeadWriters() throws {
-        let directory = try makeScratchDirectory()
-        defer { cleanUp(directory) }
+        let scratch = try ScratchDirectory("atomic")
+        defer { scratch.remove() }
+        let directory = scratch.path
         // A PID above the kernel's maximum (4,194,304 on 64-bit Linux) belongs to no process.
         let deadPID: Int32 = 4_194_305
         let names = [

@@ -40,13 +40,6 @@ private func setting(_ section: String, _ key: String, to value: JSONValue, in j
     return .object(top)
 }
 
-/// A fresh directory under the system's temporary directory.
-private func temporaryDirectory() throws -> String {
-    let path = NSTemporaryDirectory() + "vit-config-tests-\(UUID().uuidString)"
-    try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-    return path
-}
-
 @Suite struct ConfigFileTests {
     // MARK: Defaults and names
 
@@ -284,8 +277,7 @@ private func temporaryDirectory() throws -> String {
 
     /// The configs users start from load and validate: they pin the key names of the field tables.
     @Test func theRepositoryConfigsLoad() throws {
-        let directory = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-            .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("configs").path
+        let directory = configsDirectory.path
         let names = try FileManager.default.contentsOfDirectory(atPath: directory).filter { $0.hasSuffix(".json") }.sorted()
         #expect(!names.isEmpty)
         for name in names {
@@ -373,8 +365,11 @@ private func temporaryDirectory() throws -> String {
             #expect(try decode(text) == config)
         }
 
-        let directory = try temporaryDirectory()
-        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let scratch = try ScratchDirectory("config-tests")
+
+        defer { scratch.remove() }
+
+        let directory = scratch.path
         let path = directory + "/saved.json"
         try (config.json().serialized(pretty: true) + "\n").write(toFile: path, atomically: true, encoding: .utf8)
         #expect(try RunConfig.load(path: path) == config)
@@ -385,8 +380,9 @@ private func temporaryDirectory() throws -> String {
     }
 
     @Test func loadReportsUnreadableFiles() throws {
-        let directory = try temporaryDirectory()
-        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let scratch = try ScratchDirectory("config-tests")
+        defer { scratch.remove() }
+        let directory = scratch.path
         let missing = directory + "/missing.json"
         #expect(throws: ViTError(missing, "cannot read: no such file or directory")) { try RunConfig.load(path: missing) }
         #expect(throws: ViTError(directory, "cannot read: is a directory")) { try RunConfig.load(path: directory) }

@@ -5,13 +5,6 @@ import Testing
 
 // MARK: - Helpers
 
-/// A fresh directory under the system temporary directory.
-private func makeScratch() throws -> String {
-    let path = NSTemporaryDirectory() + "vit-distill-tests-" + UUID().uuidString
-    try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-    return path
-}
-
 /// The `ViTError` `body` throws, or nil.
 private func thrownError(_ body: () throws -> Void) -> ViTError? {
     do { try body() } catch let error as ViTError { return error } catch { return ViTError("unexpected", "\(error)") }
@@ -20,11 +13,8 @@ private func thrownError(_ body: () throws -> Void) -> ViTError? {
 
 /// A student config for 32-pixel, 3-channel, 10-class data.
 private func studentConfig(dataPath: String = "data", distillToken: Bool = false) -> RunConfig {
-    var config = RunConfig(name: "student")
-    config.model.imageSize = 32; config.model.patchSize = 8; config.model.inChannels = 3; config.model.numClasses = 10
-    config.model.dim = 8; config.model.depth = 1; config.model.heads = 2; config.model.mlpDim = 16
-    config.model.distillToken = distillToken
-    config.data.path = dataPath
+    var config = runConfig("student", model: modelConfig(imageSize: 32, patchSize: 8, numClasses: 10, dim: 8, depth: 1, heads: 2,
+                                                         mlpDim: 16, distillToken: distillToken), dataPath: dataPath)
     config.train.epochs = 2
     config.train.batchSize = 16
     config.train.lr = 3e-3
@@ -36,10 +26,8 @@ private func studentConfig(dataPath: String = "data", distillToken: Bool = false
 
 /// A teacher config: another size, patch and width than the student, the same classes.
 private func teacherConfig(imageSize: Int = 16, numClasses: Int = 10, inChannels: Int = 3) -> RunConfig {
-    var config = RunConfig(name: "teacher")
-    config.model.imageSize = imageSize; config.model.patchSize = 4; config.model.inChannels = inChannels
-    config.model.numClasses = numClasses; config.model.dim = 12; config.model.depth = 2; config.model.heads = 3
-    config.model.mlpDim = 24
+    var config = runConfig("teacher", model: modelConfig(imageSize: imageSize, patchSize: 4, inChannels: inChannels, numClasses: numClasses,
+                                                         dim: 12, depth: 2, heads: 3, mlpDim: 24))
     config.data.mean = Array(repeating: 0.5, count: inChannels)
     config.data.std = Array(repeating: 0.25, count: inChannels)
     return config
@@ -164,8 +152,9 @@ private final class LossLog {
     /// Images resized and renormalized for the teacher give the logits the teacher computes on
     /// the same images prepared by hand; the teacher keeps no training activations.
     @Test func adaptsTheStudentsImagesAndRunsInferenceOnly() throws {
-        let root = try makeScratch()
-        defer { try? FileManager.default.removeItem(atPath: root) }
+        let scratch = try ScratchDirectory("distill-tests")
+        defer { scratch.remove() }
+        let root = scratch.path
         let student = studentConfig()
         let teacherRun = teacherConfig(imageSize: 16)
         let path = try writeTeacher(teacherRun, seed: 3, in: root)
@@ -204,8 +193,9 @@ private final class LossLog {
     }
 
     @Test func badTeachersAreOneLineErrorsNamingTheFile() throws {
-        let root = try makeScratch()
-        defer { try? FileManager.default.removeItem(atPath: root) }
+        let scratch = try ScratchDirectory("distill-tests")
+        defer { scratch.remove() }
+        let root = scratch.path
         let student = studentConfig()
 
         // Missing file.
@@ -253,8 +243,9 @@ private final class LossLog {
     }
 
     @Test func theTokenTypeNeedsAStudentWithADistillationToken() throws {
-        let root = try makeScratch()
-        defer { try? FileManager.default.removeItem(atPath: root) }
+        let scratch = try ScratchDirectory("distill-tests")
+        defer { scratch.remove() }
+        let root = scratch.path
         var student = studentConfig()
         let teacher = try Teacher.load(path: try writeTeacher(teacherConfig(), seed: 1, in: root), config: nil, student: student)
         student.distill?.type = "token"
@@ -272,8 +263,9 @@ private final class LossLog {
     /// its teacher in every checkpoint, and its loss differs from plain training's.
     @Test(arguments: [false, true])
     func resumedDistillationRepeatsTheUnbrokenRun(token: Bool) throws {
-        let root = try makeScratch()
-        defer { try? FileManager.default.removeItem(atPath: root) }
+        let scratch = try ScratchDirectory("distill-tests")
+        defer { scratch.remove() }
+        let root = scratch.path
         var config = studentConfig(dataPath: try writeRandomCIFAR(in: root), distillToken: token)
         config.data.hflip = 0.5
         config.data.mixupAlpha = 0.4

@@ -2,15 +2,6 @@ import Foundation
 import Testing
 @testable import ViT
 
-/// A temporary directory for one test, removed by `cleanUp`.
-private func makeScratchDirectory() throws -> String {
-    let path = NSTemporaryDirectory() + "vit-npy-" + UUID().uuidString
-    try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-    return path
-}
-
-private func cleanUp(_ path: String) { try? FileManager.default.removeItem(atPath: path) }
-
 private func readBytes(_ path: String) throws -> [UInt8] {
     [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
 }
@@ -30,8 +21,9 @@ private func floatBytes(_ values: [Float]) -> [UInt8] {
 
 @Suite struct NpyTests {
     @Test func headerBytesAreExactlyWhatNumPyWrites() throws {
-        let directory = try makeScratchDirectory()
-        defer { cleanUp(directory) }
+        let scratch = try ScratchDirectory("npy")
+        defer { scratch.remove() }
+        let directory = scratch.path
         let path = directory + "/a.npy"
         let values = (0..<12).map { Float($0) - 5.5 }
         try Npy.write(floats: values, shape: [3, 4], to: path)
@@ -58,8 +50,9 @@ private func floatBytes(_ values: [Float]) -> [UInt8] {
     }
 
     @Test func roundTripKeepsShapeAndValues() throws {
-        let directory = try makeScratchDirectory()
-        defer { cleanUp(directory) }
+        let scratch = try ScratchDirectory("npy")
+        defer { scratch.remove() }
+        let directory = scratch.path
         let cases: [(shape: [Int], values: [Float])] = [
             ([2, 3], [1, -2, 3.25, .infinity, -0.0, 1e-30]),
             ([4], [0.1, 0.2, 0.3, 0.4]),

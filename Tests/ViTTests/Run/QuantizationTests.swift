@@ -5,31 +5,9 @@ import ViTKernels
 
 // MARK: - Helpers
 
-private func makeScratch() throws -> String {
-    let path = NSTemporaryDirectory() + "vit-quantization-tests-" + UUID().uuidString
-    try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-    return path
-}
-
-/// A small run config: 8-pixel images, 4 patches, dim 8, two blocks.
-private func smallConfig() -> RunConfig {
-    var config = RunConfig(name: "small")
-    config.model.imageSize = 8
-    config.model.patchSize = 4
-    config.model.inChannels = 3
-    config.model.numClasses = 5
-    config.model.dim = 8
-    config.model.depth = 2
-    config.model.heads = 2
-    config.model.mlpDim = 16
-    config.data.path = "/nonexistent/data"
-    return config
-}
-
 /// The architecture of `configs/fashion-mnist.json`, with its data and train sections.
 private func fashionConfig() throws -> RunConfig {
-    let path = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../configs/fashion-mnist.json").path
-    return try RunConfig.load(path: path)
+    try RunConfig.load(path: configsDirectory.appendingPathComponent("fashion-mnist.json").path)
 }
 
 /// A model with timm's initialization and then every parameter perturbed, so norms, biases and
@@ -146,7 +124,7 @@ private struct EditableFile {
     mutating func remove(_ name: String) { tensors.removeAll { $0.name == name } }
 }
 
-/// A way to damage a valid static-mode int8 file of `smallConfig()` (dim 8, mlp 16), and what
+/// A way to damage a valid static-mode int8 file of `smallRunConfig()` (dim 8, mlp 16), and what
 /// the error must say.
 struct DamagedInt8Case: Sendable, CustomTestStringConvertible {
     var label: String
@@ -155,9 +133,9 @@ struct DamagedInt8Case: Sendable, CustomTestStringConvertible {
     var testDescription: String { label }
 }
 
-/// A valid static-mode int8 file of `smallConfig()`, made once for all the damaged cases.
+/// A valid static-mode int8 file of `smallRunConfig()`, made once for all the damaged cases.
 private let validInt8File: [UInt8] = {
-    let config = smallConfig()
+    let config = smallRunConfig()
     let q = Quantizer.quantize(randomizedModel(config.model, seed: 11), config: config, mode: .static,
                                calibrationBatches: 1, calibration: randomBatches(config.model, count: 1, batch: 2))
     return QuantizedCheckpoint.writer(q).serialized()
@@ -227,7 +205,7 @@ private let damagedInt8Cases: [DamagedInt8Case] = [
 
 @Suite struct QuantizationTests {
     @Test func hooksThatKeepTheWeightsChangeNothingAndSeeEveryLinearInOrder() {
-        let config = smallConfig()
+        let config = smallRunConfig()
         let model = randomizedModel(config.model, seed: 1)
         let images = randomImages(config.model, batch: 3, seed: 2)
         let plain = logits(model, images, batch: 3)
@@ -248,7 +226,7 @@ private let damagedInt8Cases: [DamagedInt8Case] = [
     }
 
     @Test func weightsModeRunsTheDequantizedWeightsWithInt8Resident() throws {
-        let config = smallConfig()
+        let config = smallRunConfig()
         let model = randomizedModel(config.model, seed: 4)
         let q = Quantizer.quantize(model, config: config, mode: .weights)
         let images = randomImages(config.model, batch: 4, seed: 5)
@@ -272,7 +250,7 @@ private let damagedInt8Cases: [DamagedInt8Case] = [
     }
 
     @Test func staticModeRoundsEveryLinearInputOntoItsCalibratedGrid() throws {
-        let config = smallConfig()
+        let config = smallRunConfig()
         let m = config.model
         let model = randomizedModel(m, seed: 6)
         let batches = randomBatches(m, count: 3, batch: 4)
@@ -310,9 +288,10 @@ private let damagedInt8Cases: [DamagedInt8Case] = [
 
     @Test(arguments: QuantizationMode.allCases)
     func theFileRoundTripsAndRunsTheSame(mode: QuantizationMode) throws {
-        let root = try makeScratch()
-        defer { try? FileManager.default.removeItem(atPath: root) }
-        let config = smallConfig()
+        let scratch = try ScratchDirectory("quantization-tests")
+        defer { scratch.remove() }
+        let root = scratch.path
+        let config = smallRunConfig()
         let model = randomizedModel(config.model, seed: 8)
         let q = Quantizer.quantize(model, config: config, mode: mode, calibrationBatches: 2,
                                    calibration: mode == .static ? randomBatches(config.model, count: 2, batch: 3) : nil)
@@ -349,8 +328,9 @@ private let damagedInt8Cases: [DamagedInt8Case] = [
 
     @Test(arguments: QuantizationMode.allCases)
     func theFashionMNISTModelShrinksToAtMost30Percent(mode: QuantizationMode) throws {
-        let root = try makeScratch()
-        defer { try? FileManager.default.removeItem(atPath: root) }
+        let scratch = try ScratchDirectory("quantization-tests")
+        defer { scratch.remove() }
+        let root = scratch.path
         let config = try fashionConfig()
         let model = randomizedModel(config.model, seed: 10)
         let floatPath = root + "/model.safetensors", int8Path = root + "/int8.safetensors"
@@ -374,8 +354,9 @@ private let damagedInt8Cases: [DamagedInt8Case] = [
 
     @Test(arguments: damagedInt8Cases)
     func malformedInt8FilesAreRejectedWithOneLine(_ damaged: DamagedInt8Case) throws {
-        let root = try makeScratch()
-        defer { try? FileManager.default.removeItem(atPath: root) }
+        let scratch = try ScratchDirectory("quantization-tests")
+        defer { scratch.remove() }
+        let root = scratch.path
         let bad = root + "/bad.safetensors"
         var file = try EditableFile(try SafeTensorsFile(bytes: validInt8File, path: bad))
         damaged.damage(&file)
@@ -391,7 +372,7 @@ private let damagedInt8Cases: [DamagedInt8Case] = [
     }
 
     @Test func calibrationNeedsItsData() throws {
-        var config = smallConfig()
+        var config = smallRunConfig()
         config.data.format = "idx"
         config.data.path = "/nonexistent/fashion"
         #expect(throws: ViTError("/nonexistent/fashion", "no such directory",

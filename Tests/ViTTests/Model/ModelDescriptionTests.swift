@@ -7,12 +7,8 @@ import Testing
     /// mixed up with another cannot pass.
     static func small(depth: Int = 2, pool: Pooling = .cls, dropout: Double = 0, attnDropout: Double = 0, dropPath: Double = 0,
                       distillToken: Bool = false, qkvBias: Bool = true) -> ModelConfig {
-        var m = ModelConfig()
-        m.imageSize = 4; m.patchSize = 2; m.inChannels = 2; m.numClasses = 5
-        m.dim = 12; m.depth = depth; m.heads = 3; m.mlpDim = 20
-        m.pool = pool; m.dropout = dropout; m.attnDropout = attnDropout; m.dropPath = dropPath
-        m.distillToken = distillToken; m.qkvBias = qkvBias
-        return m
+        modelConfig(imageSize: 4, patchSize: 2, inChannels: 2, numClasses: 5, dim: 12, depth: depth, heads: 3, mlpDim: 20,
+                    pool: pool, qkvBias: qkvBias, distillToken: distillToken, dropout: dropout, attnDropout: attnDropout, dropPath: dropPath)
     }
 
     static let variants: [ModelConfig] = [

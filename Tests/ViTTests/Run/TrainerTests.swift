@@ -4,15 +4,6 @@ import Testing
 
 // MARK: - Helpers
 
-/// A fresh directory under the system temporary directory; remove it with `removeTrainerScratch`.
-private func makeTrainerScratch() throws -> String {
-    let path = NSTemporaryDirectory() + "vit-trainer-tests-" + UUID().uuidString
-    try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-    return path
-}
-
-private func removeTrainerScratch(_ path: String) { try? FileManager.default.removeItem(atPath: path) }
-
 /// `count` CIFAR-shaped images of random pixels with random labels in 0..<10.
 private func randomCIFARImages(count: Int, seed: UInt64) -> Dataset {
     var generator = SeededGenerator(seed: seed)
@@ -59,17 +50,8 @@ private func writeCIFARDirectory(_ directory: String, train: Dataset, test: Data
 /// A tiny 32-pixel model (16 patches of 8×8, dim 8) trained on a CIFAR-10 directory: 96
 /// training images in batches of 16 with two micro-batches per step, so 3 steps per epoch.
 private func tinyRunConfig(dataPath: String) -> RunConfig {
-    var config = RunConfig(name: "tiny")
-    config.model.imageSize = 32
-    config.model.patchSize = 8
-    config.model.inChannels = 3
-    config.model.numClasses = 10
-    config.model.dim = 8
-    config.model.depth = 2
-    config.model.heads = 2
-    config.model.mlpDim = 16
-    config.data.format = "cifar10"
-    config.data.path = dataPath
+    var config = runConfig("tiny", model: modelConfig(imageSize: 32, patchSize: 8, numClasses: 10, dim: 8, depth: 2, heads: 2, mlpDim: 16),
+                           dataPath: dataPath, format: "cifar10")
     config.train.epochs = 3
     config.train.batchSize = 16
     config.train.accumSteps = 2
@@ -143,8 +125,9 @@ private func number(_ json: JSONValue, _ key: String) -> Double? {
     /// their validation and checkpoint.
     @Test(arguments: [[4, 3], [3, 3]])
     func resumedRunRepeatsTheUnbrokenRunExactly(stops: [Int]) throws {
-        let root = try makeTrainerScratch()
-        defer { removeTrainerScratch(root) }
+        let scratch = try ScratchDirectory("trainer-tests")
+        defer { scratch.remove() }
+        let root = scratch.path
         let config = randomizedRunConfig(dataPath: try writeRandomCIFAR(in: root))
 
         let straight = try Trainer(config: config, outputDirectory: root + "/straight")
@@ -215,8 +198,9 @@ private func number(_ json: JSONValue, _ key: String) -> Double? {
     /// metrics.jsonl of an unbroken run and of the same run stopped after `stop` steps and
     /// resumed, both `epochs` epochs of 3 steps.
     private func metricsStraightAndResumed(stop: Int, epochs: Int) throws -> (straight: [JSONValue], resumed: [JSONValue]) {
-        let root = try makeTrainerScratch()
-        defer { removeTrainerScratch(root) }
+        let scratch = try ScratchDirectory("trainer-tests")
+        defer { scratch.remove() }
+        let root = scratch.path
         var config = tinyRunConfig(dataPath: try writeRandomCIFAR(in: root))
         config.train.epochs = epochs
         _ = try Trainer(config: config, outputDirectory: root + "/straight").run()
@@ -252,8 +236,9 @@ private func number(_ json: JSONValue, _ key: String) -> Double? {
     }
 
     @Test func runDirectoryHoldsWeightsCheckpointsAndMetrics() throws {
-        let root = try makeTrainerScratch()
-        defer { removeTrainerScratch(root) }
+        let scratch = try ScratchDirectory("trainer-tests")
+        defer { scratch.remove() }
+        let root = scratch.path
         let config = tinyRunConfig(dataPath: try writeRandomCIFAR(in: root))
         let run = root + "/run"
         let trainer = try Trainer(config: config, outputDirectory: run)
@@ -309,8 +294,9 @@ private func number(_ json: JSONValue, _ key: String) -> Double? {
     }
 
     @Test func nonFiniteLossStopsNamingTheStepAndKeepsEarlierCheckpoints() throws {
-        let root = try makeTrainerScratch()
-        defer { removeTrainerScratch(root) }
+        let scratch = try ScratchDirectory("trainer-tests")
+        defer { scratch.remove() }
+        let root = scratch.path
         let config = tinyRunConfig(dataPath: try writeRandomCIFAR(in: root))
         let run = root + "/run"
         let first = try Trainer(config: config, outputDirectory: run)
@@ -343,8 +329,9 @@ private func number(_ json: JSONValue, _ key: String) -> Double? {
     }
 
     @Test func divergingLearningRateStopsWithAnErrorNamingTheStep() throws {
-        let root = try makeTrainerScratch()
-        defer { removeTrainerScratch(root) }
+        let scratch = try ScratchDirectory("trainer-tests")
+        defer { scratch.remove() }
+        let root = scratch.path
         let config = tinyRunConfig(dataPath: try writeRandomCIFAR(in: root))
         let run = root + "/run"
         let first = try Trainer(config: config, outputDirectory: run)
@@ -366,8 +353,9 @@ private func number(_ json: JSONValue, _ key: String) -> Double? {
     }
 
     @Test func datasetOfTheWrongImageSizeIsRejectedNamingThePath() throws {
-        let root = try makeTrainerScratch()
-        defer { removeTrainerScratch(root) }
+        let scratch = try ScratchDirectory("trainer-tests")
+        defer { scratch.remove() }
+        let root = scratch.path
         let data = try writeRandomCIFAR(in: root)
         var config = tinyRunConfig(dataPath: data)
         config.model.imageSize = 16
@@ -392,8 +380,9 @@ private func number(_ json: JSONValue, _ key: String) -> Double? {
     }
 
     @Test func learnsATriviallySeparableProblem() throws {
-        let root = try makeTrainerScratch()
-        defer { removeTrainerScratch(root) }
+        let scratch = try ScratchDirectory("trainer-tests")
+        defer { scratch.remove() }
+        let root = scratch.path
         let data = root + "/data"
         try writeCIFARDirectory(data, train: dominantColourImages(count: 96, seed: 5), test: dominantColourImages(count: 48, seed: 6))
         var config = tinyRunConfig(dataPath: data)

@@ -19,15 +19,6 @@ private func littleEndianBytes<T: FixedWidthInteger>(_ values: [T]) -> [UInt8] {
 
 private func floatBytes(_ values: [Float]) -> [UInt8] { littleEndianBytes(values.map(\.bitPattern)) }
 
-/// A temporary directory for one test, removed by `cleanUp`.
-private func makeScratchDirectory() throws -> String {
-    let path = NSTemporaryDirectory() + "vit-safetensors-" + UUID().uuidString
-    try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-    return path
-}
-
-private func cleanUp(_ path: String) { try? FileManager.default.removeItem(atPath: path) }
-
 /// A writer holding one tensor of each kind the writer supports, plus metadata.
 private func sampleWriter() -> SafeTensorsWriter {
     var writer = SafeTensorsWriter(metadata: ["format": "pt", "epoch": "3"])
@@ -84,8 +75,9 @@ struct CorruptSafeTensorsCase: Sendable, CustomTestStringConvertible {
     }
 
     @Test func writeToDiskAndReadBack() throws {
-        let directory = try makeScratchDirectory()
-        defer { cleanUp(directory) }
+        let scratch = try ScratchDirectory("safetensors")
+        defer { scratch.remove() }
+        let directory = scratch.path
         let path = directory + "/model.safetensors"
         let writer = sampleWriter()
         try writer.write(to: path)
@@ -265,8 +257,9 @@ struct CorruptSafeTensorsCase: Sendable, CustomTestStringConvertible {
     @Test func unreadableFileIsAnError() throws {
         let error = #expect(throws: ViTError.self) { try SafeTensorsFile(path: "/nonexistent-vit-dir/model.safetensors") }
         #expect(error == ViTError("/nonexistent-vit-dir/model.safetensors", "cannot read: No such file or directory"))
-        let directory = try makeScratchDirectory()
-        defer { cleanUp(directory) }
+        let scratch = try ScratchDirectory("safetensors")
+        defer { scratch.remove() }
+        let directory = scratch.path
         let isDirectoryError = #expect(throws: ViTError.self) { try SafeTensorsFile(path: directory) }
         #expect(isDirectoryError?.message == "cannot read: Is a directory")
     }

@@ -90,7 +90,7 @@ import Testing
     }
 
     @Test func detectionFromFilesPicksTheRegisteredFormatThatFitsBest() throws {
-        let directory = try DataTempDirectory("detect-registry")
+        let directory = try ScratchDirectory("detect-registry")
         defer { directory.remove() }
         // One loadable dataset per format.
         try directory.write(DataFixtures.cifarRecords(first: 0, labels: [1, 2]), to: "c10/test_batch.bin")

@@ -38,7 +38,7 @@ private func exists(_ path: String) -> Bool { FileManager.default.fileExists(atP
     }
 
     @Test func checkpointFilesListsOnlyStepFilesInStepOrder() throws {
-        let scratch = try DataTempDirectory("run-directory")
+        let scratch = try ScratchDirectory("run-directory")
         defer { scratch.remove() }
         let run = RunDirectory(scratch.path)
         #expect(run.checkpointFiles().isEmpty)
@@ -52,7 +52,7 @@ private func exists(_ path: String) -> Bool { FileManager.default.fileExists(atP
     /// The newest checkpoint that loads is chosen; a damaged newer one is passed over, and when
     /// none loads the newest one's error is thrown.
     @Test func newestLoadableCheckpointSkipsDamagedFiles() throws {
-        let scratch = try DataTempDirectory("run-directory")
+        let scratch = try ScratchDirectory("run-directory")
         defer { scratch.remove() }
         let run = RunDirectory(scratch.path)
         let missing = expectDataError { _ = try run.newestLoadableCheckpoint() }
@@ -72,7 +72,7 @@ private func exists(_ path: String) -> Bool { FileManager.default.fileExists(atP
     }
 
     @Test func pruningKeepsTheNewestAndTheCurrentCheckpoint() throws {
-        let scratch = try DataTempDirectory("run-directory")
+        let scratch = try ScratchDirectory("run-directory")
         defer { scratch.remove() }
         let run = RunDirectory(scratch.path)
         for step in 1...5 { try touch(run.checkpoint(step: step)) }
@@ -88,7 +88,7 @@ private func exists(_ path: String) -> Bool { FileManager.default.fileExists(atP
     }
 
     @Test func historyRoundTripsAndSkipsBrokenLines() throws {
-        let scratch = try DataTempDirectory("run-directory")
+        let scratch = try ScratchDirectory("run-directory")
         defer { scratch.remove() }
         let run = RunDirectory(scratch.path)
         #expect(run.readHistory().isEmpty)
@@ -110,7 +110,7 @@ private func exists(_ path: String) -> Bool { FileManager.default.fileExists(atP
     }
 
     @Test func preparingAFreshRunRefusesAnOldOneUnlessForced() throws {
-        let scratch = try DataTempDirectory("run-directory")
+        let scratch = try ScratchDirectory("run-directory")
         defer { scratch.remove() }
         let run = RunDirectory(scratch.path + "/run")
         try run.prepareFresh(force: false) // missing: nothing to do
@@ -136,7 +136,7 @@ private func exists(_ path: String) -> Bool { FileManager.default.fileExists(atP
     }
 
     @Test func preferredWeightsAreFinalThenBestThenNewestCheckpoint() throws {
-        let scratch = try DataTempDirectory("run-directory")
+        let scratch = try ScratchDirectory("run-directory")
         defer { scratch.remove() }
         let run = RunDirectory(scratch.path)
         #expect(run.preferredWeights() == nil)
@@ -151,7 +151,7 @@ private func exists(_ path: String) -> Bool { FileManager.default.fileExists(atP
 
     /// `create` makes both directories and removes the temporaries of dead writers only.
     @Test func createRemovesStaleTemporaries() throws {
-        let scratch = try DataTempDirectory("run-directory")
+        let scratch = try ScratchDirectory("run-directory")
         defer { scratch.remove() }
         let run = RunDirectory(scratch.path + "/run")
         #expect(try run.create().isEmpty)

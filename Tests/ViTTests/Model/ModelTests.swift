@@ -80,10 +80,8 @@ import Testing
 @Suite struct ModelGradientTests {
     /// A tiny model on random data whose loss we can differentiate numerically.
     func tinyModel(dropout: Double, attnDropout: Double, dropPath: Double, pool: Pooling) -> (VisionTransformer, [Float], [Int32]) {
-        var config = ModelConfig()
-        config.imageSize = 8; config.patchSize = 4; config.inChannels = 2; config.numClasses = 3
-        config.dim = 8; config.depth = 2; config.heads = 2; config.mlpDim = 16
-        config.dropout = dropout; config.attnDropout = attnDropout; config.dropPath = dropPath; config.pool = pool
+        let config = modelConfig(imageSize: 8, patchSize: 4, inChannels: 2, numClasses: 3, dim: 8, depth: 2, heads: 2, mlpDim: 16,
+                                 pool: pool, dropout: dropout, attnDropout: attnDropout, dropPath: dropPath)
         let model = VisionTransformer(config: config, seed: 1)
         // Larger weights than timm's init so every path carries signal.
         var g = SeededGenerator(seed: 2)
