@@ -339,6 +339,11 @@ bad_case 2 "--calibration-batches" "vit quantize --calibration-batches 0" "$vit"
 bad_case 1 "not-safetensors.safetensors" "vit quantize of a file that is not a model" "$vit" quantize "$bad/not-safetensors.safetensors" --out "$work/q.safetensors"
 bad_case 1 "head.weight_scale" "an int8 model missing a scale" "$vit" eval "$bad/int8-no-scale.safetensors"
 bad_case 1 "head.weight_scale" "an int8 scale of the wrong shape" "$vit" eval "$bad/int8-scale-shape.safetensors"
+bad_case 1 "truncated.safetensors" "vit export of a corrupt checkpoint" "$vit" export "$bad/truncated.safetensors" --out "$work/m.onnx"
+bad_case 1 "$bad/no-such-dir/m.onnx" "vit export into a directory that does not exist" "$vit" export "$model" --out "$bad/no-such-dir/m.onnx"
+bad_case 2 "--opset 11" "vit export --opset 11" "$vit" export "$model" --out "$work/m.onnx" --opset 11
+bad_case 2 "--batch" "vit export --batch 0" "$vit" export "$model" --out "$work/m.onnx" --batch 0
+bad_case 2 "'/'" "vit export --triton with a model name holding a slash" "$vit" export "$model" --triton "$work/repo" --name a/b
 bad_case 1 "not a PNG" "vit predict of a file that is not a PNG" "$vit" predict "$model" "$bad/not.png"
 bad_case 1 "truncated.png" "vit predict of a truncated PNG" "$vit" predict "$model" "$bad/truncated.png"
 bad_case 1 "no-such.png" "vit predict of a missing PNG" "$vit" predict "$model" "$bad/no-such.png"

@@ -83,6 +83,7 @@ extension VitCommand {
                 print("removed \(path), left by a run that was killed while saving")
             }
             trainer.events = events(stepsPerEpoch: trainer.stepsPerEpoch)
+            if let log = try trainer.attachTensorBoard() { print("tensorboard: \(log.writer.path)") }
             Interruption.install()
             let summary = try trainer.run()
             Console.endStatus()
@@ -110,6 +111,8 @@ extension VitCommand {
             }
             for name in existing { try? fm.removeItem(atPath: checkpoints + "/" + name) }
             for name in ["metrics.jsonl", "model.safetensors", "best.safetensors"] { try? fm.removeItem(atPath: directory + "/" + name) }
+            let eventFiles = ((try? fm.contentsOfDirectory(atPath: directory)) ?? []).filter { $0.hasPrefix("events.out.tfevents.") }
+            for name in eventFiles { try? fm.removeItem(atPath: directory + "/" + name) }
         }
 
         static func events(stepsPerEpoch: Int) -> TrainingEvents {

@@ -207,13 +207,15 @@ public struct TrainConfig: Sendable, Equatable, Codable {
     public var beta1: Double = 0.9
     public var beta2: Double = 0.999
     public var adamEps: Double = 1e-8
+    /// Write TensorBoard event files (`events.out.tfevents.*`) into the run directory.
+    public var tensorboard: Bool = true
 
     public init() {}
 
     public static let keys = [
         "epochs", "batch_size", "lr", "min_lr", "weight_decay", "warmup_epochs", "schedule",
         "label_smoothing", "grad_clip", "accum_steps", "seed", "eval_every", "save_every",
-        "keep_checkpoints", "beta1", "beta2", "adam_eps",
+        "keep_checkpoints", "beta1", "beta2", "adam_eps", "tensorboard",
     ]
 
     enum CodingKeys: String, CodingKey {
@@ -221,6 +223,6 @@ public struct TrainConfig: Sendable, Equatable, Codable {
         case warmupEpochs = "warmup_epochs", schedule, labelSmoothing = "label_smoothing"
         case gradClip = "grad_clip", accumSteps = "accum_steps", seed, evalEvery = "eval_every"
         case saveEvery = "save_every", keepCheckpoints = "keep_checkpoints", beta1, beta2
-        case adamEps = "adam_eps"
+        case adamEps = "adam_eps", tensorboard
     }
 }

@@ -47,6 +47,8 @@ public struct StepProgress: Sendable {
     public var lr: Double
     public var imagesPerSecond: Double
     public var secondsRemaining: Double
+    /// The global gradient norm before clipping.
+    public var gradNorm: Double = .nan
 }
 
 /// The outcome of `Trainer.run`.
@@ -237,7 +239,7 @@ public final class Trainer {
                     throw ViTError("train", "the loss became \(stepLoss.isNaN ? "NaN" : stepLoss > 0 ? "+infinity" : "-infinity") at step \(state.step + 1) (epoch \(state.epoch + 1))",
                                    hint: "lower train.lr or set train.grad_clip; the last good checkpoint is in \(checkpointDirectory)")
                 }
-                if t.gradClip > 0 { clipGradientNorm(model.gradients, maxNorm: t.gradClip) }
+                let gradNorm = clipGradientNorm(model.gradients, maxNorm: t.gradClip) // clips only when grad_clip > 0
                 lastLR = schedule.rate(at: state.step)
                 optimizer.update(model, lr: lastLR)
                 state.step += 1
@@ -248,7 +250,8 @@ public final class Trainer {
                 let remainingImages = Double((t.epochs * stepsPerEpoch - state.step) * t.accumSteps * B)
                 events.stepEnded(StepProgress(epoch: state.epoch + 1, epochs: t.epochs, stepInEpoch: state.batchInEpoch / t.accumSteps,
                                               stepsPerEpoch: stepsPerEpoch, step: state.step, totalSteps: t.epochs * stepsPerEpoch,
-                                              loss: stepLoss, lr: lastLR, imagesPerSecond: rate, secondsRemaining: remainingImages / max(rate, 1e-9)))
+                                              loss: stepLoss, lr: lastLR, imagesPerSecond: rate, secondsRemaining: remainingImages / max(rate, 1e-9),
+                                              gradNorm: gradNorm))
                 if Interruption.requested || (maxSteps.map { stepsThisProcess >= $0 } ?? false) {
                     state.elapsedSeconds = elapsedBefore + Date().timeIntervalSince(runStart)
                     state.epochLossSum = lossSum; state.epochCorrect = correct; state.epochSeen = seen
