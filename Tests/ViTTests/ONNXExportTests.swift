@@ -255,3 +255,39 @@ private func expectTopologicalAndComplete(_ graph: Onnx_GraphProto, sourceLocati
         #expect(throws: ViTError.self) { try TritonModel.validate(name: "a/b") }
     }
 }
+
+/// The exported graph, run by a naive evaluator of the ONNX operator definitions, computes the
+/// logits of the model's own forward, for every model kind and both operator sets.
+@Suite struct ONNXNumericsTests {
+    /// Case `index`: its name, the model, the operator set and the tolerance on the logits.
+    static func testCase(_ index: Int) -> (String, ExportSource, Int, Double) {
+        switch index {
+        case 0: ("cls, qkv bias", floatSource(exportConfig()), 17, 1e-4)
+        case 1: ("cls, qkv bias, opset 13", floatSource(exportConfig()), 13, 1e-4)
+        case 2: ("mean pooling, no qkv bias", floatSource(exportConfig(pool: .mean, qkvBias: false)), 17, 1e-4)
+        case 3: ("distillation token", floatSource(exportConfig(distillToken: true)), 17, 1e-4)
+        case 4: ("int8 weights", int8Source(exportConfig(), mode: .weights), 17, 1e-4)
+        default: ("int8 static", int8Source(exportConfig(), mode: .static), 13, 1e-4)
+        }
+    }
+
+    @Test(arguments: 0..<6)
+    func exportedGraphComputesTheModelsLogits(index: Int) throws {
+        let (name, source, opset, tolerance) = Self.testCase(index)
+        let m = source.model.config.model
+        let B = 3, count = B * m.inChannels * m.imageSize * m.imageSize
+        var generator = SeededGenerator(seed: 99)
+        let images = (0..<count).map { _ in Float(generator.nextNormal()) }
+        let expected = images.withUnsafeBufferPointer { Array(UnsafeBufferPointer(start: source.model.model.predict($0.baseAddress!, batch: B), count: B * m.numClasses)) }
+
+        let model = try exported(source, ONNXExportOptions(opset: opset))
+        let input = ONNXReferenceEvaluator.Tensor(shape: [B, m.inChannels, m.imageSize, m.imageSize], values: images.map(Double.init))
+        let logits = try #require(try ONNXReferenceEvaluator(graph: model.graph).run(["input": input])["logits"])
+        #expect(logits.shape == [B, m.numClasses], "\(name)")
+        // Logits spread well beyond the tolerance, so an op computed wrongly cannot hide in it.
+        #expect((expected.max()! - expected.min()!) > 100 * Float(tolerance), "\(name): logits too close together to test")
+        let differences = zip(logits.values, expected).map { abs($0 - Double($1)) }
+        let worst = differences.max() ?? .infinity
+        #expect(worst <= tolerance, "\(name): largest |ONNX - vit| \(worst) at \(differences.firstIndex(of: worst) ?? -1)")
+    }
+}
