@@ -8,25 +8,27 @@
 # runs vit on each. A case passes when
 #   - the exit status is the documented one: 1 for bad input, 2 for command-line usage;
 #   - stderr is one line `error: <path or argument>: <what is wrong>`, optionally followed by one
-#     `hint: ...` line, and that line names the problem (a fragment the case gives);
+#     `hint: ...` line, and that line names the problem: it holds every fragment the case gives
+#     (the file or setting, and words that say what is wrong with it, not just its name);
 #   - nothing crashed: no signal, no Swift fatal error, no stack trace.
 # Cases that write (a run into a full disk, a diverging run) also check that the files that
 # were there before are intact and load.
 #
 # Usage: scripts/bad-inputs.sh
 # Environment: VIT, SCRATCH_PATH, FASHION_MNIST, VIT_THREADS, KEEP_WORK as for scripts/smoke.sh.
-# The full-disk case mounts a 3 MB tmpfs and needs root; elsewhere it is skipped, saying so.
+# The full-disk case mounts a 3 MB tmpfs and needs root and a kernel that allows the mount; where
+# it cannot, it is counted as skipped, with the reason.
 #
 # Prints `ok - <case>` or `not ok - <case>` per case (with vit's error line as a comment), then
-# `N passed, M failed`; exits 1 when anything failed.
+# `N passed, M failed[, K skipped]`; exits 1 when anything failed.
 source "$(dirname "${BASH_SOURCE[0]}")/testlib.sh"
 
 echo "# vit: $vit"
 echo "# work: $work"
 cases=0
 
-# bad_case STATUS FRAGMENT DESCRIPTION COMMAND...: runs COMMAND, expecting exit STATUS and an
-# error line containing FRAGMENT (a fixed string).
+# bad_case STATUS FRAGMENTS DESCRIPTION COMMAND...: runs COMMAND, expecting exit STATUS and an
+# error line containing each of FRAGMENTS (fixed strings separated by '|').
 bad_case() {
     local want=$1 fragment=$2 what=$3 status=0
     shift 3
@@ -37,7 +39,11 @@ bad_case() {
     first=$(head -n 1 "$err")
     ((status == want)) || problems+="exit status $status, expected $want; "
     [[ "$first" == "error: "* ]] || problems+="stderr does not start with 'error: '; "
-    [[ "$first" == *"$fragment"* ]] || problems+="the error does not mention '$fragment'; "
+    local part
+    IFS='|' read -r -a parts <<<"$fragment"
+    for part in "${parts[@]}"; do
+        [[ "$first" == *"$part"* ]] || problems+="the error does not say '$part'; "
+    done
     local lines
     lines=$(wc -l <"$err")
     if ((lines > 2)) || { ((lines == 2)) && [[ "$(sed -n 2p "$err")" != "hint: "* ]]; }; then
@@ -237,79 +243,79 @@ echo "# damaged inputs written to $bad"
 # --- Command lines (exit 2) ----------------------------------------------------------------
 
 bad_case 2 "frobnicate" "an unknown subcommand" "$vit" frobnicate
-bad_case 2 "--config" "vit train without --config or --resume" "$vit" train
+bad_case 2 "give --config FILE" "vit train without --config or --resume" "$vit" train
 bad_case 2 "--no-such-flag" "an unknown flag" "$vit" train --config "$config" --no-such-flag
 bad_case 2 "--threads" "--threads 0" "$vit" train --config "$config" --threads 0
 bad_case 2 "--seed" "--seed that is not a number" "$vit" train --config "$config" --seed abc
 bad_case 2 "--max-steps" "--max-steps 0" "$vit" train --config "$config" --max-steps 0
 bad_case 2 "exclude each other" "both --config and --resume" "$vit" train --config "$config" --resume "$run"
-bad_case 2 "checkpoint" "vit eval without a checkpoint" "$vit" eval
+bad_case 2 "Missing expected argument '<checkpoint>'" "vit eval without a checkpoint" "$vit" eval
 bad_case 2 "--split" "vit eval --split validation" "$vit" eval "$model" --split validation
 bad_case 2 "--batch-size" "vit eval --batch-size 0" "$vit" eval "$model" --batch-size 0
 bad_case 2 "--steps" "vit profile --steps 0" "$vit" profile --config "$config" --steps 0
-bad_case 2 "--config" "vit profile without a config" "$vit" profile
-bad_case 2 "checkpoint" "vit inspect without a checkpoint" "$vit" inspect
+bad_case 2 "give a config (--config FILE)" "vit profile without a config" "$vit" profile
+bad_case 2 "Missing expected argument '<checkpoint>'" "vit inspect without a checkpoint" "$vit" inspect
 
 # --- Configs (exit 1) ----------------------------------------------------------------------
 
-bad_case 1 "$bad/no-such.json" "a config file that does not exist" "$vit" train --config "$bad/no-such.json"
-bad_case 1 "$bad" "a directory given as the config" "$vit" train --config "$bad"
+bad_case 1 "$bad/no-such.json|no such file" "a config file that does not exist" "$vit" train --config "$bad/no-such.json"
+bad_case 1 "$bad|is a directory" "a directory given as the config" "$vit" train --config "$bad"
 bad_case 1 "invalid JSON at line 10, column 5" "a JSON syntax error gives line and column" "$vit" train --config "$bad/syntax.json"
 bad_case 1 "line 11, column 18: trailing comma" "a trailing comma" "$vit" train --config "$bad/trailing-comma.json"
-bad_case 1 "empty" "an empty config file" "$vit" train --config "$bad/empty.json"
-bad_case 1 "object" "a config that is not a JSON object" "$vit" train --config "$bad/not-object.json"
-bad_case 1 "UTF-8" "a config with invalid UTF-8" "$vit" train --config "$bad/utf8.json"
-bad_case 1 "modle" "an unknown section (typo)" "$vit" train --config "$bad/unknown-top.json"
-bad_case 1 "model.dimm" "an unknown model key (typo)" "$vit" train --config "$bad/typo-key.json"
-bad_case 1 "model.depth" "a key of the wrong type" "$vit" train --config "$bad/wrong-type.json"
-bad_case 1 "model.heads" "heads 0" "$vit" train --config "$bad/heads-zero.json"
-bad_case 1 "model.dim" "dim not divisible by heads" "$vit" train --config "$bad/dim-heads.json"
+bad_case 1 "empty.json|unexpected end of input" "an empty config file" "$vit" train --config "$bad/empty.json"
+bad_case 1 "not-object.json|expected a JSON object|got an array" "a config that is not a JSON object" "$vit" train --config "$bad/not-object.json"
+bad_case 1 "utf8.json|invalid UTF-8" "a config with invalid UTF-8" "$vit" train --config "$bad/utf8.json"
+bad_case 1 "unknown key 'modle'" "an unknown section (typo)" "$vit" train --config "$bad/unknown-top.json"
+bad_case 1 "unknown key 'model.dimm'" "an unknown model key (typo)" "$vit" train --config "$bad/typo-key.json"
+bad_case 1 "model.depth|expected an integer" "a key of the wrong type" "$vit" train --config "$bad/wrong-type.json"
+bad_case 1 "model.heads|must be a positive integer" "heads 0" "$vit" train --config "$bad/heads-zero.json"
+bad_case 1 "model.dim|not divisible by heads" "dim not divisible by heads" "$vit" train --config "$bad/dim-heads.json"
 bad_case 1 "not divisible by patch_size" "image_size not divisible by patch_size" "$vit" train --config "$bad/patch.json"
-bad_case 1 "data.mean" "mean with the wrong number of channels" "$vit" train --config "$bad/mean-length.json"
-bad_case 1 "data.std" "a zero std" "$vit" train --config "$bad/std-zero.json"
-bad_case 1 "train.lr" "a negative learning rate" "$vit" train --config "$bad/lr-negative.json"
-bad_case 1 "data.format" "an unknown data format" "$vit" train --config "$bad/format.json"
-bad_case 1 "train.schedule" "an unknown schedule (typo)" "$vit" train --config "$bad/schedule.json"
-bad_case 1 "train.no_such_key" "--set with an unknown key" "$vit" train --config "$config" --set train.no_such_key=1
-bad_case 1 "train.epochs" "--set with a value of the wrong type" "$vit" train --config "$config" --set 'train.epochs="many"'
-bad_case 1 "--set" "--set without '='" "$vit" train --config "$config" --set train.epochs
+bad_case 1 "data.mean|needs 3 values" "mean with the wrong number of channels" "$vit" train --config "$bad/mean-length.json"
+bad_case 1 "data.std|must be > 0" "a zero std" "$vit" train --config "$bad/std-zero.json"
+bad_case 1 "train.lr|must be > 0" "a negative learning rate" "$vit" train --config "$bad/lr-negative.json"
+bad_case 1 "data.format|expected one of|imagenet" "an unknown data format" "$vit" train --config "$bad/format.json"
+bad_case 1 "train.schedule|expected one of|cosin" "an unknown schedule (typo)" "$vit" train --config "$bad/schedule.json"
+bad_case 1 "train.no_such_key|unknown key" "--set with an unknown key" "$vit" train --config "$config" --set train.no_such_key=1
+bad_case 1 "train.epochs|expected an integer" "--set with a value of the wrong type" "$vit" train --config "$config" --set 'train.epochs="many"'
+bad_case 1 "--set|expected key.path=value" "--set without '='" "$vit" train --config "$config" --set train.epochs
 
 # --- Data (exit 1) -------------------------------------------------------------------------
 
-bad_case 1 "no-such-dir" "a data directory that does not exist" "$vit" train --config "$bad/no-data.json" --out "$work/r1"
-bad_case 1 "data_batch_1.bin" "a CIFAR file that is not whole records" "$vit" train --config "$bad/data-partial.json" --out "$work/r2"
-bad_case 1 "data_batch_2.bin" "a CIFAR-10 label out of range" "$vit" train --config "$bad/data-label.json" --out "$work/r3"
-bad_case 1 "data-empty" "an empty dataset" "$vit" train --config "$bad/data-empty.json" --out "$work/r4"
-bad_case 1 "test_batch.bin" "a missing CIFAR test batch" "$vit" eval "$model" --data "$bad/data-missing"
-bad_case 1 "model expects 3×28×28" "images of the wrong size for the model" "$vit" train --config "$bad/size-mismatch.json" --out "$work/r5"
-bad_case 1 "model expects 1×32×32" "images with the wrong channel count for the model" "$vit" train --config "$bad/channels.json" --out "$work/r6"
-bad_case 1 "model.num_classes is 5" "a dataset with more classes than model.num_classes" "$vit" train --config "$bad/classes.json" --out "$work/r7"
-bad_case 1 "t10k-images-idx3-ubyte.gz" "a truncated gzip IDX file" "$vit" train --config "$bad/idx-truncated.json" --out "$work/r8"
-bad_case 1 "t10k" "IDX images and labels that disagree in count" "$vit" train --config "$bad/idx-count.json" --out "$work/r9"
-bad_case 1 "t10k-labels-idx1-ubyte.gz" "an IDX label beyond num_classes" "$vit" train --config "$bad/idx-label.json" --out "$work/r10"
-bad_case 1 "train-images-idx3-ubyte.gz" "an IDX file of another element type" "$vit" train --config "$bad/idx-magic.json" --out "$work/r11"
+bad_case 1 "no-such-dir|no such file or directory" "a data directory that does not exist" "$vit" train --config "$bad/no-data.json" --out "$work/r1"
+bad_case 1 "data_batch_1.bin|not a whole number of 3073-byte CIFAR-10 records" "a CIFAR file that is not whole records" "$vit" train --config "$bad/data-partial.json" --out "$work/r2"
+bad_case 1 "data_batch_2.bin|label 12, outside 0..9" "a CIFAR-10 label out of range" "$vit" train --config "$bad/data-label.json" --out "$work/r3"
+bad_case 1 "data-empty|is empty" "an empty dataset" "$vit" train --config "$bad/data-empty.json" --out "$work/r4"
+bad_case 1 "test_batch.bin|missing CIFAR-10 test batch" "a missing CIFAR test batch" "$vit" eval "$model" --data "$bad/data-missing"
+bad_case 1 "images are 3×32×32|model expects 3×28×28" "images of the wrong size for the model" "$vit" train --config "$bad/size-mismatch.json" --out "$work/r5"
+bad_case 1 "images are 3×32×32|model expects 1×32×32" "images with the wrong channel count for the model" "$vit" train --config "$bad/channels.json" --out "$work/r6"
+bad_case 1 "has 10 classes|model.num_classes is 5" "a dataset with more classes than model.num_classes" "$vit" train --config "$bad/classes.json" --out "$work/r7"
+bad_case 1 "t10k-images-idx3-ubyte.gz|truncated gzip stream" "a truncated gzip IDX file" "$vit" train --config "$bad/idx-truncated.json" --out "$work/r8"
+bad_case 1 "t10k-labels-idx1-ubyte.gz|holds 9000 labels|holds 10000 images" "IDX images and labels that disagree in count" "$vit" train --config "$bad/idx-count.json" --out "$work/r9"
+bad_case 1 "t10k-labels-idx1-ubyte.gz|label 10, outside 0..9" "an IDX label beyond num_classes" "$vit" train --config "$bad/idx-label.json" --out "$work/r10"
+bad_case 1 "train-images-idx3-ubyte.gz|magic number" "an IDX file of another element type" "$vit" train --config "$bad/idx-magic.json" --out "$work/r11"
 
 # --- Checkpoints (exit 1) ------------------------------------------------------------------
 
-bad_case 1 "no-such.safetensors" "a checkpoint that does not exist" "$vit" eval "$bad/no-such.safetensors"
-bad_case 1 "not-safetensors.safetensors" "a text file given as a checkpoint" "$vit" eval "$bad/not-safetensors.safetensors"
-bad_case 1 "truncated.safetensors" "a truncated checkpoint" "$vit" eval "$bad/truncated.safetensors"
-bad_case 1 "tiny.safetensors" "a checkpoint of 5 bytes" "$vit" inspect "$bad/tiny.safetensors"
-bad_case 1 "header length" "a header length beyond the file" "$vit" inspect "$bad/header-length.safetensors"
-bad_case 1 "JSON" "a header that is not JSON" "$vit" inspect "$bad/header-json.safetensors"
-bad_case 1 "head.bias" "tensor offsets beyond the file" "$vit" eval "$bad/offsets.safetensors"
-bad_case 1 "overlap" "overlapping tensors" "$vit" inspect "$bad/overlap.safetensors"
-bad_case 1 "F12" "an unknown dtype" "$vit" inspect "$bad/dtype.safetensors"
-bad_case 1 "blocks.0.mlp.fc2.bias" "a missing tensor" "$vit" eval "$bad/missing.safetensors"
+bad_case 1 "no-such.safetensors|No such file" "a checkpoint that does not exist" "$vit" eval "$bad/no-such.safetensors"
+bad_case 1 "not-safetensors.safetensors|not a safetensors file" "a text file given as a checkpoint" "$vit" eval "$bad/not-safetensors.safetensors"
+bad_case 1 "truncated.safetensors|beyond the data section" "a truncated checkpoint" "$vit" eval "$bad/truncated.safetensors"
+bad_case 1 "tiny.safetensors|too short for a safetensors header" "a checkpoint of 5 bytes" "$vit" inspect "$bad/tiny.safetensors"
+bad_case 1 "header-length.safetensors|header length 1099511627776 is absurd" "a header length beyond the file" "$vit" inspect "$bad/header-length.safetensors"
+bad_case 1 "header-json.safetensors|header is not valid JSON" "a header that is not JSON" "$vit" inspect "$bad/header-json.safetensors"
+bad_case 1 "offsets.safetensors|'head.bias'|beyond the data section" "tensor offsets beyond the file" "$vit" eval "$bad/offsets.safetensors"
+bad_case 1 "overlap.safetensors|overlap in the data section" "overlapping tensors" "$vit" inspect "$bad/overlap.safetensors"
+bad_case 1 "unknown dtype 'F12'" "an unknown dtype" "$vit" inspect "$bad/dtype.safetensors"
+bad_case 1 "missing tensor 'blocks.0.mlp.fc2.bias'" "a missing tensor" "$vit" eval "$bad/missing.safetensors"
 bad_case 1 "unexpected tensor 'blocks.7.attn.qkv.weight'" "an extra tensor" "$vit" inspect "$bad/extra.safetensors"
-bad_case 1 "nan" "a NaN weight" "$vit" eval "$bad/nan.safetensors"
-bad_case 1 "no vit config" "a plain state dict without --config" "$vit" eval "$bad/plain.safetensors"
-bad_case 1 "shape" "weights that do not match --config" "$vit" eval "$model" --config "$bad/other-arch.json"
-bad_case 1 "model.dim" "a checkpoint whose stored config is invalid" "$vit" inspect "$bad/metadata-config.safetensors"
-bad_case 1 "no resumable checkpoint" "--resume of a directory without checkpoints" "$vit" train --resume "$bad"
-bad_case 1 "already holds a run" "training into an existing run without --force" "$vit" train --config "$config" --out "$run"
-bad_case 1 "$model/x" "an output directory under a file" "$vit" train --config "$config" --out "$model/x"
-bad_case 1 "logits" "--logits into a directory that does not exist" "$vit" eval "$model" --logits "$bad/no-such-dir/logits.npy"
+bad_case 1 "nan.safetensors|'head.bias' holds nan" "a NaN weight" "$vit" eval "$bad/nan.safetensors"
+bad_case 1 "plain.safetensors|no vit config" "a plain state dict without --config" "$vit" eval "$bad/plain.safetensors"
+bad_case 1 "has shape [1, 1, 16]|the config needs [1, 1, 32]" "weights that do not match --config" "$vit" eval "$model" --config "$bad/other-arch.json"
+bad_case 1 "metadata 'config'|model.dim|expected an integer" "a checkpoint whose stored config is invalid" "$vit" inspect "$bad/metadata-config.safetensors"
+bad_case 1 "$bad|no resumable checkpoint" "--resume of a directory without checkpoints" "$vit" train --resume "$bad"
+bad_case 1 "$run|already holds a run" "training into an existing run without --force" "$vit" train --config "$config" --out "$run"
+bad_case 1 "$model/x|cannot create directory" "an output directory under a file" "$vit" train --config "$config" --out "$model/x"
+bad_case 1 "logits.npy|cannot write|No such file" "--logits into a directory that does not exist" "$vit" eval "$model" --logits "$bad/no-such-dir/logits.npy"
 
 # --- quantize, predict, attention, report ---------------------------------------------------
 
@@ -332,43 +338,67 @@ h["head.weight_scale"]["data_offsets"][1] = h["head.weight_scale"]["data_offsets
 save("int8-scale-shape.safetensors", h)
 EOF2
 printf 'GIF89a, not a PNG' >"$bad/not.png"
-head -c 60 "$root/docs/images/attention-overview.png" >"$bad/truncated.png" 2>/dev/null || printf '\x89PNG\r\n\x1a\n\0\0' >"$bad/truncated.png"
-bad_case 2 "--mode" "vit quantize --mode float16" "$vit" quantize "$model" --out "$work/q.safetensors" --mode float16
-bad_case 2 "--out" "vit quantize without --out" "$vit" quantize "$model"
+# The first 60 bytes of a real PNG: signature and IHDR whole, the image data cut off.
+head -c 60 "$root/docs/images/attention-test0.png" >"$bad/truncated.png"
+[[ $(stat -c %s "$bad/truncated.png") == 60 ]] || bail "docs/images/attention-test0.png is missing: no PNG to truncate"
+bad_case 2 "--mode must be weights or static" "vit quantize --mode float16" "$vit" quantize "$model" --out "$work/q.safetensors" --mode float16
+bad_case 2 "Missing expected argument '--out" "vit quantize without --out" "$vit" quantize "$model"
 bad_case 2 "--calibration-batches" "vit quantize --calibration-batches 0" "$vit" quantize "$model" --out "$work/q.safetensors" --mode static --calibration-batches 0
-bad_case 1 "not-safetensors.safetensors" "vit quantize of a file that is not a model" "$vit" quantize "$bad/not-safetensors.safetensors" --out "$work/q.safetensors"
-bad_case 1 "head.weight_scale" "an int8 model missing a scale" "$vit" eval "$bad/int8-no-scale.safetensors"
-bad_case 1 "head.weight_scale" "an int8 scale of the wrong shape" "$vit" eval "$bad/int8-scale-shape.safetensors"
-bad_case 1 "truncated.safetensors" "vit export of a corrupt checkpoint" "$vit" export "$bad/truncated.safetensors" --out "$work/m.onnx"
-bad_case 1 "$bad/no-such-dir/m.onnx" "vit export into a directory that does not exist" "$vit" export "$model" --out "$bad/no-such-dir/m.onnx"
-bad_case 2 "--opset 11" "vit export --opset 11" "$vit" export "$model" --out "$work/m.onnx" --opset 11
-bad_case 2 "--batch" "vit export --batch 0" "$vit" export "$model" --out "$work/m.onnx" --batch 0
-bad_case 2 "'/'" "vit export --triton with a model name holding a slash" "$vit" export "$model" --triton "$work/repo" --name a/b
-bad_case 1 "not a PNG" "vit predict of a file that is not a PNG" "$vit" predict "$model" "$bad/not.png"
-bad_case 1 "truncated.png" "vit predict of a truncated PNG" "$vit" predict "$model" "$bad/truncated.png"
-bad_case 1 "no-such.png" "vit predict of a missing PNG" "$vit" predict "$model" "$bad/no-such.png"
-bad_case 1 "--index" "vit predict --index beyond the test set" "$vit" predict "$model" --index 128
-bad_case 2 "--top" "vit predict --top 0" "$vit" predict "$model" --index 0 --top 0
-bad_case 1 "--layer" "vit attention --layer beyond the model's depth" "$vit" attention "$model" --index 0 --out "$work/att" --layer 5
-bad_case 1 "--head" "vit attention --head beyond the model's heads" "$vit" attention "$model" --index 0 --out "$work/att" --head 7
-bad_case 2 "--out" "vit attention without --out" "$vit" attention "$model" --index 0
-bad_case 1 "holds no model.safetensors" "vit report of a directory that is not a run" "$vit" report "$bad"
+bad_case 1 "not-safetensors.safetensors|not a safetensors file" "vit quantize of a file that is not a model" "$vit" quantize "$bad/not-safetensors.safetensors" --out "$work/q.safetensors"
+bad_case 1 "missing tensor 'head.weight_scale'" "an int8 model missing a scale" "$vit" eval "$bad/int8-no-scale.safetensors"
+bad_case 1 "'head.weight_scale' has shape [5], expected [10]" "an int8 scale of the wrong shape" "$vit" eval "$bad/int8-scale-shape.safetensors"
+bad_case 1 "truncated.safetensors|beyond the data section" "vit export of a corrupt checkpoint" "$vit" export "$bad/truncated.safetensors" --out "$work/m.onnx"
+bad_case 1 "$bad/no-such-dir/m.onnx|cannot write" "vit export into a directory that does not exist" "$vit" export "$model" --out "$bad/no-such-dir/m.onnx"
+bad_case 2 "--opset 11|use 17 or 13" "vit export --opset 11" "$vit" export "$model" --out "$work/m.onnx" --opset 11
+bad_case 2 "--batch must be between 1 and 65536, got 0" "vit export --batch 0" "$vit" export "$model" --out "$work/m.onnx" --batch 0
+bad_case 2 "--name a/b|without '/'" "vit export --triton with a model name holding a slash" "$vit" export "$model" --triton "$work/repo" --name a/b
+bad_case 1 "not.png|not a PNG file" "vit predict of a file that is not a PNG" "$vit" predict "$model" "$bad/not.png"
+bad_case 1 "truncated.png|corrupt PNG" "vit predict of a truncated PNG" "$vit" predict "$model" "$bad/truncated.png"
+bad_case 1 "no-such.png|No such file" "vit predict of a missing PNG" "$vit" predict "$model" "$bad/no-such.png"
+bad_case 1 "--index|128 is outside 0...127" "vit predict --index beyond the test set" "$vit" predict "$model" --index 128
+bad_case 2 "--top must be at least 1" "vit predict --top 0" "$vit" predict "$model" --index 0 --top 0
+bad_case 1 "--layer|5 is outside 0...0" "vit attention --layer beyond the model's depth" "$vit" attention "$model" --index 0 --out "$work/att" --layer 5
+bad_case 1 "--head|7 is outside 0...1" "vit attention --head beyond the model's heads" "$vit" attention "$model" --index 0 --out "$work/att" --head 7
+bad_case 2 "Missing expected argument '--out" "vit attention without --out" "$vit" attention "$model" --index 0
+bad_case 1 "$bad|holds no model.safetensors" "vit report of a directory that is not a run" "$vit" report "$bad"
 
 # --- Faults: a diverging run, a full disk --------------------------------------------------
 
-# A learning rate of 1e9 drives the loss to infinity: the run must stop naming the step and
-# keep the checkpoints it already wrote.
+# A run that trained well for two epochs (the tiny run: checkpoints at steps 4 and 8, best and
+# model weights), resumed with a learning rate of 1e9 and no clipping: the loss blows up within a
+# few steps. The run must stop naming the step, and every file it had written must be unchanged
+# (same bytes) and still load (`vit inspect` exits 0 on each).
 diverge=$work/diverge
-bad_case 1 "the loss became NaN at step" "a diverging run stops with an error naming the step" \
-    "$vit" train --config "$bad/diverge.json" --out "$diverge" "${threads[@]}"
-if [[ -z "$(find "$diverge" -name '.*.tmp-*')" ]] && ! find "$diverge" -name '*.safetensors' ! -name '.*' -exec "$vit" inspect {} \; 2>&1 | grep -q '^error'; then
-    ok "the diverging run left only complete files that load"
+cp -r "$run" "$diverge"
+written=$(cd "$diverge" && find . -name '*.safetensors' ! -name '.*' | sort)
+if [[ $(wc -l <<<"$written") -lt 3 ]]; then
+    not_ok "the run to diverge has checkpoints to protect (found: $(echo $written))"
+fi
+sums_before=$(cd "$diverge" && sha256sum $written)
+bad_case 1 "train: the loss became|at step|(epoch 3)" "a diverging run stops with an error naming the step" \
+    "$vit" train --resume "$diverge" --set train.lr=1e9 --set train.grad_clip=0 --set train.epochs=4 "${threads[@]}"
+unchanged=1 loads=1
+[[ "$(cd "$diverge" && sha256sum $written)" == "$sums_before" ]] || unchanged=0
+for file in $written; do
+    "$vit" inspect "$diverge/$file" >>"$work/diverge-inspect.log" 2>&1 || { loads=0; echo "# $file does not load" >>"$work/diverge-inspect.log"; }
+done
+if ((unchanged && loads)) && [[ -z "$(find "$diverge" -name '.*.tmp-*')" ]]; then
+    ok "the diverging run left its $(wc -l <<<"$written") earlier .safetensors files byte for byte as they were, and each loads"
 else
-    not_ok "the diverging run left only complete files that load"
+    not_ok "the diverging run left its earlier files unchanged (same bytes: $unchanged) and loadable (vit inspect: $loads)" "$work/diverge-inspect.log"
 fi
 
 # A disk that fills up while saving: the error names the file, the previous checkpoint stays.
-if [[ $(id -u) == 0 ]] && mkdir -p "$work/full" && mount -t tmpfs -o size=3m tmpfs "$work/full" 2>/dev/null; then
+mkdir -p "$work/full"
+mount_error=""
+if [[ $(id -u) != 0 ]]; then
+    mount_error="mounting a tmpfs needs root (running as $(id -un))"
+elif ! mount_error=$(mount -t tmpfs -o size=3m tmpfs "$work/full" 2>&1); then
+    mount_error="mount -t tmpfs failed: ${mount_error:-no reason given}"
+else
+    mount_error=""
+fi
+if [[ -z "$mount_error" ]]; then
     trap 'umount "$work/full" 2>/dev/null || true; cleanup_work' EXIT
     full=$work/full/run
     cp -r "$run" "$full"
@@ -391,7 +421,7 @@ if [[ $(id -u) == 0 ]] && mkdir -p "$work/full" && mount -t tmpfs -o size=3m tmp
         "$vit" train --resume "$full" --set train.epochs=4 "${threads[@]}"
     umount "$work/full" 2>/dev/null || true
 else
-    echo "# skipped the full-disk case: mounting a tmpfs needs root"
+    skip "a full disk while saving a checkpoint" "$mount_error"
 fi
 
 echo "# $cases bad inputs tried"

@@ -11,7 +11,8 @@
 # dropout or drop path (the peer has none); its step also clips gradients (the peer's doesn't).
 #
 # Environment: VIT_VENV (default /tmp/peer) the Python venv with torch and timm, created on first
-# use; PEER_SCRIPT the peer's path when ../shared is not beside the repository; VIT_SCRATCH the
+# use; PEER_SCRIPT another peer script taking the same flags (default scripts/timm_peer.py);
+# VIT a vit binary to measure instead of building one (to compare two builds); VIT_SCRATCH the
 # SwiftPM scratch directory to build in (default .build).
 set -euo pipefail
 
@@ -34,20 +35,22 @@ threads=${THREADS:-2}
 steps=${STEPS:-10}
 scratch=${VIT_SCRATCH:-.build}
 
-peer="$script_dir/../../shared/peer/pytorch_vit.py"
-if [[ ! -f "$peer" ]]; then
-    peer=${PEER_SCRIPT:-}
-    [[ -n "$peer" && -f "$peer" ]] || { echo "error: the peer script is neither at ../shared/peer/pytorch_vit.py nor in PEER_SCRIPT" >&2; exit 1; }
-fi
+peer=${PEER_SCRIPT:-$script_dir/timm_peer.py}
+[[ -f "$peer" ]] || { echo "error: $peer: no such peer script" >&2; exit 1; }
 
 # The peer's Python.
 source "$script_dir/peer-venv.sh"
 ensure_peer_venv torch timm
 
-# vit, release.
-echo "building vit (release, $scratch)" >&2
-(cd "$repo" && swift build -c release --scratch-path "$scratch" --product vit >&2)
-vit="$(cd "$repo" && swift build -c release --scratch-path "$scratch" --show-bin-path)/vit"
+# vit, release (or the binary VIT names).
+if [[ -n "${VIT:-}" ]]; then
+    [[ -x "$VIT" ]] || { echo "error: VIT=$VIT is not an executable" >&2; exit 1; }
+    vit=$VIT
+else
+    echo "building vit (release, $scratch)" >&2
+    (cd "$repo" && swift build -c release --scratch-path "$scratch" --product vit >&2)
+    vit="$(cd "$repo" && swift build -c release --scratch-path "$scratch" --show-bin-path)/vit"
+fi
 
 # The model section, with timm's defaults for what the config leaves out.
 read -r img patch chans classes dim depth heads mlp cfg_batch < <(python3 - "$config" <<'EOF'

@@ -48,10 +48,7 @@ private func scalars(_ events: [Tensorboard_Event], _ tag: String) -> [(step: In
     }
 }
 
-private func eventFiles(in directory: String) -> [String] {
-    ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [])
-        .filter { $0.hasPrefix("events.out.tfevents.") }.sorted().map { directory + "/" + $0 }
-}
+private func eventFiles(in directory: String) -> [String] { RunDirectory(directory).tensorBoardEventFiles() }
 
 private func scratchDirectory() throws -> String {
     let path = NSTemporaryDirectory() + "vit-tensorboard-tests-" + UUID().uuidString
@@ -95,13 +92,13 @@ private func scratchDirectory() throws -> String {
         let directory = try scratchDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let time = Date(timeIntervalSince1970: 1_700_000_000)
-        let writer = try TensorBoardWriter(directory: directory, time: time, host: "testhost")
+        let writer = try TensorBoardWriter(path: RunDirectory(directory).tensorBoardEvents(createdAt: 1_700_000_000, host: "testhost"), time: time)
         #expect(writer.path == directory + "/events.out.tfevents.1700000000.testhost")
         try writer.scalars([("train/loss", 2.5), ("train/lr", 1e-3)], step: 10, time: time)
         try writer.text("config", markdown: "    {\"a\": 1}", step: 0, time: time)
         try writer.sessionStart(step: 11, time: time)
         // A second writer in the same second gets its own file.
-        let second = try TensorBoardWriter(directory: directory, time: time, host: "testhost")
+        let second = try TensorBoardWriter(path: directory + "/events.out.tfevents.1700000000.testhost", time: time)
         #expect(second.path == writer.path + ".1")
 
         let read = try events(writer.path)
@@ -123,7 +120,7 @@ private func scratchDirectory() throws -> String {
 
     @Test func unwritableDirectoryIsOneError() throws {
         #expect(throws: ViTError.self) {
-            _ = try TensorBoardWriter(directory: "/nonexistent-vit-directory/run", host: "h")
+            _ = try TensorBoardWriter(path: "/nonexistent-vit-directory/run/events.out.tfevents.1.h")
         }
     }
 }
@@ -184,7 +181,7 @@ private func tinyTrainingConfig(root: String) throws -> RunConfig {
         try start(first)
         _ = try first.run()
         // Within the same second the second file is named with a ".1" suffix, which sorts after.
-        let resumed = try Trainer(config: RunConfig(), outputDirectory: run, resume: true)
+        let resumed = try Trainer(resuming: Resumption(directory: RunDirectory(run)))
         try start(resumed)
         _ = try resumed.run()
 

@@ -57,9 +57,9 @@ public enum TFRecord {
     }
 }
 
-/// Appends TensorBoard events to `events.out.tfevents.<unix time>.<host>` in a directory: the
-/// file-version record first, then scalar and text summaries, each written through to the file
-/// as one record (a killed process leaves every earlier record whole).
+/// Appends TensorBoard events to a new event file (named `events.out.tfevents.<unix time>.<host>`
+/// by convention): the file-version record first, then scalar and text summaries, each written
+/// through to the file as one record (a killed process leaves every earlier record whole).
 public final class TensorBoardWriter {
     /// The event file.
     public let path: String
@@ -68,23 +68,22 @@ public final class TensorBoardWriter {
     /// TensorBoard's event-file version string, the first record of every file.
     public static let fileVersion = "brain.Event:2"
 
-    /// Creates a new event file in `directory` (which must exist); never appends to an existing
-    /// one, so a second writer in the same second gets a `.1`, `.2`, ... suffix.
-    public init(directory: String, time: Date = Date(), host: String = TensorBoardWriter.hostName()) throws {
-        let base = directory + "/events.out.tfevents.\(Int(time.timeIntervalSince1970)).\(host)"
-        var candidate = base, suffix = 0
+    /// Creates the event file `path` (its directory must exist); never appends to an existing
+    /// file: when `path` exists, `path.1`, `path.2`, ... is used instead.
+    public init(path: String, time: Date = Date()) throws {
+        var candidate = path, suffix = 0
         var descriptor: Int32 = -1
         while true {
             descriptor = open(candidate, O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0o644)
             if descriptor >= 0 || errno != EEXIST || suffix >= 1000 { break }
             suffix += 1
-            candidate = base + ".\(suffix)"
+            candidate = path + ".\(suffix)"
         }
         guard descriptor >= 0 else {
             throw ViTError(candidate, "cannot create the TensorBoard event file: \(String(cString: strerror(errno)))")
         }
         self.descriptor = descriptor
-        path = candidate
+        self.path = candidate
         var first = Tensorboard_Event()
         first.wallTime = time.timeIntervalSince1970
         first.fileVersion = Self.fileVersion

@@ -56,6 +56,11 @@ public struct ModelDescription: Sendable {
         buffers.first { $0.name == name }
     }
 
+    /// Floats of all parameters the ops read (the layout's `totalCount`).
+    public var parameterCount: Int {
+        ops.reduce(0) { $0 + $1.parameters.reduce(0) { $0 + $1.shape.reduce(1, *) } }
+    }
+
     /// GEMM FLOPs of the forward (2 per multiply-add; elementwise ops count 0).
     public var forwardFLOPs: Int { ops.reduce(0) { $0 + $1.forwardFLOPs } }
 
@@ -110,7 +115,9 @@ public struct OpDescription: Sendable {
         /// position embedding added to every token.
         case tokens
         /// `(x − mean) · rstd · weight + bias` over the last dimension, rstd = 1/√(var + eps),
-        /// biased variance. Saves mean and rstd (`[rows]`) for backward.
+        /// biased variance (ONNX `LayerNormalization`, axis −1). With several inputs (the final
+        /// `norm` of a distilled model) each is normalized on its own into the matching output,
+        /// with the same parameters. Saves mean and rstd (`[rows]`) for backward.
         case layerNorm(eps: Double)
         /// Multi-head self-attention on qkv `[B, T, 3C]` (rows Q then K then V, heads contiguous,
         /// head h in columns h·headDim ..< (h+1)·headDim): scores Q·Kᵀ·scale per head, softmax
@@ -194,6 +201,13 @@ public struct OpDescription: Sendable {
 
 // MARK: - Building the description
 
+extension ModelConfig {
+    /// Stochastic-depth rate of block `block`: `torch.linspace(0, drop_path, depth)[block]`.
+    public func dropPathRate(block: Int) -> Double {
+        depth > 1 ? dropPath * Double(block) / Double(depth - 1) : dropPath
+    }
+}
+
 extension ModelDescription {
     /// Describes the forward of a model with architecture `config` on `batch` images.
     ///
@@ -245,7 +259,7 @@ extension ModelDescription {
             let p = "blocks.\(i)."
             // Training keeps a set of buffers per block; inference shares one set.
             func buffer(_ name: String) -> String { (training ? p : "block.") + name }
-            let rate = m.depth > 1 ? m.dropPath * Double(i) / Double(m.depth - 1) : m.dropPath
+            let rate = m.dropPathRate(block: i)
             func branchDrops(_ y: TensorDescription, drop: String, mask: String, path: String, scale: String) -> TensorDescription {
                 var y = y
                 if dropout {

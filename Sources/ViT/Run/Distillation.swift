@@ -6,9 +6,9 @@ import ViTKernels
 /// The loss `vit distill` minimizes for one micro-batch, and its gradient with respect to the
 /// student's logits (and, for `token`, its distillation head's).
 ///
-/// With L the label loss `vit train` uses (cross-entropy with `train.label_smoothing`, or the
-/// soft-target cross-entropy of a mixup/cutmix batch), s the student's logits, t the teacher's,
-/// per sample, then averaged over the batch:
+/// With L the label loss `vit train` uses (`labelLossForward`: cross-entropy with
+/// `train.label_smoothing`, or the soft-target cross-entropy of a mixup/cutmix batch), s the
+/// student's logits, t the teacher's, per sample, then averaged over the batch:
 /// - `soft`:  alpha·L(s) + (1 − alpha)·T²·KL(softmax(t/T) ‖ softmax(s/T))  (`F.kl_div(...,
 ///   reduction="batchmean")·T²`, the seed recipe's `DistillationLoss`)
 /// - `hard`:  alpha·L(s) + (1 − alpha)·CE(s, argmax t)  (DeiT's hard distillation without a token)
@@ -77,13 +77,10 @@ public final class DistillationLoss {
         let K = classes
         let labelScale = scale * alpha, distillScale = scale * (1 - alpha)
         // The label loss, on the student's (class head's) logits.
-        if let targets {
-            softTargetCrossEntropyForward(labelLosses.pointer, labelProbs.pointer, student, targets, batch: B, classes: K)
-            softTargetCrossEntropyBackward(dStudent, labelProbs.pointer, targets, batch: B, classes: K, scale: labelScale)
-        } else {
-            crossEntropyForward(labelLosses.pointer, labelProbs.pointer, student, labels, batch: B, classes: K, smoothing: labelSmoothing)
-            crossEntropyBackward(dStudent, labelProbs.pointer, labels, batch: B, classes: K, smoothing: labelSmoothing, scale: labelScale)
-        }
+        labelLossForward(labelLosses.pointer, labelProbs.pointer, student, labels: labels, targets: targets,
+                         batch: B, classes: K, smoothing: labelSmoothing)
+        labelLossBackward(dStudent, labelProbs.pointer, labels: labels, targets: targets,
+                          batch: B, classes: K, smoothing: labelSmoothing, scale: labelScale)
         // The distillation term.
         switch kind {
         case .soft:
@@ -103,8 +100,10 @@ public final class DistillationLoss {
             }
             teacherLabels.withUnsafeMutableBufferPointer { hard in
                 argmaxRows(hard.baseAddress!, teacher, batch: B, classes: K)
-                crossEntropyForward(distillLosses.pointer, studentSoft.pointer, logits, hard.baseAddress!, batch: B, classes: K, smoothing: 0)
-                crossEntropyBackward(gradient, studentSoft.pointer, hard.baseAddress!, batch: B, classes: K, smoothing: 0, scale: distillScale)
+                labelLossForward(distillLosses.pointer, studentSoft.pointer, logits, labels: hard.baseAddress!, targets: nil,
+                                 batch: B, classes: K, smoothing: 0)
+                labelLossBackward(gradient, studentSoft.pointer, labels: hard.baseAddress!, targets: nil,
+                                  batch: B, classes: K, smoothing: 0, scale: distillScale)
             }
         }
         var total = 0.0
@@ -211,6 +210,15 @@ public final class Teacher {
     /// Whether the student's images are renormalized for this teacher.
     public var renormalizes: Bool { renormalization != nil }
 
+    /// The teacher in one line: its parameters, architecture and how the student's images are
+    /// adapted to it, e.g. `5717416 parameters, 224×224×3, patch 16, ...; images resized 32→224, renormalized`.
+    public var summary: String {
+        var adapted: [String] = []
+        if resizes { adapted.append("images resized \(studentImageSize)→\(model.config.imageSize)") }
+        if renormalizes { adapted.append("renormalized") }
+        return "\(model.layout.totalCount) parameters, \(model.config.summary)" + (adapted.isEmpty ? "" : "; " + adapted.joined(separator: ", "))
+    }
+
     /// The teacher's logits `[B, K]` for a batch of the student's images `[B, C, S, S]`, valid
     /// until the next call.
     public func logits(for images: UnsafePointer<Float>, batch B: Int) -> UnsafeMutablePointer<Float> {
@@ -296,6 +304,8 @@ public struct TeacherRecord: Equatable, Sendable {
 public final class Distillation {
     public let teacher: Teacher
     public let loss: DistillationLoss
+    /// The `distill` section the loss was made from.
+    public let settings: DistillConfig
 
     /// - Parameter student: the run's config; its `distill` section (or the defaults for its
     ///   model) chooses the loss.
@@ -303,7 +313,22 @@ public final class Distillation {
         let settings = student.distill ?? DistillConfig(for: student.model)
         if let problem = settings.inconsistency(with: student.model) { throw ViTError(problem.key, problem.message) }
         self.teacher = teacher
+        self.settings = settings
         loss = try DistillationLoss(settings: settings, labelSmoothing: student.train.labelSmoothing, classes: student.model.numClasses)
+    }
+
+    /// The training step's distillation: this loss against the teacher's logits for each
+    /// micro-batch.
+    public var teacherLoss: TrainingStep.TeacherLoss {
+        let teacher = self.teacher
+        return TrainingStep.TeacherLoss(loss: loss) { images, count in UnsafePointer(teacher.logits(for: images, batch: count)) }
+    }
+
+    /// The loss in a few words: `soft, T 4, alpha 0.5`, or `hard, alpha 0.5` / `token, alpha 0.5`.
+    public var summary: String {
+        settings.type == "soft"
+            ? String(format: "soft, T %g, alpha %g", settings.temperature, settings.alpha)
+            : String(format: "%@, alpha %g", settings.type, settings.alpha)
     }
 
     /// Metadata every checkpoint of the run carries.

@@ -205,7 +205,7 @@ public enum Quantizer {
             try train.validateHoldOut(data.valSplit)
             train = train.split(holdOut: data.valSplit, seed: config.train.seed).train
         }
-        try Trainer.checkFits(train, config.model, path: data.path)
+        try train.checkFits(config.model, path: data.path)
         var generator = SeededGenerator(seed: config.train.seed).derived(0x6361_6C69_62) // "calib"
         let order = Dataset.permutation(count: train.count, generator: &generator)
         let chosen = Array(order.prefix(min(train.count, batches * batchSize))).sorted()

@@ -20,10 +20,11 @@ public final class TensorBoardLog {
     /// Set after the first failed write; nothing more is written.
     public private(set) var failure: ViTError?
 
-    /// Creates the event file in `directory` and writes the config (and, for a resumed run,
+    /// Creates a new event file in the run directory and writes the config (and, for a resumed run,
     /// the session-start marker).
-    public init(directory: String, config: RunConfig, resumedStep: Int, time: Date = Date()) throws {
-        writer = try TensorBoardWriter(directory: directory, time: time)
+    public init(directory: RunDirectory, config: RunConfig, resumedStep: Int, time: Date = Date(),
+                host: String = TensorBoardWriter.hostName()) throws {
+        writer = try TensorBoardWriter(path: directory.tensorBoardEvents(createdAt: Int(time.timeIntervalSince1970), host: host), time: time)
         self.resumedStep = resumedStep
         if resumedStep > 0 { try writer.sessionStart(step: resumedStep + 1, time: time) }
         let json = config.json().serialized(pretty: true)
@@ -78,7 +79,7 @@ extension Trainer {
     @discardableResult
     public func attachTensorBoard(time: Date = Date()) throws -> TensorBoardLog? {
         guard config.train.tensorboard else { return nil }
-        let log = try TensorBoardLog(directory: outputDirectory, config: config, resumedStep: currentStep, time: time)
+        let log = try TensorBoardLog(directory: directory, config: config, resumedStep: currentStep, time: time)
         let previous = events
         var reported = false
         func report(_ ok: Bool) {
