@@ -20,7 +20,7 @@
 #   VIT_BUILD_PATH     SwiftPM scratch path for the release build (default <repo>/.build)
 #   VIT                a vit binary to use instead of building one
 #   VIT_FASHION_MNIST  the Fashion-MNIST idx directory (default /usr/share/datasets/fashion-mnist)
-# Extra arguments go to check_onnx.py (--threads, --keep, --images).
+# Extra arguments go to check_onnx.py (--threads, --keep, --images, --quick: 4,000 training images).
 set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"

@@ -56,6 +56,8 @@ def main():
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--images", type=int, default=1000, help="test images compared through onnxruntime")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument("--quick", action="store_true",
+                        help="train on 4,000 images (data.val_split 56000 holds out the rest for validation) instead of 60,000")
     args = parser.parse_args()
 
     import onnx
@@ -72,6 +74,8 @@ def main():
 
     small = ["--set", "model.dim=32", "--set", "model.depth=2", "--set", "model.heads=2", "--set", "model.mlp_dim=64",
              "--set", "train.epochs=1", "--set", "train.warmup_epochs=0.2", "--set", f"data.path={args.data}"]
+    if args.quick:
+        small += ["--set", "data.val_split=56000"]
     fashion = os.path.join(args.configs, "fashion-mnist.json")
     student = os.path.join(args.configs, "fashion-mnist-student.json")
     runs = {
@@ -173,7 +177,8 @@ def main():
 
     # TensorBoard: the finished run, and one stopped after 100 steps and resumed.
     resumed = os.path.join(work, "resumed")
-    run([vit, "train", "--config", fashion, "--out", resumed, *small, "--max-steps", "100", *threads], os.path.join(work, "resumed-1.log"))
+    run([vit, "train", "--config", fashion, "--out", resumed, *small, "--max-steps", "20" if args.quick else "100", *threads],
+        os.path.join(work, "resumed-1.log"))
     run([vit, "train", "--resume", resumed, *threads], os.path.join(work, "resumed-2.log"))
     for name, directory in [("finished", os.path.join(work, "cls-qkvbias")), ("resumed", resumed)]:
         files = sorted(f for f in os.listdir(directory) if f.startswith("events.out.tfevents."))
