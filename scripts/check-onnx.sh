@@ -20,7 +20,8 @@
 #   VIT_BUILD_PATH     SwiftPM scratch path for the release build (default <repo>/.build)
 #   VIT                a vit binary to use instead of building one
 #   VIT_FASHION_MNIST  the Fashion-MNIST idx directory (default /usr/share/datasets/fashion-mnist)
-# Extra arguments go to check_onnx.py (--threads, --keep, --images, --quick: 4,000 training images).
+# Extra arguments go to check_onnx.py (--threads, --keep, --images, --quick: 4,000 training images,
+# --work DIR: reuse the runs a kept check left in DIR).
 set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"

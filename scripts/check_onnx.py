@@ -56,6 +56,7 @@ def main():
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--images", type=int, default=1000, help="test images compared through onnxruntime")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument("--work", help="work in this directory (kept), reusing the runs and int8 files a kept earlier check left there")
     parser.add_argument("--quick", action="store_true",
                         help="train on 4,000 images (data.val_split 56000 holds out the rest for validation) instead of 60,000")
     args = parser.parse_args()
@@ -67,7 +68,10 @@ def main():
     import tritonclient.grpc.model_config_pb2 as model_config_pb2
 
     print(f"onnx {onnx.__version__}, onnxruntime {ort.__version__}", flush=True)
-    work = tempfile.mkdtemp(prefix="vit-check-onnx.")
+    work = args.work or tempfile.mkdtemp(prefix="vit-check-onnx.")
+    if args.work:
+        os.makedirs(work, exist_ok=True)
+        args.keep = True
     checker = Checker()
     threads = ["--threads", str(args.threads)]
     vit = args.vit
@@ -86,15 +90,17 @@ def main():
     checkpoints = {}
     for name, (config, extra) in runs.items():
         out = os.path.join(work, name)
-        print(f"training {name} ...", flush=True)
-        run([vit, "train", "--config", config, "--out", out, *small, *extra, *threads], os.path.join(work, name + ".train.log"))
+        if not os.path.exists(os.path.join(out, "model.safetensors")):
+            print(f"training {name} ...", flush=True)
+            run([vit, "train", "--config", config, "--out", out, *small, *extra, *threads], os.path.join(work, name + ".train.log"))
         checkpoints[name] = (os.path.join(out, "model.safetensors"), "float32")
 
     base = checkpoints["cls-qkvbias"][0]
     for mode in ["weights", "static"]:
         path = os.path.join(work, f"int8-{mode}.safetensors")
-        run([vit, "quantize", base, "--out", path, "--mode", mode, *threads] + (["--calibration-batches", "4"] if mode == "static" else []),
-            os.path.join(work, f"quantize-{mode}.log"))
+        if not os.path.exists(path):
+            run([vit, "quantize", base, "--out", path, "--mode", mode, *threads] + (["--calibration-batches", "4"] if mode == "static" else []),
+                os.path.join(work, f"quantize-{mode}.log"))
         checkpoints[f"int8-{mode}"] = (path, "int8")
 
     # The test images, normalized as the configs say (mean 0.286, std 0.353).
@@ -177,9 +183,10 @@ def main():
 
     # TensorBoard: the finished run, and one stopped after 100 steps and resumed.
     resumed = os.path.join(work, "resumed")
-    run([vit, "train", "--config", fashion, "--out", resumed, *small, "--max-steps", "20" if args.quick else "100", *threads],
-        os.path.join(work, "resumed-1.log"))
-    run([vit, "train", "--resume", resumed, *threads], os.path.join(work, "resumed-2.log"))
+    if not os.path.exists(os.path.join(resumed, "model.safetensors")):
+        run([vit, "train", "--config", fashion, "--out", resumed, *small, "--max-steps", "20" if args.quick else "100", *threads],
+            os.path.join(work, "resumed-1.log"))
+        run([vit, "train", "--resume", resumed, *threads], os.path.join(work, "resumed-2.log"))
     for name, directory in [("finished", os.path.join(work, "cls-qkvbias")), ("resumed", resumed)]:
         files = sorted(f for f in os.listdir(directory) if f.startswith("events.out.tfevents."))
         accumulator = EventAccumulator(directory, size_guidance={"scalars": 0, "tensors": 0})

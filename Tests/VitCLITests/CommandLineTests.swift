@@ -1,6 +1,6 @@
 import ArgumentParser
 import Testing
-@testable import vit
+@testable import VitCLI
 
 /// The error `parseAsRoot` throws for `arguments`, or nil when they parse.
 private func parseError(_ arguments: [String]) -> Error? {

@@ -1,6 +1,6 @@
 import ArgumentParser
 import Testing
-@testable import vit
+@testable import VitCLI
 
 @Suite struct ExportCommandTests {
     /// Expects `arguments` to be refused as a usage error whose message contains `fragment`.

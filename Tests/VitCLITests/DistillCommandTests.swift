@@ -2,7 +2,7 @@ import ArgumentParser
 import Foundation
 import Testing
 @testable import ViT
-@testable import vit
+@testable import VitCLI
 
 /// Runs `vit distill` with `arguments` and returns the `ViTError` it fails with, or nil.
 private func distillError(_ arguments: [String]) throws -> ViTError? {
