@@ -50,11 +50,7 @@ private func scalars(_ events: [Tensorboard_Event], _ tag: String) -> [(step: In
 
 private func eventFiles(in directory: String) -> [String] { RunDirectory(directory).tensorBoardEventFiles() }
 
-private func scratchDirectory() throws -> String {
-    let path = NSTemporaryDirectory() + "vit-tensorboard-tests-" + UUID().uuidString
-    try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-    return path
-}
+private func scratchDirectory() throws -> String { try ScratchDirectory("tensorboard-tests").path }
 
 @Suite struct TensorBoardTests {
     @Test func crc32cMatchesPublishedVectors() {

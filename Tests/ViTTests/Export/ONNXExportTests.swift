@@ -245,7 +245,7 @@ private func expectTopologicalAndComplete(_ graph: Onnx_GraphProto, sourceLocati
     }
 
     @Test func writesTheRepositoryLayout() throws {
-        let root = NSTemporaryDirectory() + "vit-triton-tests-" + UUID().uuidString
+        let root = try ScratchDirectory("triton-tests").path
         defer { try? FileManager.default.removeItem(atPath: root) }
         let model = TritonModel(name: "fashion", inputShape: [1, 28, 28], classes: 2, fixedBatch: nil)
         let path = try model.write(onnx: [1, 2, 3], labels: ["a", "b"], to: root)
