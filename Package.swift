@@ -44,6 +44,13 @@ let package = Package(
             providers: [.apt(["libpng-dev"])]
         ),
 
+        /// libjpeg-turbo (TurboJPEG API), for JPEG images in (data format `folder`, `vit predict`).
+        .systemLibrary(
+            name: "CTurboJPEG",
+            pkgConfig: "libturbojpeg",
+            providers: [.apt(["libturbojpeg0-dev"])]
+        ),
+
         // MARK: - Kernels
 
         /// Forward/backward kernels on raw float buffers; the only target that calls CBLAS.
@@ -57,7 +64,7 @@ let package = Package(
 
         .target(
             name: "ViT",
-            dependencies: ["ViTKernels", "CZlib", "CPNG"]
+            dependencies: ["ViTKernels", "CZlib", "CPNG", "CTurboJPEG"]
         ),
 
         // MARK: - Command line
