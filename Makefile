@@ -7,6 +7,7 @@
 #   EVAL_ARGS     extra `vit eval` arguments, e.g. "--json"
 #   SCRATCH_PATH  SwiftPM build directory                  (.build)
 #   SWIFT         the swift driver                         (swift, else /opt/swift/usr/bin/swift)
+#   PREFIX        where `make install` puts bin/vit         (/usr/local)
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -27,6 +28,7 @@ RUN_DIR      ?= runs/$(basename $(notdir $(CONFIG)))
 TRAIN_ARGS   ?=
 EVAL_ARGS    ?=
 FASHION_CIFAR ?= data/fashion-cifar
+PREFIX       ?= /usr/local
 
 # Debian packages the build, the tests and the smoke test need. python3 runs the data
 # conversion and the smoke test's checks; git lets SwiftPM fetch swift-argument-parser.
@@ -35,7 +37,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 export DEBIAN_FRONTEND := noninteractive
 
-.PHONY: help deps build test run smoke bad-inputs kill-test fashion-cifar clean
+.PHONY: help deps build install test run smoke bad-inputs kill-test fashion-cifar clean
 
 help: ## List the targets
 	@echo "usage: make TARGET [CONFIG=configs/X.json] [RUN_DIR=DIR] [TRAIN_ARGS=...] [SCRATCH_PATH=.build]"
@@ -62,6 +64,11 @@ deps: ## Install the Debian packages that are missing (apt-get; root or sudo)
 
 build: deps ## Build the release binary (.build/release/vit)
 	$(SWIFT) build -c release $(SWIFT_FLAGS)
+
+install: build ## Copy the release binary to $(PREFIX)/bin/vit
+	install -d $(DESTDIR)$(PREFIX)/bin
+	install -m 755 $(VIT) $(DESTDIR)$(PREFIX)/bin/vit
+	@echo "installed $(DESTDIR)$(PREFIX)/bin/vit"
 
 test: deps ## Build and run the whole test suite (debug)
 	$(SWIFT) build --build-tests $(SWIFT_FLAGS)

@@ -314,6 +314,73 @@ for file in configs/*.json; do
     rm -rf "$work/config-$name"
 done
 
+# --- Signals ---------------------------------------------------------------------------------
+
+# Ctrl-C (SIGINT) and SIGTERM (what a batch scheduler sends before it kills) both finish the
+# current step, save a resumable checkpoint, print how to resume and exit with status 130.
+for signal_name in INT TERM; do
+    stopped=$work/stopped-$signal_name
+    log=$work/signal-$signal_name.log
+    "$vit" train --config "$config" --out "$stopped" --set train.epochs=500 "${threads[@]}" >"$log" 2>&1 &
+    pid=$!
+    deadline=$((SECONDS + 120))
+    while kill -0 "$pid" 2>/dev/null && ! grep -q 'step [0-9]*/' "$log" && ((SECONDS < deadline)); do sleep 0.05; done
+    kill -"$signal_name" "$pid" 2>/dev/null || true
+    status=0
+    wait "$pid" || status=$?
+    saved=$(sed -n 's/^stopped at step \([0-9]*\); saved \(.*\)$/\2/p' "$log")
+    if [[ $status == 130 && -n "$saved" && -f "$saved" ]] && grep -qx "resume with: vit train --resume $stopped" "$log" \
+        && "$vit" inspect "$saved" >>"$log" 2>&1; then
+        ok "SIG$signal_name during training: exit 130, a resumable checkpoint that loads, the resume command"
+    else
+        echo "# exit status $status, saved '${saved}'" >>"$log"
+        not_ok "SIG$signal_name during training: exit 130, a resumable checkpoint that loads, the resume command" "$log"
+        continue
+    fi
+    check "after SIG$signal_name, vit train --resume continues from $(basename "$saved")" "$work/signal-resume-$signal_name.log" \
+        bash -c '"$1" train --resume "$2" --max-steps 1 "${@:4}" | grep -qF "resuming from $3"' _ "$vit" "$stopped" "$saved" "${threads[@]}"
+done
+
+# --- Validation and checkpoint schedules -----------------------------------------------------
+
+# eval_every 2 over 3 epochs validates after epochs 2 and 3 (the last always): epoch 1's val_loss
+# and val_acc are null. save_every 2 keeps resumable checkpoints of epochs 2 and 3; save_every 0
+# only the last. val_split 64 validates on 64 held-out training images.
+for schedule in "eval_every=2 save_every=2" "eval_every=1 save_every=0" "val_split=64 save_every=1"; do
+    name=${schedule// /-}
+    name=${name//=/}
+    sets=()
+    for setting in $schedule; do
+        case $setting in
+            val_split=*) sets+=(--set "data.$setting") ;;
+            *) sets+=(--set "train.$setting") ;;
+        esac
+    done
+    check "3 epochs with $schedule train" "$work/schedule-$name.log" \
+        "$vit" train --config "$config" --out "$work/schedule-$name" --set train.epochs=3 --set train.keep_checkpoints=5 \
+        "${sets[@]}" "${threads[@]}"
+    check "3 epochs with $schedule: the metrics and checkpoints follow the schedule" "$work/schedule-$name-check.log" \
+        python3 - "$work/schedule-$name" "$schedule" "$limit" <<'EOF'
+import json, os, sys
+run, schedule, limit = sys.argv[1], dict(s.split("=") for s in sys.argv[2].split()), int(sys.argv[3])
+eval_every, save_every = int(schedule.get("eval_every", 1)), int(schedule["save_every"])
+held_out = int(schedule.get("val_split", 0))
+steps_per_epoch = (limit - held_out) // 64
+lines = [json.loads(line) for line in open(os.path.join(run, "metrics.jsonl")) if line.strip()]
+assert [r["epoch"] for r in lines] == [1, 2, 3], lines
+for r in lines:
+    validated = r["epoch"] % eval_every == 0 or r["epoch"] == 3
+    assert (r["val_acc"] is not None) == validated and (r["val_loss"] is not None) == validated, r
+    if validated:
+        assert 0 <= r["val_acc"] <= 1, r
+        if held_out:  # accuracy over 64 held-out images is a multiple of 1/64
+            assert abs(r["val_acc"] * held_out - round(r["val_acc"] * held_out)) < 1e-6, r
+saved = sorted(int(f[5:13]) for f in os.listdir(os.path.join(run, "checkpoints")) if f.startswith("step-"))
+expected = [e * steps_per_epoch for e in (1, 2, 3) if (save_every > 0 and e % save_every == 0) or e == 3]
+assert saved == expected, f"checkpoints at steps {saved}, expected {expected}"
+EOF
+done
+
 # --- Errors --------------------------------------------------------------------------------
 
 bad=$work/bad.json

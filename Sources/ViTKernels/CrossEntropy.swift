@@ -78,6 +78,40 @@ public func softTargetCrossEntropyBackward(
     }
 }
 
+/// The label loss, per sample, and the one place that chooses its form: with `targets` (a
+/// mixup or cutmix batch) the soft-target cross-entropy, else the cross-entropy of `labels`
+/// with label smoothing ε (ε = 0: plain cross-entropy, the loss evaluation reports).
+///
+/// - Parameters:
+///   - losses: `[B]`, written; probs: `[B, K]`, written (saved for `labelLossBackward`).
+///   - logits: `[B, K]`, read.
+///   - labels: `[B]`, each in 0..<K (read only without `targets`).
+///   - targets: `[B, K]` soft targets, or nil.
+///   - smoothing: ε, ignored with `targets` (mixing already smoothed them).
+public func labelLossForward(
+    _ losses: UnsafeMutablePointer<Float>, _ probs: UnsafeMutablePointer<Float>, _ logits: UnsafePointer<Float>,
+    labels: UnsafePointer<Int32>, targets: UnsafePointer<Float>?, batch B: Int, classes K: Int, smoothing: Float
+) {
+    if let targets {
+        softTargetCrossEntropyForward(losses, probs, logits, targets, batch: B, classes: K)
+    } else {
+        crossEntropyForward(losses, probs, logits, labels, batch: B, classes: K, smoothing: smoothing)
+    }
+}
+
+/// The label loss backward: adds `scale` times the gradient of the loss `labelLossForward`
+/// chose (same `labels`, `targets` and `smoothing`) into `dlogits` `[B, K]`.
+public func labelLossBackward(
+    _ dlogits: UnsafeMutablePointer<Float>, _ probs: UnsafePointer<Float>,
+    labels: UnsafePointer<Int32>, targets: UnsafePointer<Float>?, batch B: Int, classes K: Int, smoothing: Float, scale: Float
+) {
+    if let targets {
+        softTargetCrossEntropyBackward(dlogits, probs, targets, batch: B, classes: K, scale: scale)
+    } else {
+        crossEntropyBackward(dlogits, probs, labels, batch: B, classes: K, smoothing: smoothing, scale: scale)
+    }
+}
+
 /// Writes softmax(z) into `probs` and returns log Σ exp(z), computed in double precision.
 @inline(__always)
 func logSumExpAndSoftmax(_ probs: UnsafeMutablePointer<Float>, _ z: UnsafePointer<Float>, count K: Int) -> Double {

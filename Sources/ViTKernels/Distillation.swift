@@ -1,7 +1,7 @@
 import Foundation
 
 /// Kernels of knowledge distillation: the temperature-softened KL divergence between a teacher's
-/// and a student's class distributions, and the teacher's hard decisions.
+/// and a student's class distributions. (The teacher's hard decisions are `argmaxRows`.)
 
 /// Soft distillation per sample (Hinton et al.; the seed recipe's `F.kl_div(log_softmax(s/T),
 /// softmax(t/T)) · T²`):
@@ -61,18 +61,4 @@ public func softDistillationBackward(
 ) {
     let factor = scale * temperature
     for i in 0..<(B * K) { dlogits[i] += factor * (studentProbs[i] - teacherProbs[i]) }
-}
-
-/// The index of each row's largest value, the first one on a tie (`torch.argmax(x, dim=1)`):
-/// the teacher's hard decision for hard and token distillation.
-/// - Parameters:
-///   - indices: `[B]`, written.
-///   - x: `[B, K]`, read.
-public func argmaxRows(_ indices: UnsafeMutablePointer<Int32>, _ x: UnsafePointer<Float>, batch B: Int, classes K: Int) {
-    for b in 0..<B {
-        let row = x + b * K
-        var best = 0
-        for k in 1..<K where row[k] > row[best] { best = k }
-        indices[b] = Int32(best)
-    }
 }

@@ -1,5 +1,6 @@
-/// Image resampling and renormalization for feeding one batch to a model that expects another
-/// image size or normalization (a distillation teacher).
+/// Image resampling and renormalization: the one bilinear resize (a distillation teacher's
+/// input, random resized crops, pictures brought to the model's size, attention maps brought to
+/// the picture's), and the per-channel renormalization a teacher with other statistics needs.
 
 /// Bilinear resize of every plane, as `F.interpolate(x, size=(OH, OW), mode="bilinear",
 /// align_corners=False)` (no antialiasing): output pixel o samples the input at

@@ -47,13 +47,6 @@ import Testing
         #expect(losses[0].isFinite && losses[0] > 0)
         #expect(q[1] == 0)
     }
-
-    @Test func argmaxTakesTheFirstLargest() {
-        let x: [Float] = [0, 3, 3, 1, /**/ -5, -6, -7, -8, /**/ 2, 2, 2, 2]
-        var indices = [Int32](repeating: -1, count: 3)
-        argmaxRows(&indices, x, batch: 3, classes: 4)
-        #expect(indices == [1, 0, 0])
-    }
 }
 
 @Suite struct ResizeTests {

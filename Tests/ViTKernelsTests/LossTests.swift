@@ -61,4 +61,31 @@ private func logSoftmax(_ z: [Double]) -> [Double] {
         softTargetCrossEntropyBackward(&dlogits, probs, targets, batch: B, classes: K, scale: 1 / Float(B))
         expectClose(dlogits, numericalGradient(doubles(logits), reference), abs: 1e-6, rel: 1e-5, "soft-target dlogits")
     }
+
+    /// The label loss is the smoothed cross-entropy of the labels without targets and the
+    /// soft-target cross-entropy with them (ignoring the smoothing), value for value.
+    @Test func labelLossChoosesSoftTargetsOnlyWhenTheBatchHasThem() {
+        var rng = TestRandom(32)
+        let logits = rng.floats(B * K, scale: 2)
+        let labels: [Int32] = [3, 1, 0, 5]
+        let targets = (0..<(B * K)).map { _ in Float(rng.uniform()) }
+        var losses = [Float](repeating: 0, count: B), probs = [Float](repeating: 0, count: B * K)
+        var dlogits = [Float](repeating: 0.5, count: B * K)
+        var expectedLosses = losses, expectedProbs = probs, expectedDlogits = dlogits
+
+        labelLossForward(&losses, &probs, logits, labels: labels, targets: nil, batch: B, classes: K, smoothing: 0.1)
+        labelLossBackward(&dlogits, probs, labels: labels, targets: nil, batch: B, classes: K, smoothing: 0.1, scale: 0.25)
+        crossEntropyForward(&expectedLosses, &expectedProbs, logits, labels, batch: B, classes: K, smoothing: 0.1)
+        crossEntropyBackward(&expectedDlogits, expectedProbs, labels, batch: B, classes: K, smoothing: 0.1, scale: 0.25)
+        #expect(losses == expectedLosses && probs == expectedProbs && dlogits == expectedDlogits)
+        #expect(losses.allSatisfy { $0 > 0 })
+
+        targets.withUnsafeBufferPointer { t in
+            labelLossForward(&losses, &probs, logits, labels: labels, targets: t.baseAddress!, batch: B, classes: K, smoothing: 0.1)
+            labelLossBackward(&dlogits, probs, labels: labels, targets: t.baseAddress!, batch: B, classes: K, smoothing: 0.1, scale: 0.25)
+        }
+        softTargetCrossEntropyForward(&expectedLosses, &expectedProbs, logits, targets, batch: B, classes: K)
+        softTargetCrossEntropyBackward(&expectedDlogits, expectedProbs, targets, batch: B, classes: K, scale: 0.25)
+        #expect(losses == expectedLosses && probs == expectedProbs && dlogits == expectedDlogits)
+    }
 }

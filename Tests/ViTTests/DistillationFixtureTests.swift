@@ -106,17 +106,23 @@ private func tokenLoss(classHead: UnsafePointer<Float>, distillationHead: Unsafe
                                             warmupSteps: o["warmup_steps"] as! Int, totalSteps: steps,
                                             kind: ScheduleKind(rawValue: o["schedule"] as! String)!)
         var losses: [Float] = [], norms: [Float] = [], rates: [Float] = []
-        var generator = SeededGenerator(seed: 0)
+        // The step `vit distill` takes, with teacher logits whose argmax is the fixture's teacher labels.
+        var settings = DistillConfig(for: fixture.config)
+        settings.type = "token"
+        settings.alpha = alpha
+        let smoothing = o["label_smoothing"] as! Double
+        let distillationLoss = try DistillationLoss(settings: settings, labelSmoothing: smoothing, classes: K)
+        let teacher = FloatBuffer(count: B * K)
+        for b in 0..<B { teacher[b * K + Int(teacherLabels[b])] = 1 }
+        let trainingStep = TrainingStep(model: model, optimizer: optimizer, labelSmoothing: smoothing, gradClip: o["grad_clip"] as! Double,
+                                        accumSteps: 1, seed: 0, batchCapacity: B,
+                                        teacherLoss: .init(loss: distillationLoss) { _, _ in UnsafePointer(teacher.pointer) })
+        let batch = Batch(images: images, labels: labels, targets: nil, count: B)
         for step in 0..<steps {
-            model.zeroGradients()
-            let heads = images.withUnsafeBufferPointer { model.forwardHeads($0.baseAddress!, batch: B, generator: &generator) }
-            let (loss, dClass, dDist) = tokenLoss(classHead: heads.classHead, distillationHead: heads.distillationHead, labels: labels,
-                                                  teacherLabels: teacherLabels, classes: K, alpha: alpha, smoothing: o["label_smoothing"] as! Double)
-            model.backward(classHead: dClass, distillationHead: dDist, batch: B)
-            norms.append(Float(clipGradientNorm(model.gradients, maxNorm: o["grad_clip"] as! Double)))
             let lr = schedule.rate(at: step)
-            optimizer.update(model, lr: lr)
-            losses.append(Float(loss))
+            let outcome = try #require(try trainingStep.take(index: step, learningRate: lr, nextBatch: { batch }))
+            norms.append(Float(try #require(outcome.gradientNorm)))
+            losses.append(Float(outcome.loss))
             rates.append(Float(lr))
         }
         expectAllClose(norms, try fixture.file.floats("trace.grad_norm"), abs: 1e-4, rel: 1e-4, "trace.grad_norm")

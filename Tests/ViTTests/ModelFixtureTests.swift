@@ -116,7 +116,7 @@ func crossEntropyLoss(_ logits: UnsafePointer<Float>, labels: [Int32], classes K
     func fiveAdamWStepsWithWarmupAndClippingMatchTimm(_ name: String) throws {
         let fixture = try TimmFixture(name)
         let model = try fixture.model()
-        let B = fixture.batch, K = fixture.config.numClasses
+        let B = fixture.batch
         let images = try fixture.images(), labels = try fixture.labels()
         let o = fixture.optim
         let optimizer = AdamW(layout: model.layout, weightDecay: o["weight_decay"] as! Double,
@@ -128,16 +128,16 @@ func crossEntropyLoss(_ logits: UnsafePointer<Float>, labels: [Int32], classes K
         let expectedLosses = try fixture.file.floats("trace.loss"), expectedRates = try fixture.file.floats("trace.lr")
         let expectedNorms = try fixture.file.floats("trace.grad_norm")
         var losses: [Float] = [], rates: [Float] = [], norms: [Float] = []
-        var generator = SeededGenerator(seed: 0)
+        // The step `vit train` takes: zero-grad, forward, loss, backward, clip, update.
+        let trainingStep = TrainingStep(model: model, optimizer: optimizer, labelSmoothing: o["label_smoothing"] as! Double,
+                                        gradClip: o["grad_clip"] as! Double, accumSteps: 1, seed: 0, batchCapacity: B)
+        let batch = Batch(images: images, labels: labels, targets: nil, count: B)
         for step in 0..<steps {
-            model.zeroGradients()
-            let logits = images.withUnsafeBufferPointer { model.forward($0.baseAddress!, batch: B, training: true, generator: &generator) }
-            let (loss, dlogits) = crossEntropyLoss(logits, labels: labels, classes: K, smoothing: o["label_smoothing"] as! Double)
-            dlogits.withUnsafeBufferPointer { model.backward($0.baseAddress!, batch: B) }
-            norms.append(Float(clipGradientNorm(model.gradients, maxNorm: o["grad_clip"] as! Double)))
             let lr = schedule.rate(at: step)
-            optimizer.update(model, lr: lr)
-            losses.append(Float(loss))
+            let outcome = try #require(try trainingStep.take(index: step, learningRate: lr, nextBatch: { batch }))
+            #expect(outcome.samples == B && outcome.microBatches == 1)
+            norms.append(Float(try #require(outcome.gradientNorm)))
+            losses.append(Float(outcome.loss))
             rates.append(Float(lr))
         }
         expectAllClose(rates, expectedRates, abs: 1e-9, rel: 1e-6, "\(name) trace.lr")

@@ -1,4 +1,5 @@
 import Foundation
+import ViTKernels
 
 /// Image augmentations, each a function on one float CHW image (or a batch) in place.
 ///
@@ -60,53 +61,23 @@ public enum Augment {
     }
 
     /// Crops `box` and resizes it back to `height`×`width` with bilinear interpolation
-    /// (PyTorch `interpolate(mode='bilinear', align_corners=False)`), in place.
+    /// (PyTorch `interpolate(mode='bilinear', align_corners=False)`, the `resizeBilinear`
+    /// kernel), in place.
     /// - Parameter image: `[channels, height, width]`.
     public static func resizedCrop(_ image: UnsafeMutablePointer<Float>, channels: Int, height: Int, width: Int,
                                    box: Box) {
         precondition(box.top >= 0 && box.left >= 0 && box.height > 0 && box.width > 0
                      && box.top + box.height <= height && box.left + box.width <= width, "crop box outside the image")
-        let values = channels * height * width
-        let source = UnsafeMutablePointer<Float>.allocate(capacity: values)
-        defer { source.deallocate() }
-        source.update(from: image, count: values)
-
-        // Source rows and columns with their weights depend only on the output position.
-        let rows = bilinearTaps(output: height, input: box.height)
-        let columns = bilinearTaps(output: width, input: box.width)
-        let plane = height * width
+        // The crop, contiguous `[channels, box.height, box.width]`, is the resize's input.
+        let cropped = UnsafeMutablePointer<Float>.allocate(capacity: channels * box.height * box.width)
+        defer { cropped.deallocate() }
         for channel in 0..<channels {
-            let sourcePlane = source + channel * plane
-            let targetPlane = image + channel * plane
-            for y in 0..<height {
-                let row0 = sourcePlane + (box.top + rows.first[y]) * width + box.left
-                let row1 = sourcePlane + (box.top + rows.second[y]) * width + box.left
-                let wy = rows.weight[y]
-                for x in 0..<width {
-                    let c0 = columns.first[x], c1 = columns.second[x], wx = columns.weight[x]
-                    let top = row0[c0] + (row0[c1] - row0[c0]) * wx
-                    let bottom = row1[c0] + (row1[c1] - row1[c0]) * wx
-                    targetPlane[y * width + x] = top + (bottom - top) * wy
-                }
+            for y in 0..<box.height {
+                (cropped + (channel * box.height + y) * box.width)
+                    .update(from: image + (channel * height + box.top + y) * width + box.left, count: box.width)
             }
         }
-    }
-
-    /// For each output index, the two neighbouring input indices and the weight of the second,
-    /// with half-pixel centers (`align_corners=False`).
-    static func bilinearTaps(output: Int, input: Int) -> (first: [Int], second: [Int], weight: [Float]) {
-        var first = [Int](repeating: 0, count: output)
-        var second = [Int](repeating: 0, count: output)
-        var weight = [Float](repeating: 0, count: output)
-        let scale = Double(input) / Double(output)
-        for index in 0..<output {
-            let position = max(0, (Double(index) + 0.5) * scale - 0.5)
-            let lower = min(Int(position), input - 1)
-            first[index] = lower
-            second[index] = min(lower + 1, input - 1)
-            weight[index] = Float(position - Double(lower))
-        }
-        return (first, second, weight)
+        resizeBilinear(image, cropped, planes: channels, inHeight: box.height, inWidth: box.width, outHeight: height, outWidth: width)
     }
 
     /// `RandomResizedCrop(size=(height, width), scale, ratio)` with bilinear resampling, in place.

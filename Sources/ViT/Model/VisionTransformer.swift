@@ -280,9 +280,7 @@ public final class VisionTransformer: @unchecked Sendable {
     }
 
     /// Stochastic-depth rate of block `layer`: `torch.linspace(0, drop_path, depth)[layer]`.
-    public func dropPathRate(layer: Int) -> Double {
-        config.depth > 1 ? config.dropPath * Double(layer) / Double(config.depth - 1) : config.dropPath
-    }
+    public func dropPathRate(layer: Int) -> Double { config.dropPathRate(block: layer) }
 
     // MARK: - Backward
 

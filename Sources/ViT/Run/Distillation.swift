@@ -6,9 +6,9 @@ import ViTKernels
 /// The loss `vit distill` minimizes for one micro-batch, and its gradient with respect to the
 /// student's logits (and, for `token`, its distillation head's).
 ///
-/// With L the label loss `vit train` uses (cross-entropy with `train.label_smoothing`, or the
-/// soft-target cross-entropy of a mixup/cutmix batch), s the student's logits, t the teacher's,
-/// per sample, then averaged over the batch:
+/// With L the label loss `vit train` uses (`labelLossForward`: cross-entropy with
+/// `train.label_smoothing`, or the soft-target cross-entropy of a mixup/cutmix batch), s the
+/// student's logits, t the teacher's, per sample, then averaged over the batch:
 /// - `soft`:  alpha·L(s) + (1 − alpha)·T²·KL(softmax(t/T) ‖ softmax(s/T))  (`F.kl_div(...,
 ///   reduction="batchmean")·T²`, the seed recipe's `DistillationLoss`)
 /// - `hard`:  alpha·L(s) + (1 − alpha)·CE(s, argmax t)  (DeiT's hard distillation without a token)
@@ -77,13 +77,10 @@ public final class DistillationLoss {
         let K = classes
         let labelScale = scale * alpha, distillScale = scale * (1 - alpha)
         // The label loss, on the student's (class head's) logits.
-        if let targets {
-            softTargetCrossEntropyForward(labelLosses.pointer, labelProbs.pointer, student, targets, batch: B, classes: K)
-            softTargetCrossEntropyBackward(dStudent, labelProbs.pointer, targets, batch: B, classes: K, scale: labelScale)
-        } else {
-            crossEntropyForward(labelLosses.pointer, labelProbs.pointer, student, labels, batch: B, classes: K, smoothing: labelSmoothing)
-            crossEntropyBackward(dStudent, labelProbs.pointer, labels, batch: B, classes: K, smoothing: labelSmoothing, scale: labelScale)
-        }
+        labelLossForward(labelLosses.pointer, labelProbs.pointer, student, labels: labels, targets: targets,
+                         batch: B, classes: K, smoothing: labelSmoothing)
+        labelLossBackward(dStudent, labelProbs.pointer, labels: labels, targets: targets,
+                          batch: B, classes: K, smoothing: labelSmoothing, scale: labelScale)
         // The distillation term.
         switch kind {
         case .soft:
@@ -103,8 +100,10 @@ public final class DistillationLoss {
             }
             teacherLabels.withUnsafeMutableBufferPointer { hard in
                 argmaxRows(hard.baseAddress!, teacher, batch: B, classes: K)
-                crossEntropyForward(distillLosses.pointer, studentSoft.pointer, logits, hard.baseAddress!, batch: B, classes: K, smoothing: 0)
-                crossEntropyBackward(gradient, studentSoft.pointer, hard.baseAddress!, batch: B, classes: K, smoothing: 0, scale: distillScale)
+                labelLossForward(distillLosses.pointer, studentSoft.pointer, logits, labels: hard.baseAddress!, targets: nil,
+                                 batch: B, classes: K, smoothing: 0)
+                labelLossBackward(gradient, studentSoft.pointer, labels: hard.baseAddress!, targets: nil,
+                                  batch: B, classes: K, smoothing: 0, scale: distillScale)
             }
         }
         var total = 0.0
@@ -304,6 +303,13 @@ public final class Distillation {
         if let problem = settings.inconsistency(with: student.model) { throw ViTError(problem.key, problem.message) }
         self.teacher = teacher
         loss = try DistillationLoss(settings: settings, labelSmoothing: student.train.labelSmoothing, classes: student.model.numClasses)
+    }
+
+    /// The training step's distillation: this loss against the teacher's logits for each
+    /// micro-batch.
+    public var teacherLoss: TrainingStep.TeacherLoss {
+        let teacher = self.teacher
+        return TrainingStep.TeacherLoss(loss: loss) { images, count in UnsafePointer(teacher.logits(for: images, batch: count)) }
     }
 
     /// Metadata every checkpoint of the run carries.

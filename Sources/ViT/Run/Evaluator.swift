@@ -42,25 +42,25 @@ public enum Evaluator {
         var correct1 = 0, correct5 = 0, lossSum = 0.0
         var losses = [Float](repeating: 0, count: loader.batchSize)
         var probs = [Float](repeating: 0, count: loader.batchSize * K)
+        var predictions = [Int32](repeating: 0, count: loader.batchSize)
         let iterator = loader.makeIterator(epoch: 0)
         while let batch = iterator.next() {
             let B = batch.count
             let out = batch.images.withUnsafeBufferPointer { model.predict($0.baseAddress!, batch: B) }
             batch.labels.withUnsafeBufferPointer { labels in
-                crossEntropyForward(&losses, &probs, out, labels.baseAddress!, batch: B, classes: K, smoothing: 0)
+                labelLossForward(&losses, &probs, out, labels: labels.baseAddress!, targets: nil, batch: B, classes: K, smoothing: 0)
             }
+            // Top-1 is the first highest logit (torch.argmax).
+            argmaxRows(&predictions, out, batch: B, classes: K)
             for b in 0..<B {
                 lossSum += Double(losses[b])
                 let row = out + b * K
                 let label = Int(batch.labels[b])
                 let target = row[label]
-                // Top-1 is the first highest logit (torch.argmax); top-5 counts the true class
-                // when fewer than five classes score strictly higher.
-                var higher = 0, best = 0
-                for k in 0..<K {
-                    if row[k] > target { higher += 1 }
-                    if row[k] > row[best] { best = k }
-                }
+                // Top-5 counts the true class when fewer than five classes score strictly higher.
+                var higher = 0
+                for k in 0..<K where row[k] > target { higher += 1 }
+                let best = Int(predictions[b])
                 if best == label { correct1 += 1 }
                 if higher < 5 { correct5 += 1 }
                 result.confusion[label][best] += 1

@@ -9,7 +9,7 @@ import Darwin
 /// Where the time of a training step goes, op by op, like `torch.profiler`.
 ///
 /// The model calls `lap` after every kernel (patch embedding, LayerNorm, each GEMM, attention,
-/// GELU, residual adds, ...) and the caller after the loss, clipping and the optimizer. A lap
+/// GELU, residual adds, ...) and `TrainingStep` after the loss, clipping and the optimizer. A lap
 /// closes the interval that began where the previous one ended, so the intervals of a step tile
 /// it with no gap: everything between `beginStep` and `endStep` belongs to some op, and what
 /// runs between two kernels (zeroing the gradient buffer the next kernel adds into, loop
@@ -200,169 +200,14 @@ public final class Profiler: @unchecked Sendable {
     }
 }
 
-// MARK: - FLOPs
-
-extension Profiler {
-    /// Forward FLOPs of one image, counting GEMMs only (2 per multiply-add):
-    /// 2·[depth·(T·(4·C² + 2·C·M) + 2·T²·C) + N·IC·p²·C + H·C·K], the count PyTorch's peer
-    /// (`pytorch_vit.py`) reports as `gflop_per_img_fwd` (H heads: 2 with a distillation token).
-    public static func forwardFLOPsPerImage(_ m: ModelConfig) -> Int {
-        let T = m.numTokens, C = m.dim, M = m.mlpDim, heads = m.distillToken ? 2 : 1
-        return 2 * (m.depth * (T * (4 * C * C + 2 * C * M) + 2 * T * T * C) + m.numPatches * m.patchValues * C + heads * C * m.numClasses)
-    }
-
-    /// Backward FLOPs of one image: twice the forward for every GEMM (input and weight
-    /// gradients) except the patch embedding, whose input (pixels) needs no gradient.
-    public static func backwardFLOPsPerImage(_ m: ModelConfig) -> Int {
-        2 * forwardFLOPsPerImage(m) - 2 * m.numPatches * m.patchValues * m.dim
-    }
-}
-
-// MARK: - GEMM speed at the model's shapes
-
-/// One distinct call of `matmulForward` or `matmulBackward` that a training step makes.
-public struct GEMMCall: Hashable, Sendable {
-    public enum Kind: String, Sendable { case forward, backward }
-    public let kind: Kind
-    /// R, IC, OC as the kernels name them: out[R, OC] = inp[R, IC] · weight[OC, IC]ᵀ.
-    public let rows: Int, inFeatures: Int, outFeatures: Int
-    public let bias: Bool
-    /// Backward only: whether the input gradient is computed (not for the patch embedding).
-    public let inputGradient: Bool
-
-    /// Forward: one GEMM (M=R, N=OC, K=IC, B transposed). Backward: dinp (M=R, N=IC, K=OC,
-    /// no transpose) when `inputGradient`, and dweight (M=OC, N=IC, K=R, A transposed).
-    public var flops: Int {
-        let one = 2 * rows * inFeatures * outFeatures
-        return kind == .backward && inputGradient ? 2 * one : one
-    }
-
-    /// e.g. `fwd 8320×192 · 576×192ᵀ`.
-    public var label: String {
-        switch kind {
-        case .forward: return "fwd \(rows)×\(inFeatures)·(\(outFeatures)×\(inFeatures))ᵀ"
-        case .backward: return "bwd \(rows)×\(outFeatures) → " + (inputGradient ? "dX \(rows)×\(inFeatures), " : "") + "dW \(outFeatures)×\(inFeatures)"
-        }
-    }
-}
-
-/// The achievable sgemm rate of this machine at a model's own GEMM shapes.
-public enum GEMMBenchmark {
-    /// A distinct call, how often a training step makes it, and which ops make it.
-    public struct Use: Sendable {
-        public let call: GEMMCall
-        public let callsPerStep: Int
-        public let ops: [String]
-    }
-
-    /// Every `matmulForward` / `matmulBackward` call of one training step of batch `B`, merged
-    /// by shape, in first-use order. (Attention's per-head GEMMs run inside its own kernel and
-    /// are not part of this list.)
-    public static func calls(config m: ModelConfig, batch B: Int) -> [Use] {
-        let T = m.numTokens, C = m.dim, M = m.mlpDim, BT = B * T
-        var list: [(GEMMCall, String)] = []
-        for kind in [GEMMCall.Kind.forward, .backward] {
-            func add(_ op: String, _ R: Int, _ IC: Int, _ OC: Int, bias: Bool = true, inputGradient: Bool = true) {
-                list.append((GEMMCall(kind: kind, rows: R, inFeatures: IC, outFeatures: OC, bias: bias,
-                                      inputGradient: kind == .backward && inputGradient), op))
-            }
-            add("patch_embed", B * m.numPatches, m.patchValues, C, inputGradient: false)
-            for _ in 0..<m.depth {
-                add("qkv", BT, C, 3 * C, bias: m.qkvBias)
-                add("proj", BT, C, C)
-                add("fc1", BT, C, M)
-                add("fc2", BT, M, C)
-            }
-            add("head", B, C, m.numClasses)
-            if m.distillToken { add("head", B, C, m.numClasses) } // head_dist, the same shape
-        }
-        var order: [GEMMCall] = []
-        var counts: [GEMMCall: Int] = [:]
-        var ops: [GEMMCall: [String]] = [:]
-        for (call, op) in list {
-            if counts[call] == nil { order.append(call); counts[call] = 0; ops[call] = [] }
-            counts[call]! += 1
-            if !ops[call]!.contains(op) { ops[call]!.append(op) }
-        }
-        return order.map { Use(call: $0, callsPerStep: counts[$0]!, ops: ops[$0]!) }
-    }
-
-    /// One shape's measured speed.
-    public struct Timing: Sendable {
-        public let use: Use
-        /// Median seconds of one call.
-        public let seconds: Double
-        public let repetitions: Int
-        public var gflops: Double { Double(use.call.flops) / seconds / 1e9 }
-    }
-
-    /// What `measure` found.
-    public struct Report: Sendable {
-        public let timings: [Timing]
-        /// FLOP-weighted rate over a step's calls: Σ calls·flops / Σ calls·seconds.
-        public var gflops: Double {
-            let flops = timings.reduce(0.0) { $0 + Double($1.use.callsPerStep * $1.use.call.flops) }
-            let seconds = timings.reduce(0.0) { $0 + Double($1.use.callsPerStep) * $1.seconds }
-            return seconds > 0 ? flops / seconds / 1e9 : 0
-        }
-    }
-
-    /// Times each distinct call alone through the same kernels the model uses, on buffers of
-    /// its shapes filled with small random values: one untimed call, then at least
-    /// `minimumRepetitions` and at least `minimumSeconds` of timed calls (at most
-    /// `maximumRepetitions`); the median call counts.
-    public static func measure(_ uses: [Use], minimumRepetitions: Int = 3, maximumRepetitions: Int = 50,
-                               minimumSeconds: Double = 0.05, seed: UInt64 = 7) -> Report {
-        var generator = SeededGenerator(seed: seed)
-        func random(_ count: Int) -> FloatBuffer {
-            let buffer = FloatBuffer(count: count)
-            for i in 0..<count { buffer[i] = generator.nextUniform() - 0.5 }
-            return buffer
-        }
-        var timings: [Timing] = []
-        for use in uses {
-            let c = use.call, R = c.rows, IC = c.inFeatures, OC = c.outFeatures
-            let inp = random(R * IC), weight = random(OC * IC), bias = random(OC)
-            let out = FloatBuffer(count: R * OC), dout = random(R * OC)
-            let dinp = FloatBuffer(count: c.kind == .backward && c.inputGradient ? R * IC : 0)
-            let dweight = FloatBuffer(count: c.kind == .backward ? OC * IC : 0), dbias = FloatBuffer(count: OC)
-            func run() {
-                switch c.kind {
-                case .forward:
-                    matmulForward(out.pointer, inp.pointer, weight.pointer, c.bias ? bias.pointer : nil,
-                                  rows: R, inFeatures: IC, outFeatures: OC)
-                case .backward:
-                    matmulBackward(c.inputGradient ? dinp.pointer : nil, dweight.pointer, c.bias ? dbias.pointer : nil,
-                                   dout.pointer, inp.pointer, weight.pointer, rows: R, inFeatures: IC, outFeatures: OC)
-                }
-            }
-            run()
-            var samples: [UInt64] = []
-            var total: UInt64 = 0
-            while samples.count < maximumRepetitions && (samples.count < minimumRepetitions || Double(total) < minimumSeconds * 1e9) {
-                let start = Profiler.now()
-                run()
-                let ns = Profiler.now() - start
-                samples.append(ns)
-                total += ns
-            }
-            samples.sort()
-            let median = samples.count % 2 == 1
-                ? Double(samples[samples.count / 2])
-                : (Double(samples[samples.count / 2 - 1]) + Double(samples[samples.count / 2])) / 2
-            timings.append(Timing(use: use, seconds: max(median, 1) / 1e9, repetitions: samples.count))
-        }
-        return Report(timings: timings)
-    }
-}
-
 // MARK: - The profiled workload
 
-/// A training step and an inference batch on synthetic data of a model's shape, as `vit train`
-/// makes them: zero-grad, forward, cross-entropy with label smoothing, backward, global-norm
-/// clipping, AdamW. No dataset, no data loading. A model with a distillation token takes the
-/// step `vit distill` takes with `distill.type` token: both heads, the token loss against
-/// random teacher logits (the teacher's own forward is not part of the step).
+/// The training step of `vit train` (`TrainingStep`) and an inference batch, on synthetic data
+/// of a model's shape: zero-grad, forward, cross-entropy with label smoothing, backward,
+/// global-norm clipping, AdamW, one batch per step. No dataset, no data loading. A model with a
+/// distillation token takes the step `vit distill` takes with `distill.type` token: both heads,
+/// the token loss against random teacher logits (the teacher's own forward is not part of the
+/// step).
 public final class ProfileWorkload {
     public let model: VisionTransformer
     public let optimizer: AdamW
@@ -371,15 +216,13 @@ public final class ProfileWorkload {
     public let gradClip: Double
     public let lr: Double
     /// `[B, IC, H, W]`, standard normal; labels uniform over the classes.
-    public let images: [Float]
-    public let labels: [Int32]
-    private var dlogits: [Float], losses: [Float], probs: [Float]
-    /// Distillation-token models: random teacher logits, the token loss and the second head's gradient.
-    private let teacherLogits: [Float]
-    private let distillationLoss: DistillationLoss?
-    private var dDistillation: [Float]
-    private var lastLossSum = 0.0
-    private let generator: SeededGenerator
+    public var images: [Float] { data.images }
+    public var labels: [Int32] { data.labels }
+    private let data: Batch
+    /// Distillation-token models: the random teacher logits `[B, K]` the token loss learns from.
+    private let teacherLogits: FloatBuffer
+    private let step: TrainingStep
+    private var lastLossMean = 0.0
     public private(set) var stepsTaken = 0
 
     public init(config m: ModelConfig, batch B: Int, train t: TrainConfig = TrainConfig(), seed: UInt64 = 0) {
@@ -390,61 +233,45 @@ public final class ProfileWorkload {
         labelSmoothing = Float(t.labelSmoothing)
         gradClip = t.gradClip
         lr = t.lr
-        var data = SeededGenerator(seed: seed ^ 0x5EED_DA7A)
-        images = (0..<(B * m.inChannels * m.imageSize * m.imageSize)).map { _ in Float(data.nextNormal()) }
-        labels = (0..<B).map { _ in Int32(data.nextInt(below: m.numClasses)) }
-        dlogits = [Float](repeating: 0, count: B * m.numClasses)
-        losses = [Float](repeating: 0, count: B)
-        probs = [Float](repeating: 0, count: B * m.numClasses)
+        var generator = SeededGenerator(seed: seed ^ 0x5EED_DA7A)
+        let images = (0..<(B * m.inChannels * m.imageSize * m.imageSize)).map { _ in Float(generator.nextNormal()) }
+        let labels = (0..<B).map { _ in Int32(generator.nextInt(below: m.numClasses)) }
+        data = Batch(images: images, labels: labels, targets: nil, count: B)
         let distilled = m.distillToken
-        teacherLogits = distilled ? (0..<(B * m.numClasses)).map { _ in Float(data.nextNormal() * 3) } : []
+        let teacher = FloatBuffer(count: distilled ? B * m.numClasses : 0)
+        for i in 0..<teacher.count { teacher[i] = Float(generator.nextNormal() * 3) }
+        teacherLogits = teacher
         var settings = DistillConfig(for: m)
         settings.alpha = 0.5
-        distillationLoss = distilled ? try? DistillationLoss(settings: settings, labelSmoothing: t.labelSmoothing, classes: m.numClasses) : nil
-        dDistillation = [Float](repeating: 0, count: distilled ? B * m.numClasses : 0)
-        generator = SeededGenerator(seed: seed ^ 0xD50_7E5)
+        let teacherLoss = distilled
+            ? (try? DistillationLoss(settings: settings, labelSmoothing: t.labelSmoothing, classes: m.numClasses)).map { loss in
+                TrainingStep.TeacherLoss(loss: loss) { _, _ in UnsafePointer(teacher.pointer) }
+            }
+            : nil
+        // One micro-batch per step, whatever train.accum_steps says: the profile times a batch's work.
+        step = TrainingStep(model: model, optimizer: optimizer, labelSmoothing: t.labelSmoothing, gradClip: t.gradClip,
+                            accumSteps: 1, seed: seed, batchCapacity: B, teacherLoss: teacherLoss)
     }
 
     /// One optimizer step; returns its wall time in nanoseconds, measured by clock reads of its
     /// own around the step (independently of the profiler's laps). With a profiler, records
-    /// one step of laps: zero_grad, the model's forward ops, cross_entropy (forward and
-    /// backward), the model's backward ops, grad_clip, adamw. Sets `model.profiler` for the
-    /// step and clears it afterwards.
+    /// one step of laps (see `TrainingStep`): zero_grad, the model's forward ops, cross_entropy
+    /// (forward and backward; distill_loss for a distillation token), the model's backward ops,
+    /// grad_clip, adamw. Sets `model.profiler` for the step and clears it afterwards. A step
+    /// whose loss is not finite makes no update and leaves `lastLoss` non-finite.
     @discardableResult
     public func trainStep(profiler: Profiler?) -> UInt64 {
         let start = Profiler.now()
-        let B = batch, K = model.config.numClasses
         model.profiler = profiler
         defer { model.profiler = nil }
-        profiler?.beginStep()
-        model.zeroGradients()
-        profiler?.lap("zero_grad", .optimizer)
-        var generator = self.generator.derived(UInt64(stepsTaken))
-        dlogits.withUnsafeMutableBufferPointer { $0.update(repeating: 0) }
-        if let distillationLoss {
-            let heads = images.withUnsafeBufferPointer { model.forwardHeads($0.baseAddress!, batch: B, generator: &generator) }
-            dDistillation.withUnsafeMutableBufferPointer { $0.update(repeating: 0) }
-            lastLossSum = distillationLoss.apply(student: heads.classHead, distillation: heads.distillationHead, teacher: teacherLogits,
-                                                 labels: labels, targets: nil, batch: B, scale: 1 / Float(B),
-                                                 dStudent: &dlogits, dDistillation: &dDistillation)
-            profiler?.lap("distill_loss", .forward)
-            model.backward(classHead: dlogits, distillationHead: dDistillation, batch: B)
-        } else {
-            let logits = images.withUnsafeBufferPointer { model.forward($0.baseAddress!, batch: B, training: true, generator: &generator) }
-            crossEntropyForward(&losses, &probs, logits, labels, batch: B, classes: K, smoothing: labelSmoothing)
-            profiler?.lap("cross_entropy", .forward)
-            crossEntropyBackward(&dlogits, probs, labels, batch: B, classes: K, smoothing: labelSmoothing, scale: 1 / Float(B))
-            profiler?.lap("cross_entropy", .backward)
-            lastLossSum = losses.reduce(0.0) { $0 + Double($1) }
-            dlogits.withUnsafeBufferPointer { model.backward($0.baseAddress!, batch: B) }
+        do {
+            let outcome = try step.take(index: stepsTaken, learningRate: lr, nextBatch: { data })
+            lastLossMean = outcome?.loss ?? .nan
+        } catch let error as TrainingStep.NonFiniteLoss {
+            lastLossMean = error.loss
+        } catch {
+            preconditionFailure("a training step throws only NonFiniteLoss, not \(error)")
         }
-        if gradClip > 0 {
-            clipGradientNorm(model.gradients, maxNorm: gradClip)
-            profiler?.lap("grad_clip", .optimizer)
-        }
-        optimizer.update(model, lr: lr)
-        profiler?.lap("adamw", .optimizer)
-        profiler?.endStep()
         stepsTaken += 1
         return Profiler.now() - start
     }
@@ -458,7 +285,7 @@ public final class ProfileWorkload {
     }
 
     /// The mean loss of the last training step's batch.
-    public var lastLoss: Double { lastLossSum / Double(batch) }
+    public var lastLoss: Double { lastLossMean }
 }
 
 /// Peak resident memory of this process so far, in bytes (`getrusage` `ru_maxrss`).

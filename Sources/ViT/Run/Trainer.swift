@@ -174,12 +174,9 @@ public final class Trainer {
     /// metrics on the way. Throws on a non-finite loss, after keeping the last good checkpoint.
     public func run() throws -> TrainingSummary {
         let t = config.train
-        let B = t.batchSize, K = config.model.numClasses
-        var dlogits = [Float](repeating: 0, count: B * K)
-        // The distillation head's gradient (token distillation only).
-        var dDistillation = [Float](repeating: 0, count: distillation != nil && config.model.distillToken ? B * K : 0)
-        var losses = [Float](repeating: 0, count: B), probs = [Float](repeating: 0, count: B * K)
-        let baseGenerator = SeededGenerator(seed: t.seed ^ 0xD50_7E5)
+        let B = t.batchSize
+        let step = TrainingStep(model: model, optimizer: optimizer, labelSmoothing: t.labelSmoothing, gradClip: t.gradClip,
+                                accumSteps: t.accumSteps, seed: t.seed, batchCapacity: B, teacherLoss: distillation?.teacherLoss)
         var stepsThisProcess = 0
         let runStart = Date()
         let elapsedBefore = state.elapsedSeconds
@@ -192,54 +189,21 @@ public final class Trainer {
             var lastLR = state.lastLearningRate
             let batchesToRun = stepsPerEpoch * t.accumSteps
             while state.batchInEpoch < batchesToRun {
-                model.zeroGradients()
-                var stepLoss = 0.0
-                var produced = 0
-                for micro in 0..<t.accumSteps {
-                    guard let batch = iterator.next() else { break }
-                    produced += 1
-                    let n = batch.count
-                    var generator = baseGenerator.derived(UInt64(state.step * t.accumSteps + micro))
-                    dlogits.withUnsafeMutableBufferPointer { $0.update(repeating: 0) }
-                    let scale = 1 / Float(n * t.accumSteps)
-                    let logits: UnsafeMutablePointer<Float>
-                    var batchLoss = 0.0
-                    if let distillation {
-                        dDistillation.withUnsafeMutableBufferPointer { $0.update(repeating: 0) }
-                        (logits, batchLoss) = distillationMicroBatch(distillation, batch, scale: scale, generator: &generator,
-                                                                     dlogits: &dlogits, dDistillation: &dDistillation)
-                    } else {
-                        logits = batch.images.withUnsafeBufferPointer {
-                            model.forward($0.baseAddress!, batch: n, training: true, generator: &generator)
-                        }
-                        if let targets = batch.targets {
-                            softTargetCrossEntropyForward(&losses, &probs, logits, targets, batch: n, classes: K)
-                            softTargetCrossEntropyBackward(&dlogits, probs, targets, batch: n, classes: K, scale: scale)
-                        } else {
-                            crossEntropyForward(&losses, &probs, logits, batch.labels, batch: n, classes: K, smoothing: Float(t.labelSmoothing))
-                            crossEntropyBackward(&dlogits, probs, batch.labels, batch: n, classes: K, smoothing: Float(t.labelSmoothing), scale: scale)
-                        }
-                        for b in 0..<n { batchLoss += Double(losses[b]) }
-                        dlogits.withUnsafeBufferPointer { model.backward($0.baseAddress!, batch: n) }
-                    }
-                    for b in 0..<n {
-                        var best = 0
-                        for k in 1..<K where logits[b * K + k] > logits[b * K + best] { best = k }
-                        if best == Int(batch.labels[b]) { correct += 1 }
-                    }
-                    stepLoss += batchLoss / Double(n * t.accumSteps)
-                    lossSum += batchLoss
-                    seen += n
-                    state.batchInEpoch += 1
-                }
-                if produced == 0 { break }
-                guard stepLoss.isFinite else {
-                    throw ViTError("train", "the loss became \(stepLoss.isNaN ? "NaN" : stepLoss > 0 ? "+infinity" : "-infinity") at step \(state.step + 1) (epoch \(state.epoch + 1))",
+                let learningRate = schedule.rate(at: state.step)
+                let outcome: TrainingStep.Outcome
+                do {
+                    guard let taken = try step.take(index: state.step, learningRate: learningRate, nextBatch: { iterator.next() }) else { break }
+                    outcome = taken
+                } catch let error as TrainingStep.NonFiniteLoss {
+                    let loss = error.loss
+                    throw ViTError("train", "the loss became \(loss.isNaN ? "NaN" : loss > 0 ? "+infinity" : "-infinity") at step \(state.step + 1) (epoch \(state.epoch + 1))",
                                    hint: "lower train.lr or set train.grad_clip; the last good checkpoint is in \(checkpointDirectory)")
                 }
-                if t.gradClip > 0 { clipGradientNorm(model.gradients, maxNorm: t.gradClip) }
-                lastLR = schedule.rate(at: state.step)
-                optimizer.update(model, lr: lastLR)
+                for microBatchLoss in outcome.microBatchLossSums { lossSum += microBatchLoss }
+                correct += outcome.correct
+                seen += outcome.samples
+                state.batchInEpoch += outcome.microBatches
+                lastLR = learningRate
                 state.step += 1
                 stepsThisProcess += 1
 
@@ -248,7 +212,7 @@ public final class Trainer {
                 let remainingImages = Double((t.epochs * stepsPerEpoch - state.step) * t.accumSteps * B)
                 events.stepEnded(StepProgress(epoch: state.epoch + 1, epochs: t.epochs, stepInEpoch: state.batchInEpoch / t.accumSteps,
                                               stepsPerEpoch: stepsPerEpoch, step: state.step, totalSteps: t.epochs * stepsPerEpoch,
-                                              loss: stepLoss, lr: lastLR, imagesPerSecond: rate, secondsRemaining: remainingImages / max(rate, 1e-9)))
+                                              loss: outcome.loss, lr: lastLR, imagesPerSecond: rate, secondsRemaining: remainingImages / max(rate, 1e-9)))
                 if Interruption.requested || (maxSteps.map { stepsThisProcess >= $0 } ?? false) {
                     state.elapsedSeconds = elapsedBefore + Date().timeIntervalSince(runStart)
                     state.epochLossSum = lossSum; state.epochCorrect = correct; state.epochSeen = seen
@@ -295,41 +259,6 @@ public final class Trainer {
         events.message("wrote \(outputDirectory)/model.safetensors")
         return TrainingSummary(outputDirectory: outputDirectory, epochs: history, bestValAccuracy: state.bestValAccuracy,
                                steps: state.step, interruptedCheckpoint: nil)
-    }
-
-    /// One micro-batch of distillation: the teacher's logits for the batch, the student's
-    /// forward (both heads with a distillation token), the distillation loss and the backward.
-    /// Returns the student's output (the mean of the heads with a token) and the summed loss.
-    private func distillationMicroBatch(_ distillation: Distillation, _ batch: Batch, scale: Float, generator: inout SeededGenerator,
-                                        dlogits: inout [Float], dDistillation: inout [Float]) -> (UnsafeMutablePointer<Float>, Double) {
-        let n = batch.count
-        return batch.images.withUnsafeBufferPointer { images in
-            let teacherLogits = distillation.teacher.logits(for: images.baseAddress!, batch: n)
-            return batch.labels.withUnsafeBufferPointer { labels in
-                let targets = batch.targets
-                return targets.withOptionalPointer { targets in
-                    dlogits.withUnsafeMutableBufferPointer { dStudent in
-                        if model.config.distillToken {
-                            let heads = model.forwardHeads(images.baseAddress!, batch: n, generator: &generator)
-                            return dDistillation.withUnsafeMutableBufferPointer { dDist in
-                                let loss = distillation.loss.apply(
-                                    student: heads.classHead, distillation: heads.distillationHead, teacher: teacherLogits,
-                                    labels: labels.baseAddress!, targets: targets, batch: n, scale: scale,
-                                    dStudent: dStudent.baseAddress!, dDistillation: dDist.baseAddress!)
-                                model.backward(classHead: dStudent.baseAddress!, distillationHead: dDist.baseAddress!, batch: n)
-                                return (heads.mean, loss)
-                            }
-                        }
-                        let logits = model.forward(images.baseAddress!, batch: n, training: true, generator: &generator)
-                        let loss = distillation.loss.apply(
-                            student: logits, distillation: nil, teacher: teacherLogits, labels: labels.baseAddress!, targets: targets,
-                            batch: n, scale: scale, dStudent: dStudent.baseAddress!, dDistillation: nil)
-                        model.backward(dStudent.baseAddress!, batch: n)
-                        return (logits, loss)
-                    }
-                }
-            }
-        }
     }
 
     /// Metadata every file of the run carries besides the config and metrics.
@@ -386,16 +315,6 @@ public final class Trainer {
             return EpochMetrics(epoch: Int(epoch), step: Int(step), lr: number("lr") ?? 0, trainLoss: number("train_loss") ?? .nan,
                                 trainAccuracy: number("train_acc") ?? .nan, valLoss: number("val_loss"), valAccuracy: number("val_acc"),
                                 imagesPerSecond: number("images_per_second") ?? 0, elapsedSeconds: number("elapsed_s") ?? 0)
-        }
-    }
-}
-
-extension Optional where Wrapped == [Float] {
-    /// Calls `body` with a pointer to the array's elements, or with nil when there is no array.
-    func withOptionalPointer<Result>(_ body: (UnsafePointer<Float>?) -> Result) -> Result {
-        switch self {
-        case .some(let array): return array.withUnsafeBufferPointer { body($0.baseAddress!) }
-        case .none: return body(nil)
         }
     }
 }

@@ -1,3 +1,5 @@
+import ViTKernels
+
 /// An 8-bit image as PNG stores it: rows top to bottom, pixels left to right, channels
 /// interleaved (`[height, width, channels]`, HWC). 1 channel is gray, 3 RGB; 2 and 4 carry alpha.
 public struct PixelImage: Sendable, Equatable {
@@ -134,7 +136,7 @@ public enum ImageOps {
 
     /// Bilinear resize of every channel, as `torch.nn.functional.interpolate(mode='bilinear',
     /// align_corners=False, antialias=False)`: half-pixel centres, source positions clamped at 0,
-    /// the last row and column repeated at the far edge.
+    /// the last row and column repeated at the far edge (the `resizeBilinear` kernel).
     /// - Parameter values: `[channels, height, width]`.
     /// - Returns: `[channels, outHeight, outWidth]`.
     public static func resizeBilinear(_ values: [Float], channels: Int, height: Int, width: Int,
@@ -142,26 +144,11 @@ public enum ImageOps {
         precondition(values.count == channels * height * width, "values must hold C·H·W floats")
         precondition(outHeight > 0 && outWidth > 0, "empty output size")
         if height == outHeight && width == outWidth { return values }
-        let rows = Augment.bilinearTaps(output: outHeight, input: height)
-        let columns = Augment.bilinearTaps(output: outWidth, input: width)
         var out = [Float](repeating: 0, count: channels * outHeight * outWidth)
         values.withUnsafeBufferPointer { source in
             out.withUnsafeMutableBufferPointer { target in
-                for c in 0..<channels {
-                    let plane = source.baseAddress! + c * height * width
-                    let outPlane = target.baseAddress! + c * outHeight * outWidth
-                    for y in 0..<outHeight {
-                        let row0 = plane + rows.first[y] * width, row1 = plane + rows.second[y] * width
-                        let wy = rows.weight[y]
-                        for x in 0..<outWidth {
-                            let c0 = columns.first[x], c1 = columns.second[x], wx = columns.weight[x]
-                            // The same weighting torch uses: (1−w)·a + w·b along each axis.
-                            let top = (1 - wx) * row0[c0] + wx * row0[c1]
-                            let bottom = (1 - wx) * row1[c0] + wx * row1[c1]
-                            outPlane[y * outWidth + x] = (1 - wy) * top + wy * bottom
-                        }
-                    }
-                }
+                ViTKernels.resizeBilinear(target.baseAddress!, source.baseAddress!, planes: channels,
+                                          inHeight: height, inWidth: width, outHeight: outHeight, outWidth: outWidth)
             }
         }
         return out

@@ -1,4 +1,5 @@
 import Foundation
+import ViTKernels
 
 /// One test image of the report's sample grid.
 public struct ReportSample: Sendable {
@@ -106,12 +107,10 @@ public struct RunReport: Sendable {
         let logits = evaluation.logits ?? []
         evaluation.logits = nil
         // The first highest logit, as the evaluator counts top-1.
-        var misclassified: [Int] = []
-        for image in 0..<(logits.count / max(1, K)) {
-            var best = 0
-            for k in 1..<K where logits[image * K + k] > logits[image * K + best] { best = k }
-            if best != Int(dataset.labels[image]) { misclassified.append(image) }
-        }
+        let imageCount = logits.count / max(1, K)
+        var predictions = [Int32](repeating: 0, count: imageCount)
+        argmaxRows(&predictions, logits, batch: imageCount, classes: K)
+        let misclassified = (0..<imageCount).filter { predictions[$0] != dataset.labels[$0] }
         let names = ClassNames.forModel(config, dataset: dataset, datasetFormat: source.format)
 
         progress("attention rollout of the samples")
