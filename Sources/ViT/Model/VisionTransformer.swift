@@ -446,3 +446,10 @@ extension BlockActivations {
         attnMask != nil || projMask != nil || geluMask != nil || fc2Mask != nil || attnPathScale != nil || mlpPathScale != nil
     }
 }
+
+/// Something that watches a model's forward passes through its observer hooks (attention maps,
+/// say): attached before the forwards it watches, detached after them.
+public protocol ForwardObserver: AnyObject {
+    func attach(to model: VisionTransformer)
+    func detach(from model: VisionTransformer)
+}
