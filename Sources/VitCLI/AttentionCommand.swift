@@ -62,7 +62,7 @@ extension VitCommand {
             var records: RecordSource?
             let input: InspectedImage
             if let image {
-                input = try InspectedImage.png(path: image, model: model)
+                input = try InspectedImage.file(path: image, model: model, data: loaded.config.data)
             } else {
                 let opened = try source.records(for: loaded)
                 input = try opened.image(index: index!, model: model)

@@ -85,6 +85,22 @@ public struct ImageFolderIndex: Sendable, Equatable {
         return index
     }
 
+    /// Every image file under `directory` (nested folders included, hidden ones skipped), in the
+    /// order `scan` lists one class folder's files; for `vit predict DIR`.
+    /// - Throws: `ViTError(path, ...)` for an unreadable folder, a directory named like an image
+    ///   or a symbolic-link loop.
+    public static func imageFiles(under directory: String) throws -> (paths: [String], ignoredFiles: Int) {
+        var directories: [(path: String, files: [String])] = []
+        var visiting: [FileIdentity] = []
+        var ignored = 0
+        try walk(directory, relative: "", visiting: &visiting, into: &directories, ignored: &ignored)
+        directories.sort { codePointOrder($0.path, $1.path) }
+        let paths = directories.flatMap { entry in
+            entry.files.map { DataFiles.join(directory, entry.path.isEmpty ? $0 : entry.path + "/" + $0) }
+        }
+        return (paths, ignored)
+    }
+
     /// A directory's device and inode: two paths with the same identity are the same directory.
     private struct FileIdentity: Equatable {
         var device: UInt64

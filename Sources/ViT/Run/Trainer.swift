@@ -86,13 +86,13 @@ public final class Trainer {
         let m = config.model, t = config.train
 
         // Data: the training split, and a held-out part of it or the test split for validation.
-        var train = try Dataset.load(format: config.data.format, path: config.data.path, split: .train)
+        var train = try Dataset.load(data: config.data, model: m, split: .train)
         let validation: Dataset
         if config.data.valSplit > 0 {
             try train.validateHoldOut(config.data.valSplit)
             (train, validation) = train.split(holdOut: config.data.valSplit, seed: t.seed)
         } else {
-            validation = try Dataset.load(format: config.data.format, path: config.data.path, split: .test)
+            validation = try Dataset.load(data: config.data, model: m, split: .test)
         }
         try train.checkFits(m, path: config.data.path)
         try validation.checkFits(m, path: config.data.path)
