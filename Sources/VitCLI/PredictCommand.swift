@@ -84,7 +84,7 @@ extension VitCommand {
                 inputs += try indices.map { try opened.image(index: $0, model: model) }
                 records = opened
             }
-            let names = ClassNames.forModel(loaded.config, dataset: records?.dataset, datasetFormat: records?.format)
+            let names = ClassNames.forModel(loaded.config, dataset: records?.dataset, datasetFormat: records?.format, stored: loaded.classNames)
             // A record's label names the model's class only when the data is the checkpoint's kind.
             let labelsComparable = records.map { $0.format == loaded.config.data.format } ?? false
             let probabilities = try Inference.probabilities(loaded.model, images: inputs, data: loaded.config.data)
@@ -138,7 +138,7 @@ extension VitCommand {
                     paths.append(argument)
                 }
             }
-            let names = ClassNames.forModel(loaded.config)
+            let names = ClassNames.forModel(loaded.config, stored: loaded.classNames)
             let k = min(top, loaded.config.model.numClasses)
             let batchSize = 64
             for start in stride(from: 0, to: paths.count, by: batchSize) {

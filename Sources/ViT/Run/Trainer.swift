@@ -230,7 +230,15 @@ public final class Trainer {
     }
 
     /// Metadata every file of the run carries besides the config and metrics.
-    private var extraMetadata: [String: String] { distillation?.checkpointMetadata ?? [:] }
+    private var extraMetadata: [String: String] {
+        var metadata = distillation?.checkpointMetadata ?? [:]
+        // An image folder's class names exist only in its folder names: keep them with the weights.
+        let dataset = trainLoader.dataset
+        if dataset.files != nil {
+            metadata[Checkpoint.classNamesKey] = JSONValue.array(dataset.classNames.map { .string($0) }).serialized(pretty: false)
+        }
+        return metadata
+    }
 
     // MARK: - Files
 
