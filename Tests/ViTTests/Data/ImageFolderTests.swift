@@ -10,7 +10,7 @@ import Testing
     }
 
     /// Writes a file (contents do not matter for the scan) at each relative path.
-    private func makeTree(_ paths: [String], in directory: DataTempDirectory) throws {
+    private func makeTree(_ paths: [String], in directory: ScratchDirectory) throws {
         for relative in paths { try Data("x".utf8).write(to: URL(fileURLWithPath: try directory.file(relative))) }
     }
 
@@ -18,7 +18,7 @@ import Testing
         let tree = try metadataList("class_tree", as: [String].self)
         let classes = try metadataList("classes", as: [String].self)
         let samples = try metadataList("samples", as: [[JSONSample]].self)
-        let directory = try DataTempDirectory("folder-order")
+        let directory = try ScratchDirectory("folder-order")
         defer { directory.remove() }
         try makeTree(tree, in: directory)
         let index = try ImageFolderIndex.scan(root: directory.path)
@@ -36,7 +36,7 @@ import Testing
     }
 
     @Test func badTreesAreOneLineErrors() throws {
-        let directory = try DataTempDirectory("folder-bad")
+        let directory = try ScratchDirectory("folder-bad")
         defer { directory.remove() }
         let empty = directory.path + "/empty"
         try FileManager.default.createDirectory(atPath: empty, withIntermediateDirectories: true)

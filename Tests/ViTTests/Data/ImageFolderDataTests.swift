@@ -5,7 +5,7 @@ import Testing
 /// Loading a `folder` tree: splits, checks, caching, and batches built from the files.
 @Suite struct ImageFolderDataTests {
     /// train/{cat,dog} and val/{cat,dog} with fixture photos of different sizes and formats.
-    private func makeTree(_ directory: DataTempDirectory) throws {
+    private func makeTree(_ directory: ScratchDirectory) throws {
         let layout = [("train/cat/a.jpg", "photo.jpg"), ("train/cat/b.png", "small.png"), ("train/cat/sub/c.JPG", "rgb420.jpg"),
                       ("train/dog/d.jpeg", "progressive.jpg"), ("train/dog/e.png", "one.png"), ("train/dog/f.jpg", "cmyk.jpg"),
                       ("val/cat/g.png", "palette.png"), ("val/dog/h.jpg", "gray.jpg")]
@@ -20,7 +20,7 @@ import Testing
     }
 
     @Test func loadsBothSplitsWithTheSameClasses() throws {
-        let directory = try DataTempDirectory("folder-load")
+        let directory = try ScratchDirectory("folder-load")
         defer { directory.remove() }
         try makeTree(directory)
         let (train, notes) = try ImageFolderData.load(path: directory.path, split: .train, options: options())
@@ -45,7 +45,7 @@ import Testing
     }
 
     @Test func trainingBatchesDependOnlyOnTheSeed() throws {
-        let directory = try DataTempDirectory("folder-seed")
+        let directory = try ScratchDirectory("folder-seed")
         defer { directory.remove() }
         try makeTree(directory)
         var data = DataConfig()
@@ -67,7 +67,7 @@ import Testing
     }
 
     @Test func grayModelsReadPillowsLuma() throws {
-        let directory = try DataTempDirectory("folder-gray")
+        let directory = try ScratchDirectory("folder-gray")
         defer { directory.remove() }
         try makeTree(directory)
         let (train, _) = try ImageFolderData.load(path: directory.path, split: .train, options: options(channels: 1, size: 8))
@@ -77,7 +77,7 @@ import Testing
     }
 
     @Test func badFilesStopTheLoadOrAreSkipped() throws {
-        let directory = try DataTempDirectory("folder-badfile")
+        let directory = try ScratchDirectory("folder-badfile")
         defer { directory.remove() }
         try makeTree(directory)
         let photo = try Data(contentsOf: URL(fileURLWithPath: FolderFixtures.image("photo.jpg")))
@@ -108,7 +108,7 @@ import Testing
     }
 
     @Test func splitFoldersAreFoundOrExplained() throws {
-        let directory = try DataTempDirectory("folder-splits")
+        let directory = try ScratchDirectory("folder-splits")
         defer { directory.remove() }
         try FileManager.default.copyItem(atPath: FolderFixtures.image("one.png"), toPath: try directory.file("flat/cat/a.png"))
         try FileManager.default.copyItem(atPath: FolderFixtures.image("one.png"), toPath: try directory.file("flat/dog/b.png"))

@@ -47,7 +47,7 @@ import Testing
     }
 
     @Test func truncatedJPEGIsAnErrorNamingTheFile() throws {
-        let directory = try DataTempDirectory("jpeg-cut")
+        let directory = try ScratchDirectory("jpeg-cut")
         defer { directory.remove() }
         let bytes = try Data(contentsOf: URL(fileURLWithPath: FolderFixtures.image("photo.jpg")))
         let path = try directory.file("cut.jpg")
@@ -59,7 +59,7 @@ import Testing
     }
 
     @Test func badFilesAreOneLineErrors() throws {
-        let directory = try DataTempDirectory("image-bad")
+        let directory = try ScratchDirectory("image-bad")
         defer { directory.remove() }
         let empty = try directory.file("empty.jpg")
         try Data().write(to: URL(fileURLWithPath: empty))
@@ -95,7 +95,7 @@ import Testing
         var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: FolderFixtures.image("one.jpg"))))
         let sof = try #require((2..<(bytes.count - 1)).first { bytes[$0] == 0xFF && bytes[$0 + 1] == 0xC0 })
         for offset in [5, 7] { bytes[sof + offset] = 0x4E; bytes[sof + offset + 1] = 0x20 }  // 20000
-        let directory = try DataTempDirectory("jpeg-huge")
+        let directory = try ScratchDirectory("jpeg-huge")
         defer { directory.remove() }
         let path = try directory.file("huge.jpg")
         try Data(bytes).write(to: URL(fileURLWithPath: path))
