@@ -45,6 +45,13 @@ let package = Package(
             providers: [.apt(["libpng-dev"])]
         ),
 
+        /// libjpeg-turbo (TurboJPEG API), for JPEG images in (data format `folder`, `vit predict`).
+        .systemLibrary(
+            name: "CTurboJPEG",
+            pkgConfig: "libturbojpeg",
+            providers: [.apt(["libturbojpeg0-dev"])]
+        ),
+
         // MARK: - Kernels
 
         /// Forward/backward kernels on raw float buffers; the only target that calls CBLAS.
@@ -61,7 +68,7 @@ let package = Package(
         .target(
             name: "ViT",
             dependencies: [
-                "ViTKernels", "CZlib", "CPNG",
+                "ViTKernels", "CZlib", "CPNG", "CTurboJPEG",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ]
         ),

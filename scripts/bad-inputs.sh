@@ -295,6 +295,74 @@ bad_case 1 "t10k-labels-idx1-ubyte.gz|holds 9000 labels|holds 10000 images" "IDX
 bad_case 1 "t10k-labels-idx1-ubyte.gz|label 10, outside 0..9" "an IDX label beyond num_classes" "$vit" train --config "$bad/idx-label.json" --out "$work/r10"
 bad_case 1 "train-images-idx3-ubyte.gz|magic number" "an IDX file of another element type" "$vit" train --config "$bad/idx-magic.json" --out "$work/r11"
 
+# --- Image folders (data.format "folder"; exit 1, nothing written) ------------------------
+
+folders=$work/folders
+python3 - "$config" "$folders" "$root/Tests/ViTTests/Fixtures/folder/images" <<'EOF3'
+import json, os, shutil, struct, sys, zlib
+config_path, root, fixtures = sys.argv[1:4]
+config = json.load(open(config_path))
+
+def png(width, height, value=128):
+    """An 8-bit RGB PNG of one colour."""
+    raw = b"".join(b"\x00" + bytes([value]) * (3 * width) for _ in range(height))
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+def tree(name, files):
+    """data.path with train/ and val/, each class holding its files (None: a good PNG)."""
+    for relative, content in files.items():
+        path = os.path.join(root, name, relative)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        if content == "dir":
+            os.makedirs(path, exist_ok=True)
+        else:
+            with open(path, "wb") as f:
+                f.write(png(5, 4) if content is None else content)
+    c = json.loads(json.dumps(config))
+    c["data"].update(format="folder", path=os.path.join(root, name))
+    with open(os.path.join(root, name + ".json"), "w") as f:
+        json.dump(c, f, indent=2)
+
+good = {"train/cat/a.png": None, "train/dog/b.png": None, "val/cat/c.png": None, "val/dog/d.png": None}
+photo = open(os.path.join(fixtures, "photo.jpg"), "rb").read()
+crc = bytearray(png(5, 4))
+crc[29] ^= 1  # IHDR's CRC
+huge = bytearray(png(1, 1))
+huge[16:24] = struct.pack(">II", 20000, 20000)
+huge[29:33] = struct.pack(">I", zlib.crc32(bytes(huge[12:29])) & 0xFFFFFFFF)
+os.makedirs(os.path.join(root, "empty"), exist_ok=True)
+c = json.loads(json.dumps(config)); c["data"].update(format="folder", path=os.path.join(root, "empty"))
+json.dump(c, open(os.path.join(root, "empty.json"), "w"))
+tree("no-images", {**good, "train/bird/notes.txt": b"not an image", "val/bird/e.png": None})
+tree("classes", {**good, "val/bird/e.png": None})
+tree("truncated", {**good, "train/cat/cut.jpg": photo[: len(photo) // 2]})
+tree("zero", {**good, "train/dog/zero.png": b""})
+tree("crc", {**good, "train/cat/crc.png": bytes(crc)})
+tree("huge", {**good, "train/cat/huge.png": bytes(huge)})
+tree("dir-named", {**good, "train/cat/photo.jpg": "dir"})
+tree("loop", good)
+os.symlink(os.path.join(root, "loop", "train", "cat"), os.path.join(root, "loop", "train", "cat", "again"))
+tree("one-pixel", {**good, "train/cat/one.png": png(1, 1)})
+EOF3
+folder_case() {  # folder_case NAME FRAGMENTS DESCRIPTION: train must fail and write nothing
+    bad_case 1 "$2" "$3" "$vit" train --config "$folders/$1.json" --out "$work/folder-$1"
+    [[ ! -e "$work/folder-$1" ]] || not_ok "$3: nothing written" "$work/folder-$1"
+}
+folder_case empty "$folders/empty|holds no class folders" "an empty image folder"
+folder_case no-images "bird|has no images" "an image folder with a class without images"
+folder_case classes "val|different class folders|has extra \"bird\"" "train and val with different classes"
+folder_case truncated "cut.jpg|truncated JPEG" "a truncated JPEG in an image folder"
+folder_case zero "zero.png|empty (0 bytes)" "a zero-byte file in an image folder"
+folder_case crc "crc.png|CRC" "a PNG with a wrong CRC in an image folder"
+folder_case huge "huge.png|20000×20000|refused before decoding" "an image over the pixel limit, refused from its header"
+folder_case dir-named "photo.jpg|directory named like an image" "a directory named like an image"
+folder_case loop "again|symbolic-link loop" "a symbolic-link loop in an image folder"
+expect_status 0 "a 1×1 image in an image folder trains" "$work/folder-one.log" \
+    "$vit" train --config "$folders/one-pixel.json" --out "$work/folder-one" --set train.epochs=1 --set train.batch_size=2
+
 # --- Checkpoints (exit 1) ------------------------------------------------------------------
 
 bad_case 1 "no-such.safetensors|No such file" "a checkpoint that does not exist" "$vit" eval "$bad/no-such.safetensors"
@@ -352,7 +420,7 @@ bad_case 1 "$bad/no-such-dir/m.onnx|cannot write" "vit export into a directory t
 bad_case 2 "--opset 11|use 17 or 13" "vit export --opset 11" "$vit" export "$model" --out "$work/m.onnx" --opset 11
 bad_case 2 "--batch must be between 1 and 65536, got 0" "vit export --batch 0" "$vit" export "$model" --out "$work/m.onnx" --batch 0
 bad_case 2 "--name a/b|without '/'" "vit export --triton with a model name holding a slash" "$vit" export "$model" --triton "$work/repo" --name a/b
-bad_case 1 "not.png|not a PNG file" "vit predict of a file that is not a PNG" "$vit" predict "$model" "$bad/not.png"
+bad_case 1 "not.png|not a PNG or JPEG file" "vit predict of a file that is not an image" "$vit" predict "$model" "$bad/not.png"
 bad_case 1 "truncated.png|corrupt PNG" "vit predict of a truncated PNG" "$vit" predict "$model" "$bad/truncated.png"
 bad_case 1 "no-such.png|No such file" "vit predict of a missing PNG" "$vit" predict "$model" "$bad/no-such.png"
 bad_case 1 "--index|128 is outside 0...127" "vit predict --index beyond the test set" "$vit" predict "$model" --index 128

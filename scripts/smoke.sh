@@ -207,7 +207,7 @@ check "vit report writes report.html with every section" "$work/report.log" \
     _ "$vit" "$run" "${threads[@]}"
 printf 'not a png' >"$work/bad.png"
 expect_status 1 "vit predict of a file that is not a PNG exits 1" "$work/predict-bad.log" "$vit" predict "$model" "$work/bad.png"
-if [[ $(grep -c . "$work/predict-bad.log") == 1 ]] && grep -q "^error: $work/bad.png: not a PNG file" "$work/predict-bad.log"; then
+if [[ $(grep -c . "$work/predict-bad.log") == 1 ]] && grep -q "^error: $work/bad.png: not a PNG or JPEG file" "$work/predict-bad.log"; then
     ok "the PNG error is one line naming the file"
 else
     not_ok "the PNG error is one line naming the file" "$work/predict-bad.log"

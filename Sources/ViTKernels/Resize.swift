@@ -77,3 +77,153 @@ public func scaleShiftChannels(
         for i in 0..<planeSize { values[i] = values[i] * a + b }
     }
 }
+
+// MARK: - Antialiased resize of 8-bit images (Pillow's Image.resize)
+
+/// The resampling filters of Pillow's `Image.resize` that torchvision's `Resize` and
+/// `RandomResizedCrop` use on PIL images.
+public enum ResampleFilter: String, Sendable, CaseIterable {
+    /// `Image.BILINEAR`: the triangle filter, support 1.
+    case bilinear
+    /// `Image.BICUBIC`: the cubic convolution filter with a = −0.5, support 2.
+    case bicubic
+
+    /// Support radius in input pixels at scale 1.
+    var support: Double { self == .bilinear ? 1 : 2 }
+
+    /// The filter's weight at distance `x` (in output-scaled input pixels).
+    func weight(_ x: Double) -> Double {
+        let distance = abs(x)
+        switch self {
+        case .bilinear:
+            return distance < 1 ? 1 - distance : 0
+        case .bicubic:
+            let a = -0.5
+            if distance < 1 { return ((a + 2) * distance - (a + 3)) * distance * distance + 1 }
+            if distance < 2 { return (((distance - 5) * distance + 8) * distance - 4) * a }
+            return 0
+        }
+    }
+}
+
+/// Resizes 8-bit planes as Pillow's `Image.resize((OW, OH), filter)` does: separable, the
+/// horizontal pass first into 8-bit rows, then the vertical pass. When downscaling the filter's
+/// support is widened by the scale (that is the antialiasing), each output pixel's taps span
+/// input pixels [⌊c − s + ½⌋, ⌊c + s + ½⌋) around its centre c = (o + ½)·in/out, clipped to the
+/// image and normalized to sum 1, then rounded to 22-bit fixed point; sums start at ½ and are
+/// clamped to 0...255 (Pillow's `PRECISION_BITS` arithmetic), so results equal Pillow's bytes.
+///
+/// The input may be a window of a larger image (torchvision's crop-then-resize): its rows are
+/// `inRowStride` apart and its planes `inPlaneStride`, and taps never reach outside the window.
+/// - Parameters:
+///   - out: `[planes, OH, OW]`, written.
+///   - input: `planes` windows of `[H, W]` bytes, read.
+public func resizeAntialiased(
+    _ out: UnsafeMutablePointer<UInt8>, _ input: UnsafePointer<UInt8>, planes: Int,
+    inHeight H: Int, inWidth W: Int, inRowStride: Int, inPlaneStride: Int,
+    outHeight OH: Int, outWidth OW: Int, filter: ResampleFilter
+) {
+    precondition(H > 0 && W > 0 && OH > 0 && OW > 0 && inRowStride >= W, "invalid resize shape")
+    let horizontal = OW != W, vertical = OH != H
+    let columns = ResampleTaps(input: W, output: OW, filter: filter)
+    let rows = ResampleTaps(input: H, output: OH, filter: filter)
+    // The vertical pass needs only the input rows its taps reach.
+    let firstRow = vertical ? rows.bounds[0] : 0
+    let lastRow = vertical ? rows.bounds[2 * OH - 2] + rows.bounds[2 * OH - 1] : H
+    let tempRows = lastRow - firstRow
+    let temp = UnsafeMutablePointer<UInt8>.allocate(capacity: horizontal && vertical ? tempRows * OW : 1)
+    defer { temp.deallocate() }
+    for plane in 0..<planes {
+        let source = input + plane * inPlaneStride, target = out + plane * OH * OW
+        switch (horizontal, vertical) {
+        case (false, false):
+            for y in 0..<H { (target + y * OW).update(from: source + y * inRowStride, count: W) }
+        case (true, false):
+            columns.resampleRows(target, source + firstRow * inRowStride, rows: tempRows, rowStride: inRowStride, outWidth: OW)
+        case (false, true):
+            rows.resampleColumns(target, source, rowStride: inRowStride, rowOffset: 0, width: W, outHeight: OH)
+        case (true, true):
+            columns.resampleRows(temp, source + firstRow * inRowStride, rows: tempRows, rowStride: inRowStride, outWidth: OW)
+            rows.resampleColumns(target, temp, rowStride: OW, rowOffset: firstRow, width: OW, outHeight: OH)
+        }
+    }
+}
+
+/// Pillow's `precompute_coeffs` for one axis, with the weights in 22-bit fixed point
+/// (`normalize_coeffs_8bpc`).
+private struct ResampleTaps {
+    static let precisionBits = 22
+    /// `[output, 2]`: first input index and number of taps per output index.
+    var bounds: [Int]
+    /// `[output, taps]`: fixed-point weights, zero past each output's tap count.
+    var weights: [Int32]
+    var taps: Int
+
+    init(input: Int, output: Int, filter: ResampleFilter) {
+        let scale = Double(input) / Double(output)
+        let filterScale = max(scale, 1)
+        let support = filter.support * filterScale
+        taps = Int(support.rounded(.up)) * 2 + 1
+        bounds = [Int](repeating: 0, count: 2 * output)
+        weights = [Int32](repeating: 0, count: output * taps)
+        var exact = [Double](repeating: 0, count: taps)
+        let one = Double(1 << Self.precisionBits)
+        for o in 0..<output {
+            let centre = (Double(o) + 0.5) * scale
+            // C's (int) cast truncates toward zero, then the range is clipped to the input.
+            let low = max(Int(centre - support + 0.5), 0)
+            let count = min(Int(centre + support + 0.5), input) - low
+            var total = 0.0
+            for k in 0..<count {
+                exact[k] = filter.weight((Double(k + low) - centre + 0.5) / filterScale)
+                total += exact[k]
+            }
+            for k in 0..<count {
+                let w = total != 0 ? exact[k] / total : exact[k]
+                weights[o * taps + k] = Int32(w < 0 ? -0.5 + w * one : 0.5 + w * one)
+            }
+            bounds[2 * o] = low
+            bounds[2 * o + 1] = count
+        }
+    }
+
+    /// A fixed-point sum as a byte: Pillow's `clip8`.
+    @inline(__always) static func clip(_ sum: Int) -> UInt8 {
+        if sum >= 255 << precisionBits { return 255 }
+        if sum <= 0 { return 0 }
+        return UInt8(truncatingIfNeeded: sum >> precisionBits)
+    }
+
+    /// Horizontal pass: `out[r, o] = Σ_k source[r, low_o + k] · w[o, k]` for `rows` rows.
+    func resampleRows(_ out: UnsafeMutablePointer<UInt8>, _ source: UnsafePointer<UInt8>, rows: Int, rowStride: Int, outWidth: Int) {
+        let half = 1 << (Self.precisionBits - 1)
+        weights.withUnsafeBufferPointer { w in
+            for r in 0..<rows {
+                let line = source + r * rowStride, target = out + r * outWidth
+                for o in 0..<outWidth {
+                    let low = bounds[2 * o], count = bounds[2 * o + 1], k0 = o * taps
+                    var sum = half
+                    for k in 0..<count { sum += Int(line[low + k]) * Int(w[k0 + k]) }
+                    target[o] = Self.clip(sum)
+                }
+            }
+        }
+    }
+
+    /// Vertical pass: `out[o, x] = Σ_k source[low_o − rowOffset + k, x] · w[o, k]`.
+    func resampleColumns(_ out: UnsafeMutablePointer<UInt8>, _ source: UnsafePointer<UInt8>, rowStride: Int, rowOffset: Int,
+                         width: Int, outHeight: Int) {
+        let half = 1 << (Self.precisionBits - 1)
+        weights.withUnsafeBufferPointer { w in
+            for o in 0..<outHeight {
+                let low = bounds[2 * o] - rowOffset, count = bounds[2 * o + 1], k0 = o * taps
+                let target = out + o * width
+                for x in 0..<width {
+                    var sum = half
+                    for k in 0..<count { sum += Int(source[(low + k) * rowStride + x]) * Int(w[k0 + k]) }
+                    target[x] = Self.clip(sum)
+                }
+            }
+        }
+    }
+}

@@ -62,7 +62,7 @@ extension VitCommand {
             var records: RecordSource?
             let input: InspectedImage
             if let image {
-                input = try InspectedImage.png(path: image, model: model)
+                input = try InspectedImage.file(path: image, model: model, data: loaded.config.data)
             } else {
                 let opened = try source.records(for: loaded)
                 input = try opened.image(index: index!, model: model)
@@ -70,7 +70,7 @@ extension VitCommand {
             }
             let recorder = AttentionRecorder(config: model, layer: chosenLayer)
             let probabilities = try Inference.probabilities(loaded.model, images: [input], data: config.data, recorder: recorder)
-            let names = ClassNames.forModel(config, dataset: records?.dataset, datasetFormat: records?.format)
+            let names = ClassNames.forModel(config, dataset: records?.dataset, datasetFormat: records?.format, stored: loaded.classNames)
             let scale = AttentionPicture.scale(imageSize: model.imageSize, target: size)
             let written = try AttentionPicture.write(recorder, image: 0, view: ModelInput.picture(input.view, model: model),
                                                      heads: head.map { [$0] } ?? Array(0..<model.heads), scale: scale, directory: out)

@@ -143,7 +143,7 @@ private struct CommandFixture {
         let cases: [([String], String, String)] = [
             (["predict", fixture.checkpoint, fixture.path + "/missing.png"], fixture.path + "/missing.png", "No such file"),
             (["predict", fixture.checkpoint, corrupt], corrupt, "PNG"),
-            (["predict", fixture.checkpoint, text], text, "not a PNG file"),
+            (["predict", fixture.checkpoint, text], text, "not a PNG or JPEG file"),
             (["predict", fixture.checkpoint, "--index", "3"], "--index", "outside 0...2"),
             (["predict", fixture.checkpoint, "--index", "0", "--data", unknownData], unknownData, "unknown data format"),
             (["attention", fixture.checkpoint, "--index", "0", "--out", fixture.path + "/o", "--layer", "2"], "--layer", "outside 0...1"),

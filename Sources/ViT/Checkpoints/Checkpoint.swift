@@ -60,6 +60,8 @@ extension TrainingState {
 /// `training_state` and the AdamW moments as two flat tensors.
 public enum Checkpoint {
     public static let formatName = "vit"
+    /// Metadata key of the class names, a JSON array of strings in class-index order.
+    public static let classNamesKey = "class_names"
     /// Flat tensors of a resumable checkpoint, laid out like the parameters.
     public static let firstMomentName = "optimizer.exp_avg"
     public static let secondMomentName = "optimizer.exp_avg_sq"
@@ -105,6 +107,12 @@ public enum Checkpoint {
         public let model: VisionTransformer
         public let config: RunConfig
         public let file: SafeTensorsFile
+        /// The class names stored at save time (runs on an image folder), if any.
+        public var classNames: [String]? {
+            guard let text = file.metadata[Checkpoint.classNamesKey], case .array(let items)? = try? JSONValue.parse(text, path: file.path) else { return nil }
+            let names = items.compactMap { item -> String? in if case .string(let name) = item { return name } else { return nil } }
+            return names.count == items.count ? names : nil
+        }
         /// The metrics stored at save time, if any.
         public var metrics: JSONValue? {
             file.metadata["metrics"].flatMap { try? JSONValue.parse($0, path: file.path) }

@@ -145,6 +145,26 @@ public struct DataConfig: Sendable, Equatable {
     public var mixProb: Double = 1
     /// Probability of random erasing (timm `RandomErasing`, pixel mode).
     public var randomErasing: Double = 0
+    /// Resampling of images of another size (format `folder`, and `vit predict` / `attention` /
+    /// `report` on image files): `bilinear` or `bicubic`, Pillow's filters as torchvision uses
+    /// them on PIL images (timm's ViT configs use bicubic).
+    public var interpolation: String = "bilinear"
+    /// The evaluation view of an image of another size: resize the shorter side to
+    /// ⌊image_size / crop_pct⌋, then take the center `image_size` square. torchvision's
+    /// ImageNet recipe (256 → 224) is 0.875; timm's default for ViTs is 0.9.
+    public var cropPct: Double = 0.875
+    /// Images with more pixels are refused from their header, before decoding (Pillow's
+    /// `DecompressionBombError` threshold, 2 × 89,478,485).
+    public var maxImagePixels: Int = 178_956_970
+    /// Format `folder`: the training and validation folders under `path` (validation falls back
+    /// to `test`).
+    public var trainDir: String = "train"
+    public var valDir: String = "val"
+    /// Format `folder`: `decoded` keeps decoded images in memory when they fit beside the model's
+    /// memory estimate, so later epochs do not decode again; `none` decodes every epoch.
+    public var cache: String = "none"
+    /// Format `folder`: leave out (and count) images that do not decode instead of stopping.
+    public var skipBadImages: Bool = false
 
     public init() {}
 }

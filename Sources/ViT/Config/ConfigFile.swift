@@ -428,6 +428,14 @@ extension DataConfig {
         try check.nonNegative("data.cutmix_alpha", cutmixAlpha)
         try check.probability("data.mix_prob", mixProb)
         try check.probability("data.random_erasing", randomErasing)
+        if !(cropPct > 0 && cropPct <= 1) {
+            throw check.fail("data.crop_pct", "must be in (0, 1], got \(KeyChecks.show(cropPct))")
+        }
+        try check.atLeast("data.max_image_pixels", maxImagePixels, 1)
+        for (key, name) in [("data.train_dir", trainDir), ("data.val_dir", valDir)]
+        where name.isEmpty || name.contains("\0") || name.hasPrefix("/") || name.split(separator: "/").contains("..") {
+            throw check.fail(key, "must name a folder inside data.path, got \(JSONValue.quoted(name))")
+        }
     }
 }
 
@@ -629,6 +637,10 @@ extension DataConfig {
             .number("color_jitter", \.colorJitter), .number("mixup_alpha", \.mixupAlpha),
             .number("cutmix_alpha", \.cutmixAlpha), .number("mix_prob", \.mixProb),
             .number("random_erasing", \.randomErasing),
+            .choice("interpolation", \.interpolation, among: ["bilinear", "bicubic"]),
+            .number("crop_pct", \.cropPct), .integer("max_image_pixels", \.maxImagePixels),
+            .string("train_dir", \.trainDir), .string("val_dir", \.valDir),
+            .choice("cache", \.cache, among: ["none", "decoded"]), .boolean("skip_bad_images", \.skipBadImages),
         ]
     }
 }

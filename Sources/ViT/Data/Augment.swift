@@ -449,12 +449,14 @@ public struct AugmentPipeline: Sendable {
     /// - Parameters:
     ///   - source: `[channels, height, width]` bytes.
     ///   - destination: `[channels, height, width]` floats, overwritten.
+    ///   - resizedCropDone: the source is already a random resized crop (or the evaluation
+    ///     view) of a larger image (`ImageTransforms`), so `RandomResizedCrop` is not applied again.
     public func process(_ source: UnsafePointer<UInt8>, into destination: UnsafeMutablePointer<Float>,
-                        height: Int, width: Int, generator: inout SeededGenerator) {
+                        height: Int, width: Int, generator: inout SeededGenerator, resizedCropDone: Bool = false) {
         let values = channels * height * width
         for index in 0..<values { destination[index] = Float(source[index]) * (1 / 255) }
         if training {
-            if randomResizedCrop {
+            if randomResizedCrop && !resizedCropDone {
                 Augment.randomResizedCrop(destination, channels: channels, height: height, width: width,
                                           scale: rrcScale, ratio: rrcRatio, generator: &generator)
             }

@@ -121,16 +121,27 @@ public final class BatchLoader: @unchecked Sendable {
         var images = [Float](repeating: 0, count: count * values)
         images.withUnsafeMutableBufferPointer { output in
             dataset.pixels.withUnsafeBufferPointer { pixels in
-                let buffers = ImageBuffers(output: output.baseAddress!, pixels: pixels.baseAddress!)
+                let buffers = ImageBuffers(output: output.baseAddress!, pixels: pixels.baseAddress)
                 let batchGenerator = generator
                 let pipeline = self.pipeline
                 // Each image has its own sub-stream, so the split across threads cannot change
                 // the result.
+                let files = dataset.files
+                let randomCrop = training && pipeline.randomResizedCrop ? (pipeline.rrcScale, pipeline.rrcRatio) : nil
                 @Sendable func processImages(_ range: Range<Int>) {
                     for k in range {
                         var imageGenerator = batchGenerator.derived(UInt64(k))
-                        pipeline.process(buffers.pixels + indices[k] * values, into: buffers.output + k * values,
-                                         height: height, width: width, generator: &imageGenerator)
+                        if let files {
+                            // Decoded and cropped (training) or resized and center-cropped here.
+                            let view = files.view(indices[k], randomCrop: randomCrop, generator: &imageGenerator)
+                            view.withUnsafeBufferPointer {
+                                pipeline.process($0.baseAddress!, into: buffers.output + k * values, height: height, width: width,
+                                                 generator: &imageGenerator, resizedCropDone: true)
+                            }
+                        } else {
+                            pipeline.process(buffers.pixels! + indices[k] * values, into: buffers.output + k * values,
+                                             height: height, width: width, generator: &imageGenerator)
+                        }
                     }
                 }
                 if count >= BatchLoader.parallelThreshold {
@@ -175,8 +186,8 @@ public final class BatchLoader: @unchecked Sendable {
 private struct ImageBuffers: @unchecked Sendable {
     /// `[B, C, H, W]` floats being written.
     let output: UnsafeMutablePointer<Float>
-    /// `[count, C, H, W]` dataset bytes.
-    let pixels: UnsafePointer<UInt8>
+    /// `[count, C, H, W]` dataset bytes; nil for a dataset of files, which has none.
+    let pixels: UnsafePointer<UInt8>?
 }
 
 /// The batches of one epoch in order, with one batch of lookahead built on a background queue.

@@ -32,6 +32,11 @@ public protocol DataSource: Sendable {
     /// - Throws: `ViTError` naming the file and what is wrong with it.
     func load(path: String, split: DatasetSplit) throws -> Dataset
 
+    /// Loads one split with the run's `data` settings, for the model that reads it. Formats whose
+    /// files already hold model-sized images ignore both (the default calls `load(path:split:)`);
+    /// `folder` needs the model's image size and channels and reads its own keys.
+    func load(path: String, split: DatasetSplit, data: DataConfig, model: ModelConfig) throws -> Dataset
+
     /// The class names of `[num_classes]` outputs that the format knows without reading the
     /// data (CIFAR-10's ten names), or nil.
     func builtInClassNames(path: String) -> [String]?
@@ -53,6 +58,10 @@ public enum DataSourceRecognition: Int, Comparable, Sendable {
 extension DataSource {
     public func validateOwnKeys(_ data: DataConfig, model: ModelConfig, file: String?) throws {}
 
+    public func load(path: String, split: DatasetSplit, data: DataConfig, model: ModelConfig) throws -> Dataset {
+        try load(path: path, split: split)
+    }
+
     /// Every check on the `data` section for this format: the keys all formats share, then the
     /// format's own.
     /// - Throws: `ViTError("<file>: data.<key>", ...)` naming the first key out of range.
@@ -69,6 +78,7 @@ public enum DataSources {
         CIFAR.Variant.cifar10,
         CIFAR.Variant.cifar100,
         IDX(),
+        ImageFolderSource(),
     ]
 
     /// The `data.format` values, in registration order.
@@ -129,6 +139,13 @@ extension Dataset {
     ///   unknown format.
     public static func load(format: String, path: String, split: DatasetSplit) throws -> Dataset {
         try DataSources.source(for: format).load(path: path, split: split)
+    }
+
+    /// Loads one split of `data.path` in `data.format` for `model`, with the run's `data` settings.
+    /// - Parameter format: the format to read `data.path` as, when not `data.format` (a detected one).
+    public static func load(data: DataConfig, model: ModelConfig, split: DatasetSplit, format: String? = nil,
+                            path: String? = nil) throws -> Dataset {
+        try DataSources.source(for: format ?? data.format).load(path: path ?? data.path, split: split, data: data, model: model)
     }
 
     /// The `data.format` of the files at `path` (`DataSources.detect`).

@@ -22,6 +22,9 @@ public struct Dataset: Sendable {
     public var numClasses: Int
     /// A readable name per class, `[numClasses]`.
     public var classNames: [String]
+    /// For image files of any size (data format `folder`): the files, read on demand; `pixels`
+    /// is then empty and `height`×`width` is the size every image is brought to.
+    public var files: ImageFileStore?
 
     /// Creates a dataset from its parts.
     /// - Parameters:
@@ -44,12 +47,31 @@ public struct Dataset: Sendable {
         self.classNames = classNames
     }
 
+    /// A dataset of image files, each brought to `settings.size`×`settings.size` when read.
+    /// - Parameters:
+    ///   - labels: `[files.paths.count]` class indices in `0..<classNames.count`.
+    public init(files: ImageFileStore, labels: [Int32], classNames: [String]) {
+        precondition(labels.count == files.paths.count, "one label per file")
+        self.count = files.paths.count
+        self.channels = files.settings.channels
+        self.height = files.settings.size
+        self.width = files.settings.size
+        self.pixels = []
+        self.labels = labels
+        self.numClasses = classNames.count
+        self.classNames = classNames
+        self.files = files
+    }
+
     /// Values in one image: channels · height · width.
     public var imageValues: Int { channels * height * width }
 
     /// The images at `indices`, in that order (indices may repeat).
     /// - Parameter indices: `[n]` positions in `0..<count`.
     public func subset(_ indices: [Int]) -> Dataset {
+        if let files {
+            return Dataset(files: files.subset(indices), labels: indices.map { labels[$0] }, classNames: classNames)
+        }
         let values = imageValues
         var newPixels = [UInt8](repeating: 0, count: indices.count * values)
         var newLabels = [Int32](repeating: 0, count: indices.count)

@@ -11,10 +11,6 @@ import CPNG
 public enum PNG {
     /// The eight bytes every PNG file starts with.
     static let signature: [UInt8] = [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A]
-    /// Largest image read, in pixels: a PNG declares its size in a few header bytes, so a
-    /// tiny file can ask for gigabytes.
-    public static let maxPixels = 100_000_000
-
     // png.h builds its format codes from these flags in macros Swift does not import.
     private static let colourFlag = png_uint_32(PNG_FORMAT_FLAG_COLOR)
     private static let alphaFlag = png_uint_32(PNG_FORMAT_FLAG_ALPHA)
@@ -23,16 +19,17 @@ public enum PNG {
     /// - Parameter path: the file.
     /// - Returns: 1 channel for gray files, 3 for colour and palette files (alpha dropped).
     /// - Throws: `ViTError(path, ...)` when the file is missing, unreadable, not a PNG, corrupt,
-    ///   or larger than `maxPixels`.
-    public static func read(path: String) throws -> PixelImage {
-        try decode(try PosixFile.readAll(path), path: path)
+    ///   or larger than `maxPixels` (Pillow's limit unless given; see `ImageLimits`).
+    public static func read(path: String, maxPixels: Int = ImageLimits.defaultMaxPixels) throws -> PixelImage {
+        try decode(try PosixFile.readAll(path), path: path, maxPixels: maxPixels)
     }
 
     /// Decodes PNG bytes.
     /// - Parameters:
     ///   - bytes: the whole file.
     ///   - path: names the source in errors.
-    public static func decode(_ bytes: [UInt8], path: String) throws -> PixelImage {
+    ///   - maxPixels: the largest width · height decoded, checked from the header.
+    public static func decode(_ bytes: [UInt8], path: String, maxPixels: Int = ImageLimits.defaultMaxPixels) throws -> PixelImage {
         if bytes.isEmpty { throw ViTError(path, "not a PNG file (the file is empty)") }
         if bytes.count < signature.count || Array(bytes[0..<signature.count]) != signature {
             throw ViTError(path, "not a PNG file (it does not start with the PNG signature)")
@@ -44,10 +41,7 @@ public enum PNG {
         if began == 0 { throw ViTError(path, "corrupt PNG: \(message(of: image))") }
 
         let width = Int(image.width), height = Int(image.height)
-        let (pixelCount, overflow) = width.multipliedReportingOverflow(by: height)
-        guard width > 0, height > 0, !overflow, pixelCount <= maxPixels else {
-            throw ViTError(path, "is \(width)×\(height) pixels; vit reads images of at most \(maxPixels / 1_000_000) megapixels")
-        }
+        try ImageLimits.check(width: width, height: height, maxPixels: maxPixels, path: path)
         let isColour = image.format & colourFlag != 0
         let hasAlpha = image.format & alphaFlag != 0
         let channels = isColour ? 3 : 1

@@ -55,7 +55,7 @@ public struct CheckpointEvaluation {
         case .path(let path): (dataPath, dataFormat) = (path, config.data.format)
         case .recognized(let path): (dataPath, dataFormat) = (path, try Dataset.detectFormat(path: path))
         }
-        let dataset = try Dataset.load(format: dataFormat, path: dataPath, split: split)
+        let dataset = try Dataset.load(data: config.data, model: config.model, split: split, format: dataFormat, path: dataPath)
         try dataset.checkFits(config.model, path: dataPath)
         try config.model.checkFitsInMemory(trainingBatch: nil, inferenceBatch: min(batchSize, dataset.count), subject: "--batch-size")
         let loader = try BatchLoader(dataset: dataset, config: config.data, batchSize: batchSize, training: false,

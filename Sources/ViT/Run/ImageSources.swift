@@ -20,13 +20,23 @@ public struct InspectedImage: Sendable {
         self.originalSize = originalSize
     }
 
-    /// Reads a PNG file and converts it to the model's view.
-    /// - Throws: `ViTError(path, ...)` for a missing, unreadable or corrupt file.
-    public static func png(path: String, model: ModelConfig) throws -> InspectedImage {
-        let image = try PNG.read(path: path)
-        try ModelInput.checkChannels(image.channels, model: model, subject: path)
-        return InspectedImage(source: path, view: ModelInput.view(of: image, model: model),
-                              originalSize: "\(image.width)×\(image.height) \(image.channels == 1 ? "gray" : "RGB")")
+    /// Reads a PNG or JPEG file (told apart by its first bytes) and converts it to the model's
+    /// view: Pillow's `convert` to the model's channels, then, for an image of another size than
+    /// the model's, timm's evaluation transform (`Resize(⌊size / data.crop_pct⌋)` with
+    /// `data.interpolation`, then `CenterCrop(size)`). An image already of the model's size is
+    /// used as is, as the dataset records are.
+    /// - Throws: `ViTError(path, ...)` for a missing, unreadable, corrupt or oversized file.
+    public static func file(path: String, model: ModelConfig, data: DataConfig) throws -> InspectedImage {
+        let decoded = try decodeImage(path: path, maxPixels: data.maxImagePixels)
+        try ModelInput.checkChannels(decoded.channels, model: model, subject: path)
+        let image = decoded.converted(toChannels: model.inChannels)
+        let size = model.imageSize
+        let bytes = image.width == size && image.height == size
+            ? image.planarBytes()
+            : ImageTransforms.evalView(image, size: size, cropPct: data.cropPct,
+                                       filter: ImageFolderSource.settings(data: data, model: model).filter)
+        return InspectedImage(source: path, view: bytes.map { Float($0) * (1 / 255) },
+                              originalSize: "\(decoded.width)×\(decoded.height) \(decoded.channels == 1 ? "gray" : "RGB")")
     }
 }
 
@@ -52,7 +62,7 @@ public struct RecordSource: Sendable {
             path = config.data.path
         }
         self.split = split
-        dataset = try Dataset.load(format: format, path: path, split: split)
+        dataset = try Dataset.load(data: config.data, model: config.model, split: split, format: format, path: path)
     }
 
     /// Record `index` as the model sees it, with its label.

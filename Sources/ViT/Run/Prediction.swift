@@ -42,6 +42,10 @@ public enum ModelInput {
     /// The model's view of record `index` of `dataset` (`0..<count`).
     public static func view(record index: Int, of dataset: Dataset, model: ModelConfig) -> [Float] {
         precondition(index >= 0 && index < dataset.count, "record outside the dataset")
+        if let files = dataset.files {
+            var unused = SeededGenerator(seed: 0)
+            return files.view(index, randomCrop: nil, generator: &unused).map { Float($0) * (1 / 255) }
+        }
         let values = dataset.imageValues, start = index * values
         let planar = dataset.pixels[start..<(start + values)].map { Float($0) * (1 / 255) }
         return view(planar: planar, channels: dataset.channels, height: dataset.height, width: dataset.width, model: model)
@@ -102,8 +106,11 @@ public enum ClassNames {
     /// Names for the `num_classes` outputs of a model trained with `config`: a loaded dataset's
     /// names when it is of the checkpoint's format and size, else the built-in names of the
     /// checkpoint's `data.format`, else `class k`.
-    public static func forModel(_ config: RunConfig, dataset: Dataset? = nil, datasetFormat: String? = nil) -> [String] {
+    /// Names stored in the checkpoint (`stored`, from an image-folder run) come first.
+    public static func forModel(_ config: RunConfig, dataset: Dataset? = nil, datasetFormat: String? = nil,
+                                stored: [String]? = nil) -> [String] {
         let K = config.model.numClasses
+        if let stored, stored.count == K { return stored }
         if let dataset, datasetFormat == config.data.format, dataset.classNames.count == K { return dataset.classNames }
         if let names = builtIn(format: config.data.format, path: config.data.path), names.count == K { return names }
         return (0..<K).map { "class \($0)" }

@@ -70,7 +70,7 @@ public enum Quantizer {
         let data = config.data
         var train: Dataset
         do {
-            train = try Dataset.load(format: data.format, path: data.path, split: .train)
+            train = try Dataset.load(data: data, model: config.model, split: .train)
         } catch let error as ViTError {
             throw ViTError(error.subject, error.message,
                            hint: "static quantization calibrates on the training split of the config's data.path; give the data with --data PATH")

@@ -88,13 +88,13 @@ public final class Trainer {
         let m = config.model, t = config.train
 
         // Data: the training split, and a held-out part of it or the test split for validation.
-        var train = try Dataset.load(format: config.data.format, path: config.data.path, split: .train)
+        var train = try Dataset.load(data: config.data, model: m, split: .train)
         let validation: Dataset
         if config.data.valSplit > 0 {
             try train.validateHoldOut(config.data.valSplit)
             (train, validation) = train.split(holdOut: config.data.valSplit, seed: t.seed)
         } else {
-            validation = try Dataset.load(format: config.data.format, path: config.data.path, split: .test)
+            validation = try Dataset.load(data: config.data, model: m, split: .test)
         }
         try train.checkFits(m, path: config.data.path)
         try validation.checkFits(m, path: config.data.path)
@@ -233,7 +233,15 @@ public final class Trainer {
     }
 
     /// Metadata every file of the run carries besides the config and metrics.
-    private var extraMetadata: [String: String] { distillation?.checkpointMetadata ?? [:] }
+    private var extraMetadata: [String: String] {
+        var metadata = distillation?.checkpointMetadata ?? [:]
+        // An image folder's class names exist only in its folder names: keep them with the weights.
+        let dataset = trainLoader.dataset
+        if dataset.files != nil {
+            metadata[Checkpoint.classNamesKey] = JSONValue.array(dataset.classNames.map { .string($0) }).serialized(pretty: false)
+        }
+        return metadata
+    }
 
     // MARK: - Files
 

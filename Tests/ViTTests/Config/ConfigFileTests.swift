@@ -252,9 +252,9 @@ private func setting(_ section: String, _ key: String, to value: JSONValue, in j
             == ViTError("test.json: data.mean", "needs 1 value, one per input channel (model.in_channels), got 3"))
         // The formats are the registered data sources, checked with the rest of the data section.
         #expect(decodeError(#"{"data": {"format": "mnist"}}"#)
-            == ViTError("test.json: data.format", #"expected one of "cifar10", "cifar100", "idx", got "mnist""#))
+            == ViTError("test.json: data.format", #"expected one of "cifar10", "cifar100", "idx", "folder", got "mnist""#))
         #expect(decodeError("{}", overrides: ["data.format=jpeg"])
-            == ViTError("test.json: data.format", #"expected one of "cifar10", "cifar100", "idx", got "jpeg""#))
+            == ViTError("test.json: data.format", #"expected one of "cifar10", "cifar100", "idx", "folder", got "jpeg""#))
         let cases: [(override: String, key: String)] = [
             ("train.epochs=0", "train.epochs"), ("train.batch_size=0", "train.batch_size"),
             ("train.weight_decay=-0.1", "train.weight_decay"), ("train.warmup_epochs=11", "train.warmup_epochs"),
@@ -307,7 +307,7 @@ private func setting(_ section: String, _ key: String, to value: JSONValue, in j
         #expect(throws: ViTError("code: train.lr", "must be > 0, got inf")) { try config.validate(path: "code") }
         config.train.lr = 1e-3
         config.data.format = "jpeg"
-        #expect(throws: ViTError("code: data.format", #"expected one of "cifar10", "cifar100", "idx", got "jpeg""#)) {
+        #expect(throws: ViTError("code: data.format", #"expected one of "cifar10", "cifar100", "idx", "folder", got "jpeg""#)) {
             try config.validate(path: "code")
         }
         config.data.format = "idx"

@@ -21,13 +21,13 @@ import Testing
 
     @Test func everyFormatIsRegisteredOnceAndFoundByName() throws {
         let formats = DataSources.formats
-        #expect(formats == ["cifar10", "cifar100", "idx"])
+        #expect(formats == ["cifar10", "cifar100", "idx", "folder"])
         #expect(Set(formats).count == formats.count)
         for format in formats {
             #expect(try DataSources.source(for: format).format == format)
             #expect(DataSources.named(format)?.format == format)
         }
-        #expect(DataSources.named("folder") == nil)
+        #expect(DataSources.named("imagenet") == nil)
     }
 
     @Test func everyFormatValidatesItsDataKeysWithOneLineErrorsNamingTheKey() throws {
@@ -78,15 +78,15 @@ import Testing
 
     @Test func anUnknownFormatListsTheRegisteredOnes() {
         let listing = DataSources.formats.map { "\"\($0)\"" }.joined(separator: ", ")
-        #expect(listing == #""cifar10", "cifar100", "idx""#)
-        let lookup = expectDataError { _ = try DataSources.source(for: "folder") }
-        #expect(lookup == ViTError("data.format", "expected one of \(listing), got \"folder\""))
-        let load = expectDataError { _ = try Dataset.load(format: "folder", path: "/tmp", split: .train) }
+        #expect(listing == #""cifar10", "cifar100", "idx", "folder""#)
+        let lookup = expectDataError { _ = try DataSources.source(for: "imagenet") }
+        #expect(lookup == ViTError("data.format", "expected one of \(listing), got \"imagenet\""))
+        let load = expectDataError { _ = try Dataset.load(format: "imagenet", path: "/tmp", split: .train) }
         #expect(load == lookup)
         var config = RunConfig(name: "r")
-        config.data.format = "folder"
+        config.data.format = "imagenet"
         let validation = expectDataError { try config.validate(path: "f.json") }
-        #expect(validation == ViTError("f.json: data.format", "expected one of \(listing), got \"folder\""))
+        #expect(validation == ViTError("f.json: data.format", "expected one of \(listing), got \"imagenet\""))
     }
 
     @Test func detectionFromFilesPicksTheRegisteredFormatThatFitsBest() throws {
@@ -123,7 +123,7 @@ import Testing
         }
         let odd = expectDataError { _ = try DataSources.detect(path: directory.path + "/other/readme.txt") }
         #expect(odd?.message == "unknown data format: a 1-byte file is none of CIFAR-10 records (3073 bytes each), CIFAR-100 records (3074 bytes each)")
-        #expect(odd?.hint == "MNIST / Fashion-MNIST data is read from the directory holding its files")
+        #expect(odd?.hint == "MNIST / Fashion-MNIST and ImageFolder data is read from the directory holding its files")
     }
 
     @Test func builtInClassNamesComeFromTheFormat() {
