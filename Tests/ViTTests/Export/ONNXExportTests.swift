@@ -205,7 +205,7 @@ private func expectTopologicalAndComplete(_ graph: Onnx_GraphProto, sourceLocati
         config.data.format = "idx"
         config.data.path = "digits"
         let bytes = try ONNXExporter.serialize(floatSource(config, seed: 42), options: ONNXExportOptions(), producerVersion: "golden")
-        let fixture = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/tiny_vit.onnx")
+        let fixture = fixturesDirectory.appendingPathComponent("tiny_vit.onnx")
         if ProcessInfo.processInfo.environment["VIT_UPDATE_GOLDEN"] == "1" {
             try Data(bytes).write(to: fixture)
         }
