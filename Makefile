@@ -32,7 +32,7 @@ PREFIX       ?= /usr/local
 
 # Debian packages the build, the tests and the smoke test need. python3 runs the data
 # conversion and the smoke test's checks; git lets SwiftPM fetch swift-argument-parser.
-APT_PACKAGES := libopenblas-dev liblapacke-dev zlib1g-dev libpng-dev pkg-config dataset-fashion-mnist python3 git ca-certificates
+APT_PACKAGES := libopenblas-dev liblapacke-dev zlib1g-dev libpng-dev libopenmpi-dev openmpi-bin pkg-config dataset-fashion-mnist python3 git ca-certificates
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 export DEBIAN_FRONTEND := noninteractive

@@ -44,6 +44,14 @@ let package = Package(
             providers: [.apt(["libpng-dev"])]
         ),
 
+        /// MPI (Open MPI's C interface) for data-parallel training across processes and
+        /// machines; only `ViT/Distributed/Communicator.swift` talks to it.
+        .systemLibrary(
+            name: "CMPI",
+            pkgConfig: "ompi-c",
+            providers: [.apt(["libopenmpi-dev"])]
+        ),
+
         // MARK: - Kernels
 
         /// Forward/backward kernels on raw float buffers; the only target that calls CBLAS.
@@ -57,7 +65,7 @@ let package = Package(
 
         .target(
             name: "ViT",
-            dependencies: ["ViTKernels", "CZlib", "CPNG"]
+            dependencies: ["ViTKernels", "CZlib", "CPNG", "CMPI"]
         ),
 
         // MARK: - Command line
