@@ -46,6 +46,9 @@ extension VitCommand {
         @Flag(help: "Start afresh in an output directory that already holds a run.")
         var force = false
 
+        @Option(name: .customLong("log-steps"), help: "Append each optimizer step's number and loss (17 digits) to this file.")
+        var logSteps: String?
+
         @OptionGroup var runtime: RuntimeOptions
 
         func validate() throws {
@@ -58,6 +61,8 @@ extension VitCommand {
             runtime.apply()
             var overrides = self.overrides
             if let seed { overrides.append("train.seed=\(seed)") }
+            // Under mpirun every process sets up the run; a failure in any of them is reported once.
+            let (trainer, teacherModel) = try Communicator.world.agreeing { () throws -> (Trainer, Teacher) in
             let explicitTeacherConfig = try teacherConfig.map { try RunConfig.load(path: $0) }
             let trainer: Trainer
             let teacherModel: Teacher
@@ -85,6 +90,9 @@ extension VitCommand {
                 trainer = try Trainer(config: runConfig, outputDirectory: directory)
             }
             trainer.distillation = try Distillation(teacher: teacherModel, student: trainer.config)
+            return (trainer, teacherModel)
+            }
+            trainer.stepLogPath = logSteps
             let d = trainer.config.distill ?? DistillConfig(for: trainer.config.model)
             let t = teacherModel.model.config
             var adapted: [String] = []

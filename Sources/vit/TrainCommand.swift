@@ -36,6 +36,9 @@ extension VitCommand {
         @Flag(help: "Start afresh in an output directory that already holds a run.")
         var force = false
 
+        @Option(name: .customLong("log-steps"), help: "Append each optimizer step's number and loss (17 digits) to this file.")
+        var logSteps: String?
+
         @OptionGroup var runtime: RuntimeOptions
 
         func validate() throws {
@@ -50,6 +53,8 @@ extension VitCommand {
             runtime.apply()
             var overrides = self.overrides
             if let seed { overrides.append("train.seed=\(seed)") }
+            // Under mpirun every process sets up the run; a failure in any of them is reported once.
+            let trainer = try Communicator.world.agreeing { () throws -> Trainer in
             let trainer: Trainer
             if let resume {
                 trainer = try Trainer(config: RunConfig(), outputDirectory: resume, resume: true, overrides: overrides)
@@ -63,6 +68,9 @@ extension VitCommand {
                 try Train.prepare(directory, force: force)
                 trainer = try Trainer(config: runConfig, outputDirectory: directory)
             }
+            return trainer
+            }
+            trainer.stepLogPath = logSteps
             if trainer.config.distill != nil {
                 print("note: vit train ignores the config's distill section (vit distill uses it)")
             }
@@ -75,6 +83,9 @@ extension VitCommand {
             trainer.maxSteps = maxSteps
             let c = trainer.config
             print("training \(c.name): \(trainer.model.layout.totalCount) parameters, \(trainer.stepsPerEpoch) steps/epoch × \(c.train.epochs) epochs, batch \(c.train.batchSize)\(c.train.accumSteps > 1 ? "×\(c.train.accumSteps)" : ""), \(runtime.threads ?? ProcessInfo.processInfo.activeProcessorCount) threads")
+            if trainer.communicator.size > 1 {
+                print("data-parallel: \(trainer.communicator.size) processes of \(c.train.batchSize / trainer.communicator.size) images per batch")
+            }
             print("output: \(trainer.outputDirectory)")
             if let from = trainer.resumedFrom {
                 print("resuming from \(from) at step \(trainer.currentStep) (epoch \(trainer.currentEpoch + 1))")
@@ -82,7 +93,7 @@ extension VitCommand {
             for path in trainer.removedTemporaries {
                 print("removed \(path), left by a run that was killed while saving")
             }
-            trainer.events = events(stepsPerEpoch: trainer.stepsPerEpoch)
+            trainer.events = events(stepsPerEpoch: trainer.stepsPerEpoch, trainer: trainer)
             Interruption.install()
             let summary = try trainer.run()
             Console.endStatus()
@@ -112,14 +123,19 @@ extension VitCommand {
             for name in ["metrics.jsonl", "model.safetensors", "best.safetensors"] { try? fm.removeItem(atPath: directory + "/" + name) }
         }
 
-        static func events(stepsPerEpoch: Int) -> TrainingEvents {
+        static func events(stepsPerEpoch: Int, trainer: Trainer? = nil) -> TrainingEvents {
             var events = TrainingEvents()
             let logEvery = max(1, stepsPerEpoch / 10)
+            let distributed = (trainer?.communicator.size ?? 1) > 1
             events.stepEnded = { p in
                 guard Console.isTerminal || p.stepInEpoch % logEvery == 0 || p.stepInEpoch == p.stepsPerEpoch else { return }
-                Console.status(String(format: "epoch %d/%d  step %d/%d  loss %.4f  lr %.2e  %.0f img/s  ETA %@",
-                                      p.epoch, p.epochs, p.stepInEpoch, p.stepsPerEpoch, p.loss, p.lr, p.imagesPerSecond,
-                                      Console.duration(p.secondsRemaining)))
+                var line = String(format: "epoch %d/%d  step %d/%d  loss %.4f  lr %.2e  %.0f img/s  ETA %@",
+                                  p.epoch, p.epochs, p.stepInEpoch, p.stepsPerEpoch, p.loss, p.lr, p.imagesPerSecond,
+                                  Console.duration(p.secondsRemaining))
+                if distributed, let trainer {
+                    line += String(format: "  allreduce wait %.1f ms", trainer.lastAllreduceWaitSeconds * 1000)
+                }
+                Console.status(line)
             }
             events.epochEnded = { m in
                 Console.endStatus()

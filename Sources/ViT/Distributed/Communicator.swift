@@ -303,13 +303,25 @@ public final class Communicator: @unchecked Sendable {
     }
 }
 
-/// FNV-1a over bytes: the fingerprint ranks compare (configs, weights). Not cryptographic; it
-/// only has to tell different runs apart.
-public func fingerprint(_ bytes: UnsafeRawBufferPointer, into hash: UInt64 = 0xCBF2_9CE4_8422_2325) -> UInt64 {
-    var hash = hash
-    for byte in bytes {
-        hash ^= UInt64(byte)
-        hash = hash &* 0x0000_0100_0000_01B3
+/// FNV-1a over 64-bit words (the tail bytes one by one): the fingerprint processes compare to
+/// find that they were started with different configs or hold different weights. Not
+/// cryptographic; it only has to tell different runs apart, fast enough for every weight.
+public func fingerprint(_ bytes: UnsafeRawBufferPointer) -> UInt64 {
+    var hash: UInt64 = 0xCBF2_9CE4_8422_2325
+    let prime: UInt64 = 0x0000_0100_0000_01B3
+    let words = bytes.count / 8
+    for word in 0..<words {
+        hash ^= bytes.loadUnaligned(fromByteOffset: word * 8, as: UInt64.self)
+        hash = hash &* prime
+    }
+    for index in (words * 8)..<bytes.count {
+        hash ^= UInt64(bytes[index])
+        hash = hash &* prime
     }
     return hash
+}
+
+/// The fingerprint of `bytes`.
+public func fingerprint(_ bytes: [UInt8]) -> UInt64 {
+    bytes.withUnsafeBytes { fingerprint($0) }
 }
