@@ -93,7 +93,7 @@ public final class BatchLoader: @unchecked Sendable {
             throw ViTError("train.batch_size", "must be a positive integer, got \(batchSize)")
         }
         if training && share.parts > batchSize {
-            throw ViTError("train.batch_size", "\(batchSize) images per batch cannot be shared by \(share.parts) processes: start at most \(batchSize)")
+            throw ViTError("train.batch_size", "\(batchSize) images per batch cannot be shared by \(share.parts) processes (at most one process per image)")
         }
         if training && batchSize % share.parts != 0 {
             throw ViTError("train.batch_size", "\(batchSize) images per batch do not split evenly over \(share.parts) processes",
