@@ -75,7 +75,11 @@ assert worst <= 1e-5, worst
 EOF
 }
 
-# same_weights A B: two safetensors files hold the same tensors to 1e-5 (abs + rel).
+# same_weights A B: two safetensors files hold the same tensors to 1e-5 (abs + rel), except the
+# key part of each attn.qkv.bias (rows C..2C): a key bias adds the same score to every key of
+# a query, which softmax cancels, so its exact gradient is 0 and AdamW turns the rounding noise
+# it gets into steps of about lr: those values are noise in any run and differ with the float
+# summation order. They are checked to stay within lr × steps of each other instead.
 same_weights() {
     python3 - "$@" <<'EOF'
 import json, struct, sys
@@ -95,11 +99,14 @@ a, b = tensors(sys.argv[1]), tensors(sys.argv[2])
 assert a.keys() == b.keys(), sorted(set(a) ^ set(b))
 worst = 0.0
 for name in a:
-    for x, y in zip(a[name], b[name]):
-        error = abs(x - y) - 1e-5 * abs(y)
+    keys = range(len(a[name]) // 3, 2 * len(a[name]) // 3) if name.endswith("attn.qkv.bias") else range(0)
+    for index, (x, y) in enumerate(zip(a[name], b[name])):
+        if index in keys:
+            assert abs(x - y) <= 2 * 1e-3 * 32, (name, index, x, y)
+            continue
         worst = max(worst, abs(x - y))
-        assert error <= 1e-5, (name, x, y)
-print(f"{len(a)} tensors, largest difference {worst:.3g}")
+        assert abs(x - y) <= 1e-5 + 1e-5 * abs(y), (name, index, x, y)
+print(f"{len(a)} tensors, largest difference {worst:.3g} (key biases apart)")
 EOF
 }
 
@@ -114,7 +121,7 @@ if grep -q "data-parallel: 2 processes of 64 images per batch" "$work/two.log"; 
 else
     not_ok "the 2-rank run says it shares each batch of 128 as 2 × 64" "$work/two.log"
 fi
-if [[ $(grep -c "^epoch 4 " "$work/two.log" || true) == 1 ]]; then
+if [[ $(grep -c "epoch 4  train loss" "$work/two.log" || true) == 1 ]]; then
     ok "only rank 0 prints progress (one 'epoch 4' line)"
 else
     not_ok "only rank 0 prints progress (one 'epoch 4' line)" "$work/two.log"
@@ -154,7 +161,7 @@ killed=$work/killed
     --log-steps "$work/killed.steps" >"$work/killed.log" 2>&1 &
 launcher=$!
 for _ in $(seq 1 600); do
-    [[ $(wc -l <"$work/killed.steps" 2>/dev/null || echo 0) -ge 12 ]] && break
+    [[ -f "$work/killed.steps" && $(wc -l <"$work/killed.steps") -ge 12 ]] && break
     sleep 0.2
 done
 rank1=""
@@ -180,6 +187,7 @@ else
     else
         not_ok "the output names rank 1, its host and the signal" "$work/killed.log"
     fi
+    sed -i 's/\x1b\[K//g; s/\r//g' "$work/killed.log"
     if (($(grep -c "^error:" "$work/killed.log" || true) <= 1)); then
         ok "rank 0 prints at most one error line"
     else
@@ -205,6 +213,8 @@ one_error() {
     local what=$1 log=$2 pattern=$3 status=0
     shift 3
     "$@" >"$log" 2>&1 || status=$?
+    # Without the progress line's erase-to-end-of-line escapes.
+    sed -i 's/\x1b\[K//g; s/\r//g' "$log"
     local lines
     lines=$(grep -c "^error: " "$log" || true)
     if ((status != 0)) && [[ $lines == 1 ]] && grep -Eq "^error: .*$pattern" "$log"; then

@@ -254,8 +254,9 @@ public final class Communicator: @unchecked Sendable {
         let failingRank = Int(lowestFailing[0])
         guard failingRank < size else { return result! }
         let text = broadcast(failure.map(Communicator.describe) ?? "", from: failingRank)
+        let failingHost = hostName(of: failingRank)
         if isRoot {
-            throw ViTError(size > 1 ? "rank \(failingRank) (\(hostName(of: failingRank)))" : name, text)
+            throw ViTError("rank \(failingRank) (\(failingHost))", text)
         }
         throw SilentFailure()
     }

@@ -218,6 +218,8 @@ public final class Trainer {
                     guard let taken = try step.take(index: state.step, learningRate: learningRate, nextBatch: { iterator.next() }) else { break }
                     outcome = taken
                 } catch let error as TrainingStep.NonFiniteLoss {
+                    // Every process sees the same summed loss; rank 0 alone reports it.
+                    guard communicator.isRoot else { throw Communicator.SilentFailure() }
                     let loss = error.loss
                     throw ViTError("train", "the loss became \(loss.isNaN ? "NaN" : loss > 0 ? "+infinity" : "-infinity") at step \(state.step + 1) (epoch \(state.epoch + 1))",
                                    hint: "lower train.lr or set train.grad_clip; the last good checkpoint is in \(checkpointDirectory)")
