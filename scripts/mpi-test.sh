@@ -6,6 +6,7 @@
 # mixup/cutmix, label smoothing, gradient clipping and 2 micro-batches per step:
 #   - 2 ranks × 64 images give the per-step losses of 1 process × 128 over 32 steps to 1e-5
 #     relative, and final weights within 1e-5;
+#   - vit distill likewise (8 steps);
 #   - a run stopped by 2 ranks after 12 steps and resumed by 1 process continues like the
 #     unbroken 1-process run;
 #   - SIGKILL of rank 1 mid-run: mpirun stops the job within 30 s, names the rank, the
@@ -142,6 +143,17 @@ for x, y in zip(a, b):
         assert abs(x["val_acc"] - y["val_acc"]) < 1e-9 and abs(x["val_loss"] - y["val_loss"]) < 1e-4 * x["val_loss"], (x, y)
     assert abs(x["train_loss"] - y["train_loss"]) < 1e-5 * x["train_loss"], (x, y)
 EOF
+
+# --- Distillation --------------------------------------------------------------------------
+
+check "1 process distills 8 steps from the 1-process model" "$work/distill-one.log" \
+    "$vit" distill --config "$config" --teacher "$work/one/model.safetensors" --out "$work/distill-one" --threads 1 \
+    --set train.epochs=1 --log-steps "$work/distill-one.steps"
+check "mpirun -np 2 distills the same 8 steps" "$work/distill-two.log" \
+    "${mpi[@]}" -np 2 "$vit" distill --config "$config" --teacher "$work/one/model.safetensors" --out "$work/distill-two" \
+    --threads 1 --set train.epochs=1 --log-steps "$work/distill-two.steps"
+check "the distillation losses of 2 ranks equal those of 1 process to 1e-5" "$work/distill-compare.log" \
+    compare_steps "$work/distill-one.steps" "$work/distill-two.steps"
 
 # --- Resume with another number of processes -----------------------------------------------
 
