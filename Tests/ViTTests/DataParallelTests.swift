@@ -126,6 +126,43 @@ import ViTKernels
         #expect(zip(asFirst, second).contains { Swift.abs($0 - $1) > 1e-4 })
     }
 
+    /// The backward hands over every gradient range once, contiguous and descending (head
+    /// first, embeddings last), each only after its values are final: what the gradient
+    /// buckets rely on.
+    @Test(arguments: [false, true])
+    func theBackwardReportsEachFinishedGradientRangeOnce(distillationToken: Bool) {
+        var config = ModelConfig()
+        config.imageSize = 8; config.patchSize = 4; config.inChannels = 2; config.numClasses = 3
+        config.dim = 8; config.depth = 3; config.heads = 2; config.mlpDim = 16; config.distillToken = distillationToken
+        let model = VisionTransformer(config: config, seed: 1)
+        var g = SeededGenerator(seed: 2)
+        let images = (0..<(2 * 2 * 8 * 8)).map { _ in Float(g.nextNormal()) }
+        let dlogits = (0..<(2 * 3)).map { _ in Float(g.nextNormal()) }
+        func backward() {
+            var generator = SeededGenerator(seed: 0)
+            images.withUnsafeBufferPointer { _ = model.forward($0.baseAddress!, batch: 2, training: true, generator: &generator) }
+            dlogits.withUnsafeBufferPointer { model.backward($0.baseAddress!, batch: 2) }
+        }
+        model.zeroGradients()
+        backward()
+        let final = model.gradients.array()
+        model.zeroGradients()
+        var ranges: [Range<Int>] = []
+        var mismatched: [Range<Int>] = []
+        model.gradientsFinished = { range in
+            ranges.append(range)
+            if Array(UnsafeBufferPointer(start: model.gradients.pointer + range.lowerBound, count: range.count)) != Array(final[range]) {
+                mismatched.append(range)
+            }
+        }
+        backward()
+        model.gradientsFinished = nil
+        #expect(ranges.count == config.depth + 2)
+        #expect(ranges.first?.upperBound == model.layout.totalCount && ranges.last?.lowerBound == 0)
+        #expect(zip(ranges, ranges.dropFirst()).allSatisfy { $0.lowerBound == $1.upperBound && !$0.isEmpty })
+        #expect(mismatched.isEmpty, "ranges reported before their gradients were final: \(mismatched)")
+    }
+
     // MARK: - Shares of a batch
 
     @Test func theSharesOfAMixedBatchAreTheWholeBatchCut() throws {
