@@ -14,7 +14,7 @@ let package = Package(
     name: "vit",
     platforms: [.macOS(.v13)],
     products: [
-        .executable(name: "vit", targets: ["vit"]),
+        .executable(name: "vit", targets: ["VitCLI"]),
         .library(name: "ViT", targets: ["ViT"]),
     ],
     dependencies: [
@@ -70,8 +70,11 @@ let package = Package(
 
         // MARK: - Command line
 
+        /// The `vit` executable: argument parsing and printing; everything else is the library's.
+        /// (Its folder is not named `vit`: next to `ViT` that would be one folder on a
+        /// case-insensitive file system.)
         .executableTarget(
-            name: "vit",
+            name: "VitCLI",
             dependencies: [
                 "ViT",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -86,6 +89,6 @@ let package = Package(
             dependencies: ["ViT", "ViTKernels"],
             exclude: ["Fixtures"]
         ),
-        .testTarget(name: "vitTests", dependencies: ["vit", "ViT"]),
+        .testTarget(name: "VitCLITests", dependencies: ["VitCLI", "ViT"]),
     ]
 )

@@ -43,9 +43,10 @@ out=.build/fuzz
 mkdir -p "$out"
 sources=(
     Sources/ViT/ViTError.swift Sources/ViT/Random.swift
-    Sources/ViT/IO/SafeTensors.swift Sources/ViT/IO/AtomicFile.swift Sources/ViT/IO/Npy.swift
-    Sources/ViT/Config/JSON.swift Sources/ViT/Config/ConfigFile.swift Sources/ViT/Config/Config.swift
-    Sources/ViT/Data/CIFAR.swift Sources/ViT/Data/IDX.swift Sources/ViT/Data/Gzip.swift Sources/ViT/Data/Dataset.swift
+    Sources/ViT/Formats/SafeTensors.swift Sources/ViT/Formats/AtomicFile.swift Sources/ViT/Formats/Npy.swift
+    Sources/ViT/Formats/JSON.swift Sources/ViT/Formats/Gzip.swift
+    Sources/ViT/Config/ConfigFile.swift Sources/ViT/Config/Config.swift
+    Sources/ViT/Data/CIFAR.swift Sources/ViT/Data/IDX.swift Sources/ViT/Data/Dataset.swift Sources/ViT/Data/DataSource.swift
     scripts/fuzz/Harness.swift
 )
 binary=$out/vit-fuzz

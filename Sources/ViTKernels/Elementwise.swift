@@ -8,22 +8,6 @@ public func addForward(_ out: UnsafeMutablePointer<Float>, _ a: UnsafePointer<Fl
     }
 }
 
-/// Accumulate: dst += src.
-/// - Parameters: dst, src: `[N]`.
-public func addInPlace(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>, count N: Int) {
-    Parallel.forRanges(N, minimumChunk: 32_768) { range in
-        for i in range { dst[i] += src[i] }
-    }
-}
-
-/// Masked accumulate, the backward of a dropout mask: dst += src · mask.
-/// - Parameters: dst, src, mask: `[N]`; mask entries are 0 or 1/(1−p).
-public func addMasked(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>, _ mask: UnsafePointer<Float>, count N: Int) {
-    Parallel.forRanges(N, minimumChunk: 32_768) { range in
-        for i in range { dst[i] += src[i] * mask[i] }
-    }
-}
-
 /// Applies a dropout mask in place: x *= mask.
 /// - Parameters: x, mask: `[N]`.
 public func multiplyInPlace(_ x: UnsafeMutablePointer<Float>, _ mask: UnsafePointer<Float>, count N: Int) {

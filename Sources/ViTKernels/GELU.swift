@@ -17,25 +17,10 @@ public func geluForward(_ out: UnsafeMutablePointer<Float>, _ inp: UnsafePointer
     }
 }
 
-/// GELU backward. Adds into `dinp`: dinp += dout · (Φ(x) + x·φ(x)), φ the standard normal density.
-///
-/// - Parameters:
-///   - dinp: `[N]`, added into.
-///   - inp: `[N]`, the forward input x.
-///   - dout: `[N]`, the incoming gradient.
-public func geluBackward(_ dinp: UnsafeMutablePointer<Float>, _ inp: UnsafePointer<Float>, _ dout: UnsafePointer<Float>, count N: Int) {
-    Parallel.forRanges(N, minimumChunk: 16_384) { range in
-        for i in range {
-            let x = inp[i]
-            let cdf = 0.5 * (1 + fastErf(x * inverseSqrt2))
-            let pdf = inverseSqrt2Pi * fastExp(-0.5 * x * x)
-            dinp[i] += dout[i] * (cdf + x * pdf)
-        }
-    }
-}
-
 /// GELU forward that also writes its derivative, so backward is one multiply and the
-/// pre-activation need not be kept: out = x·Φ(x), derivative = Φ(x) + x·φ(x).
+/// pre-activation need not be kept: out = x·Φ(x), derivative = Φ(x) + x·φ(x), φ the standard
+/// normal density. This is GELU's backward: the model multiplies the incoming gradient by the
+/// saved derivative (`multiplyForward`).
 ///
 /// - Parameters:
 ///   - out: `[N]`, written.

@@ -109,9 +109,6 @@ import Testing
         var masked = a
         multiplyInPlace(&masked, mask, count: n)
         #expect(masked == zip(a, mask).map { $0 * $1 })
-        var acc = b
-        addMasked(&acc, a, mask, count: n)
-        #expect(acc == (0..<n).map { b[$0] + a[$0] * mask[$0] })
         let expected = a.reduce(0.0) { $0 + Double($1) * Double($1) }
         #expect(Swift.abs(sumOfSquares(a, count: n) - expected) < 1e-4)
         var scaled = a

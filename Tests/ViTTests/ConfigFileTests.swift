@@ -14,10 +14,8 @@ private func decodeError(_ text: String, overrides: [String] = [], sourceLocatio
     }
 }
 
-/// Every section with the keys its config type declares.
-private let sectionKeys: [(section: String, keys: [String])] = [
-    ("model", ModelConfig.keys), ("data", DataConfig.keys), ("train", TrainConfig.keys), ("distill", DistillConfig.keys),
-]
+/// Every section with the keys of its field table, the one list of a section's keys.
+private let sectionKeys: [(section: String, keys: [String])] = RunConfig.schemas.map { ($0.name, $0.keys) }
 
 /// A value of the key's type that differs from `current`.
 private func changedValue(_ current: JSONValue, kind: ConfigValueKind) -> JSONValue? {
@@ -79,11 +77,11 @@ private func temporaryDirectory() throws -> String {
 
     // MARK: Every key
 
-    @Test func fieldTablesMatchTheDeclaredKeys() {
-        #expect(ModelConfig.fields.map(\.key) == ModelConfig.keys)
-        #expect(DataConfig.fields.map(\.key) == DataConfig.keys)
-        #expect(TrainConfig.fields.map(\.key) == TrainConfig.keys)
-        #expect(DistillConfig.fields.map(\.key) == DistillConfig.keys)
+    @Test func jsonWritesEveryKeyOfTheFieldTablesInOrder() {
+        #expect(sectionKeys.map(\.section) == ["model", "data", "train", "distill"])
+        for (section, keys) in sectionKeys {
+            #expect(Set(keys).count == keys.count, "\(section) lists a key twice")
+        }
         let json = RunConfig(distill: DistillConfig()).json()
         guard case .object(let top) = json else {
             Issue.record("json() is not an object")
@@ -153,7 +151,6 @@ private func temporaryDirectory() throws -> String {
             (#"{"model": {"qkv_bias": 1}}"#, "model.qkv_bias: expected true or false, got 1"),
             (#"{"model": {"pool": "avg"}}"#, #"model.pool: expected one of "cls", "mean", got "avg""#),
             (#"{"train": {"schedule": "step"}}"#, #"train.schedule: expected one of "cosine", "linear", got "step""#),
-            (#"{"data": {"format": "mnist"}}"#, #"data.format: expected one of "cifar10", "cifar100", "idx", got "mnist""#),
             (#"{"distill": {"type": "medium"}}"#, #"distill.type: expected one of "soft", "hard", "token", got "medium""#),
             (#"{"data": {"path": ["a"]}}"#, #"data.path: expected a string, got ["a"]"#),
             (#"{"data": {"mean": [0.5, "x", 0.5]}}"#, #"data.mean[1]: expected a number, got "x""#),
@@ -255,6 +252,11 @@ private func temporaryDirectory() throws -> String {
             == ViTError("test.json: train.min_lr", "must be <= train.lr (0.001), got 0.01"))
         #expect(decodeError("{}", overrides: ["model.in_channels=1"])
             == ViTError("test.json: data.mean", "needs 1 value, one per input channel (model.in_channels), got 3"))
+        // The formats are the registered data sources, checked with the rest of the data section.
+        #expect(decodeError(#"{"data": {"format": "mnist"}}"#)
+            == ViTError("test.json: data.format", #"expected one of "cifar10", "cifar100", "idx", got "mnist""#))
+        #expect(decodeError("{}", overrides: ["data.format=jpeg"])
+            == ViTError("test.json: data.format", #"expected one of "cifar10", "cifar100", "idx", got "jpeg""#))
         let cases: [(override: String, key: String)] = [
             ("train.epochs=0", "train.epochs"), ("train.batch_size=0", "train.batch_size"),
             ("train.weight_decay=-0.1", "train.weight_decay"), ("train.warmup_epochs=11", "train.warmup_epochs"),
@@ -280,6 +282,17 @@ private func temporaryDirectory() throws -> String {
         }
     }
 
+    /// The configs users start from load and validate: they pin the key names of the field tables.
+    @Test func theRepositoryConfigsLoad() throws {
+        let directory = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+            .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("configs").path
+        let names = try FileManager.default.contentsOfDirectory(atPath: directory).filter { $0.hasSuffix(".json") }.sorted()
+        #expect(!names.isEmpty)
+        for name in names {
+            _ = try RunConfig.load(path: directory + "/" + name)
+        }
+    }
+
     @Test func boundaryValuesAreValid() throws {
         let config = try decode("{}", overrides: [
             "train.warmup_epochs=10", "train.min_lr=0.001", "train.label_smoothing=0", "train.save_every=0",
@@ -297,7 +310,7 @@ private func temporaryDirectory() throws -> String {
         #expect(throws: ViTError("code: train.lr", "must be > 0, got inf")) { try config.validate(path: "code") }
         config.train.lr = 1e-3
         config.data.format = "jpeg"
-        #expect(throws: ViTError("code: data.format", #"must be one of "cifar10", "cifar100", "idx", got "jpeg""#)) {
+        #expect(throws: ViTError("code: data.format", #"expected one of "cifar10", "cifar100", "idx", got "jpeg""#)) {
             try config.validate(path: "code")
         }
         config.data.format = "idx"

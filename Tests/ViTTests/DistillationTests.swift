@@ -281,10 +281,12 @@ private final class LossLog {
         let teacherPath = try writeTeacher(teacherConfig(), seed: 7, in: root)
 
         func distiller(_ directory: String, resume: Bool = false) throws -> Trainer {
-            let trainer = try Trainer(config: config, outputDirectory: directory, resume: resume)
-            let teacher = try Teacher.load(path: teacherPath, config: nil, student: trainer.config)
-            trainer.distillation = try Distillation(teacher: teacher, student: trainer.config)
-            return trainer
+            let resumption = resume ? try Resumption(directory: RunDirectory(directory)) : nil
+            let student = resumption?.config ?? config
+            let teacher = try Teacher.load(path: teacherPath, config: nil, student: student)
+            let distillation = try Distillation(teacher: teacher, student: student)
+            if let resumption { return try Trainer(resuming: resumption, distillation: distillation) }
+            return try Trainer(config: config, outputDirectory: directory, distillation: distillation)
         }
         let straight = try distiller(root + "/straight")
         let straightLog = LossLog()

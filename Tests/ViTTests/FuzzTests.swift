@@ -654,7 +654,7 @@ extension Mutator {
                     try directory.write(bytes, to: (isImages ? "train-images-idx3-ubyte" : "train-labels-idx1-ubyte") + (gzip ? ".gz" : ""))
                     try directory.write(otherIsGzip ? Gzip.compress(other) : other,
                                         to: (isImages ? "train-labels-idx1-ubyte" : "train-images-idx3-ubyte") + (otherIsGzip ? ".gz" : ""))
-                    let dataset = try IDX.load(path: directory.path, split: .train)
+                    let dataset = try IDX().load(path: directory.path, split: .train)
                     #expect(dataset.count == dataset.labels.count)
                 }
             }

@@ -171,8 +171,8 @@ private func number(_ json: JSONValue, _ key: String) -> Double? {
             #expect(FileManager.default.fileExists(atPath: stopped))
             #expect(!FileManager.default.fileExists(atPath: pieces + "/model.safetensors"))
 
-            // The config passed on resume is ignored in favour of the stored one.
-            trainer = try Trainer(config: RunConfig(), outputDirectory: pieces, resume: true)
+            // The resumed run continues with the config stored in its checkpoint.
+            trainer = try Trainer(resuming: Resumption(directory: RunDirectory(pieces)))
             #expect(trainer.config == config)
             #expect(trainer.resumedFrom == stopped)
             #expect(trainer.currentStep == step)
@@ -223,7 +223,7 @@ private func number(_ json: JSONValue, _ key: String) -> Double? {
         let first = try Trainer(config: config, outputDirectory: root + "/pieces")
         first.maxSteps = stop
         _ = try first.run()
-        _ = try Trainer(config: RunConfig(), outputDirectory: root + "/pieces", resume: true).run()
+        _ = try Trainer(resuming: Resumption(directory: RunDirectory(root + "/pieces"))).run()
         return (try metricsLines(root + "/straight"), try metricsLines(root + "/pieces"))
     }
 
@@ -320,7 +320,7 @@ private func number(_ json: JSONValue, _ key: String) -> Double? {
         let goodWeights = first.model.parameters.array()
 
         // Resume, then poison the head so the very next loss is NaN.
-        let poisoned = try Trainer(config: config, outputDirectory: run, resume: true)
+        let poisoned = try Trainer(resuming: Resumption(directory: RunDirectory(run)))
         let head = try #require(poisoned.model.layout.tensor(named: "head.weight"))
         for i in 0..<head.count { poisoned.model.parameters[head.offset + i] = .nan }
         var stepsSeen: [Int] = []
@@ -337,7 +337,7 @@ private func number(_ json: JSONValue, _ key: String) -> Double? {
         #expect(!FileManager.default.fileExists(atPath: run + "/model.safetensors"))
         let loaded = try Checkpoint.load(path: good)
         #expect(loaded.model.parameters.array() == goodWeights)
-        let again = try Trainer(config: config, outputDirectory: run, resume: true)
+        let again = try Trainer(resuming: Resumption(directory: RunDirectory(run)))
         #expect(again.currentStep == 2)
         #expect(again.model.parameters.array() == goodWeights)
     }
@@ -352,7 +352,7 @@ private func number(_ json: JSONValue, _ key: String) -> Double? {
         _ = try first.run()
 
         // Continue with an absurd learning rate: the weights blow up within a few steps.
-        let diverging = try Trainer(config: config, outputDirectory: run, resume: true, overrides: ["train.lr=1e30", "train.grad_clip=0"])
+        let diverging = try Trainer(resuming: Resumption(directory: RunDirectory(run), overrides: ["train.lr=1e30", "train.grad_clip=0"]))
         #expect(diverging.config.train.lr == 1e30)
         var lastFinite = 2
         diverging.events.stepEnded = { lastFinite = $0.step }

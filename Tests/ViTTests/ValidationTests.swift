@@ -410,11 +410,11 @@ private func smallRunConfig() -> RunConfig {
         let summary = try trainer.run()
         #expect(summary.interruptedCheckpoint != nil)
 
-        let error = expectDataError { _ = try Trainer(config: config, outputDirectory: run, resume: true, overrides: ["train.batch_size=16"]) }
+        let error = expectDataError { _ = try Trainer(resuming: Resumption(directory: RunDirectory(run), overrides: ["train.batch_size=16"])) }
         #expect(error?.subject == summary.interruptedCheckpoint)
         #expect(error?.message == "training_state.batch_in_epoch 10 is past the 3 batches of an epoch with this data and train.batch_size")
         // The same run resumes with its own batch size.
-        _ = try Trainer(config: config, outputDirectory: run, resume: true)
+        _ = try Trainer(resuming: Resumption(directory: RunDirectory(run)))
     }
 
     @Test func idxLabelFileGivenAsImagesNamesTheMagic() throws {

@@ -5,7 +5,7 @@
 /// `ConfigFile.swift`; this file holds the values and the consistency checks.
 
 /// How the final token representation is pooled before the head (timm's `global_pool`).
-public enum Pooling: String, Sendable, Codable, CaseIterable {
+public enum Pooling: String, Sendable, CaseIterable {
     /// The class token (timm `global_pool='token'`); the final LayerNorm is named `norm`.
     case cls
     /// The mean over patch tokens (timm `global_pool='avg'`); the final LayerNorm is applied
@@ -14,7 +14,7 @@ public enum Pooling: String, Sendable, Codable, CaseIterable {
 }
 
 /// The `model` section: the architecture, as timm's `VisionTransformer` arguments.
-public struct ModelConfig: Sendable, Equatable, Codable {
+public struct ModelConfig: Sendable, Equatable {
     public var imageSize: Int = 32
     public var patchSize: Int = 4
     public var inChannels: Int = 3
@@ -39,20 +39,6 @@ public struct ModelConfig: Sendable, Equatable, Codable {
     public var distillToken: Bool = false
 
     public init() {}
-
-    /// The JSON key of each field, in the order a config file lists them.
-    public static let keys = [
-        "image_size", "patch_size", "in_channels", "num_classes", "dim", "depth", "heads",
-        "mlp_dim", "dropout", "attn_dropout", "drop_path", "qkv_bias", "pool", "layer_norm_eps",
-        "distill_token",
-    ]
-
-    enum CodingKeys: String, CodingKey {
-        case imageSize = "image_size", patchSize = "patch_size", inChannels = "in_channels"
-        case numClasses = "num_classes", dim, depth, heads, mlpDim = "mlp_dim", dropout
-        case attnDropout = "attn_dropout", dropPath = "drop_path", qkvBias = "qkv_bias", pool
-        case layerNormEps = "layer_norm_eps", distillToken = "distill_token"
-    }
 
     /// Patches per image side.
     public var gridSize: Int { imageSize / patchSize }
@@ -129,8 +115,9 @@ public struct ModelConfig: Sendable, Equatable, Codable {
 }
 
 /// The `data` section: where the images are, how they are normalized and augmented.
-public struct DataConfig: Sendable, Equatable, Codable {
-    /// `cifar10`, `cifar100`, or `idx` (MNIST / Fashion-MNIST, raw or gzip).
+public struct DataConfig: Sendable, Equatable {
+    /// The dataset format, one registered by the data layer: `cifar10`, `cifar100`, or `idx`
+    /// (MNIST / Fashion-MNIST, raw or gzip).
     public var format: String = "cifar10"
     /// A directory holding the standard file names, or one file.
     public var path: String = "data/cifar-10-batches-bin"
@@ -160,29 +147,15 @@ public struct DataConfig: Sendable, Equatable, Codable {
     public var randomErasing: Double = 0
 
     public init() {}
-
-    public static let keys = [
-        "format", "path", "mean", "std", "val_split", "random_crop_padding", "random_resized_crop",
-        "rrc_scale", "rrc_ratio", "hflip", "color_jitter", "mixup_alpha", "cutmix_alpha",
-        "mix_prob", "random_erasing",
-    ]
-
-    enum CodingKeys: String, CodingKey {
-        case format, path, mean, std, valSplit = "val_split"
-        case randomCropPadding = "random_crop_padding", randomResizedCrop = "random_resized_crop"
-        case rrcScale = "rrc_scale", rrcRatio = "rrc_ratio", hflip, colorJitter = "color_jitter"
-        case mixupAlpha = "mixup_alpha", cutmixAlpha = "cutmix_alpha", mixProb = "mix_prob"
-        case randomErasing = "random_erasing"
-    }
 }
 
 /// Learning-rate decay after warmup.
-public enum ScheduleKind: String, Sendable, Codable, CaseIterable {
+public enum ScheduleKind: String, Sendable, CaseIterable {
     case cosine, linear
 }
 
 /// The `train` section: optimizer, schedule and bookkeeping.
-public struct TrainConfig: Sendable, Equatable, Codable {
+public struct TrainConfig: Sendable, Equatable {
     public var epochs: Int = 10
     public var batchSize: Int = 128
     /// Peak learning rate, reached at the end of warmup.
@@ -209,18 +182,4 @@ public struct TrainConfig: Sendable, Equatable, Codable {
     public var adamEps: Double = 1e-8
 
     public init() {}
-
-    public static let keys = [
-        "epochs", "batch_size", "lr", "min_lr", "weight_decay", "warmup_epochs", "schedule",
-        "label_smoothing", "grad_clip", "accum_steps", "seed", "eval_every", "save_every",
-        "keep_checkpoints", "beta1", "beta2", "adam_eps",
-    ]
-
-    enum CodingKeys: String, CodingKey {
-        case epochs, batchSize = "batch_size", lr, minLr = "min_lr", weightDecay = "weight_decay"
-        case warmupEpochs = "warmup_epochs", schedule, labelSmoothing = "label_smoothing"
-        case gradClip = "grad_clip", accumSteps = "accum_steps", seed, evalEvery = "eval_every"
-        case saveEvery = "save_every", keepCheckpoints = "keep_checkpoints", beta1, beta2
-        case adamEps = "adam_eps"
-    }
 }

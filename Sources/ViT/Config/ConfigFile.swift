@@ -39,15 +39,8 @@ public struct DistillConfig: Sendable, Equatable {
         return nil
     }
 
-    /// The JSON key of each field, in the order a config file lists them.
-    public static let keys = ["type", "temperature", "alpha"]
     /// The accepted values of `type`.
     public static let types = ["soft", "hard", "token"]
-}
-
-extension DataConfig {
-    /// The accepted values of `format`.
-    public static let formats = ["cifar10", "cifar100", "idx"]
 }
 
 /// Everything one training run needs: the three required sections, optional distillation, and
@@ -88,29 +81,15 @@ public struct RunConfig: Sendable, Equatable {
 
 // MARK: - Loading
 
-extension RunConfig {
-    /// Reads, overrides, decodes and validates the config at `path`.
-    ///
-    /// Each override is `section.key=value` (or `name=value`); the value is read as JSON when it
-    /// parses as JSON and as a plain string otherwise, so `data.path=/data/cifar` needs no
-    /// quotes. Every problem throws a `ViTError` naming the file, the override or the key.
-    public static func load(path: String, overrides: [String] = []) throws -> RunConfig {
-        let bytes = try readFile(path)
-        return try decode(bytes: bytes, path: path, overrides: overrides)
-    }
+// `RunConfig.load(path:overrides:)`, which also validates, is in the data layer: the valid `data`
+// keys depend on the dataset format, and the formats are registered there.
 
+extension RunConfig {
     /// Reads the config at `path` with `overrides` applied and decodes it strictly (unknown keys,
     /// wrong types), without `validate(path:)`'s range and cross-section checks: for commands
     /// that use only part of a config, such as `vit profile`, which validate what they use.
     public static func loadUnvalidated(path: String, overrides: [String] = []) throws -> RunConfig {
         try decodeUnvalidated(bytes: try readFile(path), path: path, overrides: overrides)
-    }
-
-    /// `load` without the file system: parses `bytes` as the file at `path`.
-    static func decode(bytes: [UInt8], path: String, overrides: [String] = []) throws -> RunConfig {
-        let config = try decodeUnvalidated(bytes: bytes, path: path, overrides: overrides)
-        try config.validate(path: path)
-        return config
     }
 
     static func decodeUnvalidated(bytes: [UInt8], path: String, overrides: [String]) throws -> RunConfig {
@@ -346,110 +325,144 @@ extension RunConfig {
     /// of `vit eval --batch-size`).
     public static let maximumBatchSize = 65_536
 
-    /// Checks that every value is in range and consistent with the others.
+    /// Checks that every value is in range and consistent with the others, leaving the `data`
+    /// section to `validateData`.
     ///
-    /// Errors have the subject `<path>: <section>.<key>`, for example
+    /// Which `data` keys are valid depends on the dataset format, and the formats are registered
+    /// in the data layer, above this one: its `validate(path:)` passes the format's checks. Errors have the subject `<path>: <section>.<key>`, for example
     /// `ViTError("cifar.json: train.lr", "must be > 0, got -1")`.
-    public func validate(path: String) throws {
-        func fail(_ key: String, _ message: String) -> ViTError { ViTError("\(path): \(key)", message) }
-        func show(_ number: Double) -> String { number.isFinite ? JSONValue.formatNumber(number) : "\(number)" }
-        func show(_ numbers: [Double]) -> String { "[" + numbers.map(show).joined(separator: ", ") + "]" }
-        func atLeast(_ key: String, _ value: Int, _ minimum: Int) throws {
-            if value < minimum { throw fail(key, "must be >= \(minimum), got \(value)") }
-        }
-        func atMost(_ key: String, _ value: Int, _ maximum: Int, _ name: String? = nil) throws {
-            if value > maximum { throw fail(key, "must be <= \(name.map { "\($0) (\(maximum))" } ?? "\(maximum)"), got \(value)") }
-        }
-        func positive(_ key: String, _ value: Double) throws {
-            if !(value > 0 && value.isFinite) { throw fail(key, "must be > 0, got \(show(value))") }
-        }
-        func nonNegative(_ key: String, _ value: Double) throws {
-            if !(value >= 0 && value.isFinite) { throw fail(key, "must be >= 0, got \(show(value))") }
-        }
-        func probability(_ key: String, _ value: Double) throws {
-            if !(value >= 0 && value <= 1) { throw fail(key, "must be in [0, 1], got \(show(value))") }
-        }
-        func belowOne(_ key: String, _ value: Double) throws {
-            if !(value >= 0 && value < 1) { throw fail(key, "must be in [0, 1), got \(show(value))") }
-        }
-
+    func validate(path: String, data validateData: (_ data: DataConfig, _ model: ModelConfig, _ path: String) throws -> Void) throws {
+        let check = KeyChecks(file: path)
         if name.isEmpty || name.contains("/") || name == "." || name == ".." || name.contains("\0") {
-            throw fail("name", "must be a file name without '/', got \(JSONValue.quoted(name))")
+            throw check.fail("name", "must be a file name without '/', got \(JSONValue.quoted(name))")
         }
 
         try model.validate(file: path)
+        try validateData(data, model, path)
 
-        let channels = model.inChannels
-        for (key, values) in [("data.mean", data.mean), ("data.std", data.std)] where values.count != channels {
-            let noun = channels == 1 ? "value" : "values"
-            throw fail(key, "needs \(channels) \(noun), one per input channel (model.in_channels), got \(values.count)")
-        }
-        // Normalization runs in float32, so the values must survive the conversion.
-        if let bad = data.mean.first(where: { !Float($0).isFinite }) {
-            throw fail("data.mean", "values must be finite float32 numbers, got \(show(bad))")
-        }
-        if data.std.contains(where: { !(Float($0) > 0 && Float($0).isFinite) }) {
-            throw fail("data.std", "values must be > 0 (and finite in float32), got \(show(data.std))")
-        }
-        if data.path.isEmpty || data.path.contains("\0") {
-            throw fail("data.path", "must name a file or directory, got \(JSONValue.quoted(data.path))")
-        }
-        if !DataConfig.formats.contains(data.format) {
-            throw fail("data.format", "must be one of \(Self.listing(DataConfig.formats)), got \(JSONValue.quoted(data.format))")
-        }
-        try atLeast("data.val_split", data.valSplit, 0)
-        try atLeast("data.random_crop_padding", data.randomCropPadding, 0)
-        try atMost("data.random_crop_padding", data.randomCropPadding, model.imageSize, "model.image_size")
-        for (key, range) in [("data.rrc_scale", data.rrcScale), ("data.rrc_ratio", data.rrcRatio)] {
-            if !(range.count == 2 && range[0] > 0 && range[0] <= range[1] && range[1].isFinite) {
-                throw fail(key, "must be [min, max] with 0 < min <= max, got \(show(range))")
-            }
-        }
-        try probability("data.hflip", data.hflip)
-        try nonNegative("data.color_jitter", data.colorJitter)
-        try nonNegative("data.mixup_alpha", data.mixupAlpha)
-        try nonNegative("data.cutmix_alpha", data.cutmixAlpha)
-        try probability("data.mix_prob", data.mixProb)
-        try probability("data.random_erasing", data.randomErasing)
-
-        try atLeast("train.epochs", train.epochs, 1)
-        try atMost("train.epochs", train.epochs, Self.maximumEpochs)
-        try atLeast("train.batch_size", train.batchSize, 1)
-        try atMost("train.batch_size", train.batchSize, Self.maximumBatchSize)
-        try positive("train.lr", train.lr)
-        try nonNegative("train.min_lr", train.minLr)
+        try check.atLeast("train.epochs", train.epochs, 1)
+        try check.atMost("train.epochs", train.epochs, Self.maximumEpochs)
+        try check.atLeast("train.batch_size", train.batchSize, 1)
+        try check.atMost("train.batch_size", train.batchSize, Self.maximumBatchSize)
+        try check.positive("train.lr", train.lr)
+        try check.nonNegative("train.min_lr", train.minLr)
         if train.minLr > train.lr {
-            throw fail("train.min_lr", "must be <= train.lr (\(show(train.lr))), got \(show(train.minLr))")
+            throw check.fail("train.min_lr", "must be <= train.lr (\(KeyChecks.show(train.lr))), got \(KeyChecks.show(train.minLr))")
         }
-        try nonNegative("train.weight_decay", train.weightDecay)
-        try nonNegative("train.warmup_epochs", train.warmupEpochs)
+        try check.nonNegative("train.weight_decay", train.weightDecay)
+        try check.nonNegative("train.warmup_epochs", train.warmupEpochs)
         if train.warmupEpochs > Double(train.epochs) {
-            throw fail("train.warmup_epochs", "must be <= train.epochs (\(train.epochs)), got \(show(train.warmupEpochs))")
+            throw check.fail("train.warmup_epochs", "must be <= train.epochs (\(train.epochs)), got \(KeyChecks.show(train.warmupEpochs))")
         }
-        try belowOne("train.label_smoothing", train.labelSmoothing)
-        try nonNegative("train.grad_clip", train.gradClip)
-        try atLeast("train.accum_steps", train.accumSteps, 1)
-        try atMost("train.accum_steps", train.accumSteps, Self.maximumBatchSize)
-        try atLeast("train.eval_every", train.evalEvery, 1)
-        try atLeast("train.save_every", train.saveEvery, 0)
-        try atLeast("train.keep_checkpoints", train.keepCheckpoints, 1)
-        try belowOne("train.beta1", train.beta1)
-        try belowOne("train.beta2", train.beta2)
-        try positive("train.adam_eps", train.adamEps)
+        try check.belowOne("train.label_smoothing", train.labelSmoothing)
+        try check.nonNegative("train.grad_clip", train.gradClip)
+        try check.atLeast("train.accum_steps", train.accumSteps, 1)
+        try check.atMost("train.accum_steps", train.accumSteps, Self.maximumBatchSize)
+        try check.atLeast("train.eval_every", train.evalEvery, 1)
+        try check.atLeast("train.save_every", train.saveEvery, 0)
+        try check.atLeast("train.keep_checkpoints", train.keepCheckpoints, 1)
+        try check.belowOne("train.beta1", train.beta1)
+        try check.belowOne("train.beta2", train.beta2)
+        try check.positive("train.adam_eps", train.adamEps)
 
         if let distill {
             if !DistillConfig.types.contains(distill.type) {
-                throw fail("distill.type", "must be one of \(Self.listing(DistillConfig.types)), got \(JSONValue.quoted(distill.type))")
+                throw check.fail("distill.type", "must be one of \(Self.listing(DistillConfig.types)), got \(JSONValue.quoted(distill.type))")
             }
-            try positive("distill.temperature", distill.temperature)
-            try probability("distill.alpha", distill.alpha)
-            if let problem = distill.inconsistency(with: model) { throw fail(problem.key, problem.message) }
+            try check.positive("distill.temperature", distill.temperature)
+            try check.probability("distill.alpha", distill.alpha)
+            if let problem = distill.inconsistency(with: model) { throw check.fail(problem.key, problem.message) }
         }
     }
 
     /// `"a", "b", "c"`, for messages that list allowed values.
     static func listing(_ values: [String]) -> String {
         values.map(JSONValue.quoted).joined(separator: ", ")
+    }
+}
+
+extension DataConfig {
+    /// Checks the `data` keys every dataset format reads: the path, the validation split, the
+    /// normalization and the augmentations. Each dataset format runs these and then its own
+    /// checks; the augmentation pipeline runs them on configs that were never validated.
+    /// - Parameters:
+    ///   - channels: the input channels the mean and std must match (`model.in_channels`).
+    ///   - imageSize: the image side that bounds `random_crop_padding`, or nil when unknown.
+    ///   - file: names the source in errors (`<file>: data.<key>`), or nil for `data.<key>`.
+    /// - Throws: `ViTError` naming the first key that is out of range.
+    public func validate(channels: Int, imageSize: Int?, file: String?) throws {
+        let check = KeyChecks(file: file)
+        for (key, values) in [("data.mean", mean), ("data.std", std)] where values.count != channels {
+            let noun = channels == 1 ? "value" : "values"
+            throw check.fail(key, "needs \(channels) \(noun), one per input channel (model.in_channels), got \(values.count)")
+        }
+        // Normalization runs in float32, so the values must survive the conversion.
+        if let bad = mean.first(where: { !Float($0).isFinite }) {
+            throw check.fail("data.mean", "values must be finite float32 numbers, got \(KeyChecks.show(bad))")
+        }
+        if std.contains(where: { !(Float($0) > 0 && Float($0).isFinite) }) {
+            throw check.fail("data.std", "values must be > 0 (and finite in float32), got \(KeyChecks.show(std))")
+        }
+        if path.isEmpty || path.contains("\0") {
+            throw check.fail("data.path", "must name a file or directory, got \(JSONValue.quoted(path))")
+        }
+        try check.atLeast("data.val_split", valSplit, 0)
+        try check.atLeast("data.random_crop_padding", randomCropPadding, 0)
+        if let imageSize {
+            try check.atMost("data.random_crop_padding", randomCropPadding, imageSize, "model.image_size")
+        }
+        for (key, range) in [("data.rrc_scale", rrcScale), ("data.rrc_ratio", rrcRatio)] {
+            if !(range.count == 2 && range[0] > 0 && range[0] <= range[1] && range[1].isFinite) {
+                throw check.fail(key, "must be [min, max] with 0 < min <= max, got \(KeyChecks.show(range))")
+            }
+        }
+        try check.probability("data.hflip", hflip)
+        try check.nonNegative("data.color_jitter", colorJitter)
+        try check.nonNegative("data.mixup_alpha", mixupAlpha)
+        try check.nonNegative("data.cutmix_alpha", cutmixAlpha)
+        try check.probability("data.mix_prob", mixProb)
+        try check.probability("data.random_erasing", randomErasing)
+    }
+}
+
+/// Range checks whose errors name the key: `ViTError("<file>: <key>", "must be ...")`, or
+/// `ViTError("<key>", ...)` without a file.
+struct KeyChecks: Sendable {
+    let file: String?
+
+    init(file: String?) { self.file = file }
+
+    func fail(_ key: String, _ message: String) -> ViTError {
+        ViTError(file.map { "\($0): \(key)" } ?? key, message)
+    }
+
+    /// A number as JSON writes it, or `inf` / `nan`.
+    static func show(_ number: Double) -> String { number.isFinite ? JSONValue.formatNumber(number) : "\(number)" }
+    static func show(_ numbers: [Double]) -> String { "[" + numbers.map(show).joined(separator: ", ") + "]" }
+
+    func atLeast(_ key: String, _ value: Int, _ minimum: Int) throws {
+        if value < minimum { throw fail(key, "must be >= \(minimum), got \(value)") }
+    }
+
+    /// `name` says what the maximum is, as in `must be <= model.image_size (32)`.
+    func atMost(_ key: String, _ value: Int, _ maximum: Int, _ name: String? = nil) throws {
+        if value > maximum { throw fail(key, "must be <= \(name.map { "\($0) (\(maximum))" } ?? "\(maximum)"), got \(value)") }
+    }
+
+    func positive(_ key: String, _ value: Double) throws {
+        if !(value > 0 && value.isFinite) { throw fail(key, "must be > 0, got \(Self.show(value))") }
+    }
+
+    func nonNegative(_ key: String, _ value: Double) throws {
+        if !(value >= 0 && value.isFinite) { throw fail(key, "must be >= 0, got \(Self.show(value))") }
+    }
+
+    func probability(_ key: String, _ value: Double) throws {
+        if !(value >= 0 && value <= 1) { throw fail(key, "must be in [0, 1], got \(Self.show(value))") }
+    }
+
+    func belowOne(_ key: String, _ value: Double) throws {
+        if !(value >= 0 && value < 1) { throw fail(key, "must be in [0, 1), got \(Self.show(value))") }
     }
 }
 
@@ -601,7 +614,8 @@ extension ModelConfig {
 extension DataConfig {
     static var fields: [ConfigField<DataConfig>] {
         [
-            .choice("format", \.format, among: formats), .string("path", \.path),
+            // Any string: the registered formats are checked by `validate(path:)`.
+            .string("format", \.format), .string("path", \.path),
             .numbers("mean", \.mean), .numbers("std", \.std), .integer("val_split", \.valSplit),
             .integer("random_crop_padding", \.randomCropPadding),
             .boolean("random_resized_crop", \.randomResizedCrop), .numbers("rrc_scale", \.rrcScale),

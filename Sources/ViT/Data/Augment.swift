@@ -442,48 +442,19 @@ public struct AugmentPipeline: Sendable {
     let cutmixAlpha: Double
     let mixProb: Double
 
-    /// Checks the `data` section's values against the image channels.
+    /// Checks the `data` section's values against the image channels, with the same checks
+    /// (and messages) as config validation: `DataConfig.validate(channels:imageSize:file:)`.
     /// - Throws: `ViTError("data.<key>", ...)` for the first value that is out of range.
     public init(config: DataConfig, channels: Int, training: Bool) throws {
+        try config.validate(channels: channels, imageSize: nil, file: nil)
         self.channels = channels
         self.training = training
-        if config.mean.count != channels {
-            throw ViTError("data.mean", "has \(config.mean.count) entries but the images have \(channels) channel\(channels == 1 ? "" : "s")")
-        }
-        if config.std.count != channels {
-            throw ViTError("data.std", "has \(config.std.count) entries but the images have \(channels) channel\(channels == 1 ? "" : "s")")
-        }
-        if let bad = config.std.first(where: { !($0 > 0) || !$0.isFinite }) {
-            throw ViTError("data.std", "entries must be positive, got \(bad)")
-        }
-        if let bad = config.mean.first(where: { !$0.isFinite }) {
-            throw ViTError("data.mean", "entries must be finite, got \(bad)")
-        }
         mean = config.mean.map(Float.init)
         std = config.std.map(Float.init)
-
-        func positiveRange(_ values: [Double], key: String) throws -> ClosedRange<Double> {
-            guard values.count == 2, values[0].isFinite, values[1].isFinite, values[0] > 0, values[0] <= values[1] else {
-                throw ViTError(key, "must be two positive numbers [low, high] with low <= high, got \(values)")
-            }
-            return values[0]...values[1]
-        }
         randomResizedCrop = config.randomResizedCrop
-        rrcScale = try positiveRange(config.rrcScale, key: "data.rrc_scale")
-        rrcRatio = try positiveRange(config.rrcRatio, key: "data.rrc_ratio")
-
-        if config.randomCropPadding < 0 {
-            throw ViTError("data.random_crop_padding", "must not be negative, got \(config.randomCropPadding)")
-        }
+        rrcScale = config.rrcScale[0]...config.rrcScale[1]
+        rrcRatio = config.rrcRatio[0]...config.rrcRatio[1]
         cropPadding = config.randomCropPadding
-        for (key, value) in [("data.hflip", config.hflip), ("data.mix_prob", config.mixProb),
-                             ("data.random_erasing", config.randomErasing)] where !(value >= 0 && value <= 1) {
-            throw ViTError(key, "must be a probability in [0, 1], got \(value)")
-        }
-        for (key, value) in [("data.color_jitter", config.colorJitter), ("data.mixup_alpha", config.mixupAlpha),
-                             ("data.cutmix_alpha", config.cutmixAlpha)] where !(value >= 0 && value.isFinite) {
-            throw ViTError(key, "must be zero or positive, got \(value)")
-        }
         hflip = config.hflip
         colorJitter = config.colorJitter
         randomErasing = config.randomErasing

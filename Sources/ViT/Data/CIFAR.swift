@@ -8,9 +8,12 @@ enum CIFAR {
     /// Pixel bytes in one record: 3 · 32 · 32.
     static let imageBytes = 3 * 32 * 32
 
-    /// What differs between CIFAR-10 and CIFAR-100.
+    /// What differs between CIFAR-10 and CIFAR-100; each variant is a registered `DataSource`.
     struct Variant: Sendable {
-        var name: String
+        /// The `data.format` value.
+        var format: String
+        /// `CIFAR-10` or `CIFAR-100`, for messages.
+        var title: String
         /// Label bytes before the pixels (CIFAR-100 has a coarse then a fine label).
         var labelBytes: Int
         /// Which of the label bytes is the class (CIFAR-100: the fine label).
@@ -31,14 +34,14 @@ enum CIFAR {
         var recordBytes: Int { labelBytes + CIFAR.imageBytes }
 
         static let cifar10 = Variant(
-            name: "CIFAR-10", labelBytes: 1, labelOffset: 0, numClasses: 10,
+            format: "cifar10", title: "CIFAR-10", labelBytes: 1, labelOffset: 0, numClasses: 10,
             subdirectory: "cifar-10-batches-bin",
             trainFiles: (1...5).map { "data_batch_\($0).bin" }, testFiles: ["test_batch.bin"],
             namesFile: "batches.meta.txt", builtInNames: CIFAR.cifar10Names,
             downloadScript: "scripts/get-cifar10.sh")
 
         static let cifar100 = Variant(
-            name: "CIFAR-100", labelBytes: 2, labelOffset: 1, numClasses: 100, coarseClasses: 20,
+            format: "cifar100", title: "CIFAR-100", labelBytes: 2, labelOffset: 1, numClasses: 100, coarseClasses: 20,
             subdirectory: "cifar-100-binary", trainFiles: ["train.bin"], testFiles: ["test.bin"],
             namesFile: "fine_label_names.txt", builtInNames: CIFAR.cifar100FineNames,
             downloadScript: "scripts/get-cifar100.sh")
@@ -48,7 +51,7 @@ enum CIFAR {
     /// - Parameter path: a directory with the standard batch files (or their parent holding the
     ///   tarball's subdirectory), or one `.bin` file used for whichever split is asked.
     static func load(_ variant: Variant, path: String, split: DatasetSplit) throws -> Dataset {
-        let hint = "run \(variant.downloadScript) to download \(variant.name)"
+        let hint = "run \(variant.downloadScript) to download \(variant.title)"
         let kind = DataFiles.kind(of: path)
         if !kind.exists {
             throw ViTError(path, "no such file or directory", hint: hint)
@@ -69,7 +72,7 @@ enum CIFAR {
             files = expected.map { DataFiles.join(directory, $0) }
             let all = (variant.trainFiles + variant.testFiles).joined(separator: ", ")
             for file in files where !DataFiles.kind(of: file).exists {
-                throw ViTError(file, "missing \(variant.name) \(split.rawValue) batch (a \(variant.name) directory holds \(all))",
+                throw ViTError(file, "missing \(variant.title) \(split.rawValue) batch (a \(variant.title) directory holds \(all))",
                                hint: hint)
             }
             namesDirectory = directory
@@ -106,14 +109,14 @@ enum CIFAR {
                        pixels: inout [UInt8], labels: inout [Int32]) throws {
         let recordBytes = variant.recordBytes
         if bytes.isEmpty {
-            throw ViTError(path, "is empty; expected \(recordBytes)-byte \(variant.name) records")
+            throw ViTError(path, "is empty; expected \(recordBytes)-byte \(variant.title) records")
         }
         if bytes.count % recordBytes != 0 {
             let other: Variant = variant.labelBytes == 1 ? .cifar100 : .cifar10
             let hint = bytes.count % other.recordBytes == 0
-                ? "the size fits \(other.recordBytes)-byte \(other.name) records: set data.format to \(other.name == "CIFAR-10" ? "cifar10" : "cifar100")"
+                ? "the size fits \(other.recordBytes)-byte \(other.title) records: set data.format to \(other.format)"
                 : "the file is truncated or not in the CIFAR binary format"
-            throw ViTError(path, "size \(bytes.count) is not a whole number of \(recordBytes)-byte \(variant.name) records", hint: hint)
+            throw ViTError(path, "size \(bytes.count) is not a whole number of \(recordBytes)-byte \(variant.title) records", hint: hint)
         }
         let records = bytes.count / recordBytes
         pixels.reserveCapacity(pixels.count + records * imageBytes)
@@ -154,6 +157,33 @@ enum CIFAR {
     ]
 }
 
+extension CIFAR.Variant: DataSource {
+    var directoryContents: String { "\(title) binary batches (\(testFiles[0]))" }
+    var fileContents: String? { "\(title) records (\(recordBytes) bytes each)" }
+
+    /// A directory is this variant when it, or the tarball's subdirectory in it, holds the first
+    /// train or test batch; a file when its size is a whole number of records, and certainly when
+    /// it also has one of the variant's batch names (a size can fit both variants).
+    func recognition(of path: String, fileSize: Int?) -> DataSourceRecognition {
+        guard let fileSize else {
+            for directory in [path, DataFiles.join(path, subdirectory)] {
+                for name in [testFiles[0], trainFiles[0]] where DataFiles.kind(of: DataFiles.join(directory, name)).exists {
+                    return .certain
+                }
+            }
+            return .unrecognized
+        }
+        guard fileSize > 0 && fileSize % recordBytes == 0 else { return .unrecognized }
+        return (trainFiles + testFiles).contains((path as NSString).lastPathComponent) ? .certain : .plausible
+    }
+
+    func load(path: String, split: DatasetSplit) throws -> Dataset {
+        try CIFAR.load(self, path: path, split: split)
+    }
+
+    func builtInClassNames(path: String) -> [String]? { builtInNames }
+}
+
 /// Writes a dataset as CIFAR binary records, for example Fashion-MNIST padded to 3×32×32.
 public enum CIFARWriter {
     /// Writes every image of `dataset` to one file of CIFAR records.
@@ -167,7 +197,7 @@ public enum CIFARWriter {
     public static func write(_ dataset: Dataset, to path: String, coarseLabels: Bool = false) throws {
         let variant: CIFAR.Variant = coarseLabels ? .cifar100 : .cifar10
         guard dataset.channels == 3, dataset.height == 32, dataset.width == 32 else {
-            throw ViTError(path, "\(variant.name) records hold 3×32×32 images, this dataset has \(dataset.channels)×\(dataset.height)×\(dataset.width) (paddedToCIFAR() converts smaller ones)")
+            throw ViTError(path, "\(variant.title) records hold 3×32×32 images, this dataset has \(dataset.channels)×\(dataset.height)×\(dataset.width) (paddedToCIFAR() converts smaller ones)")
         }
         if dataset.count == 0 {
             throw ViTError(path, "no images to write")
@@ -179,7 +209,7 @@ public enum CIFARWriter {
                 for image in 0..<dataset.count {
                     let label = dataset.labels[image]
                     if label < 0 || Int(label) >= variant.numClasses {
-                        throw ViTError(path, "image \(image) has label \(label), outside 0..\(variant.numClasses - 1) for \(variant.name) records")
+                        throw ViTError(path, "image \(image) has label \(label), outside 0..\(variant.numClasses - 1) for \(variant.title) records")
                     }
                     let start = image * recordBytes
                     // The coarse label of CIFAR-100 records is unknown here and stays 0.

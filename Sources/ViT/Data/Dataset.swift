@@ -47,30 +47,6 @@ public struct Dataset: Sendable {
     /// Values in one image: channels · height · width.
     public var imageValues: Int { channels * height * width }
 
-    /// How many images each class has, `[numClasses]`.
-    public var classCounts: [Int] {
-        var counts = [Int](repeating: 0, count: numClasses)
-        for label in labels where label >= 0 && Int(label) < numClasses { counts[Int(label)] += 1 }
-        return counts
-    }
-
-    /// Loads one split of a dataset from disk.
-    /// - Parameters:
-    ///   - format: `cifar10`, `cifar100` or `idx` (MNIST / Fashion-MNIST, raw or gzip).
-    ///   - path: a directory holding the format's standard file names, or (CIFAR) one `.bin` file.
-    ///   - split: which split to read; a single CIFAR file serves either.
-    /// - Throws: `ViTError` naming the file and what is wrong with it, or `data.format` for an
-    ///   unknown format.
-    public static func load(format: String, path: String, split: DatasetSplit) throws -> Dataset {
-        switch format {
-        case "cifar10": return try CIFAR.load(.cifar10, path: path, split: split)
-        case "cifar100": return try CIFAR.load(.cifar100, path: path, split: split)
-        case "idx": return try IDX.load(path: path, split: split)
-        default:
-            throw ViTError("data.format", "unknown format \"\(format)\"; expected cifar10, cifar100 or idx")
-        }
-    }
-
     /// The images at `indices`, in that order (indices may repeat).
     /// - Parameter indices: `[n]` positions in `0..<count`.
     public func subset(_ indices: [Int]) -> Dataset {

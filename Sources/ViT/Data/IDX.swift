@@ -4,7 +4,8 @@ import Foundation
 ///
 /// An IDX file starts with a big-endian magic number `00 00 08 d` (type 0x08 = unsigned byte,
 /// `d` dimensions), then `d` big-endian 32-bit sizes, then the data in row-major order.
-enum IDX {
+/// An `IDX()` value is the registered `idx` data source.
+struct IDX: DataSource {
     /// Magic of an image file: unsigned bytes, 3 dimensions (count, rows, columns).
     static let imagesMagic: UInt32 = 0x0000_0803
     /// Magic of a label file: unsigned bytes, 1 dimension (count).
@@ -24,25 +25,45 @@ enum IDX {
         }
     }
 
+    var format: String { "idx" }
+    var title: String { "MNIST / Fashion-MNIST" }
+    var directoryContents: String { "IDX files (t10k-images-idx3-ubyte[.gz])" }
+    /// Images and labels are separate files, so a single file is never a whole dataset.
+    var fileContents: String? { nil }
+
+    /// A directory holding a split's image file, raw or gzip.
+    func recognition(of path: String, fileSize: Int?) -> DataSourceRecognition {
+        guard fileSize == nil else { return .unrecognized }
+        for split in [DatasetSplit.test, .train] {
+            let images = DataFiles.join(path, Self.fileNames(for: split).images)
+            if DataFiles.kind(of: images).exists || DataFiles.kind(of: images + ".gz").exists { return .certain }
+        }
+        return .unrecognized
+    }
+
+    /// Fashion-MNIST's names when the path says "fashion", else the digits of MNIST.
+    func builtInClassNames(path: String) -> [String]? {
+        path.lowercased().contains("fashion") ? Self.fashionNames : Self.digitNames
+    }
+
     /// Loads one split from a directory holding the standard file names.
-    static func load(path: String, split: DatasetSplit) throws -> Dataset {
+    func load(path: String, split: DatasetSplit) throws -> Dataset {
         let kind = DataFiles.kind(of: path)
         if !kind.exists { throw ViTError(path, "no such directory") }
         if !kind.isDirectory {
             throw ViTError(path, "is a file; the idx format reads a directory holding train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte (each optionally .gz)")
         }
-        let names = fileNames(for: split)
-        let (imageBytes, imagePath) = try readMaybeCompressed(directory: path, name: names.images)
-        let images = try parseImages(imageBytes, path: imagePath)
-        let (labelBytes, labelPath) = try readMaybeCompressed(directory: path, name: names.labels)
-        let labels = try parseLabels(labelBytes, path: labelPath)
+        let names = Self.fileNames(for: split)
+        let (imageBytes, imagePath) = try Self.readMaybeCompressed(directory: path, name: names.images)
+        let images = try Self.parseImages(imageBytes, path: imagePath)
+        let (labelBytes, labelPath) = try Self.readMaybeCompressed(directory: path, name: names.labels)
+        let labels = try Self.parseLabels(labelBytes, path: labelPath)
         if labels.count != images.count {
             throw ViTError(labelPath, "holds \(labels.count) labels but \(imagePath) holds \(images.count) images")
         }
-        let isFashion = path.lowercased().contains("fashion")
         return Dataset(count: images.count, channels: 1, height: images.rows, width: images.columns,
-                       pixels: images.pixels, labels: labels, numClasses: numClasses,
-                       classNames: isFashion ? fashionNames : digitNames)
+                       pixels: images.pixels, labels: labels, numClasses: Self.numClasses,
+                       classNames: builtInClassNames(path: path)!)
     }
 
     /// Reads `directory/name`, or `directory/name.gz` decompressed when only that exists.

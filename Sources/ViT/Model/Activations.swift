@@ -25,7 +25,8 @@ struct BlockActivations {
 }
 
 /// Every buffer a forward pass (and, when training, its backward pass) needs, carved out of one
-/// allocation sized for `maxBatch` images. A smaller batch uses a prefix of each buffer.
+/// allocation sized for `maxBatch` images as `ModelDescription.buffers` plans it. A smaller
+/// batch uses a prefix of each buffer.
 final class Activations {
     let maxBatch: Int
     let training: Bool
@@ -57,87 +58,52 @@ final class Activations {
     /// With a distillation token: the gradients reaching the two heads, `[2, B, K]`.
     let dHeads: UnsafeMutablePointer<Float>?
 
+    /// Carves every buffer `ModelDescription(config:batch:training:)` plans out of one
+    /// allocation, at the offsets it gives, so that what is allocated is what the description
+    /// (and with it the memory estimate) says.
     init(config: ModelConfig, maxBatch B: Int, training: Bool) {
         self.maxBatch = B
         self.training = training
-        let T = config.numTokens, N = config.numPatches, C = config.dim, M = config.mlpDim
-        let NH = config.heads, K = config.numClasses, heads = config.distillToken ? 2 : 1
-        let dropout = training && config.dropout > 0
-        let attnDropout = training && config.attnDropout > 0
-        let dropPath = training && config.dropPath > 0
-
-        // First pass counts, second pass hands out pointers: one allocation for everything.
-        var sizes: [Int] = []
-        func plan(_ count: Int) -> Int { sizes.append(count); return sizes.count - 1 }
-        let patchesID = plan(B * N * config.patchValues), patchOutID = plan(B * N * C)
-        let positionMaskID = dropout ? plan(B * T * C) : -1
-        let residualCount = training ? 2 * config.depth + 1 : 1
-        let residualIDs = (0..<residualCount).map { _ in plan(B * T * C) }
-        let blockSets = training ? config.depth : 1
-        struct BlockIDs { var norm1, norm2, n1m, n1r, n2m, n2r, qkv, probs, attnOut, fc1, gelu: Int
-                          var attnMask, attnDropped, projMask, fc2Mask, geluMask, attnPath, mlpPath: Int }
-        var blockIDs: [BlockIDs] = []
-        for _ in 0..<blockSets {
-            blockIDs.append(BlockIDs(
-                norm1: plan(B * T * C), norm2: plan(B * T * C), n1m: plan(B * T), n1r: plan(B * T), n2m: plan(B * T), n2r: plan(B * T),
-                qkv: plan(B * T * 3 * C), probs: plan(B * NH * T * T), attnOut: plan(B * T * C), fc1: plan(B * T * M), gelu: plan(B * T * M),
-                attnMask: attnDropout ? plan(B * NH * T * T) : -1, attnDropped: attnDropout ? plan(B * NH * T * T) : -1,
-                projMask: dropout ? plan(B * T * C) : -1, fc2Mask: dropout ? plan(B * T * C) : -1, geluMask: dropout ? plan(B * T * M) : -1,
-                attnPath: dropPath ? plan(B) : -1, mlpPath: dropPath ? plan(B) : -1))
-        }
-        let branchID = plan(B * T * C)
-        let hiddenID = training ? plan(B * T * M) : -1
-        let pooledID = plan(heads * B * C), pooledNormID = plan(heads * B * C)
-        let pooledMeanID = plan(heads * B), pooledRstdID = plan(heads * B), logitsID = plan(B * K)
-        let distillationLogitsID = heads == 2 ? plan(B * K) : -1, meanLogitsID = heads == 2 ? plan(B * K) : -1
-        var backwardIDs: [Int] = []
-        if training {
-            backwardIDs = [plan(B * T * C), plan(B * T * C), plan(B * T * C), plan(B * T * C), plan(B * T * 3 * C),
-                           plan(B * NH * T * T), plan(B * T * M), plan(B * T * M), plan(heads * B * C), plan(heads * B * C),
-                           plan(B * N * C), heads == 2 ? plan(2 * B * K) : -1]
-        }
-        // Round each piece up to 16 floats so every buffer starts 64-byte aligned.
-        var offsets: [Int] = []
-        var total = 0
-        for size in sizes { offsets.append(total); total += (size + 15) / 16 * 16 }
-        storage = FloatBuffer(count: total)
+        let description = ModelDescription(config: config, batch: B, training: training)
+        storage = FloatBuffer(count: description.activationFloats)
         let base = storage.pointer
-        func at(_ id: Int) -> UnsafeMutablePointer<Float> { base + offsets[id] }
-        func optional(_ id: Int) -> UnsafeMutablePointer<Float>? { id < 0 ? nil : base + offsets[id] }
+        let offsets = Dictionary(uniqueKeysWithValues: description.buffers.map { ($0.name, $0.offset) })
+        func optional(_ name: String) -> UnsafeMutablePointer<Float>? { offsets[name].map { base + $0 } }
+        func at(_ name: String) -> UnsafeMutablePointer<Float> {
+            guard let pointer = optional(name) else { preconditionFailure("the model description plans no buffer '\(name)'") }
+            return pointer
+        }
 
-        patches = at(patchesID)
-        patchOut = at(patchOutID)
-        positionMask = optional(positionMaskID)
+        patches = at("patches")
+        patchOut = at("patch_out")
+        positionMask = optional("position_mask")
         var blocks: [BlockActivations] = []
         for layer in 0..<config.depth {
-            let ids = blockIDs[training ? layer : 0]
-            let input = at(residualIDs[training ? 2 * layer : 0])
-            let middle = at(residualIDs[training ? 2 * layer + 1 : 0])
-            let output = at(residualIDs[training ? 2 * layer + 2 : 0])
+            // Training keeps a set per block; inference shares one set and one residual buffer.
+            func block(_ name: String) -> String { (training ? "blocks.\(layer)." : "block.") + name }
+            func residual(_ k: Int) -> String { training ? "residual.\(k)" : "residual" }
             blocks.append(BlockActivations(
-                input: input, middle: middle, output: output, norm1: at(ids.norm1), norm2: at(ids.norm2),
-                norm1Mean: at(ids.n1m), norm1Rstd: at(ids.n1r), norm2Mean: at(ids.n2m), norm2Rstd: at(ids.n2r),
-                qkv: at(ids.qkv), probs: at(ids.probs), attnOut: at(ids.attnOut), fc1: at(ids.fc1), gelu: at(ids.gelu),
-                attnMask: optional(ids.attnMask), attnDropped: optional(ids.attnDropped),
-                projMask: optional(ids.projMask), fc2Mask: optional(ids.fc2Mask), geluMask: optional(ids.geluMask),
-                attnPathScale: optional(ids.attnPath), mlpPathScale: optional(ids.mlpPath)))
+                input: at(residual(2 * layer)), middle: at(residual(2 * layer + 1)), output: at(residual(2 * layer + 2)),
+                norm1: at(block("norm1")), norm2: at(block("norm2")),
+                norm1Mean: at(block("norm1_mean")), norm1Rstd: at(block("norm1_rstd")),
+                norm2Mean: at(block("norm2_mean")), norm2Rstd: at(block("norm2_rstd")),
+                qkv: at(block("qkv")), probs: at(block("probs")), attnOut: at(block("attn_out")),
+                fc1: at(block(training ? "gelu_derivative" : "fc1")), gelu: at(block("gelu")),
+                attnMask: optional(block("attn_mask")), attnDropped: optional(block("attn_dropped")),
+                projMask: optional(block("proj_mask")), fc2Mask: optional(block("fc2_mask")), geluMask: optional(block("gelu_mask")),
+                attnPathScale: optional(block("attn_path_scale")), mlpPathScale: optional(block("mlp_path_scale"))))
         }
         self.blocks = blocks
-        branch = at(branchID)
-        hidden = optional(hiddenID)
-        pooled = at(pooledID); pooledNorm = at(pooledNormID); pooledMean = at(pooledMeanID); pooledRstd = at(pooledRstdID)
-        logits = at(logitsID)
-        distillationLogits = optional(distillationLogitsID)
-        meanLogits = optional(meanLogitsID)
-        if training {
-            dResidual = at(backwardIDs[0]); dNorm = at(backwardIDs[1]); dAttnOut = at(backwardIDs[2]); dBranch = at(backwardIDs[3])
-            dQKV = at(backwardIDs[4]); dProbs = at(backwardIDs[5]); dGelu = at(backwardIDs[6]); dFC1 = at(backwardIDs[7])
-            dPooled = at(backwardIDs[8]); dPooledNorm = at(backwardIDs[9]); dPatchOut = at(backwardIDs[10])
-            dHeads = optional(backwardIDs[11])
-        } else {
-            dResidual = nil; dNorm = nil; dAttnOut = nil; dBranch = nil; dQKV = nil; dProbs = nil
-            dGelu = nil; dFC1 = nil; dPooled = nil; dPooledNorm = nil; dPatchOut = nil; dHeads = nil
-        }
+        branch = at("branch")
+        hidden = optional("hidden")
+        pooled = at("pooled"); pooledNorm = at("pooled_norm"); pooledMean = at("pooled_mean"); pooledRstd = at("pooled_rstd")
+        logits = at("logits")
+        distillationLogits = optional("distillation_logits")
+        meanLogits = optional("mean_logits")
+        dResidual = optional("d_residual"); dNorm = optional("d_norm"); dAttnOut = optional("d_attn_out"); dBranch = optional("d_branch")
+        dQKV = optional("d_qkv"); dProbs = optional("d_probs"); dGelu = optional("d_gelu"); dFC1 = optional("d_fc1")
+        dPooled = optional("d_pooled"); dPooledNorm = optional("d_pooled_norm"); dPatchOut = optional("d_patch_out")
+        dHeads = optional("d_heads")
     }
 
     /// The residual stream after the last block: `[B, T, C]`.

@@ -55,18 +55,12 @@ public struct LinearLayerShape: Sendable, Equatable {
 }
 
 extension ModelConfig {
-    /// Every linear layer with its shape, in forward order (`LinearLayer.index`).
+    /// Every linear layer with its shape, in forward order (`LinearLayer.index`): the linear
+    /// ops of the model description that int8 hooks see (all but `head_dist`).
     public var linearLayers: [LinearLayerShape] {
-        let C = dim, M = mlpDim, P = patchSize
-        return LinearLayer.all(depth: depth).map { layer in
-            switch layer {
-            case .patchEmbed: LinearLayerShape(layer: layer, outFeatures: C, inFeatures: patchValues, weightShape: [C, inChannels, P, P])
-            case .qkv: LinearLayerShape(layer: layer, outFeatures: 3 * C, inFeatures: C, weightShape: [3 * C, C])
-            case .proj: LinearLayerShape(layer: layer, outFeatures: C, inFeatures: C, weightShape: [C, C])
-            case .fc1: LinearLayerShape(layer: layer, outFeatures: M, inFeatures: C, weightShape: [M, C])
-            case .fc2: LinearLayerShape(layer: layer, outFeatures: C, inFeatures: M, weightShape: [C, M])
-            case .head: LinearLayerShape(layer: layer, outFeatures: numClasses, inFeatures: C, weightShape: [numClasses, C])
-            }
+        ModelDescription(config: self, batch: 1, training: false).ops.compactMap { op in
+            guard let layer = op.linearLayer, let gemm = op.gemm, let weight = op.parameters.first else { return nil }
+            return LinearLayerShape(layer: layer, outFeatures: gemm.outFeatures, inFeatures: gemm.inFeatures, weightShape: weight.shape)
         }
     }
 }

@@ -6,39 +6,30 @@ import Foundation
 extension ModelConfig {
     /// Bytes of float32 buffers a model with this architecture holds: parameters and gradients,
     /// AdamW's two moments when training, and the activations of one training batch and one
-    /// inference batch (as `Activations` lays them out).
+    /// inference batch, exactly as `Activations` lays them out (`ModelDescription.buffers`).
+    /// The training step's own scratch (`[B, K]` logits gradient and probabilities) is left
+    /// out: under 1% of a step's memory.
     ///
-    /// Computed in `Double`, so absurd sizes give an absurd number instead of overflowing.
+    /// Computed in `Double` from a description of one image (every buffer grows linearly with
+    /// the batch), so absurd sizes give an absurd number instead of overflowing.
     ///
     /// - Parameters:
     ///   - trainingBatch: images per training forward/backward, or nil for inference only.
     ///   - inferenceBatch: images per inference forward, or nil when there is none.
     public func estimatedBytes(trainingBatch: Int?, inferenceBatch: Int?) -> Double {
-        let parameters = Double(parameterCount)
+        let parameters = Double(ModelDescription(config: self, batch: 1, training: false).parameterCount)
         var floats = parameters * (trainingBatch == nil ? 2 : 4)
-        if let trainingBatch { floats += Double(trainingBatch) * activationFloatsPerImage(training: true) }
-        if let inferenceBatch { floats += Double(inferenceBatch) * activationFloatsPerImage(training: false) }
+        if let trainingBatch { floats += activationFloats(batch: trainingBatch, training: true) }
+        if let inferenceBatch { floats += activationFloats(batch: inferenceBatch, training: false) }
         return floats * Double(MemoryLayout<Float>.stride)
     }
 
-    /// Activation floats per image, mirroring the buffers `Activations` plans (rounding aside).
-    func activationFloatsPerImage(training: Bool) -> Double {
-        let T = Double(numTokens), N = Double(numPatches), C = Double(dim), M = Double(mlpDim)
-        let attention = Double(heads) * T * T
-        let dropoutOn = training && dropout > 0, attnDropoutOn = training && attnDropout > 0
-        let depth = Double(depth)
-        var perBlock = 6 * T * C + 4 * T + attention + 2 * T * M
-        if attnDropoutOn { perBlock += 2 * attention }
-        if dropoutOn { perBlock += 2 * T * C + T * M }
-        var floats = N * Double(patchValues) + N * C + T * C + 2 * C + 2 + Double(numClasses)
-        if training {
-            floats += (2 * depth + 1) * T * C + depth * perBlock + T * M
-            floats += 7 * T * C + attention + 2 * T * M + 2 * C + N * C
-            if dropoutOn { floats += T * C }
-        } else {
-            floats += T * C + perBlock
+    /// The floats `Activations(config: self, maxBatch: batch, training:)` allocates: each
+    /// buffer of the one-image description times the batch, rounded up to 16 floats.
+    func activationFloats(batch: Int, training: Bool) -> Double {
+        ModelDescription(config: self, batch: 1, training: training).buffers.reduce(0.0) {
+            $0 + ((Double(batch) * Double($1.count)) / 16).rounded(.up) * 16
         }
-        return floats
     }
 
     /// Throws when the model, with the given batches, needs more memory than the machine has.

@@ -300,9 +300,7 @@ public final class VisionTransformer: @unchecked Sendable {
     }
 
     /// Stochastic-depth rate of block `layer`: `torch.linspace(0, drop_path, depth)[layer]`.
-    public func dropPathRate(layer: Int) -> Double {
-        config.depth > 1 ? config.dropPath * Double(layer) / Double(config.depth - 1) : config.dropPath
-    }
+    public func dropPathRate(layer: Int) -> Double { config.dropPathRate(block: layer) }
 
     // MARK: - Backward
 
@@ -497,4 +495,11 @@ extension BlockActivations {
     fileprivate var hasMasks: Bool {
         attnMask != nil || projMask != nil || geluMask != nil || fc2Mask != nil || attnPathScale != nil || mlpPathScale != nil
     }
+}
+
+/// Something that watches a model's forward passes through its observer hooks (attention maps,
+/// say): attached before the forwards it watches, detached after them.
+public protocol ForwardObserver: AnyObject {
+    func attach(to model: VisionTransformer)
+    func detach(from model: VisionTransformer)
 }

@@ -210,6 +210,15 @@ public final class Teacher {
     /// Whether the student's images are renormalized for this teacher.
     public var renormalizes: Bool { renormalization != nil }
 
+    /// The teacher in one line: its parameters, architecture and how the student's images are
+    /// adapted to it, e.g. `5717416 parameters, 224×224×3, patch 16, ...; images resized 32→224, renormalized`.
+    public var summary: String {
+        var adapted: [String] = []
+        if resizes { adapted.append("images resized \(studentImageSize)→\(model.config.imageSize)") }
+        if renormalizes { adapted.append("renormalized") }
+        return "\(model.layout.totalCount) parameters, \(model.config.summary)" + (adapted.isEmpty ? "" : "; " + adapted.joined(separator: ", "))
+    }
+
     /// The teacher's logits `[B, K]` for a batch of the student's images `[B, C, S, S]`, valid
     /// until the next call.
     public func logits(for images: UnsafePointer<Float>, batch B: Int) -> UnsafeMutablePointer<Float> {
@@ -295,6 +304,8 @@ public struct TeacherRecord: Equatable, Sendable {
 public final class Distillation {
     public let teacher: Teacher
     public let loss: DistillationLoss
+    /// The `distill` section the loss was made from.
+    public let settings: DistillConfig
 
     /// - Parameter student: the run's config; its `distill` section (or the defaults for its
     ///   model) chooses the loss.
@@ -302,6 +313,7 @@ public final class Distillation {
         let settings = student.distill ?? DistillConfig(for: student.model)
         if let problem = settings.inconsistency(with: student.model) { throw ViTError(problem.key, problem.message) }
         self.teacher = teacher
+        self.settings = settings
         loss = try DistillationLoss(settings: settings, labelSmoothing: student.train.labelSmoothing, classes: student.model.numClasses)
     }
 
@@ -310,6 +322,13 @@ public final class Distillation {
     public var teacherLoss: TrainingStep.TeacherLoss {
         let teacher = self.teacher
         return TrainingStep.TeacherLoss(loss: loss) { images, count in UnsafePointer(teacher.logits(for: images, batch: count)) }
+    }
+
+    /// The loss in a few words: `soft, T 4, alpha 0.5`, or `hard, alpha 0.5` / `token, alpha 0.5`.
+    public var summary: String {
+        settings.type == "soft"
+            ? String(format: "soft, T %g, alpha %g", settings.temperature, settings.alpha)
+            : String(format: "%@, alpha %g", settings.type, settings.alpha)
     }
 
     /// Metadata every checkpoint of the run carries.

@@ -1,28 +1,6 @@
 import Foundation
 import ViTKernels
 
-/// One line of `metrics.jsonl`: the state of a run at the end of an epoch.
-public struct EpochMetrics: Sendable, Equatable {
-    public var epoch: Int
-    public var step: Int
-    public var lr: Double
-    public var trainLoss: Double
-    public var trainAccuracy: Double
-    public var valLoss: Double?
-    public var valAccuracy: Double?
-    public var imagesPerSecond: Double
-    public var elapsedSeconds: Double
-
-    public func json() -> JSONValue {
-        .object([
-            ("epoch", .number(Double(epoch))), ("step", .number(Double(step))), ("lr", .number(lr)),
-            ("train_loss", .number(trainLoss)), ("train_acc", .number(trainAccuracy)),
-            ("val_loss", valLoss.map(JSONValue.number) ?? .null), ("val_acc", valAccuracy.map(JSONValue.number) ?? .null),
-            ("images_per_second", .number(imagesPerSecond)), ("elapsed_s", .number(elapsedSeconds)),
-        ])
-    }
-}
-
 /// What the trainer reports while it works; the command line turns these into a progress line
 /// or log lines.
 public struct TrainingEvents {
@@ -66,14 +44,17 @@ public struct TrainingSummary: Sendable {
 /// data), never from history, so a resumed run repeats exactly the losses of an unbroken one.
 public final class Trainer {
     public let config: RunConfig
-    public let outputDirectory: String
+    /// Where the run's weights, checkpoints and metrics go.
+    public let directory: RunDirectory
+    public var outputDirectory: String { directory.path }
     public var events = TrainingEvents()
     /// Stop (as if interrupted) after this many optimizer steps in this process; for tests and
     /// smoke runs.
     public var maxSteps: Int?
-    /// Set by `vit distill`: a teacher and the distillation loss replace the label loss, and
-    /// every checkpoint records the teacher. Nil for `vit train`.
-    public var distillation: Distillation?
+    /// `vit distill`'s teacher and loss, which replace the label loss; every checkpoint then
+    /// records the teacher. Nil for `vit train`. Fixed when the trainer is built, so that its
+    /// first checkpoint already names the teacher.
+    public let distillation: Distillation?
 
     public let model: VisionTransformer
     public let optimizer: AdamW
@@ -95,21 +76,24 @@ public final class Trainer {
     private var state = TrainingState()
     private var history: [EpochMetrics] = []
 
-    /// Sets up a fresh run writing into `outputDirectory`, or continues the newest resumable
-    /// checkpoint in it when `resume` is true (then the stored config is used, with
-    /// `overrides` applied on top).
-    public init(config: RunConfig, outputDirectory: String, resume: Bool = false, overrides: [String] = []) throws {
-        var config = config
-        var resumeFrom: Checkpoint.Loaded?
-        if resume {
-            let loaded = try Trainer.newestCheckpoint(in: outputDirectory)
-            // The stored config, with this command's --set overrides on top.
-            config = try RunConfig(json: RunConfig.applyingOverrides(overrides, to: loaded.config.json()), path: loaded.file.path)
-            try config.validate(path: loaded.file.path)
-            resumeFrom = loaded
-        }
+    /// Sets up a fresh run writing into `outputDirectory` (created if missing; whether it
+    /// already holds a run is `RunDirectory.prepareFresh`'s concern).
+    public convenience init(config: RunConfig, outputDirectory: String, distillation: Distillation? = nil) throws {
+        try self.init(config: config, directory: RunDirectory(outputDirectory), resumeFrom: nil, distillation: distillation)
+    }
+
+    /// Continues a run from the checkpoint `resumption` opened, with the config stored there
+    /// (and the resumption's overrides): weights, AdamW moments, data position and metrics
+    /// history, so that it repeats exactly the losses of an unbroken run.
+    public convenience init(resuming resumption: Resumption, distillation: Distillation? = nil) throws {
+        try self.init(config: resumption.config, directory: resumption.directory, resumeFrom: resumption.checkpoint,
+                      distillation: distillation)
+    }
+
+    private init(config: RunConfig, directory: RunDirectory, resumeFrom: Checkpoint.Loaded?, distillation: Distillation?) throws {
         self.config = config
-        self.outputDirectory = outputDirectory
+        self.directory = directory
+        self.distillation = distillation
         let communicator = Communicator.world
         self.communicator = communicator
         let share = BatchShare(part: communicator.rank, parts: communicator.size)
@@ -124,8 +108,8 @@ public final class Trainer {
         } else {
             validation = try Dataset.load(format: config.data.format, path: config.data.path, split: .test)
         }
-        try Trainer.checkFits(train, m, path: config.data.path)
-        try Trainer.checkFits(validation, m, path: config.data.path)
+        try train.checkFits(m, path: config.data.path)
+        try validation.checkFits(m, path: config.data.path)
         try m.checkFitsInMemory(trainingBatch: t.batchSize, inferenceBatch: t.batchSize, subject: "train.batch_size")
         trainLoader = try BatchLoader(dataset: train, config: config.data, batchSize: t.batchSize, training: true,
                                       labelSmoothing: t.labelSmoothing, seed: t.seed, share: share)
@@ -148,13 +132,10 @@ public final class Trainer {
                 throw ViTError(resumeFrom.file.path, "training_state.batch_in_epoch \(state.batchInEpoch) is past the \(stepsPerEpoch * t.accumSteps) batches of an epoch with this data and train.batch_size",
                                hint: "resume with the data and train.batch_size the run started with")
             }
-            history = Trainer.readHistory(in: outputDirectory).filter { $0.epoch <= state.epoch }
+            history = directory.readHistory().filter { $0.epoch <= state.epoch }
         }
         if communicator.isRoot {
-            try AtomicFile.createDirectory(outputDirectory)
-            try AtomicFile.createDirectory(checkpointDirectory)
-            // Temporary files of a run that was killed mid-save: the finished files never depend on them.
-            removedTemporaries = AtomicFile.removeStaleTemporaries(in: outputDirectory) + AtomicFile.removeStaleTemporaries(in: checkpointDirectory)
+            removedTemporaries = try directory.create()
         }
         resumedFrom = resumeFrom?.file.path
         resumedMetadata = resumeFrom?.file.metadata ?? [:]
@@ -170,19 +151,6 @@ public final class Trainer {
     public var currentStep: Int { state.step }
     /// The epoch in progress (0-based).
     public var currentEpoch: Int { state.epoch }
-
-    /// Rejects a dataset whose images do not fit the model.
-    public static func checkFits(_ data: Dataset, _ m: ModelConfig, path: String) throws {
-        if data.channels != m.inChannels || data.height != m.imageSize || data.width != m.imageSize {
-            throw ViTError(path, "images are \(data.channels)×\(data.height)×\(data.width) (C×H×W) but the model expects \(m.inChannels)×\(m.imageSize)×\(m.imageSize)",
-                           hint: "set model.image_size and model.in_channels to match the data")
-        }
-        if data.numClasses > m.numClasses {
-            throw ViTError(path, "the dataset has \(data.numClasses) classes but model.num_classes is \(m.numClasses)")
-        }
-    }
-
-    var checkpointDirectory: String { outputDirectory + "/checkpoints" }
 
     // MARK: - The loop
 
@@ -222,7 +190,7 @@ public final class Trainer {
                     guard communicator.isRoot else { throw Communicator.SilentFailure() }
                     let loss = error.loss
                     throw ViTError("train", "the loss became \(loss.isNaN ? "NaN" : loss > 0 ? "+infinity" : "-infinity") at step \(state.step + 1) (epoch \(state.epoch + 1))",
-                                   hint: "lower train.lr or set train.grad_clip; the last good checkpoint is in \(checkpointDirectory)")
+                                   hint: "lower train.lr or set train.grad_clip; the last good checkpoint is in \(directory.checkpoints)")
                 }
                 for microBatchLoss in outcome.microBatchLossSums { lossSum += microBatchLoss }
                 correct += outcome.correct
@@ -268,8 +236,10 @@ public final class Trainer {
                 if result.top1 > state.bestValAccuracy {
                     state.bestValAccuracy = result.top1
                     state.bestEpoch = state.epoch
-                    if communicator.isRoot { try Checkpoint.writeWeights(model, config: config, metrics: metrics.json(), extraMetadata: extraMetadata,
-                                                to: outputDirectory + "/best.safetensors") }
+                    if communicator.isRoot {
+                        try Checkpoint.writeWeights(model, config: config, metrics: metrics.json(), extraMetadata: extraMetadata,
+                                                    to: directory.best)
+                    }
                 }
             }
             state.elapsedSeconds = elapsedBefore + Date().timeIntervalSince(runStart)
@@ -285,9 +255,9 @@ public final class Trainer {
         let final = history.last.map { $0.json() }
         try checkSameWeights()
         if communicator.isRoot {
-            try Checkpoint.writeWeights(model, config: config, metrics: final, extraMetadata: extraMetadata, to: outputDirectory + "/model.safetensors")
+            try Checkpoint.writeWeights(model, config: config, metrics: final, extraMetadata: extraMetadata, to: directory.model)
         }
-        events.message("wrote \(outputDirectory)/model.safetensors")
+        events.message("wrote \(directory.model)")
         return TrainingSummary(outputDirectory: outputDirectory, epochs: history, bestValAccuracy: state.bestValAccuracy,
                                steps: state.step, interruptedCheckpoint: nil)
     }
@@ -297,40 +267,17 @@ public final class Trainer {
 
     // MARK: - Files
 
-    /// Writes `checkpoints/step-NNNNNNNN.safetensors` and removes the oldest beyond
+    /// Writes the resumable checkpoint of this step and removes the oldest beyond
     /// `keep_checkpoints`. Returns the path written.
     @discardableResult
     func saveTrainingState() throws -> String {
-        let path = checkpointDirectory + "/step-" + String(format: "%08d", state.step) + ".safetensors"
+        let path = directory.checkpoint(step: state.step)
         try checkSameWeights()
         guard communicator.isRoot else { return path }
         try Checkpoint.writeTrainingState(model, optimizer: optimizer, config: config, state: state,
                                           metrics: history.last?.json(), extraMetadata: extraMetadata, to: path)
-        let all = Trainer.checkpointFiles(in: checkpointDirectory)
-        for old in all.dropLast(config.train.keepCheckpoints) where old != path {
-            try? FileManager.default.removeItem(atPath: old)
-        }
+        directory.pruneCheckpoints(keep: config.train.keepCheckpoints, current: path)
         return path
-    }
-
-    /// Resumable checkpoints in `directory`, oldest first (temporary files are never listed).
-    static func checkpointFiles(in directory: String) -> [String] {
-        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
-        return names.filter { $0.hasPrefix("step-") && $0.hasSuffix(".safetensors") }.sorted().map { directory + "/" + $0 }
-    }
-
-    /// The newest checkpoint of a run directory that loads; older ones are tried when the
-    /// newest is damaged.
-    static func newestCheckpoint(in runDirectory: String) throws -> Checkpoint.Loaded {
-        let files = checkpointFiles(in: runDirectory + "/checkpoints")
-        guard !files.isEmpty else {
-            throw ViTError(runDirectory, "no resumable checkpoint (checkpoints/step-*.safetensors) to resume from")
-        }
-        var firstError: Error?
-        for path in files.reversed() {
-            do { return try Checkpoint.load(path: path) } catch { firstError = firstError ?? error }
-        }
-        throw firstError!
     }
 
     /// Fails unless every process holds the same weights (bit for bit): after the same summed
@@ -343,21 +290,7 @@ public final class Trainer {
 
     private func writeHistory() throws {
         guard communicator.isRoot else { return }
-        let text = history.map { $0.json().serialized(pretty: false) + "\n" }.joined()
-        try AtomicFile.write(Array(text.utf8), to: outputDirectory + "/metrics.jsonl")
-    }
-
-    /// Epoch lines already in `metrics.jsonl` (unparseable lines are skipped).
-    static func readHistory(in directory: String) -> [EpochMetrics] {
-        guard let text = try? String(contentsOfFile: directory + "/metrics.jsonl", encoding: .utf8) else { return [] }
-        return text.split(separator: "\n").compactMap { line in
-            guard let json = try? JSONValue.parse(String(line), path: "metrics.jsonl") else { return nil }
-            func number(_ key: String) -> Double? { if case .number(let n)? = json[key] { return n }; return nil }
-            guard let epoch = number("epoch"), let step = number("step") else { return nil }
-            return EpochMetrics(epoch: Int(epoch), step: Int(step), lr: number("lr") ?? 0, trainLoss: number("train_loss") ?? .nan,
-                                trainAccuracy: number("train_acc") ?? .nan, valLoss: number("val_loss"), valAccuracy: number("val_acc"),
-                                imagesPerSecond: number("images_per_second") ?? 0, elapsedSeconds: number("elapsed_s") ?? 0)
-        }
+        try directory.writeHistory(history)
     }
 }
 

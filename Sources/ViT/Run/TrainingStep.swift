@@ -102,6 +102,12 @@ public final class TrainingStep {
     private let losses: FloatBuffer, probs: FloatBuffer
     private var predictions: [Int32]
 
+    /// Bytes of the step's own scratch (for the memory estimate's test).
+    var allocatedBytes: Int {
+        (dlogits.count + dDistillation.count + losses.count + probs.count) * MemoryLayout<Float>.stride
+            + predictions.count * MemoryLayout<Int32>.stride
+    }
+
     /// - Parameters:
     ///   - labelSmoothing, gradClip, accumSteps: `train.label_smoothing`, `train.grad_clip`,
     ///     `train.accum_steps`.

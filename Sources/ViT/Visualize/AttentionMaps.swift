@@ -17,7 +17,7 @@ import ViTKernels
 /// the class token's row over the last N tokens and reshape it to the `grid`×`grid` patches.
 ///
 /// Usage: `attach(to:)`, run `predict`, read the maps, `detach(from:)`.
-public final class AttentionRecorder {
+public final class AttentionRecorder: ForwardObserver {
     public let heads: Int
     public let tokens: Int
     public let depth: Int

@@ -59,21 +59,14 @@ public struct RunReport: Sendable {
 
     // MARK: - Building from a run directory
 
-    /// The checkpoint a report reads by default: `model.safetensors`, else `best.safetensors`,
-    /// else the newest resumable checkpoint in `checkpoints/`.
+    /// The checkpoint a report reads by default: `RunDirectory.preferredWeights`
+    /// (`model.safetensors`, else `best.safetensors`, else the newest resumable checkpoint).
     /// - Throws: `ViTError(runDirectory, ...)` when there is none.
     public static func defaultCheckpoint(in runDirectory: String) throws -> String {
         let kind = DataFiles.kind(of: runDirectory)
         if !kind.exists { throw ViTError(runDirectory, "no such directory") }
         if !kind.isDirectory { throw ViTError(runDirectory, "is a file; vit report reads a run directory (the --out of vit train)") }
-        for name in ["model.safetensors", "best.safetensors"] {
-            let path = DataFiles.join(runDirectory, name)
-            if DataFiles.kind(of: path).exists { return path }
-        }
-        let directory = DataFiles.join(runDirectory, "checkpoints")
-        let steps = ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [])
-            .filter { $0.hasPrefix("step-") && $0.hasSuffix(".safetensors") }.sorted()
-        if let newest = steps.last { return DataFiles.join(directory, newest) }
+        if let weights = RunDirectory(runDirectory).preferredWeights() { return weights }
         throw ViTError(runDirectory, "holds no model.safetensors, best.safetensors or checkpoints/step-*.safetensors",
                        hint: "give the directory a vit train run wrote, or --checkpoint FILE")
     }
@@ -93,16 +86,15 @@ public struct RunReport: Sendable {
         if checkpoint != nil, !DataFiles.kind(of: runDirectory).isDirectory {
             throw ViTError(runDirectory, "no such directory")
         }
-        let loaded = try Checkpoint.load(path: checkpointPath)
-        let config = loaded.config, model = loaded.model
-        let source = try RecordSource(dataPath: dataPath, split: .test, config: config)
+        let evaluated = try CheckpointEvaluation.evaluate(checkpoint: checkpointPath, acceptsInt8: false,
+                                                          data: dataPath.map { .recognized($0) } ?? .checkpoint, split: .test,
+                                                          batchSize: batchSize, keepLogits: true) { done, total in
+            progress("evaluating \(done)/\(total)")
+        }
+        let model = evaluated.model.model, config = evaluated.model.config
+        let source = RecordSource(dataset: evaluated.dataset, format: evaluated.dataFormat, path: evaluated.dataPath, split: .test)
         let dataset = source.dataset
-        try Trainer.checkFits(dataset, config.model, path: source.path)
-        let loader = try BatchLoader(dataset: dataset, config: config.data, batchSize: batchSize, training: false,
-                                     labelSmoothing: 0, seed: 0)
-        let start = Date()
-        var evaluation = Evaluator.evaluate(model, loader: loader, keepLogits: true) { done in progress("evaluating \(done)/\(dataset.count)") }
-        let seconds = Date().timeIntervalSince(start)
+        var evaluation = evaluated.result
         let K = config.model.numClasses
         let logits = evaluation.logits ?? []
         evaluation.logits = nil
@@ -136,9 +128,9 @@ public struct RunReport: Sendable {
             }
         }
         return RunReport(runDirectory: runDirectory, checkpointPath: checkpointPath, config: config,
-                         history: Trainer.readHistory(in: runDirectory), evaluation: evaluation,
+                         history: RunDirectory(runDirectory).readHistory(), evaluation: evaluation,
                          dataDescription: "\(source.path) (test split, \(dataset.count) images)", classNames: names,
-                         samples: samples, parameterCount: model.layout.totalCount, evaluationSeconds: seconds)
+                         samples: samples, parameterCount: model.layout.totalCount, evaluationSeconds: evaluated.seconds)
     }
 
     /// Which test images the sample grid shows: up to a quarter of `count` from the
@@ -333,4 +325,14 @@ public struct RunReport: Sendable {
     svg.inline-scale{display:inline;vertical-align:middle}
     pre{background:#f7fafc;border:1px solid #e2e8f0;padding:10px;font-size:12px;overflow:auto;max-height:600px}
     """
+}
+
+extension RecordSource {
+    /// A split already loaded (by an evaluation), for picking records from it.
+    init(dataset: Dataset, format: String, path: String, split: DatasetSplit) {
+        self.dataset = dataset
+        self.format = format
+        self.path = path
+        self.split = split
+    }
 }

@@ -1,6 +1,6 @@
 import ArgumentParser
 import Testing
-@testable import vit
+@testable import VitCLI
 
 /// Expects `arguments` to be refused as a usage error whose message contains `fragment`.
 private func expectUsageError(_ arguments: [String], mentioning fragment: String,

@@ -98,16 +98,11 @@ public enum Classifier {
 
 /// Readable class names for a model's outputs.
 public enum ClassNames {
-    /// The built-in names of a data format: CIFAR-10, CIFAR-100 (fine labels, in label order),
-    /// and for `idx` Fashion-MNIST when the path says "fashion", else the digits of MNIST (the
-    /// rule `Dataset.load` uses).
+    /// The built-in names of a data format (`DataSource.builtInClassNames`): CIFAR-10, CIFAR-100
+    /// (fine labels, in label order), and for `idx` Fashion-MNIST when the path says "fashion",
+    /// else the digits of MNIST (the rule `Dataset.load` uses).
     public static func builtIn(format: String, path: String) -> [String]? {
-        switch format {
-        case "cifar10": return CIFAR.cifar10Names
-        case "cifar100": return CIFAR.cifar100FineNames
-        case "idx": return path.lowercased().contains("fashion") ? IDX.fashionNames : IDX.digitNames
-        default: return nil
-        }
+        DataSources.named(format)?.builtInClassNames(path: path)
     }
 
     /// Names for the `num_classes` outputs of a model trained with `config`: a loaded dataset's

@@ -44,7 +44,7 @@ extension VitCommand {
             let report = try RunReport.build(runDirectory: runDirectory, checkpoint: checkpoint, dataPath: data,
                                              sampleCount: samples, batchSize: batchSize) { if Console.isTerminal { Console.status($0) } }
             Console.endStatus()
-            let path = out ?? (runDirectory.hasSuffix("/") ? runDirectory : runDirectory + "/") + "report.html"
+            let path = out ?? RunDirectory(runDirectory).report
             try AtomicFile.write(Array(report.html().utf8), to: path)
             print("test top-1 \(Console.percent(report.evaluation.top1)) on \(report.evaluation.count) images; "
                   + "\(report.samples.filter { !$0.isCorrect }.count) of \(report.samples.count) samples wrong")

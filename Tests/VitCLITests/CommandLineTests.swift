@@ -1,6 +1,6 @@
 import ArgumentParser
 import Testing
-@testable import vit
+@testable import VitCLI
 
 /// The error `parseAsRoot` throws for `arguments`, or nil when they parse.
 private func parseError(_ arguments: [String]) -> Error? {
@@ -39,22 +39,22 @@ private func expectUsageError(_ arguments: [String], mentioning fragment: String
             "--seed", "42", "--max-steps", "5", "--force", "--threads", "3",
         ])
         let train = try #require(command as? VitCommand.Train)
-        #expect(train.config == "cfg.json")
-        #expect(train.out == "runs/x")
-        #expect(train.resume == nil)
-        #expect(train.overrides == ["train.epochs=2", "model.dim=8"])
-        #expect(train.seed == 42)
-        #expect(train.maxSteps == 5)
-        #expect(train.force)
+        #expect(train.options.config == "cfg.json")
+        #expect(train.options.out == "runs/x")
+        #expect(train.options.resume == nil)
+        #expect(train.options.overrides == ["train.epochs=2", "model.dim=8"])
+        #expect(train.options.seed == 42)
+        #expect(train.options.maxSteps == 5)
+        #expect(train.options.force)
         #expect(train.runtime.threads == 3)
     }
 
     @Test func trainResumeNeedsNoConfig() throws {
         let command = try VitCommand.parseAsRoot(["train", "--resume", "runs/x"])
         let train = try #require(command as? VitCommand.Train)
-        #expect(train.resume == "runs/x")
-        #expect(train.config == nil)
-        #expect(train.overrides.isEmpty && train.maxSteps == nil && !train.force && train.runtime.threads == nil)
+        #expect(train.options.resume == "runs/x")
+        #expect(train.options.config == nil)
+        #expect(train.options.overrides.isEmpty && train.options.maxSteps == nil && !train.options.force && train.runtime.threads == nil)
     }
 
     @Test func trainWithoutConfigFailsValidation() {

@@ -72,10 +72,10 @@ public struct RecordSource: Sendable {
 public enum Inference {
     /// Class probabilities of every image, `[n][num_classes]`, in batches of `batchSize`.
     ///
-    /// When `recorder` is given it is attached for the run, and the batch it holds afterwards
+    /// When `recorder` (an `AttentionRecorder`, say) is given it is attached for the run, and the batch it holds afterwards
     /// is the last one: pass all images in one batch to keep the attention of each.
     public static func probabilities(_ model: VisionTransformer, images: [InspectedImage], data: DataConfig,
-                                     batchSize: Int = 64, recorder: AttentionRecorder? = nil) throws -> [[Double]] {
+                                     batchSize: Int = 64, recorder: (any ForwardObserver)? = nil) throws -> [[Double]] {
         let config = model.config
         let K = config.numClasses, values = config.inChannels * config.imageSize * config.imageSize
         recorder?.attach(to: model)

@@ -74,7 +74,7 @@ extension VitCommand {
                 throw ViTError(checkpoint, "has a distillation token (model.distill_token); int8 quantization covers plain ViTs only",
                                hint: "quantize a student trained without the token (distill.type soft or hard)")
             }
-            print("quantizing  \(checkpoint): \(Profile.describe(m))")
+            print("quantizing  \(checkpoint): \(m.summary)")
 
             let quantized: QuantizedModel
             if mode == .static {
@@ -110,7 +110,7 @@ extension VitCommand {
                              String(format: "%.3f%%", 100 * r.clippedFraction),
                              r.minMaxError > 0 ? String(format: "%.2f×", r.error / r.minMaxError) : "-"])
             }
-            printColumns(rows, leftColumns: 1)
+            Console.columns(rows, leftColumns: 1)
         }
 
         func fileSize(_ path: String) throws -> Int {

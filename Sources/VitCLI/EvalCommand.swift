@@ -41,34 +41,28 @@ extension VitCommand {
         func run() throws {
             runtime.apply()
             let explicit = try config.map { try RunConfig.load(path: $0) }
-            let loaded = try InferenceModel.load(path: checkpoint, config: explicit)
-            var runConfig = loaded.config
-            if let data { runConfig.data.path = data }
-            let dataset = try Dataset.load(format: runConfig.data.format, path: runConfig.data.path, split: DatasetSplit(rawValue: split)!)
-            try Trainer.checkFits(dataset, runConfig.model, path: runConfig.data.path)
-            try runConfig.model.checkFitsInMemory(trainingBatch: nil, inferenceBatch: min(batchSize, dataset.count), subject: "--batch-size")
-            let loader = try BatchLoader(dataset: dataset, config: runConfig.data, batchSize: batchSize, training: false,
-                                         labelSmoothing: 0, seed: 0)
-            let start = Date()
-            let result = Evaluator.evaluate(loaded.model, loader: loader, keepLogits: logits != nil) { done in
-                if !json { Console.status("evaluating \(done)/\(dataset.count)") }
+            let evaluation = try CheckpointEvaluation.evaluate(checkpoint: checkpoint, config: explicit, data: data.map { .path($0) } ?? .checkpoint,
+                                                               split: DatasetSplit(rawValue: split)!, batchSize: batchSize,
+                                                               keepLogits: logits != nil) { done, total in
+                if !json { Console.status("evaluating \(done)/\(total)") }
             }
-            let seconds = Date().timeIntervalSince(start)
+            let result = evaluation.result
             if let logits, let values = result.logits {
-                try Npy.write(floats: values, shape: [result.count, runConfig.model.numClasses], to: logits)
+                try Npy.write(floats: values, shape: [result.count, evaluation.model.config.model.numClasses], to: logits)
             }
             if json {
                 print(result.json().serialized(pretty: false))
                 return
             }
             Console.endStatus()
-            report(result, dataset: dataset, path: runConfig.data.path, seconds: seconds, precision: loaded.precision)
+            report(evaluation)
         }
 
-        func report(_ r: EvaluationResult, dataset: Dataset, path: String, seconds: Double, precision: String) {
-            let names = (0..<r.perClass.count).map { $0 < dataset.classNames.count ? dataset.classNames[$0] : "class \($0)" }
-            print("checkpoint  \(checkpoint) (\(precision))")
-            print("data        \(path) (\(split), \(r.count) images, \(String(format: "%.0f", Double(r.count) / max(seconds, 1e-9))) img/s)")
+        func report(_ evaluation: CheckpointEvaluation) {
+            let r = evaluation.result, classNames = evaluation.dataset.classNames
+            let names = (0..<r.perClass.count).map { $0 < classNames.count ? classNames[$0] : "class \($0)" }
+            print("checkpoint  \(checkpoint) (\(evaluation.model.precision))")
+            print("data        \(evaluation.dataPath) (\(split), \(r.count) images, \(String(format: "%.0f", evaluation.imagesPerSecond)) img/s)")
             print("top-1       \(Console.percent(r.top1))")
             print("top-5       \(Console.percent(r.top5))")
             print(String(format: "loss        %.4f", r.loss))
@@ -86,8 +80,4 @@ extension VitCommand {
             }
         }
     }
-}
-
-extension String {
-    func leftPad(_ width: Int) -> String { count >= width ? self : String(repeating: " ", count: width - count) + self }
 }

@@ -1,7 +1,7 @@
 import ArgumentParser
 import Foundation
 import Testing
-@testable import vit
+@testable import VitCLI
 @testable import ViT
 
 /// The exit code and message `parseAsRoot` gives `arguments`, or nil when they parse.

@@ -15,74 +15,35 @@ extension VitCommand {
             current step and saves a resumable checkpoint.
             """)
 
-        @Option(name: .long, help: "The JSON config file.")
-        var config: String?
-
-        @Option(name: .long, help: "Output directory (default: runs/<config name>).")
-        var out: String?
-
-        @Option(name: .long, help: "Continue the run in this directory from its newest checkpoint.")
-        var resume: String?
-
-        @Option(name: .customLong("set"), help: "Override a config key, e.g. --set train.epochs=5 (repeatable).")
-        var overrides: [String] = []
-
-        @Option(help: "Random seed (same as --set train.seed=N).")
-        var seed: UInt64?
-
-        @Option(name: .customLong("max-steps"), help: "Stop after this many optimizer steps, saving a resumable checkpoint.")
-        var maxSteps: Int?
-
-        @Flag(help: "Start afresh in an output directory that already holds a run.")
-        var force = false
-
-        @Option(name: .customLong("log-steps"), help: "Append each optimizer step's number and loss (17 digits) to this file.")
-        var logSteps: String?
+        @OptionGroup var options: TrainingRunOptions
 
         @OptionGroup var runtime: RuntimeOptions
 
         func validate() throws {
-            if config == nil && resume == nil { throw ValidationError("give --config FILE (or --resume DIR)") }
-            if config != nil && resume != nil {
+            if options.config == nil && options.resume == nil { throw ValidationError("give --config FILE (or --resume DIR)") }
+            if options.config != nil && options.resume != nil {
                 throw ValidationError("--config and --resume exclude each other: a resumed run uses the config stored in its checkpoint (change it with --set)")
             }
-            if let maxSteps, maxSteps < 1 { throw ValidationError("--max-steps must be at least 1, got \(maxSteps)") }
+            try options.validateLimits()
         }
 
         func run() throws {
             runtime.apply()
-            var overrides = self.overrides
-            if let seed { overrides.append("train.seed=\(seed)") }
             // Under mpirun every process sets up the run; a failure in any of them is reported once.
-            let trainer = try Communicator.world.agreeing { () throws -> Trainer in
-            let trainer: Trainer
-            if let resume {
-                trainer = try Trainer(config: RunConfig(), outputDirectory: resume, resume: true, overrides: overrides)
-                if trainer.resumedMetadata[TeacherRecord.metadataKey] != nil {
-                    throw ViTError(resume, "is a distillation run; vit train would continue it without its teacher",
-                                   hint: "continue it with vit distill --resume \(resume)")
-                }
-            } else {
-                let runConfig = try RunConfig.load(path: config!, overrides: overrides)
-                let directory = out ?? "runs/\(runConfig.name)"
-                try Train.prepare(directory, force: force)
-                trainer = try Trainer(config: runConfig, outputDirectory: directory)
-            }
-            return trainer
-            }
-            trainer.stepLogPath = logSteps
+            let trainer = try Communicator.world.agreeing { try Trainer.prepare(options.start, overrides: options.allOverrides) }
+            trainer.stepLogPath = options.logSteps
             if trainer.config.distill != nil {
                 print("note: vit train ignores the config's distill section (vit distill uses it)")
             }
-            try Train.execute(trainer, maxSteps: maxSteps, runtime: runtime, command: "vit train")
+            try Train.execute(trainer, maxSteps: options.maxSteps, command: "vit train")
         }
 
         /// Prints the run's header, trains with progress output and Ctrl-C handling, and prints
         /// the outcome; shared by `vit train` and `vit distill` (`command` is how to resume).
-        static func execute(_ trainer: Trainer, maxSteps: Int?, runtime: RuntimeOptions, command: String) throws {
+        static func execute(_ trainer: Trainer, maxSteps: Int?, command: String) throws {
             trainer.maxSteps = maxSteps
             let c = trainer.config
-            print("training \(c.name): \(trainer.model.layout.totalCount) parameters, \(trainer.stepsPerEpoch) steps/epoch × \(c.train.epochs) epochs, batch \(c.train.batchSize)\(c.train.accumSteps > 1 ? "×\(c.train.accumSteps)" : ""), \(runtime.threads ?? ProcessInfo.processInfo.activeProcessorCount) threads")
+            print("training \(c.name): \(trainer.model.layout.totalCount) parameters, \(trainer.stepsPerEpoch) steps/epoch × \(c.train.epochs) epochs, batch \(c.train.batchSize)\(c.train.accumSteps > 1 ? "×\(c.train.accumSteps)" : ""), \(Runtime.threads) threads")
             if trainer.communicator.size > 1 {
                 print("data-parallel: \(trainer.communicator.size) processes of \(c.train.batchSize / trainer.communicator.size) images per batch")
             }
@@ -104,23 +65,8 @@ extension VitCommand {
                 return
             }
             if summary.bestValAccuracy >= 0 {
-                print("best validation top-1 \(Console.percent(summary.bestValAccuracy)); final weights in \(trainer.outputDirectory)/model.safetensors")
+                print("best validation top-1 \(Console.percent(summary.bestValAccuracy)); final weights in \(trainer.directory.model)")
             }
-        }
-
-        /// Refuses to overwrite a previous run unless --force; with --force clears its checkpoints.
-        static func prepare(_ directory: String, force: Bool) throws {
-            let fm = FileManager.default
-            let checkpoints = directory + "/checkpoints"
-            let existing = ((try? fm.contentsOfDirectory(atPath: checkpoints)) ?? []).filter { $0.hasSuffix(".safetensors") }
-            let hasRun = fm.fileExists(atPath: directory + "/model.safetensors") || !existing.isEmpty
-            guard hasRun else { return }
-            guard force else {
-                throw ViTError(directory, "already holds a run",
-                               hint: "continue it with --resume \(directory), choose another --out, or pass --force to start over")
-            }
-            for name in existing { try? fm.removeItem(atPath: checkpoints + "/" + name) }
-            for name in ["metrics.jsonl", "model.safetensors", "best.safetensors"] { try? fm.removeItem(atPath: directory + "/" + name) }
         }
 
         static func events(stepsPerEpoch: Int, trainer: Trainer? = nil) -> TrainingEvents {

@@ -2,7 +2,7 @@ import ArgumentParser
 import Foundation
 import Testing
 @testable import ViT
-@testable import vit
+@testable import VitCLI
 
 /// Runs `vit distill` with `arguments` and returns the `ViTError` it fails with, or nil.
 private func distillError(_ arguments: [String]) throws -> ViTError? {
@@ -52,11 +52,11 @@ private struct Scratch {
             "--set", "distill.alpha=0.3", "--seed", "4", "--max-steps", "2", "--force", "--threads", "1",
         ])
         let distill = try #require(command as? VitCommand.Distill)
-        #expect(distill.config == "s.json" && distill.teacher == "t.safetensors" && distill.teacherConfig == "t.json")
-        #expect(distill.out == "runs/d" && distill.overrides == ["distill.alpha=0.3"] && distill.seed == 4)
-        #expect(distill.maxSteps == 2 && distill.force && distill.runtime.threads == 1 && distill.resume == nil)
+        #expect(distill.options.config == "s.json" && distill.teacher == "t.safetensors" && distill.teacherConfig == "t.json")
+        #expect(distill.options.out == "runs/d" && distill.options.overrides == ["distill.alpha=0.3"] && distill.options.seed == 4)
+        #expect(distill.options.maxSteps == 2 && distill.options.force && distill.runtime.threads == 1 && distill.options.resume == nil)
         let resume = try #require(try VitCommand.parseAsRoot(["distill", "--resume", "runs/d"]) as? VitCommand.Distill)
-        #expect(resume.resume == "runs/d" && resume.teacher == nil && resume.config == nil)
+        #expect(resume.options.resume == "runs/d" && resume.teacher == nil && resume.options.config == nil)
     }
 
     @Test func distillNeedsAConfigAndATeacher() {

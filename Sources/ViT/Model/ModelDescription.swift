@@ -1,0 +1,406 @@
+/// The forward pass of a ViT written down once: the ordered ops with their tensors, shapes,
+/// timm parameter names and attributes, and the activation buffers they live in.
+///
+/// Everything that needs to know the model's list of operations derives it from here: the
+/// FLOP counts (`forwardFLOPs`, `backwardFLOPs`), the GEMM shapes `vit profile` benchmarks
+/// (`GEMMBenchmark.calls`), the linear layers int8 quantization walks (`ModelConfig.linearLayers`),
+/// the activation buffers `Activations` carves out of one allocation (`buffers`), and with them
+/// the memory estimate (`ModelConfig.estimatedBytes`). `VisionTransformer.forward` runs the
+/// same ops in the same order; a new op goes into both places.
+///
+/// How to walk it (an exporter, say ONNX):
+///
+///     let graph = ModelDescription(config: m, batch: 1, training: false)
+///     // graph.input: "images" [B, IC, H, W]; graph.output: the logits tensor [B, K]
+///     for op in graph.ops {
+///         // op.kind says what to emit (and carries the attributes: eps, heads, scale, ...),
+///         // op.inputs / op.outputs name the tensors flowing between ops (each tensor name is
+///         // produced by exactly one op, or is graph.input), op.parameters are the initializers
+///         // by timm state-dict name (`blocks.3.attn.qkv.weight`), with their PyTorch shapes.
+///     }
+///
+/// Tensor shapes put the batch first (dimension 0 is `batch`); build with `batch: 1` and make
+/// dimension 0 symbolic for a batch-independent graph. Inference descriptions (`training:
+/// false`) contain no dropout or drop-path ops; training ones contain them when their rate is
+/// above zero (the ops an exporter skips). Every parameter of the layout is used by exactly one op.
+///
+/// Where the description departs from timm's module order, the result is the same: the final
+/// LayerNorm (`norm`) runs after class-token pooling rather than over all tokens before it
+/// (LayerNorm is per token), and a model with a distillation token pools its two prefix tokens
+/// into `pooled` and `pooled_dist`, which the one `norm` op normalizes each on its own.
+public struct ModelDescription: Sendable {
+    public let config: ModelConfig
+    /// B: the first dimension of every tensor.
+    public let batch: Int
+    /// Whether this is a training forward: dropout and drop-path ops, buffers kept per block for
+    /// backward, and the backward pass's scratch in `buffers`.
+    public let training: Bool
+    /// `images [B, IC, H, W]`, normalized; owned by the caller (not an activation buffer).
+    public let input: TensorDescription
+    /// The ops in the order the forward runs them.
+    public let ops: [OpDescription]
+    /// Every activation buffer, in allocation order, with its offset in one allocation: first
+    /// those the forward ops write (outputs and saved tensors), then, when training, the
+    /// backward pass's scratch (`d_*`).
+    public let buffers: [BufferDescription]
+
+    /// The logits `[B, K]` the forward returns (for a model with a distillation token, the mean
+    /// of the two heads).
+    public var output: TensorDescription { ops[ops.count - 1].outputs[0] }
+
+    /// Floats of the single allocation holding `buffers` (each starts 64-byte aligned).
+    public var activationFloats: Int { buffers.last.map { $0.offset + $0.alignedCount } ?? 0 }
+
+    /// The buffer named `name`, if the description has one.
+    public func buffer(named name: String) -> BufferDescription? {
+        buffers.first { $0.name == name }
+    }
+
+    /// Floats of all parameters the ops read (the layout's `totalCount`).
+    public var parameterCount: Int {
+        ops.reduce(0) { $0 + $1.parameters.reduce(0) { $0 + $1.shape.reduce(1, *) } }
+    }
+
+    /// GEMM FLOPs of the forward (2 per multiply-add; elementwise ops count 0).
+    public var forwardFLOPs: Int { ops.reduce(0) { $0 + $1.forwardFLOPs } }
+
+    /// GEMM FLOPs of the backward: input and weight gradients of every GEMM, except that the
+    /// patch embedding computes no pixel gradient.
+    public var backwardFLOPs: Int { ops.reduce(0) { $0 + $1.backwardFLOPs } }
+}
+
+/// A tensor flowing between ops.
+public struct TensorDescription: Sendable, Equatable {
+    /// Unique in the graph, e.g. `blocks.3.attn.qkv` (usually the op that produces it).
+    public let name: String
+    /// Batch first, e.g. `[B, T, 3C]`.
+    public let shape: [Int]
+    /// The activation buffer holding it (`BufferDescription.name`), and its first float there.
+    /// Ops that work in place (dropout, residual adds in inference) give their output a new
+    /// name in the same buffer.
+    public let buffer: String
+    public let offset: Int
+
+    public var count: Int { shape.reduce(1, *) }
+}
+
+/// A parameter an op reads: timm's state-dict name and PyTorch shape (as in `ParameterLayout`).
+public struct ParameterUse: Sendable, Equatable {
+    public let name: String
+    public let shape: [Int]
+}
+
+/// One float buffer of `Activations`.
+public struct BufferDescription: Sendable, Equatable {
+    public let name: String
+    /// Floats used.
+    public let count: Int
+    /// First float in the one allocation.
+    public let offset: Int
+    /// `count` rounded up to 16 floats, so that the next buffer starts 64-byte aligned.
+    public var alignedCount: Int { (count + 15) / 16 * 16 }
+}
+
+/// One op of the forward pass.
+public struct OpDescription: Sendable {
+    public enum Kind: Sendable, Equatable {
+        /// Flattens stride-p patches `[B, IC, H, W]` → `[B, N, IC·p·p]` in (channel, row, column)
+        /// order; with the following `linear` it is timm's stride-p `Conv2d` (`patch_embed.proj`).
+        case patchify(patchSize: Int)
+        /// `out[.., OC] = in[.., IC] · weightᵀ + bias` over every row (all dimensions but the last).
+        /// Parameters: the weight (`[OC, IC]`, or `[C, IC, p, p]` for the patch embedding) and
+        /// the bias when there is one.
+        case linear
+        /// `cat(cls_token, [dist_token,] patches) + pos_embed`: prefix tokens first, then the
+        /// position embedding added to every token.
+        case tokens
+        /// `(x − mean) · rstd · weight + bias` over the last dimension, rstd = 1/√(var + eps),
+        /// biased variance (ONNX `LayerNormalization`, axis −1). With several inputs (the final
+        /// `norm` of a distilled model) each is normalized on its own into the matching output,
+        /// with the same parameters. Saves mean and rstd (`[rows]`) for backward.
+        case layerNorm(eps: Double)
+        /// Multi-head self-attention on qkv `[B, T, 3C]` (rows Q then K then V, heads contiguous,
+        /// head h in columns h·headDim ..< (h+1)·headDim): scores Q·Kᵀ·scale per head, softmax
+        /// over keys, dropout on the probabilities at rate `dropout` (training only), then
+        /// probabilities · V, heads concatenated → `[B, T, C]`. Saves the probabilities
+        /// `[B, heads, T, T]` (and the dropout mask and dropped probabilities).
+        case attention(heads: Int, headDim: Int, scale: Double, dropout: Double)
+        /// GELU, the exact erf form: x · ½ · (1 + erf(x/√2)). In training it saves GELU'(x).
+        case gelu
+        /// Inverted dropout: multiplies by a saved mask of 0 or 1/(1−rate). Training only.
+        case dropout(rate: Double)
+        /// Stochastic depth: multiplies each image's branch by a saved 0 or 1/(1−rate). Training only.
+        case dropPath(rate: Double)
+        /// Elementwise sum of the two inputs (residual connection).
+        case add
+        /// The token at `index` of every image: `[B, T, C]` → `[B, C]` (0: class token,
+        /// 1: distillation token).
+        case selectToken(index: Int)
+        /// The mean over all tokens: `[B, T, C]` → `[B, C]` (timm `global_pool='avg'`).
+        case meanPool
+        /// `(a + b) / 2`: a distilled model's inference output from its two heads.
+        case meanOfHeads
+    }
+
+    /// timm's module path where there is one (`patch_embed.proj`, `blocks.3.attn.qkv`,
+    /// `blocks.3.norm1`, `head_dist`), else a name in the same style (`blocks.3.add1`,
+    /// `blocks.3.attn.sdpa`, `pool`); unique.
+    public let name: String
+    /// The op name the profiler records it under (`qkv`, `attention`, `head`, `residual`, ...).
+    public let label: String
+    /// The transformer block, or -1 outside the blocks.
+    public let block: Int
+    public let kind: Kind
+    public let inputs: [TensorDescription]
+    public let outputs: [TensorDescription]
+    public let parameters: [ParameterUse]
+    /// Buffers the op writes besides its outputs, read by its backward (LayerNorm's mean and
+    /// rstd, attention's probabilities, dropout masks, GELU'(x)). Inference still writes
+    /// the ones its kernels need (mean, rstd, probabilities).
+    public let saved: [TensorDescription]
+    /// For a linear op, the layer as int8 hooks and quantization know it; nil for other ops
+    /// and for `head_dist`, which the hooks do not see.
+    public let linearLayer: LinearLayer?
+
+    /// GEMM FLOPs of the op's forward: 2·rows·IC·OC for a linear op, 4·B·T²·C for attention
+    /// (Q·Kᵀ and P·V), 0 for the rest.
+    public var forwardFLOPs: Int {
+        switch kind {
+        case .linear: return 2 * gemm!.rows * gemm!.inFeatures * gemm!.outFeatures
+        case .attention(let heads, let headDim, _, _):
+            let q = inputs[0].shape, T = q[1]
+            return 4 * q[0] * heads * T * T * headDim
+        default: return 0
+        }
+    }
+
+    /// GEMM FLOPs of the op's backward: twice the forward (input and weight gradients) for a
+    /// linear op, once for the patch embedding (no pixel gradient); dV, dP, dQ and dK for attention.
+    public var backwardFLOPs: Int {
+        switch kind {
+        case .linear: return (computesInputGradient ? 2 : 1) * forwardFLOPs
+        case .attention: return 2 * forwardFLOPs
+        default: return 0
+        }
+    }
+
+    /// A linear op's GEMM: rows R (all input dimensions but the last), IC and OC; nil for other ops.
+    public var gemm: (rows: Int, inFeatures: Int, outFeatures: Int)? {
+        guard kind == .linear else { return nil }
+        let shape = inputs[0].shape
+        return (shape.dropLast().reduce(1, *), shape[shape.count - 1], outputs[0].shape[outputs[0].shape.count - 1])
+    }
+
+    /// Whether backward computes the gradient of the op's input (not for the patch embedding:
+    /// pixels need none).
+    public var computesInputGradient: Bool { linearLayer != .patchEmbed }
+
+    /// Whether a linear op has a bias parameter.
+    public var hasBias: Bool { parameters.contains { $0.name.hasSuffix(".bias") } }
+}
+
+// MARK: - Building the description
+
+extension ModelConfig {
+    /// Stochastic-depth rate of block `block`: `torch.linspace(0, drop_path, depth)[block]`.
+    public func dropPathRate(block: Int) -> Double {
+        depth > 1 ? dropPath * Double(block) / Double(depth - 1) : dropPath
+    }
+}
+
+extension ModelDescription {
+    /// Describes the forward of a model with architecture `config` on `batch` images.
+    ///
+    /// - Parameters:
+    ///   - batch: B, the leading dimension of every tensor (at least 1).
+    ///   - training: a training forward (dropout, drop path, buffers kept per block, backward
+    ///     scratch) rather than inference (one set of block buffers shared by all blocks, the
+    ///     residual stream updated in place).
+    public init(config m: ModelConfig, batch B: Int, training: Bool) {
+        precondition(B > 0, "empty batch")
+        let T = m.numTokens, N = m.numPatches, C = m.dim, M = m.mlpDim, NH = m.heads, K = m.numClasses
+        let P = m.patchSize, heads = m.distillToken ? 2 : 1
+        let dropout = training && m.dropout > 0, attnDropout = training && m.attnDropout > 0
+        let dropPath = training && m.dropPath > 0
+        var builder = Builder()
+
+        let images = TensorDescription(name: "images", shape: [B, m.inChannels, m.imageSize, m.imageSize], buffer: "images", offset: 0)
+        func tensor(_ name: String, _ shape: [Int], in buffer: String? = nil, offset: Int = 0) -> TensorDescription {
+            TensorDescription(name: name, shape: shape, buffer: buffer ?? name, offset: offset)
+        }
+        func weight(_ name: String, _ shape: [Int]) -> [ParameterUse] {
+            [ParameterUse(name: name + ".weight", shape: shape)]
+        }
+        func bias(_ name: String, _ count: Int) -> [ParameterUse] { [ParameterUse(name: name + ".bias", shape: [count])] }
+        func norm(_ name: String, _ count: Int) -> [ParameterUse] { weight(name, [count]) + bias(name, count) }
+
+        // Patch embedding and tokens.
+        let patches = tensor("patches", [B, N, m.patchValues])
+        builder.add(name: "patch_embed.patchify", label: "patch_embed", kind: .patchify(patchSize: P), inputs: [images], outputs: [patches])
+        let embedded = tensor("patch_embed.proj", [B, N, C], in: "patch_out")
+        builder.add(name: "patch_embed.proj", label: "patch_embed", kind: .linear, inputs: [patches], outputs: [embedded],
+                    parameters: weight("patch_embed.proj", [C, m.inChannels, P, P]) + bias("patch_embed.proj", C), linear: .patchEmbed)
+        let residualBuffer = { (k: Int) in training ? "residual.\(k)" : "residual" }
+        var x = tensor("tokens", [B, T, C], in: residualBuffer(0))
+        builder.add(name: "pos_embed", label: "pos_embed", kind: .tokens, inputs: [embedded], outputs: [x],
+                    parameters: [ParameterUse(name: "cls_token", shape: [1, 1, C])]
+                        + (m.distillToken ? [ParameterUse(name: "dist_token", shape: [1, 1, C])] : [])
+                        + [ParameterUse(name: "pos_embed", shape: [1, T, C])])
+        if dropout {
+            let out = tensor("pos_drop", [B, T, C], in: x.buffer)
+            builder.add(name: "pos_drop", label: "dropout", kind: .dropout(rate: m.dropout), inputs: [x], outputs: [out],
+                        saved: [tensor("pos_drop.mask", [B, T, C], in: "position_mask")])
+            x = out
+        }
+
+        // Blocks: x + drop_path(proj_drop(proj(attn(norm1(x))))), then
+        // x + drop_path(drop2(fc2(drop1(gelu(fc1(norm2(x))))))).
+        for i in 0..<m.depth {
+            let p = "blocks.\(i)."
+            // Training keeps a set of buffers per block; inference shares one set.
+            func buffer(_ name: String) -> String { (training ? p : "block.") + name }
+            let rate = m.dropPathRate(block: i)
+            func branchDrops(_ y: TensorDescription, drop: String, mask: String, path: String, scale: String) -> TensorDescription {
+                var y = y
+                if dropout {
+                    let out = tensor(p + drop, [B, T, C], in: y.buffer)
+                    builder.add(name: p + drop, label: "dropout", block: i, kind: .dropout(rate: m.dropout), inputs: [y], outputs: [out],
+                                saved: [tensor(p + drop + ".mask", [B, T, C], in: buffer(mask))])
+                    y = out
+                }
+                if dropPath {
+                    let out = tensor(p + path, [B, T, C], in: y.buffer)
+                    builder.add(name: p + path, label: "dropout", block: i, kind: .dropPath(rate: rate), inputs: [y], outputs: [out],
+                                saved: [tensor(p + path + ".scale", [B], in: buffer(scale))])
+                    y = out
+                }
+                return y
+            }
+
+            let norm1 = tensor(p + "norm1", [B, T, C], in: buffer("norm1"))
+            builder.add(name: p + "norm1", label: "norm1", block: i, kind: .layerNorm(eps: m.layerNormEps), inputs: [x], outputs: [norm1],
+                        parameters: norm(p + "norm1", C),
+                        saved: [tensor(p + "norm1.mean", [B, T], in: buffer("norm1_mean")), tensor(p + "norm1.rstd", [B, T], in: buffer("norm1_rstd"))])
+            let qkv = tensor(p + "attn.qkv", [B, T, 3 * C], in: buffer("qkv"))
+            builder.add(name: p + "attn.qkv", label: "qkv", block: i, kind: .linear, inputs: [norm1], outputs: [qkv],
+                        parameters: weight(p + "attn.qkv", [3 * C, C]) + (m.qkvBias ? bias(p + "attn.qkv", 3 * C) : []), linear: .qkv(i))
+            let attended = tensor(p + "attn.sdpa", [B, T, C], in: buffer("attn_out"))
+            var attentionSaved = [tensor(p + "attn.probs", [B, NH, T, T], in: buffer("probs"))]
+            if attnDropout {
+                attentionSaved += [tensor(p + "attn.attn_drop.mask", [B, NH, T, T], in: buffer("attn_mask")),
+                                   tensor(p + "attn.attn_drop", [B, NH, T, T], in: buffer("attn_dropped"))]
+            }
+            let headDim = m.headDim
+            builder.add(name: p + "attn.sdpa", label: "attention", block: i,
+                        kind: .attention(heads: NH, headDim: headDim, scale: 1 / Double(headDim).squareRoot(), dropout: training ? m.attnDropout : 0),
+                        inputs: [qkv], outputs: [attended], saved: attentionSaved)
+            let projected = tensor(p + "attn.proj", [B, T, C], in: "branch")
+            builder.add(name: p + "attn.proj", label: "proj", block: i, kind: .linear, inputs: [attended], outputs: [projected],
+                        parameters: weight(p + "attn.proj", [C, C]) + bias(p + "attn.proj", C), linear: .proj(i))
+            let attentionBranch = branchDrops(projected, drop: "attn.proj_drop", mask: "proj_mask", path: "drop_path1", scale: "attn_path_scale")
+            let middle = tensor(p + "add1", [B, T, C], in: residualBuffer(2 * i + 1))
+            builder.add(name: p + "add1", label: "residual", block: i, kind: .add, inputs: [x, attentionBranch], outputs: [middle])
+
+            let norm2 = tensor(p + "norm2", [B, T, C], in: buffer("norm2"))
+            builder.add(name: p + "norm2", label: "norm2", block: i, kind: .layerNorm(eps: m.layerNormEps), inputs: [middle], outputs: [norm2],
+                        parameters: norm(p + "norm2", C),
+                        saved: [tensor(p + "norm2.mean", [B, T], in: buffer("norm2_mean")), tensor(p + "norm2.rstd", [B, T], in: buffer("norm2_rstd"))])
+            // A training forward keeps only GELU'(fc1 output) per block; fc1's output is scratch.
+            let hidden = tensor(p + "mlp.fc1", [B, T, M], in: training ? "hidden" : buffer("fc1"))
+            builder.add(name: p + "mlp.fc1", label: "fc1", block: i, kind: .linear, inputs: [norm2], outputs: [hidden],
+                        parameters: weight(p + "mlp.fc1", [M, C]) + bias(p + "mlp.fc1", M), linear: .fc1(i))
+            var activated = tensor(p + "mlp.act", [B, T, M], in: buffer("gelu"))
+            builder.add(name: p + "mlp.act", label: "gelu", block: i, kind: .gelu, inputs: [hidden], outputs: [activated],
+                        saved: training ? [tensor(p + "mlp.act.derivative", [B, T, M], in: buffer("gelu_derivative"))] : [])
+            if dropout {
+                let out = tensor(p + "mlp.drop1", [B, T, M], in: activated.buffer)
+                builder.add(name: p + "mlp.drop1", label: "dropout", block: i, kind: .dropout(rate: m.dropout), inputs: [activated], outputs: [out],
+                            saved: [tensor(p + "mlp.drop1.mask", [B, T, M], in: buffer("gelu_mask"))])
+                activated = out
+            }
+            let mlpOut = tensor(p + "mlp.fc2", [B, T, C], in: "branch")
+            builder.add(name: p + "mlp.fc2", label: "fc2", block: i, kind: .linear, inputs: [activated], outputs: [mlpOut],
+                        parameters: weight(p + "mlp.fc2", [C, M]) + bias(p + "mlp.fc2", C), linear: .fc2(i))
+            let mlpBranch = branchDrops(mlpOut, drop: "mlp.drop2", mask: "fc2_mask", path: "drop_path2", scale: "mlp_path_scale")
+            let output = tensor(p + "add2", [B, T, C], in: residualBuffer(2 * i + 2))
+            builder.add(name: p + "add2", label: "residual", block: i, kind: .add, inputs: [middle, mlpBranch], outputs: [output])
+            x = output
+        }
+
+        // Pooling, the final LayerNorm and the head(s). With a distillation token the pooled
+        // buffers hold the class tokens in rows [0, B) and the distillation tokens in [B, 2B).
+        var pooled = [tensor("pooled", [B, C])]
+        if m.distillToken { pooled.append(tensor("pooled_dist", [B, C], in: "pooled", offset: B * C)) }
+        builder.add(name: "pool", label: "pool", kind: m.pool == .cls ? .selectToken(index: 0) : .meanPool, inputs: [x], outputs: [pooled[0]])
+        if m.distillToken {
+            builder.add(name: "pool_dist", label: "pool", kind: .selectToken(index: 1), inputs: [x], outputs: [pooled[1]])
+        }
+        let normName = m.pool == .cls ? "norm" : "fc_norm"
+        let normalized = pooled.map { tensor($0.name + "_norm", [B, C], in: "pooled_norm", offset: $0.offset) }
+        builder.add(name: normName, label: "final_norm", kind: .layerNorm(eps: m.layerNormEps), inputs: pooled, outputs: normalized,
+                    parameters: norm(normName, C),
+                    saved: [tensor(normName + ".mean", heads == 2 ? [2, B] : [B], in: "pooled_mean"),
+                            tensor(normName + ".rstd", heads == 2 ? [2, B] : [B], in: "pooled_rstd")])
+        let logits = tensor("logits", [B, K])
+        builder.add(name: "head", label: "head", kind: .linear, inputs: [normalized[0]], outputs: [logits],
+                    parameters: weight("head", [K, C]) + bias("head", K), linear: .head)
+        if m.distillToken {
+            let distillation = tensor("logits_dist", [B, K], in: "distillation_logits")
+            builder.add(name: "head_dist", label: "head", kind: .linear, inputs: [normalized[1]], outputs: [distillation],
+                        parameters: weight("head_dist", [K, C]) + bias("head_dist", K))
+            builder.add(name: "head_mean", label: "head", kind: .meanOfHeads, inputs: [logits, distillation],
+                        outputs: [tensor("logits_mean", [B, K], in: "mean_logits")])
+        }
+
+        // Backward scratch, shared by all blocks: residual, LayerNorm-input, attention-output
+        // and branch gradients, and the gradients of qkv, probabilities, GELU and fc1 outputs.
+        if training {
+            for (name, count) in [("d_residual", B * T * C), ("d_norm", B * T * C), ("d_attn_out", B * T * C), ("d_branch", B * T * C),
+                                  ("d_qkv", B * T * 3 * C), ("d_probs", B * NH * T * T), ("d_gelu", B * T * M), ("d_fc1", B * T * M),
+                                  ("d_pooled", heads * B * C), ("d_pooled_norm", heads * B * C), ("d_patch_out", B * N * C)] {
+                builder.reserve(name, count)
+            }
+            if heads == 2 { builder.reserve("d_heads", 2 * B * K) }
+        }
+
+        self.config = m
+        self.batch = B
+        self.training = training
+        self.input = images
+        self.ops = builder.ops
+        self.buffers = builder.plannedBuffers()
+    }
+
+    /// Collects ops and the buffers they touch, in order of first use.
+    private struct Builder {
+        var ops: [OpDescription] = []
+        var order: [String] = []
+        var counts: [String: Int] = [:]
+
+        mutating func add(name: String, label: String, block: Int = -1, kind: OpDescription.Kind, inputs: [TensorDescription],
+                          outputs: [TensorDescription], parameters: [ParameterUse] = [], saved: [TensorDescription] = [],
+                          linear: LinearLayer? = nil) {
+            ops.append(OpDescription(name: name, label: label, block: block, kind: kind, inputs: inputs, outputs: outputs,
+                                     parameters: parameters, saved: saved, linearLayer: linear))
+            for t in outputs + saved { reserve(t.buffer, t.offset + t.count) }
+        }
+
+        mutating func reserve(_ buffer: String, _ count: Int) {
+            if let current = counts[buffer] {
+                counts[buffer] = max(current, count)
+            } else {
+                order.append(buffer)
+                counts[buffer] = count
+            }
+        }
+
+        func plannedBuffers() -> [BufferDescription] {
+            var offset = 0
+            return order.map { name in
+                let buffer = BufferDescription(name: name, count: counts[name]!, offset: offset)
+                offset += buffer.alignedCount
+                return buffer
+            }
+        }
+    }
+}
