@@ -243,6 +243,10 @@ extension RunConfig {
             throw ViTError(path, "expected a JSON object with model, data and train sections, got \(json.kindName)")
         }
         self.init(name: RunConfig.defaultName(forPath: path))
+        // A distill section that leaves out `type` gets the student's default, which depends on
+        // the model section (wherever that stands in the file): `token` for a student with a
+        // distillation token, else `soft`.
+        var distillTypeGiven = false
         for (key, value) in members {
             switch key {
             case "name":
@@ -266,10 +270,12 @@ extension RunConfig {
                 distill = value == .null
                     ? nil
                     : try Self.decodeSection(value, named: key, into: DistillConfig(), fields: DistillConfig.fields, path: path)
+                if case .object(let fields) = value { distillTypeGiven = fields.contains { $0.key == "type" } }
             default:
                 throw ViTError(path, "unknown key '\(key)'", hint: Self.suggestion(forKey: key, inSection: nil))
             }
         }
+        if !distillTypeGiven { distill?.type = DistillConfig(for: model).type }
     }
 
     static func decodeSection<Section>(

@@ -202,9 +202,10 @@ public struct OpDescription: Sendable {
 // MARK: - Building the description
 
 extension ModelConfig {
-    /// Stochastic-depth rate of block `block`: `torch.linspace(0, drop_path, depth)[block]`.
+    /// Stochastic-depth rate of block `block`: `torch.linspace(0, drop_path, depth)[block]`, as
+    /// timm's `VisionTransformer` sets it; a single block gets 0 (`linspace(0, r, 1)` is `[0]`).
     public func dropPathRate(block: Int) -> Double {
-        depth > 1 ? dropPath * Double(block) / Double(depth - 1) : dropPath
+        depth > 1 ? dropPath * Double(block) / Double(depth - 1) : 0
     }
 }
 
