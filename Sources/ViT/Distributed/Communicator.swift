@@ -248,10 +248,8 @@ public final class Communicator: @unchecked Sendable {
         var result: Result?
         var failure: Error?
         do { result = try body() } catch { failure = error }
-        var lowestFailing = [failure == nil ? Double(size) : Double(rank)]
-        // A minimum as a sum of one-hot flags would need a second type; MIN over doubles is exact for ranks.
-        lowestFailing = minimum(lowestFailing)
-        let failingRank = Int(lowestFailing[0])
+        // The lowest failing rank, or `size` when none failed (ranks are exact as doubles).
+        let failingRank = Int(minimum([failure == nil ? Double(size) : Double(rank)])[0])
         guard failingRank < size else { return result! }
         let text = broadcast(failure.map(Communicator.describe) ?? "", from: failingRank)
         let failingHost = hostName(of: failingRank)
