@@ -9,6 +9,7 @@
 #   - vit distill likewise (8 steps);
 #   - a run stopped by 2 ranks after 12 steps and resumed by 1 process continues like the
 #     unbroken 1-process run;
+#   - SIGTERM to mpirun: the ranks stop after the same step and rank 0 saves a checkpoint;
 #   - SIGKILL of rank 1 mid-run: mpirun stops the job within 30 s, names the rank, the
 #     checkpoints load and --resume finishes the run;
 #   - bad input ends in one error line: a batch that does not split over the ranks, more ranks
@@ -215,6 +216,31 @@ else
     else
         not_ok "the killed job left a checkpoint" "$work/killed.log"
     fi
+fi
+
+# --- SIGTERM to mpirun ----------------------------------------------------------------------
+
+# mpirun passes SIGTERM (or Ctrl-C) to every rank: they agree to stop after the same step and
+# rank 0 saves a resumable checkpoint.
+stopped=$work/stopped
+"${mpi[@]}" -np 2 "$vit" train --config "$config" --out "$stopped" --threads 1 --set train.epochs=40 \
+    --log-steps "$work/stopped.steps" >"$work/stopped.log" 2>&1 &
+launcher=$!
+for _ in $(seq 1 600); do
+    [[ -f "$work/stopped.steps" && $(wc -l <"$work/stopped.steps") -ge 3 ]] && break
+    sleep 0.2
+done
+kill -TERM "$launcher"
+stopped_at=$SECONDS
+wait "$launcher" || true
+took=$((SECONDS - stopped_at))
+sed -i 's/\x1b\[K//g; s/\r/\n/g' "$work/stopped.log"
+saved=$(sed -n 's/^stopped at step \([0-9]*\); saved \(.*\)$/\2/p' "$work/stopped.log")
+if ((took <= 30)) && [[ -n "$saved" && -f "$saved" ]]; then
+    ok "SIGTERM to mpirun: the ranks stop after the same step within 30 s (${took}s) and rank 0 saves $(basename "$saved")"
+    check "the checkpoint saved on SIGTERM loads" "$work/stopped-inspect.log" "$vit" inspect "$saved"
+else
+    not_ok "SIGTERM to mpirun: the ranks stop after the same step within 30 s (${took}s) and rank 0 saves a checkpoint" "$work/stopped.log"
 fi
 
 # --- Bad input: one error line each --------------------------------------------------------
