@@ -18,26 +18,20 @@ public func attentionForward(
     dropMask: UnsafePointer<Float>? = nil, dropped: UnsafeMutablePointer<Float>? = nil,
     batch B: Int, tokens T: Int, channels C: Int, heads NH: Int
 ) {
-    let hd = C / NH
-    let scale = 1 / Float(hd).squareRoot()
-    BLAS.ensureCallerThreadOnly()
-    Parallel.forEach(B * NH) { bh in
-        let b = bh / NH, h = bh % NH
-        let q = qkv + b * T * 3 * C + h * hd
-        let k = q + C
-        let v = q + 2 * C
-        let p = probs + bh * T * T
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(T), Int32(T), Int32(hd),
-                    scale, q, Int32(3 * C), k, Int32(3 * C), 0, p, Int32(T))
+    AttentionHead.forEach(batch: B, tokens: T, channels: C, heads: NH) { head in
+        let q = qkv + head.qkv, k = q + C, v = q + 2 * C
+        let p = probs + head.probs
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(T), Int32(T), Int32(head.dim),
+                    head.scale, q, Int32(3 * C), k, Int32(3 * C), 0, p, Int32(T))
         for t in 0..<T { softmaxRowInPlace(p + t * T, count: T) }
         var weights = UnsafePointer(p)
         if let dropMask, let dropped {
-            let d = dropped + bh * T * T, m = dropMask + bh * T * T
+            let d = dropped + head.probs, m = dropMask + head.probs
             for i in 0..<(T * T) { d[i] = p[i] * m[i] }
             weights = UnsafePointer(d)
         }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(T), Int32(hd), Int32(T),
-                    1, weights, Int32(T), v, Int32(3 * C), 0, out + b * T * C + h * hd, Int32(C))
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(T), Int32(head.dim), Int32(T),
+                    1, weights, Int32(T), v, Int32(3 * C), 0, out + head.out, Int32(C))
     }
 }
 
@@ -56,35 +50,56 @@ public func attentionBackward(
     dropMask: UnsafePointer<Float>? = nil, dropped: UnsafePointer<Float>? = nil,
     batch B: Int, tokens T: Int, channels C: Int, heads NH: Int
 ) {
-    let hd = C / NH
-    let scale = 1 / Float(hd).squareRoot()
-    BLAS.ensureCallerThreadOnly()
-    Parallel.forEach(B * NH) { bh in
-        let b = bh / NH, h = bh % NH
-        let q = qkv + b * T * 3 * C + h * hd
-        let k = q + C, v = q + 2 * C
-        let dq = dqkv + b * T * 3 * C + h * hd
-        let dk = dq + C, dv = dq + 2 * C
-        let p = probs + bh * T * T
-        let dp = dprobs + bh * T * T
-        let dO = dout + b * T * C + h * hd
+    AttentionHead.forEach(batch: B, tokens: T, channels: C, heads: NH) { head in
+        let q = qkv + head.qkv, k = q + C, v = q + 2 * C
+        let dq = dqkv + head.qkv, dk = dq + C, dv = dq + 2 * C
+        let p = probs + head.probs, dp = dprobs + head.probs
+        let dO = dout + head.out
         var weights = p
-        if dropMask != nil, let dropped { weights = dropped + bh * T * T }
+        if dropMask != nil, let dropped { weights = dropped + head.probs }
         // dV += weightsᵀ · dO
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(T), Int32(hd), Int32(T),
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(T), Int32(head.dim), Int32(T),
                     1, weights, Int32(T), dO, Int32(C), 1, dv, Int32(3 * C))
         // dP = dO · Vᵀ
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(T), Int32(T), Int32(hd),
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(T), Int32(T), Int32(head.dim),
                     1, dO, Int32(C), v, Int32(3 * C), 0, dp, Int32(T))
         if let dropMask {
-            let m = dropMask + bh * T * T
+            let m = dropMask + head.probs
             for i in 0..<(T * T) { dp[i] *= m[i] }
         }
         for t in 0..<T { softmaxBackwardRowInPlace(dp + t * T, p + t * T, count: T) }
         // dQ += s · dS · K ; dK += s · dSᵀ · Q
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(T), Int32(hd), Int32(T),
-                    scale, dp, Int32(T), k, Int32(3 * C), 1, dq, Int32(3 * C))
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(T), Int32(hd), Int32(T),
-                    scale, dp, Int32(T), q, Int32(3 * C), 1, dk, Int32(3 * C))
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(T), Int32(head.dim), Int32(T),
+                    head.scale, dp, Int32(T), k, Int32(3 * C), 1, dq, Int32(3 * C))
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(T), Int32(head.dim), Int32(T),
+                    head.scale, dp, Int32(T), q, Int32(3 * C), 1, dk, Int32(3 * C))
+    }
+}
+
+/// One (image, head) pair of the attention core: where its slices start in the buffers that
+/// forward and backward share, so both kernels walk them the same way.
+struct AttentionHead {
+    /// hd = C / NH, the head's channels.
+    let dim: Int
+    /// hd^-½, the score scale.
+    let scale: Float
+    /// The head's Q columns in qkv (and dQ in dqkv) `[B, T, 3C]`, leading dimension 3C; its K
+    /// and V columns follow at +C and +2C.
+    let qkv: Int
+    /// The head's columns in out (and dout) `[B, T, C]`, leading dimension C.
+    let out: Int
+    /// The head's `[T, T]` block in probs, dropMask, dropped and dprobs `[B, NH, T, T]`.
+    let probs: Int
+
+    /// Calls `body` for every (image, head) pair, b·NH + h in order, spread over the workers;
+    /// each call writes only its own pair's slices, and the GEMMs inside stay single-threaded.
+    static func forEach(batch B: Int, tokens T: Int, channels C: Int, heads NH: Int, _ body: (AttentionHead) -> Void) {
+        let dim = C / NH
+        let scale = 1 / Float(dim).squareRoot()
+        BLAS.ensureCallerThreadOnly()
+        Parallel.forEach(B * NH) { bh in
+            let b = bh / NH, h = bh % NH
+            body(AttentionHead(dim: dim, scale: scale, qkv: b * T * 3 * C + h * dim, out: b * T * C + h * dim, probs: bh * T * T))
+        }
     }
 }

@@ -3,10 +3,10 @@ import Testing
 
 @Suite struct BLASTests {
     @Test func threadCountCanBeSet() {
-        let before = BLAS.threads
-        BLAS.threads = 1
-        #expect(BLAS.threads == 1)
-        BLAS.threads = before
+        withBLASThreadsRestored {
+            BLAS.threads = 1
+            #expect(BLAS.threads == 1)
+        }
         #expect(!BLAS.coreName.isEmpty)
     }
 }

@@ -45,20 +45,23 @@ import Testing
         expectClose(db, eB, abs: 1e-4, rel: 1e-5, "dbias")
     }
 
+    /// Workers sum disjoint blocks of 64 columns, at least 65,536 / (rows·64) blocks each
+    /// (Matmul.swift): 600 columns of 301 rows are 10 blocks, one range per thread up to three.
     @Test func columnSumIsIndependentOfThreadCount() {
         var rng = TestRandom(3)
-        let m = rng.floats(301 * 130)
+        let rows = 301, columns = 600
+        let blocks = (columns + 63) / 64, blocksPerWorker = max(1, 65_536 / (rows * 64))
+        let m = rng.floats(rows * columns)
         var sums: [[Float]] = []
         for threads in [1, 2, 3] {
-            Parallel.threads = threads
-            var s = [Float](repeating: 1, count: 130)
-            columnSumAdd(&s, m, rows: 301, columns: 130)
+            #expect(parallelChunks(blocks, minimumChunk: blocksPerWorker, threads: threads) == threads)
+            var s = [Float](repeating: 1, count: columns)
+            withParallelThreads(threads) { columnSumAdd(&s, m, rows: rows, columns: columns) }
             sums.append(s)
         }
-        Parallel.threads = 2
         #expect(sums[0] == sums[1] && sums[1] == sums[2])
-        var expected = [Double](repeating: 1, count: 130)
-        for r in 0..<301 { for c in 0..<130 { expected[c] += Double(m[r * 130 + c]) } }
+        var expected = [Double](repeating: 1, count: columns)
+        for r in 0..<rows { for c in 0..<columns { expected[c] += Double(m[r * columns + c]) } }
         expectClose(sums[0], expected, abs: 1e-4, rel: 1e-5, "column sums")
     }
 }

@@ -104,13 +104,17 @@ private func histogram(_ values: [Float], bins: Int, lower: Float, upper: Float)
         #expect(worstRatio > 0.45, "a random matrix should come close to the bound, got \(worstRatio)")
     }
 
-    @Test func dequantizationIsExactlyValueTimesScale() {
+    /// On one thread and split over three: workers take at least 65,536 / IC rows each
+    /// (Quantize.swift), so 800 rows of 257 are three ranges of about 267.
+    @Test(arguments: [1, 3])
+    func dequantizationIsExactlyValueTimesScale(threads: Int) {
         var rng = TestRandom(13)
-        let OC = 300, IC = 257 // large enough to split across workers
+        let OC = 800, IC = 257
+        #expect(parallelChunks(OC, minimumChunk: 65_536 / IC, threads: threads) == threads)
         let q = (0..<(OC * IC)).map { _ in Int8(truncatingIfNeeded: Int(rng.next() % 255) - 127) }
         let scales = (0..<OC).map { _ in Float(rng.uniform() * 0.1 + 1e-4) }
         var out = [Float](repeating: .nan, count: OC * IC)
-        dequantizeWeightsPerChannel(&out, q, scales, rows: OC, columns: IC)
+        withParallelThreads(threads) { dequantizeWeightsPerChannel(&out, q, scales, rows: OC, columns: IC) }
         let expected = (0..<(OC * IC)).map { Double(q[$0]) * Double(scales[$0 / IC]) }
         // A product of an integer below 2⁸ and a float is exact in float64, and rounded once in float32.
         expectClose(out, expected, abs: 0, rel: 6e-8, "dequantized")
@@ -169,9 +173,11 @@ private func histogram(_ values: [Float], bins: Int, lower: Float, upper: Float)
 
     @Test func histogramCountsMatchTheReference() {
         var rng = TestRandom(15)
-        var x = rng.floats(400_003, scale: 1.5) // more than one worker's share
+        var x = rng.floats(400_003, scale: 1.5)
         x[0] = -100; x[1] = 100; x[2] = .nan; x[3] = -2; x[4] = 2 // outside, NaN, both edges
-        let counts = histogram(x, bins: 97, lower: -2, upper: 2)
+        // Three workers of at least 131,072 values each (Quantize.swift), adding into one histogram.
+        #expect(parallelChunks(x.count, minimumChunk: 131_072, threads: 3) == 3)
+        let counts = withParallelThreads(3) { histogram(x, bins: 97, lower: -2, upper: 2) }
         #expect(counts == referenceHistogram(x, bins: 97, lower: -2, upper: 2))
         #expect(counts.reduce(0, +) == x.count - 1)
         var twice = counts

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+@testable import ViTKernels
 
 /// A small deterministic generator for test data (the model's SeededGenerator lives above the
 /// kernels, so the kernel tests carry their own).
@@ -55,3 +56,42 @@ func numericalGradient(_ x: [Double], step: Double = 1e-6, _ f: ([Double]) -> Do
 
 func dot(_ a: [Double], _ b: [Double]) -> Double { zip(a, b).reduce(0) { $0 + $1.0 * $1.1 } }
 func doubles(_ a: [Float]) -> [Double] { a.map(Double.init) }
+
+// MARK: - Process-wide settings
+
+/// Held by every test that changes a process-wide setting (`Parallel.threads`, `BLAS.threads`),
+/// so that two such tests never interleave: suites run in parallel, and a test that compares
+/// thread counts must see the count it set.
+private let globalSettingsLock = NSLock()
+
+/// Runs `body` with `Parallel.threads` set to `threads`, holding the settings lock, and restores
+/// the previous count afterwards whatever happens.
+func withParallelThreads<T>(_ threads: Int, _ body: () throws -> T) rethrows -> T {
+    globalSettingsLock.lock()
+    let saved = Parallel.threads
+    defer {
+        Parallel.threads = saved
+        globalSettingsLock.unlock()
+    }
+    Parallel.threads = threads
+    return try body()
+}
+
+/// Runs `body` holding the settings lock with OpenBLAS's thread count as it was, and restores
+/// that count afterwards (for tests that change it themselves).
+func withBLASThreadsRestored<T>(_ body: () throws -> T) rethrows -> T {
+    globalSettingsLock.lock()
+    let saved = BLAS.threads
+    defer {
+        BLAS.threads = saved
+        globalSettingsLock.unlock()
+    }
+    return try body()
+}
+
+/// How many ranges `Parallel.forRanges(count, minimumChunk:)` makes with `threads` workers: the
+/// rule in Parallel.swift, restated so that a test can show its sizes really split
+/// (`ParallelTests` checks this against the ranges `forRanges` hands out).
+func parallelChunks(_ count: Int, minimumChunk: Int, threads: Int) -> Int {
+    count > 0 ? min(threads, max(1, count / max(1, minimumChunk))) : 0
+}

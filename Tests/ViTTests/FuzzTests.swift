@@ -282,9 +282,9 @@ enum FuzzSeeds {
 
     /// A weights file and a resumable checkpoint of that model, as vit writes them.
     static func checkpoints() throws -> [[UInt8]] {
-        let directory = NSTemporaryDirectory() + "vit-fuzz-seeds-" + UUID().uuidString
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let scratch = try ScratchDirectory("fuzz-seeds")
+        defer { scratch.remove() }
+        let directory = scratch.path
         let config = checkpointConfig
         let model = VisionTransformer(config: config.model, seed: 3)
         let optimizer = AdamW(layout: model.layout)
@@ -300,10 +300,9 @@ enum FuzzSeeds {
 
     /// The repository's configs and a full default config with a distill section.
     static var configs: [[UInt8]] {
-        let configsDirectory = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-            .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("configs").path
-        let files = (try? FileManager.default.contentsOfDirectory(atPath: configsDirectory))?.sorted() ?? []
-        var texts = files.filter { $0.hasSuffix(".json") }.compactMap { FileManager.default.contents(atPath: configsDirectory + "/" + $0) }.map { [UInt8]($0) }
+        let directory = configsDirectory.path
+        let files = (try? FileManager.default.contentsOfDirectory(atPath: directory))?.sorted() ?? []
+        var texts = files.filter { $0.hasSuffix(".json") }.compactMap { FileManager.default.contents(atPath: directory + "/" + $0) }.map { [UInt8]($0) }
         texts.append(Array(RunConfig(name: "fuzz", description: "all keys", distill: DistillConfig()).json().serialized(pretty: true).utf8))
         texts.append(Array(#"{"model": {"image_size": 28, "in_channels": 1}, "data": {"format": "idx", "mean": [0.286], "std": [0.353]}}"#.utf8))
         return texts
@@ -544,7 +543,7 @@ extension Mutator {
         var stats = FuzzStats("cifar")
         var mutator = Mutator(seed: FuzzBudget.seed ^ 0xC1FA)
         let ten = FuzzSeeds.cifarRecords([3, 9]), hundred = FuzzSeeds.cifarRecords([99, 0], coarse: 19)
-        let directory = try DataTempDirectory("fuzz-cifar")
+        let directory = try ScratchDirectory("fuzz-cifar")
         defer { directory.remove() }
         func check(_ bytes: [UInt8], variant: CIFAR.Variant, throughFiles: Bool = false) {
             let path = directory.path + "/batch.bin"
@@ -596,7 +595,7 @@ extension Mutator {
         var stats = FuzzStats("idx")
         var mutator = Mutator(seed: FuzzBudget.seed ^ 0x1D8)
         let images = DataFixtures.idxImages(count: 3, rows: 4, columns: 5), labels = DataFixtures.idxLabels([0, 9, 4])
-        let directory = try DataTempDirectory("fuzz-idx")
+        let directory = try ScratchDirectory("fuzz-idx")
         defer { directory.remove() }
         let imagePath = directory.path + "/train-images-idx3-ubyte", labelPath = directory.path + "/train-labels-idx1-ubyte"
 

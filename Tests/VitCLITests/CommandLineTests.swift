@@ -2,28 +2,6 @@ import ArgumentParser
 import Testing
 @testable import VitCLI
 
-/// The error `parseAsRoot` throws for `arguments`, or nil when they parse.
-private func parseError(_ arguments: [String]) -> Error? {
-    do {
-        _ = try VitCommand.parseAsRoot(arguments)
-        return nil
-    } catch {
-        return error
-    }
-}
-
-/// Expects `arguments` to be refused as a usage error whose message contains `fragment`.
-private func expectUsageError(_ arguments: [String], mentioning fragment: String,
-                              sourceLocation: SourceLocation = #_sourceLocation) {
-    guard let error = parseError(arguments) else {
-        Issue.record("\(arguments) parsed, expected a usage error", sourceLocation: sourceLocation)
-        return
-    }
-    let message = VitCommand.message(for: error)
-    #expect(VitCommand.exitCode(for: error) == .validationFailure, "\(arguments): exit code for \(message)", sourceLocation: sourceLocation)
-    #expect(message.contains(fragment), "\(arguments): \"\(message)\" does not mention \(fragment)", sourceLocation: sourceLocation)
-}
-
 @Suite struct CommandLineTests {
     @Test func rootHelpNamesTheTool() {
         let help = VitCommand.helpMessage()

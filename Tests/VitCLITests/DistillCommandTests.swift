@@ -17,12 +17,10 @@ private func distillError(_ arguments: [String]) throws -> ViTError? {
 
 /// A scratch directory with a student config and teacher files of every kind of bad.
 private struct Scratch {
-    let root: String
-    init() throws {
-        root = NSTemporaryDirectory() + "vit-distill-command-" + UUID().uuidString
-        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
-    }
-    func remove() { try? FileManager.default.removeItem(atPath: root) }
+    let directory: ScratchDirectory
+    var root: String { directory.path }
+    init() throws { directory = try ScratchDirectory("distill-command") }
+    func remove() { directory.remove() }
 
     /// A student config; `extra` is spliced into the JSON object.
     func student(_ extra: String = "") throws -> String {

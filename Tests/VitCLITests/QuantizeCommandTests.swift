@@ -2,19 +2,6 @@ import ArgumentParser
 import Testing
 @testable import VitCLI
 
-/// Expects `arguments` to be refused as a usage error whose message contains `fragment`.
-private func expectUsageError(_ arguments: [String], mentioning fragment: String,
-                              sourceLocation: SourceLocation = #_sourceLocation) {
-    do {
-        _ = try VitCommand.parseAsRoot(arguments)
-        Issue.record("\(arguments) parsed, expected a usage error", sourceLocation: sourceLocation)
-    } catch {
-        let message = VitCommand.message(for: error)
-        #expect(VitCommand.exitCode(for: error) == .validationFailure, "\(arguments): exit code for \(message)", sourceLocation: sourceLocation)
-        #expect(message.contains(fragment), "\(arguments): \"\(message)\" does not mention \(fragment)", sourceLocation: sourceLocation)
-    }
-}
-
 @Suite struct QuantizeCommandTests {
     @Test func quantizeParsesEveryOption() throws {
         let command = try VitCommand.parseAsRoot([

@@ -4,25 +4,16 @@ import Testing
 @testable import VitCLI
 @testable import ViT
 
-/// The exit code and message `parseAsRoot` gives `arguments`, or nil when they parse.
-private func usageFailure(_ arguments: [String]) -> (code: ExitCode, message: String)? {
-    do {
-        _ = try VitCommand.parseAsRoot(arguments)
-        return nil
-    } catch {
-        return (VitCommand.exitCode(for: error), VitCommand.message(for: error))
-    }
-}
-
 /// A temporary directory with a random 32×32 RGB model (2 blocks, 2 heads, 10 classes) whose
 /// config points at a CIFAR-format test batch of 3 images in `data/`.
 private struct CommandFixture {
-    let path: String
+    let directory: ScratchDirectory
+    var path: String { directory.path }
     var checkpoint: String { path + "/model.safetensors" }
     var data: String { path + "/data" }
 
     init() throws {
-        path = FileManager.default.temporaryDirectory.appendingPathComponent("vit-viz-\(UUID().uuidString)").path
+        directory = try ScratchDirectory("viz")
         try FileManager.default.createDirectory(atPath: path + "/data", withIntermediateDirectories: true)
         var config = RunConfig(name: "viz")
         config.model.imageSize = 32
@@ -42,7 +33,7 @@ private struct CommandFixture {
         try CIFARWriter.write(dataset, to: path + "/data/test_batch.bin")
     }
 
-    func remove() { try? FileManager.default.removeItem(atPath: path) }
+    func remove() { directory.remove() }
 
     /// Parses and runs `arguments`; returns the `ViTError` it throws (nil when it succeeds).
     func run(_ arguments: [String]) throws -> ViTError? {

@@ -22,9 +22,11 @@ public struct TrainingState: Sendable, Equatable {
     public var epochSeen: Int = 0
     public var epochSeconds: Double = 0
     public var lastLearningRate: Double = 0
+}
 
-    public init() {}
-
+// The JSON form (metadata key `training_state`), in an extension so that the struct keeps its
+// implicit `init()`: only the library starts a run's state.
+extension TrainingState {
     func json() -> JSONValue {
         .object([("step", .number(Double(step))), ("epoch", .number(Double(epoch))),
                  ("batch_in_epoch", .number(Double(batchInEpoch))), ("best_val_acc", .number(bestValAccuracy)),

@@ -663,76 +663,50 @@ fileprivate func describe(_ value: JSONValue) -> String {
 }
 
 extension ConfigField {
+    /// A key whose JSON value `decode` turns into the field's value (throwing
+    /// `ConfigValueProblem` when it does not fit) and `encode` turns back.
+    static func field<Value>(_ key: String, _ field: WritableKeyPath<Section, Value>, kind: ConfigValueKind,
+                             decode: @escaping (JSONValue) throws -> Value, encode: @escaping (Value) -> JSONValue) -> Self {
+        Self(key: key, kind: kind,
+             read: { section, value in section[keyPath: field] = try decode(value) },
+             write: { encode($0[keyPath: field]) })
+    }
+
     static func integer(_ key: String, _ field: WritableKeyPath<Section, Int>) -> Self {
-        Self(key: key, kind: .integer,
-             read: { section, value in section[keyPath: field] = try readInteger(value) },
-             write: { .number(Double($0[keyPath: field])) })
+        .field(key, field, kind: .integer, decode: readInteger, encode: { .number(Double($0)) })
     }
 
     static func unsignedInteger(_ key: String, _ field: WritableKeyPath<Section, UInt64>) -> Self {
-        Self(key: key, kind: .unsignedInteger,
-             read: { section, value in section[keyPath: field] = try readUnsignedInteger(value) },
-             write: { section in
-                 // Integers a Double cannot hold are written as decimal strings so they survive.
-                 let number = section[keyPath: field]
-                 return Double(exactly: number).map(JSONValue.number) ?? .string(String(number))
-             })
+        // Integers a Double cannot hold are written as decimal strings so they survive.
+        .field(key, field, kind: .unsignedInteger, decode: readUnsignedInteger,
+               encode: { number in Double(exactly: number).map(JSONValue.number) ?? .string(String(number)) })
     }
 
     static func number(_ key: String, _ field: WritableKeyPath<Section, Double>) -> Self {
-        Self(key: key, kind: .number,
-             read: { section, value in
-                 guard case .number(let number) = value else {
-                     throw ConfigValueProblem(message: "expected a number, got \(describe(value))")
-                 }
-                 section[keyPath: field] = number
-             },
-             write: { .number($0[keyPath: field]) })
+        .field(key, field, kind: .number, decode: { try readPayload($0, expected: "a number", \.numberPayload) }, encode: JSONValue.number)
     }
 
     static func boolean(_ key: String, _ field: WritableKeyPath<Section, Bool>) -> Self {
-        Self(key: key, kind: .boolean,
-             read: { section, value in
-                 guard case .bool(let flag) = value else {
-                     throw ConfigValueProblem(message: "expected true or false, got \(describe(value))")
-                 }
-                 section[keyPath: field] = flag
-             },
-             write: { .bool($0[keyPath: field]) })
+        .field(key, field, kind: .boolean, decode: { try readPayload($0, expected: "true or false", \.boolPayload) }, encode: JSONValue.bool)
     }
 
     static func string(_ key: String, _ field: WritableKeyPath<Section, String>) -> Self {
-        Self(key: key, kind: .string,
-             read: { section, value in
-                 guard case .string(let text) = value else {
-                     throw ConfigValueProblem(message: "expected a string, got \(describe(value))")
-                 }
-                 section[keyPath: field] = text
-             },
-             write: { .string($0[keyPath: field]) })
+        .field(key, field, kind: .string, decode: { try readPayload($0, expected: "a string", \.stringPayload) }, encode: JSONValue.string)
     }
 
     static func numbers(_ key: String, _ field: WritableKeyPath<Section, [Double]>) -> Self {
-        Self(key: key, kind: .numbers,
-             read: { section, value in
-                 guard case .array(let elements) = value else {
-                     throw ConfigValueProblem(message: "expected an array of numbers, got \(describe(value))")
-                 }
-                 section[keyPath: field] = try elements.enumerated().map { index, element in
-                     guard case .number(let number) = element else {
-                         throw ConfigValueProblem(location: "[\(index)]", message: "expected a number, got \(describe(element))")
-                     }
-                     return number
-                 }
-             },
-             write: { .array($0[keyPath: field].map(JSONValue.number)) })
+        .field(key, field, kind: .numbers,
+               decode: { value in
+                   try readPayload(value, expected: "an array of numbers", \.arrayPayload).enumerated().map { index, element in
+                       try readPayload(element, expected: "a number", at: "[\(index)]", \.numberPayload)
+                   }
+               },
+               encode: { .array($0.map(JSONValue.number)) })
     }
 
     /// A string restricted to `allowed`.
     static func choice(_ key: String, _ field: WritableKeyPath<Section, String>, among allowed: [String]) -> Self {
-        Self(key: key, kind: .choice(allowed),
-             read: { section, value in section[keyPath: field] = try readChoice(value, among: allowed) },
-             write: { .string($0[keyPath: field]) })
+        .field(key, field, kind: .choice(allowed), decode: { try readChoice($0, among: allowed) }, encode: JSONValue.string)
     }
 
     /// A string-backed enum such as `Pooling`, restricted to its cases.
@@ -740,16 +714,32 @@ extension ConfigField {
         _ key: String, _ field: WritableKeyPath<Section, Choice>
     ) -> Self where Choice.RawValue == String {
         let allowed = Choice.allCases.map(\.rawValue)
-        return Self(key: key, kind: .choice(allowed),
-                    read: { section, value in
-                        let raw = try readChoice(value, among: allowed)
-                        guard let choice = Choice(rawValue: raw) else {
-                            throw ConfigValueProblem(message: "expected one of \(RunConfig.listing(allowed)), got \(describe(value))")
-                        }
-                        section[keyPath: field] = choice
-                    },
-                    write: { .string($0[keyPath: field].rawValue) })
+        return .field(key, field, kind: .choice(allowed),
+                      decode: { value in
+                          guard let choice = Choice(rawValue: try readChoice(value, among: allowed)) else {
+                              throw ConfigValueProblem(message: "expected one of \(RunConfig.listing(allowed)), got \(describe(value))")
+                          }
+                          return choice
+                      },
+                      encode: { .string($0.rawValue) })
     }
+}
+
+/// What `extract` finds in `value` (one case's payload), or the problem "expected `expected`"
+/// at `location` (an element index such as `[1]`, or empty for the value itself).
+fileprivate func readPayload<Payload>(_ value: JSONValue, expected: String, at location: String = "",
+                                      _ extract: (JSONValue) -> Payload?) throws -> Payload {
+    guard let payload = extract(value) else {
+        throw ConfigValueProblem(location: location, message: "expected \(expected), got \(describe(value))")
+    }
+    return payload
+}
+
+fileprivate extension JSONValue {
+    var numberPayload: Double? { if case .number(let number) = self { number } else { nil } }
+    var boolPayload: Bool? { if case .bool(let flag) = self { flag } else { nil } }
+    var stringPayload: String? { if case .string(let text) = self { text } else { nil } }
+    var arrayPayload: [JSONValue]? { if case .array(let elements) = self { elements } else { nil } }
 }
 
 /// An `Int` from a JSON number with no fractional part.

@@ -553,49 +553,41 @@ extension JSONValue {
         case .number(let value): output.append(JSONValue.formatNumber(value))
         case .string(let value): JSONValue.appendQuoted(value, to: &output)
         case .array(let elements):
-            if elements.isEmpty {
-                output.append("[]")
-            } else if !pretty || !elements.contains(where: \.isContainer) {
-                output.append("[")
-                for (index, element) in elements.enumerated() {
-                    if index > 0 { output.append(pretty ? ", " : ",") }
-                    element.write(to: &output, pretty: pretty, indent: indent)
-                }
-                output.append("]")
-            } else {
-                let inner = String(repeating: "  ", count: indent + 1)
-                output.append("[\n")
-                for (index, element) in elements.enumerated() {
-                    if index > 0 { output.append(",\n") }
-                    output.append(inner)
-                    element.write(to: &output, pretty: true, indent: indent + 1)
-                }
-                output.append("\n" + String(repeating: "  ", count: indent) + "]")
+            // Pretty arrays of scalars stay on one line; those holding containers get a line each.
+            let multiline = pretty && elements.contains(where: \.isContainer)
+            JSONValue.appendList(elements, open: "[", close: "]", separator: pretty && !multiline ? ", " : ",",
+                                 multiline: multiline, indent: indent, to: &output) { element, output in
+                element.write(to: &output, pretty: pretty, indent: indent + 1)
             }
         case .object(let members):
-            if members.isEmpty {
-                output.append("{}")
-            } else if !pretty {
-                output.append("{")
-                for (index, member) in members.enumerated() {
-                    if index > 0 { output.append(",") }
-                    JSONValue.appendQuoted(member.key, to: &output)
-                    output.append(":")
-                    member.value.write(to: &output, pretty: false, indent: 0)
-                }
-                output.append("}")
-            } else {
-                let inner = String(repeating: "  ", count: indent + 1)
-                output.append("{\n")
-                for (index, member) in members.enumerated() {
-                    if index > 0 { output.append(",\n") }
-                    output.append(inner)
-                    JSONValue.appendQuoted(member.key, to: &output)
-                    output.append(": ")
-                    member.value.write(to: &output, pretty: true, indent: indent + 1)
-                }
-                output.append("\n" + String(repeating: "  ", count: indent) + "}")
+            JSONValue.appendList(members, open: "{", close: "}", separator: ",", multiline: pretty, indent: indent,
+                                 to: &output) { member, output in
+                JSONValue.appendQuoted(member.key, to: &output)
+                output.append(pretty ? ": " : ":")
+                member.value.write(to: &output, pretty: pretty, indent: indent + 1)
             }
         }
+    }
+
+    /// Writes `items` between `open` and `close`, `separator` between them: on one line, or with
+    /// `multiline` each on its own line indented one level (two spaces) deeper than `indent`, the
+    /// closing bracket on a line of its own. An empty list is just the two brackets.
+    private static func appendList<Items: Collection>(
+        _ items: Items, open: String, close: String, separator: String, multiline: Bool, indent: Int,
+        to output: inout String, appendItem: (Items.Element, inout String) -> Void
+    ) {
+        output.append(open)
+        if items.isEmpty {
+            output.append(close)
+            return
+        }
+        let lineStart = multiline ? "\n" + String(repeating: "  ", count: indent + 1) : ""
+        for (index, item) in items.enumerated() {
+            if index > 0 { output.append(separator) }
+            output.append(lineStart)
+            appendItem(item, &output)
+        }
+        if multiline { output.append("\n" + String(repeating: "  ", count: indent)) }
+        output.append(close)
     }
 }

@@ -154,18 +154,10 @@ public struct SafeTensorsFile: Sendable {
                 switch entry.dtype {
                 case .I64:
                     UnsafeMutableRawBufferPointer(buffer).copyMemory(from: source)
-                case .I32:
-                    for i in 0..<entry.count {
-                        buffer[i] = Int64(Int32(littleEndian: source.loadUnaligned(fromByteOffset: i &* 4, as: Int32.self)))
-                    }
-                case .I16:
-                    for i in 0..<entry.count {
-                        buffer[i] = Int64(Int16(littleEndian: source.loadUnaligned(fromByteOffset: i &* 2, as: Int16.self)))
-                    }
-                case .I8:
-                    for i in 0..<entry.count { buffer[i] = Int64(Int8(bitPattern: source[i])) }
-                default:
-                    for i in 0..<entry.count { buffer[i] = Int64(source[i]) }
+                case .I32: Self.convert(source, from: Int32.self, into: buffer) { Int64($0) }
+                case .I16: Self.convert(source, from: Int16.self, into: buffer) { Int64($0) }
+                case .I8: Self.convert(source, from: Int8.self, into: buffer) { Int64($0) }
+                default: Self.convert(source, from: UInt8.self, into: buffer) { Int64($0) }
                 }
             }
             initializedCount = entry.count
@@ -186,6 +178,17 @@ public struct SafeTensorsFile: Sendable {
         bytes.withUnsafeBytes { file in body(UnsafeRawBufferPointer(rebasing: file[entry.dataRange])) }
     }
 
+    /// Fills `destination` from the little-endian `Stored` values in `source` (read unaligned),
+    /// each passed through `convert`: the widening loop of every dtype that is not copied as is.
+    private static func convert<Stored: FixedWidthInteger, Target>(
+        _ source: UnsafeRawBufferPointer, from _: Stored.Type, into destination: UnsafeMutableBufferPointer<Target>,
+        _ convert: (Stored) -> Target
+    ) {
+        for i in 0..<destination.count {
+            destination[i] = convert(Stored(littleEndian: source.loadUnaligned(fromByteOffset: i &* MemoryLayout<Stored>.size, as: Stored.self)))
+        }
+    }
+
     /// Converts the data of a float tensor into `destination`, which holds `entry.count` floats.
     private func convertFloats(_ entry: TensorEntry, into destination: UnsafeMutableBufferPointer<Float>) {
         withData(of: entry) { source in
@@ -193,20 +196,12 @@ public struct SafeTensorsFile: Sendable {
             case .F32:
                 UnsafeMutableRawBufferPointer(destination).copyMemory(from: source)
             case .F64:
-                for i in 0..<entry.count {
-                    let bits = UInt64(littleEndian: source.loadUnaligned(fromByteOffset: i &* 8, as: UInt64.self))
-                    destination[i] = Float(Double(bitPattern: bits))
-                }
+                Self.convert(source, from: UInt64.self, into: destination) { Float(Double(bitPattern: $0)) }
             case .F16:
-                for i in 0..<entry.count {
-                    destination[i] = Self.floatFromHalf(UInt16(littleEndian: source.loadUnaligned(fromByteOffset: i &* 2, as: UInt16.self)))
-                }
+                Self.convert(source, from: UInt16.self, into: destination, Self.floatFromHalf)
             case .BF16:
-                for i in 0..<entry.count {
-                    // bfloat16 is the top half of a float32, so widening is a shift.
-                    let bits = UInt32(UInt16(littleEndian: source.loadUnaligned(fromByteOffset: i &* 2, as: UInt16.self))) << 16
-                    destination[i] = Float(bitPattern: bits)
-                }
+                // bfloat16 is the top half of a float32, so widening is a shift.
+                Self.convert(source, from: UInt16.self, into: destination) { Float(bitPattern: UInt32($0) << 16) }
             default:
                 preconditionFailure("convertFloats called for \(entry.dtype)")
             }

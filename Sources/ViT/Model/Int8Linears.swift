@@ -21,28 +21,6 @@ public struct Int8Grid: Sendable, Equatable {
     }
 }
 
-/// Int8 bytes owned by a class, so they are freed exactly once (the int8 twin of `FloatBuffer`).
-public final class Int8Buffer: @unchecked Sendable {
-    public let count: Int
-    public let pointer: UnsafeMutablePointer<Int8>
-
-    /// Allocates `count` zeroed bytes.
-    public init(count: Int) {
-        precondition(count >= 0, "negative buffer size")
-        self.count = count
-        pointer = .allocate(capacity: max(1, count))
-        pointer.initialize(repeating: 0, count: max(1, count))
-    }
-
-    deinit { pointer.deallocate() }
-
-    /// The elements `range`, copied out (for files and tests).
-    public func array(_ range: Range<Int>? = nil) -> [Int8] {
-        let r = range ?? 0..<count
-        return Array(UnsafeBufferPointer(start: pointer + r.lowerBound, count: r.count))
-    }
-}
-
 /// Every linear layer of an int8 model: weights as int8 with one float scale per output
 /// channel, resident; and, for static quantization, the int8 grid of each layer's input.
 ///

@@ -234,6 +234,13 @@ extension ModelDescription {
         }
         func bias(_ name: String, _ count: Int) -> [ParameterUse] { [ParameterUse(name: name + ".bias", shape: [count])] }
         func norm(_ name: String, _ count: Int) -> [ParameterUse] { weight(name, [count]) + bias(name, count) }
+        // Inverted dropout at the model's rate, in place in `y`'s buffer; the mask goes to `mask`.
+        func addDropout(_ name: String, _ y: TensorDescription, block: Int = -1, mask: String) -> TensorDescription {
+            let out = tensor(name, y.shape, in: y.buffer)
+            builder.add(name: name, label: "dropout", block: block, kind: .dropout(rate: m.dropout), inputs: [y], outputs: [out],
+                        saved: [tensor(name + ".mask", y.shape, in: mask)])
+            return out
+        }
 
         // Patch embedding and tokens.
         let patches = tensor("patches", [B, N, m.patchValues])
@@ -247,12 +254,7 @@ extension ModelDescription {
                     parameters: [ParameterUse(name: "cls_token", shape: [1, 1, C])]
                         + (m.distillToken ? [ParameterUse(name: "dist_token", shape: [1, 1, C])] : [])
                         + [ParameterUse(name: "pos_embed", shape: [1, T, C])])
-        if dropout {
-            let out = tensor("pos_drop", [B, T, C], in: x.buffer)
-            builder.add(name: "pos_drop", label: "dropout", kind: .dropout(rate: m.dropout), inputs: [x], outputs: [out],
-                        saved: [tensor("pos_drop.mask", [B, T, C], in: "position_mask")])
-            x = out
-        }
+        if dropout { x = addDropout("pos_drop", x, mask: "position_mask") }
 
         // Blocks: x + drop_path(proj_drop(proj(attn(norm1(x))))), then
         // x + drop_path(drop2(fc2(drop1(gelu(fc1(norm2(x))))))).
@@ -263,12 +265,7 @@ extension ModelDescription {
             let rate = m.dropPathRate(block: i)
             func branchDrops(_ y: TensorDescription, drop: String, mask: String, path: String, scale: String) -> TensorDescription {
                 var y = y
-                if dropout {
-                    let out = tensor(p + drop, [B, T, C], in: y.buffer)
-                    builder.add(name: p + drop, label: "dropout", block: i, kind: .dropout(rate: m.dropout), inputs: [y], outputs: [out],
-                                saved: [tensor(p + drop + ".mask", [B, T, C], in: buffer(mask))])
-                    y = out
-                }
+                if dropout { y = addDropout(p + drop, y, block: i, mask: buffer(mask)) }
                 if dropPath {
                     let out = tensor(p + path, [B, T, C], in: y.buffer)
                     builder.add(name: p + path, label: "dropout", block: i, kind: .dropPath(rate: rate), inputs: [y], outputs: [out],
@@ -277,14 +274,26 @@ extension ModelDescription {
                 }
                 return y
             }
+            // `norm1` or `norm2`: LayerNorm over C, saving mean and rstd `[B, T]`.
+            func layerNorm(_ part: String, _ input: TensorDescription) -> TensorDescription {
+                let out = tensor(p + part, [B, T, C], in: buffer(part))
+                builder.add(name: p + part, label: part, block: i, kind: .layerNorm(eps: m.layerNormEps), inputs: [input], outputs: [out],
+                            parameters: norm(p + part, C),
+                            saved: [tensor(p + part + ".mean", [B, T], in: buffer(part + "_mean")), tensor(p + part + ".rstd", [B, T], in: buffer(part + "_rstd"))])
+                return out
+            }
+            // One of the block's linear layers: weight `[OC, IC]`, and bias `[OC]` when `hasBias`.
+            func linear(_ layer: LinearLayer, label: String, _ input: TensorDescription, outFeatures: Int, in outBuffer: String,
+                        hasBias: Bool = true) -> TensorDescription {
+                let out = tensor(layer.name, [B, T, outFeatures], in: outBuffer)
+                builder.add(name: layer.name, label: label, block: i, kind: .linear, inputs: [input], outputs: [out],
+                            parameters: weight(layer.name, [outFeatures, input.shape[2]]) + (hasBias ? bias(layer.name, outFeatures) : []),
+                            linear: layer)
+                return out
+            }
 
-            let norm1 = tensor(p + "norm1", [B, T, C], in: buffer("norm1"))
-            builder.add(name: p + "norm1", label: "norm1", block: i, kind: .layerNorm(eps: m.layerNormEps), inputs: [x], outputs: [norm1],
-                        parameters: norm(p + "norm1", C),
-                        saved: [tensor(p + "norm1.mean", [B, T], in: buffer("norm1_mean")), tensor(p + "norm1.rstd", [B, T], in: buffer("norm1_rstd"))])
-            let qkv = tensor(p + "attn.qkv", [B, T, 3 * C], in: buffer("qkv"))
-            builder.add(name: p + "attn.qkv", label: "qkv", block: i, kind: .linear, inputs: [norm1], outputs: [qkv],
-                        parameters: weight(p + "attn.qkv", [3 * C, C]) + (m.qkvBias ? bias(p + "attn.qkv", 3 * C) : []), linear: .qkv(i))
+            let norm1 = layerNorm("norm1", x)
+            let qkv = linear(.qkv(i), label: "qkv", norm1, outFeatures: 3 * C, in: buffer("qkv"), hasBias: m.qkvBias)
             let attended = tensor(p + "attn.sdpa", [B, T, C], in: buffer("attn_out"))
             var attentionSaved = [tensor(p + "attn.probs", [B, NH, T, T], in: buffer("probs"))]
             if attnDropout {
@@ -295,33 +304,19 @@ extension ModelDescription {
             builder.add(name: p + "attn.sdpa", label: "attention", block: i,
                         kind: .attention(heads: NH, headDim: headDim, scale: 1 / Double(headDim).squareRoot(), dropout: training ? m.attnDropout : 0),
                         inputs: [qkv], outputs: [attended], saved: attentionSaved)
-            let projected = tensor(p + "attn.proj", [B, T, C], in: "branch")
-            builder.add(name: p + "attn.proj", label: "proj", block: i, kind: .linear, inputs: [attended], outputs: [projected],
-                        parameters: weight(p + "attn.proj", [C, C]) + bias(p + "attn.proj", C), linear: .proj(i))
+            let projected = linear(.proj(i), label: "proj", attended, outFeatures: C, in: "branch")
             let attentionBranch = branchDrops(projected, drop: "attn.proj_drop", mask: "proj_mask", path: "drop_path1", scale: "attn_path_scale")
             let middle = tensor(p + "add1", [B, T, C], in: residualBuffer(2 * i + 1))
             builder.add(name: p + "add1", label: "residual", block: i, kind: .add, inputs: [x, attentionBranch], outputs: [middle])
 
-            let norm2 = tensor(p + "norm2", [B, T, C], in: buffer("norm2"))
-            builder.add(name: p + "norm2", label: "norm2", block: i, kind: .layerNorm(eps: m.layerNormEps), inputs: [middle], outputs: [norm2],
-                        parameters: norm(p + "norm2", C),
-                        saved: [tensor(p + "norm2.mean", [B, T], in: buffer("norm2_mean")), tensor(p + "norm2.rstd", [B, T], in: buffer("norm2_rstd"))])
+            let norm2 = layerNorm("norm2", middle)
             // A training forward keeps only GELU'(fc1 output) per block; fc1's output is scratch.
-            let hidden = tensor(p + "mlp.fc1", [B, T, M], in: training ? "hidden" : buffer("fc1"))
-            builder.add(name: p + "mlp.fc1", label: "fc1", block: i, kind: .linear, inputs: [norm2], outputs: [hidden],
-                        parameters: weight(p + "mlp.fc1", [M, C]) + bias(p + "mlp.fc1", M), linear: .fc1(i))
+            let hidden = linear(.fc1(i), label: "fc1", norm2, outFeatures: M, in: training ? "hidden" : buffer("fc1"))
             var activated = tensor(p + "mlp.act", [B, T, M], in: buffer("gelu"))
             builder.add(name: p + "mlp.act", label: "gelu", block: i, kind: .gelu, inputs: [hidden], outputs: [activated],
                         saved: training ? [tensor(p + "mlp.act.derivative", [B, T, M], in: buffer("gelu_derivative"))] : [])
-            if dropout {
-                let out = tensor(p + "mlp.drop1", [B, T, M], in: activated.buffer)
-                builder.add(name: p + "mlp.drop1", label: "dropout", block: i, kind: .dropout(rate: m.dropout), inputs: [activated], outputs: [out],
-                            saved: [tensor(p + "mlp.drop1.mask", [B, T, M], in: buffer("gelu_mask"))])
-                activated = out
-            }
-            let mlpOut = tensor(p + "mlp.fc2", [B, T, C], in: "branch")
-            builder.add(name: p + "mlp.fc2", label: "fc2", block: i, kind: .linear, inputs: [activated], outputs: [mlpOut],
-                        parameters: weight(p + "mlp.fc2", [C, M]) + bias(p + "mlp.fc2", C), linear: .fc2(i))
+            if dropout { activated = addDropout(p + "mlp.drop1", activated, block: i, mask: buffer("gelu_mask")) }
+            let mlpOut = linear(.fc2(i), label: "fc2", activated, outFeatures: C, in: "branch")
             let mlpBranch = branchDrops(mlpOut, drop: "mlp.drop2", mask: "fc2_mask", path: "drop_path2", scale: "mlp_path_scale")
             let output = tensor(p + "add2", [B, T, C], in: residualBuffer(2 * i + 2))
             builder.add(name: p + "add2", label: "residual", block: i, kind: .add, inputs: [middle, mlpBranch], outputs: [output])

@@ -164,6 +164,16 @@ public final class VisionTransformer: @unchecked Sendable {
             guard let weights else { preconditionFailure("no weights for \(layer.name)") }
             matmulForward(out, input, weights, bias, rows: rows, inFeatures: inFeatures, outFeatures: outFeatures)
         }
+        // The end of a block's branch, whose last linear layer wrote `a.branch`: its dropout and
+        // drop path (when training with them), then out = residual + branch.
+        func addBranch(_ out: UnsafeMutablePointer<Float>, residual: UnsafePointer<Float>, mask: UnsafeMutablePointer<Float>?,
+                       pathScale: UnsafeMutablePointer<Float>?, layer: Int) {
+            if scaleBranch(a.branch, mask: mask, pathScale: pathScale, batch: B) {
+                prof?.lap("dropout", .forward, layer: layer)
+            }
+            addForward(out, residual, a.branch, count: BT * C)
+            prof?.lap("residual", .forward, layer: layer)
+        }
 
         patchifyForward(a.patches, images, batch: B, inChannels: config.inChannels, imageSize: config.imageSize, patchSize: config.patchSize)
         linear(.patchEmbed, a.patchOut, a.patches, weight: L.patchWeight, bias: p + L.patchBias, rows: B * N, inFeatures: PD, outFeatures: C)
@@ -199,11 +209,7 @@ public final class VisionTransformer: @unchecked Sendable {
             attentionObserver?(layer, act.probs, B)
             linear(.proj(layer), a.branch, act.attnOut, weight: w.projWeight, bias: p + w.projBias, rows: BT, inFeatures: C, outFeatures: C)
             prof?.lap("proj", .forward, flops: 2 * BT * C * C, layer: layer)
-            if scaleBranch(a.branch, mask: act.projMask, pathScale: act.attnPathScale, batch: B) {
-                prof?.lap("dropout", .forward, layer: layer)
-            }
-            addForward(act.middle, act.input, a.branch, count: BT * C)
-            prof?.lap("residual", .forward, layer: layer)
+            addBranch(act.middle, residual: act.input, mask: act.projMask, pathScale: act.attnPathScale, layer: layer)
             // MLP branch: x + drop_path(drop(fc2(drop(gelu(fc1(norm2(x))))))).
             layerNormForward(act.norm2, act.norm2Mean, act.norm2Rstd, act.middle, p + w.norm2Weight, p + w.norm2Bias, rows: BT, channels: C, eps: eps)
             prof?.lap("norm2", .forward, layer: layer)
@@ -223,11 +229,7 @@ public final class VisionTransformer: @unchecked Sendable {
             }
             linear(.fc2(layer), a.branch, act.gelu, weight: w.fc2Weight, bias: p + w.fc2Bias, rows: BT, inFeatures: M, outFeatures: C)
             prof?.lap("fc2", .forward, flops: 2 * BT * M * C, layer: layer)
-            if scaleBranch(a.branch, mask: act.fc2Mask, pathScale: act.mlpPathScale, batch: B) {
-                prof?.lap("dropout", .forward, layer: layer)
-            }
-            addForward(act.output, act.middle, a.branch, count: BT * C)
-            prof?.lap("residual", .forward, layer: layer)
+            addBranch(act.output, residual: act.middle, mask: act.fc2Mask, pathScale: act.mlpPathScale, layer: layer)
         }
 
         // With a distillation token, rows [0, B) of the pooled buffers hold the class tokens and

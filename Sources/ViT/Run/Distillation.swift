@@ -273,16 +273,14 @@ public struct TeacherRecord: Equatable, Sendable {
     public var fingerprint: String
     public var config: RunConfig
 
-    public init(path: String, fingerprint: String, config: RunConfig) {
-        self.path = path
-        self.fingerprint = fingerprint
-        self.config = config
-    }
-
     public func json() -> JSONValue {
         .object([("path", .string(path)), ("fingerprint", .string(fingerprint)), ("config", config.json())])
     }
+}
 
+// In an extension, so that the struct keeps its memberwise init (internal: only the library
+// builds records from a teacher; everyone else reads them from a checkpoint).
+extension TeacherRecord {
     /// Reads the record from a checkpoint's metadata; `source` names the checkpoint in errors.
     public init(metadata text: String, source: String) throws {
         let json = try JSONValue.parse(text, path: "\(source) (metadata 'teacher')")

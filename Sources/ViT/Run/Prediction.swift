@@ -5,12 +5,6 @@ public struct ClassProbability: Sendable, Equatable {
     public var index: Int
     public var name: String
     public var probability: Double
-
-    public init(index: Int, name: String, probability: Double) {
-        self.index = index
-        self.name = name
-        self.probability = probability
-    }
 }
 
 /// Turns images into the model's input: the evaluation transform of `vit eval` plus the two

@@ -1,0 +1,46 @@
+import Testing
+@testable import ViTKernels
+
+@Suite struct PoolingTests {
+    @Test func meanAndClassTokenPooling() {
+        var rng = TestRandom(42)
+        let B = 3, T = 5, C = 4
+        let x = rng.floats(B * T * C)
+        var mean = [Float](repeating: 0, count: B * C), cls = mean
+        meanPoolForward(&mean, x, batch: B, tokens: T, channels: C)
+        classTokenPoolForward(&cls, x, batch: B, tokens: T, channels: C)
+        for b in 0..<B { for c in 0..<C {
+            let expected = (1..<T).reduce(0.0) { $0 + Double(x[(b * T + $1) * C + c]) } / Double(T - 1)
+            #expect(Swift.abs(Double(mean[b * C + c]) - expected) < 1e-6)
+            #expect(cls[b * C + c] == x[b * T * C + c])
+        } }
+        let dout = rng.floats(B * C)
+        var dx = [Float](repeating: 0, count: B * T * C)
+        meanPoolBackward(&dx, dout, batch: B, tokens: T, channels: C)
+        classTokenPoolBackward(&dx, dout, batch: B, tokens: T, channels: C)
+        for b in 0..<B { for c in 0..<C {
+            #expect(dx[b * T * C + c] == dout[b * C + c])
+            for t in 1..<T { #expect(Swift.abs(dx[(b * T + t) * C + c] - dout[b * C + c] / Float(T - 1)) < 1e-7) }
+        } }
+    }
+}
+
+@Suite struct ElementwiseTests {
+    @Test func residualMaskAndNorm() {
+        var rng = TestRandom(43)
+        let n = 1000
+        let a = rng.floats(n), b = rng.floats(n)
+        let mask: [Float] = (0..<n).map { _ in rng.uniform() < 0.25 ? 0 : 1 / 0.75 }
+        var out = [Float](repeating: 0, count: n)
+        addForward(&out, a, b, count: n)
+        #expect(out == zip(a, b).map { $0 + $1 })
+        var masked = a
+        multiplyInPlace(&masked, mask, count: n)
+        #expect(masked == zip(a, mask).map { $0 * $1 })
+        let expected = a.reduce(0.0) { $0 + Double($1) * Double($1) }
+        #expect(Swift.abs(sumOfSquares(a, count: n) - expected) < 1e-4)
+        var scaled = a
+        scaleInPlace(&scaled, count: n, by: 0.5)
+        #expect(scaled == a.map { $0 * 0.5 })
+    }
+}

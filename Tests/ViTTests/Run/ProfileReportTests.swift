@@ -1,0 +1,69 @@
+import Foundation
+import Testing
+@testable import ViT
+
+@Suite struct ProfileReportTests {
+    /// Images/s, the op table, FLOP rate and MFU follow from the recorded times and FLOPs.
+    @Test func figuresFollowFromTheMeasurements() {
+        var model = ModelConfig()
+        model.imageSize = 8; model.patchSize = 4; model.inChannels = 1; model.numClasses = 3
+        model.dim = 8; model.depth = 1; model.heads = 2; model.mlpDim = 16
+        let profiler = Profiler()
+        for _ in 0..<2 {
+            profiler.beginStep()
+            profiler.lap("fc1", .forward, flops: 3_000_000_000)
+            profiler.lap("fc1", .backward, flops: 6_000_000_000)
+            profiler.lap("adamw", .optimizer)
+            profiler.endStep()
+        }
+        let gemm = GEMMBenchmark.measure(GEMMBenchmark.calls(config: model, batch: 2), minimumRepetitions: 1,
+                                         maximumRepetitions: 2, minimumSeconds: 0)
+        let report = ProfileReport(name: "tiny", model: model, batch: 16, threads: 3, blasCore: "Core", parameters: 1234,
+                                   profiler: profiler, stepNanoseconds: [1_000_000_000, 3_000_000_000],
+                                   inferNanoseconds: [250_000_000, 250_000_000], peakBytes: 5 << 20, gemm: gemm,
+                                   modelJSON: .object([("dim", .number(8))]))
+        #expect(report.stepSeconds == 2 && report.trainImagesPerSecond == 8)
+        #expect(report.inferSeconds == 0.25 && report.inferImagesPerSecond == 64)
+        #expect(report.trainFLOPsPerStep == 9e9)
+        #expect(report.achievedGFLOPS == 4.5)
+        #expect(gemm.gflops > 0 && abs(report.mfu - 4.5 / gemm.gflops) <= 1e-12 * report.mfu)
+        let totals = profiler.opTotals()
+        #expect(report.rows.map(\.name) == totals.map(\.name) && report.rows.map(\.phase) == totals.map(\.phase.rawValue))
+        for (row, total) in zip(report.rows, totals) {
+            #expect(row.calls == 1 && row.gflop == Double(total.flops) / 1e9 / 2)
+            #expect(abs(row.percent - 100 * Double(total.nanoseconds) / 4e9) <= 1e-9)
+        }
+
+        guard case .object(let members) = report.json() else { Issue.record("not an object"); return }
+        #expect(members.map(\.key) == ["config", "model", "batch_size", "threads", "blas_core", "parameters", "steps",
+                                       "train_images_per_second", "infer_images_per_second", "peak_rss_bytes", "step_ms",
+                                       "op_sum_ms", "infer_batch_ms", "forward_gflop_per_image", "train_gflop_per_step",
+                                       "train_gflops", "gemm_gflops", "mfu", "ops", "gemm_shapes"])
+        let json = report.json()
+        #expect(json["train_images_per_second"] == .number(8) && json["step_ms"] == .number(2000) && json["steps"] == .number(2))
+        #expect(json["train_gflop_per_step"] == .number(9) && json["train_gflops"] == .number(4.5) && json["blas_core"] == .string("Core"))
+    }
+
+    /// A stored model's profile: inference batches recorded op by op, its memory, its own JSON.
+    @Test func checkpointProfileTimesInferenceOnly() throws {
+        var config = RunConfig(name: "stored")
+        config.model.imageSize = 8; config.model.patchSize = 4; config.model.inChannels = 1; config.model.numClasses = 3
+        config.model.dim = 8; config.model.depth = 1; config.model.heads = 2; config.model.mlpDim = 16
+        config.train.batchSize = 4
+        let loaded = InferenceModel(model: VisionTransformer(config: config.model, seed: 2), config: config, quantized: nil)
+        var statuses: [String] = []
+        let report = ProfileReport.measureInference(loaded, path: "m.safetensors", batch: nil, steps: 3) { statuses.append($0) }
+        #expect(statuses == ["inference batch 1/3", "inference batch 2/3", "inference batch 3/3"])
+        #expect(report.batch == 4 && report.inferNanoseconds.count == 3 && report.stepNanoseconds.isEmpty && report.gemm == nil)
+        #expect(report.rows.allSatisfy { $0.calls == $0.calls.rounded() && $0.calls >= 1 } && !report.rows.isEmpty)
+        let stored = try #require(report.stored)
+        #expect(stored.precision == "float32" && stored.stateBytes == loaded.residentBytes)
+        #expect(stored.weightBytes == config.model.linearLayers.reduce(0) { $0 + $1.weightCount } * 4)
+        guard case .object(let members) = report.json() else { Issue.record("not an object"); return }
+        let keys = members.map(\.key).filter { $0 != "final_rss_bytes" }
+        #expect(keys == ["checkpoint", "precision", "batch_size", "threads", "blas_core", "parameters", "steps",
+                         "infer_images_per_second", "infer_batch_ms", "peak_rss_bytes", "model_state_bytes",
+                         "linear_weight_bytes", "ops"])
+        #expect(report.json()["checkpoint"] == .string("m.safetensors"))
+    }
+}
