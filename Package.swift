@@ -19,6 +19,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
     ],
     targets: [
         // MARK: - System libraries
@@ -63,9 +64,14 @@ let package = Package(
 
         // MARK: - Model, data, training
 
+        /// The Swift types of ONNX and TensorBoard protobufs are generated from proto/ by
+        /// scripts/gen-protos.sh and committed, so building needs swift-protobuf's runtime only.
         .target(
             name: "ViT",
-            dependencies: ["ViTKernels", "CZlib", "CPNG", "CMPI"]
+            dependencies: [
+                "ViTKernels", "CZlib", "CPNG", "CMPI",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ]
         ),
 
         // MARK: - Command line

@@ -347,6 +347,11 @@ bad_case 2 "--calibration-batches" "vit quantize --calibration-batches 0" "$vit"
 bad_case 1 "not-safetensors.safetensors|not a safetensors file" "vit quantize of a file that is not a model" "$vit" quantize "$bad/not-safetensors.safetensors" --out "$work/q.safetensors"
 bad_case 1 "missing tensor 'head.weight_scale'" "an int8 model missing a scale" "$vit" eval "$bad/int8-no-scale.safetensors"
 bad_case 1 "'head.weight_scale' has shape [5], expected [10]" "an int8 scale of the wrong shape" "$vit" eval "$bad/int8-scale-shape.safetensors"
+bad_case 1 "truncated.safetensors|beyond the data section" "vit export of a corrupt checkpoint" "$vit" export "$bad/truncated.safetensors" --out "$work/m.onnx"
+bad_case 1 "$bad/no-such-dir/m.onnx|cannot write" "vit export into a directory that does not exist" "$vit" export "$model" --out "$bad/no-such-dir/m.onnx"
+bad_case 2 "--opset 11|use 17 or 13" "vit export --opset 11" "$vit" export "$model" --out "$work/m.onnx" --opset 11
+bad_case 2 "--batch must be between 1 and 65536, got 0" "vit export --batch 0" "$vit" export "$model" --out "$work/m.onnx" --batch 0
+bad_case 2 "--name a/b|without '/'" "vit export --triton with a model name holding a slash" "$vit" export "$model" --triton "$work/repo" --name a/b
 bad_case 1 "not.png|not a PNG file" "vit predict of a file that is not a PNG" "$vit" predict "$model" "$bad/not.png"
 bad_case 1 "truncated.png|corrupt PNG" "vit predict of a truncated PNG" "$vit" predict "$model" "$bad/truncated.png"
 bad_case 1 "no-such.png|No such file" "vit predict of a missing PNG" "$vit" predict "$model" "$bad/no-such.png"

@@ -55,6 +55,7 @@ extension VitCommand {
                 print("removed \(path), left by a run that was killed while saving")
             }
             trainer.events = events(stepsPerEpoch: trainer.stepsPerEpoch, trainer: trainer)
+            if let log = try trainer.attachTensorBoard() { print("tensorboard: \(log.writer.path)") }
             Interruption.install()
             let summary = try trainer.run()
             Console.endStatus()

@@ -111,7 +111,7 @@ public struct RunDirectory: Sendable, Equatable, CustomStringConvertible {
     }
 
     /// Makes the directory ready for a fresh run: refuses one that holds a run unless `force`,
-    /// and with `force` removes that run's checkpoints, metrics and weights.
+    /// and with `force` removes that run's checkpoints, metrics, weights and TensorBoard event files.
     /// - Throws: `ViTError(path, "already holds a run")` without `force`.
     public func prepareFresh(force: Bool) throws {
         guard holdsRun else { return }
@@ -122,6 +122,13 @@ public struct RunDirectory: Sendable, Equatable, CustomStringConvertible {
         let fm = FileManager.default
         for name in checkpointDirectoryFiles() { try? fm.removeItem(atPath: checkpoints + "/" + name) }
         for file in [metrics, model, best] { try? fm.removeItem(atPath: file) }
+        for file in tensorBoardEventFiles() { try? fm.removeItem(atPath: file) }
+    }
+
+    /// The run's TensorBoard event files, in name order.
+    public func tensorBoardEventFiles() -> [String] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: path)) ?? [])
+            .filter { $0.hasPrefix(Self.tensorBoardEventsPrefix) }.sorted().map(file)
     }
 
     /// Every `.safetensors` file in `checkpoints/`, step-named or not.

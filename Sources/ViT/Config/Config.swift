@@ -180,6 +180,8 @@ public struct TrainConfig: Sendable, Equatable {
     public var beta1: Double = 0.9
     public var beta2: Double = 0.999
     public var adamEps: Double = 1e-8
+    /// Write TensorBoard event files (`events.out.tfevents.*`) into the run directory.
+    public var tensorboard: Bool = true
 
     public init() {}
 }

@@ -644,6 +644,7 @@ extension TrainConfig {
             .integer("eval_every", \.evalEvery), .integer("save_every", \.saveEvery),
             .integer("keep_checkpoints", \.keepCheckpoints), .number("beta1", \.beta1),
             .number("beta2", \.beta2), .number("adam_eps", \.adamEps),
+            .boolean("tensorboard", \.tensorboard),
         ]
     }
 }

@@ -25,6 +25,8 @@ public struct StepProgress: Sendable {
     public var lr: Double
     public var imagesPerSecond: Double
     public var secondsRemaining: Double
+    /// The global gradient norm before clipping (NaN when clipping is off and it is not computed).
+    public var gradNorm: Double = .nan
 }
 
 /// The outcome of `Trainer.run`.
@@ -208,7 +210,8 @@ public final class Trainer {
                 let remainingImages = Double((t.epochs * stepsPerEpoch - state.step) * t.accumSteps * B)
                 events.stepEnded(StepProgress(epoch: state.epoch + 1, epochs: t.epochs, stepInEpoch: state.batchInEpoch / t.accumSteps,
                                               stepsPerEpoch: stepsPerEpoch, step: state.step, totalSteps: t.epochs * stepsPerEpoch,
-                                              loss: outcome.loss, lr: lastLR, imagesPerSecond: rate, secondsRemaining: remainingImages / max(rate, 1e-9)))
+                                              loss: outcome.loss, lr: lastLR, imagesPerSecond: rate, secondsRemaining: remainingImages / max(rate, 1e-9),
+                                              gradNorm: outcome.gradientNorm ?? .nan))
                 if outcome.stopRequested || (maxSteps.map { stepsThisProcess >= $0 } ?? false) {
                     state.elapsedSeconds = elapsedBefore + Date().timeIntervalSince(runStart)
                     state.epochLossSum = lossSum; state.epochCorrect = correct; state.epochSeen = seen

@@ -1,0 +1,42 @@
+import ArgumentParser
+import Testing
+@testable import VitCLI
+
+@Suite struct ExportCommandTests {
+    /// Expects `arguments` to be refused as a usage error whose message contains `fragment`.
+    private func expectUsageError(_ arguments: [String], mentioning fragment: String, sourceLocation: SourceLocation = #_sourceLocation) {
+        do {
+            _ = try VitCommand.parseAsRoot(arguments)
+            Issue.record("\(arguments) parsed, expected a usage error", sourceLocation: sourceLocation)
+        } catch {
+            let message = VitCommand.message(for: error)
+            #expect(VitCommand.exitCode(for: error) == .validationFailure, "\(arguments): exit code for \(message)", sourceLocation: sourceLocation)
+            #expect(message.contains(fragment), "\(arguments): \"\(message)\" does not mention \(fragment)", sourceLocation: sourceLocation)
+        }
+    }
+
+    @Test func exportParsesEveryOption() throws {
+        let command = try VitCommand.parseAsRoot([
+            "export", "run/model.safetensors", "--out", "m.onnx", "--opset", "13", "--batch", "8", "--image-size", "28",
+            "--triton", "repo", "--name", "fashion",
+        ])
+        let export = try #require(command as? VitCommand.Export)
+        #expect(export.checkpoint == "run/model.safetensors" && export.out == "m.onnx")
+        #expect(export.opset == 13 && export.fixedBatch == 8 && export.imageSize == 28)
+        #expect(export.triton == "repo" && export.name == "fashion")
+    }
+
+    @Test func exportDefaultsToOpset17AndADynamicBatch() throws {
+        let export = try #require(try VitCommand.parseAsRoot(["export", "m.safetensors", "--out", "m.onnx"]) as? VitCommand.Export)
+        #expect(export.opset == 17 && export.batch == "dynamic" && export.fixedBatch == nil)
+    }
+
+    @Test func exportUsageErrors() {
+        expectUsageError(["export", "m.safetensors"], mentioning: "--out")
+        expectUsageError(["export", "m.safetensors", "--out", "m.onnx", "--opset", "11"], mentioning: "--opset 11")
+        expectUsageError(["export", "m.safetensors", "--out", "m.onnx", "--batch", "0"], mentioning: "--batch")
+        expectUsageError(["export", "m.safetensors", "--out", "m.onnx", "--batch", "many"], mentioning: "--batch")
+        expectUsageError(["export", "m.safetensors", "--triton", "repo", "--name", "a/b"], mentioning: "'/'")
+        expectUsageError(["export", "m.safetensors", "--out", "m.onnx", "--name", "x"], mentioning: "--triton")
+    }
+}
