@@ -32,12 +32,12 @@ PREFIX       ?= /usr/local
 
 # Debian packages the build, the tests and the smoke test need. python3 runs the data
 # conversion and the smoke test's checks; git lets SwiftPM fetch swift-argument-parser.
-APT_PACKAGES := libopenblas-dev liblapacke-dev zlib1g-dev libpng-dev libturbojpeg0-dev pkg-config dataset-fashion-mnist python3 git ca-certificates
+APT_PACKAGES := libopenblas-dev liblapacke-dev zlib1g-dev libpng-dev libturbojpeg0-dev libopenmpi-dev openmpi-bin pkg-config dataset-fashion-mnist python3 git ca-certificates
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 export DEBIAN_FRONTEND := noninteractive
 
-.PHONY: help deps build install test run smoke bad-inputs kill-test fashion-cifar clean
+.PHONY: help deps build install test run smoke bad-inputs kill-test mpi-test mpi-netns fashion-cifar clean
 
 help: ## List the targets
 	@echo "usage: make TARGET [CONFIG=configs/X.json] [RUN_DIR=DIR] [TRAIN_ARGS=...] [SCRATCH_PATH=.build]"
@@ -86,6 +86,12 @@ bad-inputs: build ## Every kind of bad input and fault must end in one clear err
 
 kill-test: build ## SIGKILL training 10 times, some mid-save; nothing may be lost (scripts/kill-test.sh)
 	VIT=$(VIT) scripts/kill-test.sh
+
+mpi-test: build ## Data-parallel training under mpirun: 2 ranks = 1 process, resume, SIGKILL, bad input (scripts/mpi-test.sh)
+	VIT=$(VIT) scripts/mpi-test.sh
+
+mpi-netns: build ## 2 ranks across two network namespaces over TCP (root; skips without namespaces) (scripts/mpi-netns.sh)
+	VIT=$(VIT) scripts/mpi-netns.sh
 
 fashion-cifar: deps ## Write Fashion-MNIST as CIFAR-10 batches into data/fashion-cifar
 	python3 scripts/fashion-to-cifar.py --out $(FASHION_CIFAR)

@@ -52,6 +52,14 @@ let package = Package(
             providers: [.apt(["libturbojpeg0-dev"])]
         ),
 
+        /// MPI (Open MPI's C interface) for data-parallel training across processes and
+        /// machines; only `ViT/Distributed/Communicator.swift` talks to it.
+        .systemLibrary(
+            name: "CMPI",
+            pkgConfig: "ompi-c",
+            providers: [.apt(["libopenmpi-dev"])]
+        ),
+
         // MARK: - Kernels
 
         /// Forward/backward kernels on raw float buffers; the only target that calls CBLAS.
@@ -68,7 +76,7 @@ let package = Package(
         .target(
             name: "ViT",
             dependencies: [
-                "ViTKernels", "CZlib", "CPNG", "CTurboJPEG",
+                "ViTKernels", "CZlib", "CPNG", "CTurboJPEG", "CMPI",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ]
         ),

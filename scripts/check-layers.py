@@ -24,7 +24,7 @@ COMMAND_LINE = os.path.join(ROOT, "Sources", "VitCLI")
 
 # Lowest first: a folder may use names from the folders before it, never from those after it.
 # "." is the library's top folder (errors, random numbers), usable from everywhere.
-LAYERS = [".", "Formats", "Config", "Images", "Instruments", "Model", "Optim", "Data", "Checkpoints", "Run",
+LAYERS = [".", "Formats", "Config", "Images", "Instruments", "Model", "Optim", "Data", "Checkpoints", "Distributed", "Run",
           "Export", "Visualize"]
 
 DECLARATION = re.compile(

@@ -37,8 +37,12 @@ extension VitCommand {
 
         func run() throws {
             runtime.apply()
-            let trainer = try Trainer.prepareDistillation(options.start, overrides: options.allOverrides,
-                                                          teacher: TeacherRequest(path: teacher, configPath: teacherConfig))
+            // Under mpirun every process sets up the run; a failure in any of them is reported once.
+            let trainer = try Communicator.world.agreeing {
+                try Trainer.prepareDistillation(options.start, overrides: options.allOverrides,
+                                                teacher: TeacherRequest(path: teacher, configPath: teacherConfig))
+            }
+            trainer.stepLogPath = options.logSteps
             if let distillation = trainer.distillation {
                 print("teacher \(distillation.teacher.path): \(distillation.teacher.summary)")
                 print("distillation: \(distillation.summary)")

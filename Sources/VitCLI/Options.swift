@@ -43,6 +43,9 @@ struct TrainingRunOptions: ParsableArguments {
     @Flag(help: "Start afresh in an output directory that already holds a run.")
     var force = false
 
+    @Option(name: .customLong("log-steps"), help: "Append each optimizer step's number and loss (17 digits) to this file.")
+    var logSteps: String?
+
     /// Checks `--max-steps`; each command checks first which of `--config` and `--resume` it needs.
     func validateLimits() throws {
         if let maxSteps, maxSteps < 1 { throw ValidationError("--max-steps must be at least 1, got \(maxSteps)") }

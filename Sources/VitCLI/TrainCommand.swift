@@ -29,7 +29,9 @@ extension VitCommand {
 
         func run() throws {
             runtime.apply()
-            let trainer = try Trainer.prepare(options.start, overrides: options.allOverrides)
+            // Under mpirun every process sets up the run; a failure in any of them is reported once.
+            let trainer = try Communicator.world.agreeing { try Trainer.prepare(options.start, overrides: options.allOverrides) }
+            trainer.stepLogPath = options.logSteps
             if trainer.config.distill != nil {
                 print("note: vit train ignores the config's distill section (vit distill uses it)")
             }
@@ -42,6 +44,9 @@ extension VitCommand {
             trainer.maxSteps = maxSteps
             let c = trainer.config
             print("training \(c.name): \(trainer.model.layout.totalCount) parameters, \(trainer.stepsPerEpoch) steps/epoch × \(c.train.epochs) epochs, batch \(c.train.batchSize)\(c.train.accumSteps > 1 ? "×\(c.train.accumSteps)" : ""), \(Runtime.threads) threads")
+            if trainer.communicator.size > 1 {
+                print("data-parallel: \(trainer.communicator.size) processes of \(c.train.batchSize / trainer.communicator.size) images per batch")
+            }
             print("output: \(trainer.outputDirectory)")
             if let from = trainer.resumedFrom {
                 print("resuming from \(from) at step \(trainer.currentStep) (epoch \(trainer.currentEpoch + 1))")
@@ -49,7 +54,7 @@ extension VitCommand {
             for path in trainer.removedTemporaries {
                 print("removed \(path), left by a run that was killed while saving")
             }
-            trainer.events = events(stepsPerEpoch: trainer.stepsPerEpoch)
+            trainer.events = events(stepsPerEpoch: trainer.stepsPerEpoch, trainer: trainer)
             if let log = try trainer.attachTensorBoard() { print("tensorboard: \(log.writer.path)") }
             Interruption.install()
             let summary = try trainer.run()
@@ -65,14 +70,19 @@ extension VitCommand {
             }
         }
 
-        static func events(stepsPerEpoch: Int) -> TrainingEvents {
+        static func events(stepsPerEpoch: Int, trainer: Trainer? = nil) -> TrainingEvents {
             var events = TrainingEvents()
             let logEvery = max(1, stepsPerEpoch / 10)
+            let distributed = (trainer?.communicator.size ?? 1) > 1
             events.stepEnded = { p in
                 guard Console.isTerminal || p.stepInEpoch % logEvery == 0 || p.stepInEpoch == p.stepsPerEpoch else { return }
-                Console.status(String(format: "epoch %d/%d  step %d/%d  loss %.4f  lr %.2e  %.0f img/s  ETA %@",
-                                      p.epoch, p.epochs, p.stepInEpoch, p.stepsPerEpoch, p.loss, p.lr, p.imagesPerSecond,
-                                      Console.duration(p.secondsRemaining)))
+                var line = String(format: "epoch %d/%d  step %d/%d  loss %.4f  lr %.2e  %.0f img/s  ETA %@",
+                                  p.epoch, p.epochs, p.stepInEpoch, p.stepsPerEpoch, p.loss, p.lr, p.imagesPerSecond,
+                                  Console.duration(p.secondsRemaining))
+                if distributed, let trainer {
+                    line += String(format: "  allreduce wait %.1f ms", trainer.lastAllreduceWaitSeconds * 1000)
+                }
+                Console.status(line)
             }
             events.epochEnded = { m in
                 Console.endStatus()

@@ -24,6 +24,9 @@ struct VitCommand: ParsableCommand {
             Console.error("error: \(error)")
             if let hint = error.hint { Console.error("hint: \(hint)") }
             Foundation.exit(1)
+        } catch is Communicator.SilentFailure {
+            // Another process of a data-parallel run failed, and rank 0 printed why.
+            Foundation.exit(1)
         } catch is StoppedEarly {
             Foundation.exit(130)
         } catch {

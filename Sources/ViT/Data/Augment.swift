@@ -319,13 +319,22 @@ public enum Augment {
     public static func mixup(_ images: UnsafeMutablePointer<Float>, count: Int, channels: Int, height: Int, width: Int,
                              lam: Float) {
         let values = channels * height * width
-        for first in 0..<(count / 2) {
-            let a = images + first * values, b = images + (count - 1 - first) * values
-            for index in 0..<values {
-                let x = a[index], y = b[index]
-                a[index] = lam * x + (1 - lam) * y
-                b[index] = lam * y + (1 - lam) * x
+        let originals = Array(UnsafeBufferPointer(start: images, count: count * values))
+        originals.withUnsafeBufferPointer { partners in
+            for image in 0..<count where count - 1 - image != image {
+                mixup(images + image * values, partner: partners.baseAddress! + (count - 1 - image) * values, values: values, lam: lam)
             }
+        }
+    }
+
+    /// One image of a mixup: `image = lam · image + (1 − lam) · partner`, in place; what
+    /// `mixup(_:count:...)` does to each image, for a process that holds only part of a batch.
+    /// - Parameters:
+    ///   - image: `[values]`, mixed in place.
+    ///   - partner: `[values]`, its partner before mixing.
+    public static func mixup(_ image: UnsafeMutablePointer<Float>, partner: UnsafePointer<Float>, values: Int, lam: Float) {
+        for index in 0..<values {
+            image[index] = lam * image[index] + (1 - lam) * partner[index]
         }
     }
 
@@ -348,14 +357,27 @@ public enum Augment {
     /// - Parameter images: `[count, channels, height, width]`.
     public static func cutmix(_ images: UnsafeMutablePointer<Float>, count: Int, channels: Int, height: Int, width: Int,
                               box: Box) {
-        let values = channels * height * width, plane = height * width
-        for first in 0..<(count / 2) {
-            let a = images + first * values, b = images + (count - 1 - first) * values
-            for channel in 0..<channels {
-                for y in box.top..<(box.top + box.height) {
-                    let rowA = a + channel * plane + y * width, rowB = b + channel * plane + y * width
-                    for x in box.left..<(box.left + box.width) { swap(&rowA[x], &rowB[x]) }
-                }
+        let values = channels * height * width
+        let originals = Array(UnsafeBufferPointer(start: images, count: count * values))
+        originals.withUnsafeBufferPointer { partners in
+            for image in 0..<count where count - 1 - image != image {
+                cutmix(images + image * values, partner: partners.baseAddress! + (count - 1 - image) * values,
+                       channels: channels, height: height, width: width, box: box)
+            }
+        }
+    }
+
+    /// One image of a cutmix: `box` of every channel copied from `partner` (before mixing).
+    /// - Parameters:
+    ///   - image: `[channels, height, width]`, changed in place.
+    ///   - partner: `[channels, height, width]`.
+    public static func cutmix(_ image: UnsafeMutablePointer<Float>, partner: UnsafePointer<Float>, channels: Int, height: Int, width: Int,
+                              box: Box) {
+        let plane = height * width
+        for channel in 0..<channels {
+            for y in box.top..<(box.top + box.height) {
+                let offset = channel * plane + y * width + box.left
+                (image + offset).update(from: partner + offset, count: box.width)
             }
         }
     }
@@ -490,6 +512,28 @@ public struct AugmentPipeline: Sendable {
     public func mixBatch(_ images: UnsafeMutablePointer<Float>, labels: [Int32], height: Int, width: Int,
                          numClasses: Int, labelSmoothing: Double,
                          generator: inout SeededGenerator) -> MixResult? {
+        guard let mix = drawMix(height: height, width: width, generator: &generator) else { return nil }
+        let count = labels.count
+        if let box = mix.box {
+            Augment.cutmix(images, count: count, channels: channels, height: height, width: width, box: box)
+        } else {
+            Augment.mixup(images, count: count, channels: channels, height: height, width: width, lam: Float(mix.lam))
+        }
+        let targets = Augment.mixTargets(labels: labels, numClasses: numClasses, lam: mix.lam, smoothing: labelSmoothing)
+        return MixResult(lam: mix.lam, usedCutmix: mix.box != nil, targets: targets)
+    }
+
+    /// A batch's mix, drawn from the batch's generator before any image is mixed.
+    public struct Mix: Sendable {
+        /// The weight of each image's own content (for cutmix, after the area correction).
+        public var lam: Double
+        /// The region cutmix swaps; nil for mixup.
+        public var box: Augment.Box?
+    }
+
+    /// Draws whether, and how, a batch is mixed (what `mixBatch` applies): nil when it is left
+    /// unmixed or mixing is off.
+    public func drawMix(height: Int, width: Int, generator: inout SeededGenerator) -> Mix? {
         guard mixes, generator.nextUniformDouble() < mixProb else { return nil }
         let useCutmix: Bool
         if mixupAlpha > 0 && cutmixAlpha > 0 {
@@ -498,16 +542,21 @@ public struct AugmentPipeline: Sendable {
             useCutmix = cutmixAlpha > 0
         }
         let alpha = useCutmix ? cutmixAlpha : mixupAlpha
-        var lam = Augment.betaSample(alpha: alpha, beta: alpha, generator: &generator)
-        let count = labels.count
-        if useCutmix {
-            let (box, correctedLam) = Augment.cutmixBox(height: height, width: width, lam: lam, generator: &generator)
-            lam = correctedLam
-            Augment.cutmix(images, count: count, channels: channels, height: height, width: width, box: box)
+        let lam = Augment.betaSample(alpha: alpha, beta: alpha, generator: &generator)
+        guard useCutmix else { return Mix(lam: lam, box: nil) }
+        let (box, correctedLam) = Augment.cutmixBox(height: height, width: width, lam: lam, generator: &generator)
+        return Mix(lam: correctedLam, box: box)
+    }
+
+    /// Applies `mix` to one image, given its partner before mixing (image B−1−i of the batch).
+    /// - Parameters:
+    ///   - image: `[channels, height, width]`, mixed in place.
+    ///   - partner: `[channels, height, width]`.
+    public func apply(_ mix: Mix, to image: UnsafeMutablePointer<Float>, partner: UnsafePointer<Float>, height: Int, width: Int) {
+        if let box = mix.box {
+            Augment.cutmix(image, partner: partner, channels: channels, height: height, width: width, box: box)
         } else {
-            Augment.mixup(images, count: count, channels: channels, height: height, width: width, lam: Float(lam))
+            Augment.mixup(image, partner: partner, values: channels * height * width, lam: Float(mix.lam))
         }
-        let targets = Augment.mixTargets(labels: labels, numClasses: numClasses, lam: lam, smoothing: labelSmoothing)
-        return MixResult(lam: lam, usedCutmix: useCutmix, targets: targets)
     }
 }

@@ -20,6 +20,29 @@ public struct Batch: Sendable {
     }
 }
 
+/// The part of every batch that one of several data-parallel processes takes: of a batch of
+/// `count` images, images `count·part/parts ..< count·(part+1)/parts`.
+public struct BatchShare: Sendable, Equatable {
+    /// This process's part, `0..<parts` (its MPI rank).
+    public let part: Int
+    /// Processes sharing each batch.
+    public let parts: Int
+
+    public init(part: Int, parts: Int) {
+        precondition(parts >= 1 && part >= 0 && part < parts, "part \(part) of \(parts)")
+        self.part = part
+        self.parts = parts
+    }
+
+    /// The whole batch: one process.
+    public static let whole = BatchShare(part: 0, parts: 1)
+
+    /// The images of a batch of `count` this part takes.
+    public func range(of count: Int) -> Range<Int> {
+        (count * part / parts)..<(count * (part + 1) / parts)
+    }
+}
+
 /// Cuts a dataset into batches of augmented, normalized float images.
 ///
 /// Every batch is a pure function of (seed, epoch, index): the order of epoch e comes from a
@@ -27,6 +50,11 @@ public struct Batch: Sendable {
 /// (seed, e, i), with one sub-stream per image. Batches therefore never depend on thread timing
 /// or on which batches were built before, and a run resumed at (epoch, index) sees exactly the
 /// batches it would have seen.
+///
+/// A loader with a `share` other than `.whole` builds only its part of each batch (the images
+/// `share.range(of:)` and, when the batch is mixed, their partners): the same images with the
+/// same augmentation and mixing as that part of the whole batch, so that data-parallel
+/// processes together see exactly what one process would.
 public final class BatchLoader: @unchecked Sendable {
     public let dataset: Dataset
     public let batchSize: Int
@@ -37,6 +65,8 @@ public final class BatchLoader: @unchecked Sendable {
     public let seed: UInt64
     public let pipeline: AugmentPipeline
     public let batchesPerEpoch: Int
+    /// The part of each batch this loader builds.
+    public let share: BatchShare
 
     /// Batches with at least this many images are augmented on several threads.
     static let parallelThreshold = 16
@@ -54,13 +84,22 @@ public final class BatchLoader: @unchecked Sendable {
     ///   - training: shuffle, augment, mix and drop the last partial batch.
     ///   - labelSmoothing: ε for the soft targets of mixed batches, in [0, 1).
     ///   - seed: the run's seed.
+    ///   - share: the part of each batch to build; a training batch must split evenly.
     /// - Throws: `ViTError("train.batch_size", ...)`, `("train.label_smoothing", ...)` or a
     ///   `data.*` key from `AugmentPipeline`.
     public init(dataset: Dataset, config: DataConfig, batchSize: Int, training: Bool,
-                labelSmoothing: Double, seed: UInt64) throws {
+                labelSmoothing: Double, seed: UInt64, share: BatchShare = .whole) throws {
         if batchSize <= 0 {
             throw ViTError("train.batch_size", "must be a positive integer, got \(batchSize)")
         }
+        if training && share.parts > batchSize {
+            throw ViTError("train.batch_size", "\(batchSize) images per batch cannot be shared by \(share.parts) processes (at most one process per image)")
+        }
+        if training && batchSize % share.parts != 0 {
+            throw ViTError("train.batch_size", "\(batchSize) images per batch do not split evenly over \(share.parts) processes",
+                           hint: "use a number of processes that divides \(batchSize), or a batch size that is a multiple of \(share.parts)")
+        }
+        self.share = share
         if dataset.count == 0 {
             throw ViTError("data.path", "the \(training ? "training" : "evaluation") set has no images")
         }
@@ -104,7 +143,8 @@ public final class BatchLoader: @unchecked Sendable {
         case augmentation = 0x6175_676D  // "augm"
     }
 
-    /// Builds batch `index` of epoch `epoch`; the same arguments always give the same batch.
+    /// Builds batch `index` of epoch `epoch` (this loader's share of it); the same arguments
+    /// always give the same batch.
     /// - Parameters:
     ///   - epoch: 0-based epoch.
     ///   - index: in `0..<batchesPerEpoch`.
@@ -117,29 +157,71 @@ public final class BatchLoader: @unchecked Sendable {
         let count = indices.count
         let height = dataset.height, width = dataset.width, values = dataset.imageValues
         var generator = augmentationGenerator(epoch: epoch, index: index)
+        // Image k augments from batchGenerator.derived(k); the mix draws from the batch's own
+        // generator, which the images leave untouched, so it can be drawn first.
+        let batchGenerator = generator
+        let mix = pipeline.mixes ? pipeline.drawMix(height: height, width: width, generator: &generator) : nil
 
+        let mine = share.range(of: count)
+        var images = augmented(mine, of: indices, generator: batchGenerator)
+        let labels = indices.map { dataset.labels[$0] }
+        var targets: [Float]?
+        if let mix {
+            // Image k mixes with image count−1−k as it was before mixing.
+            let partners = (count - mine.upperBound)..<(count - mine.lowerBound)
+            var partnerImages = [Float](repeating: 0, count: partners.count * values)
+            let missing = partners.filter { !mine.contains($0) }
+            if let first = missing.first {
+                let fresh = augmented(first..<(first + missing.count), of: indices, generator: batchGenerator)
+                partnerImages.replaceSubrange(((first - partners.lowerBound) * values)..<((first - partners.lowerBound + missing.count) * values), with: fresh)
+            }
+            for k in partners where mine.contains(k) {
+                let source = (k - mine.lowerBound) * values, destination = (k - partners.lowerBound) * values
+                partnerImages.replaceSubrange(destination..<(destination + values), with: images[source..<(source + values)])
+            }
+            images.withUnsafeMutableBufferPointer { own in
+                partnerImages.withUnsafeBufferPointer { partner in
+                    for k in mine where count - 1 - k != k {
+                        pipeline.apply(mix, to: own.baseAddress! + (k - mine.lowerBound) * values,
+                                       partner: partner.baseAddress! + (count - 1 - k - partners.lowerBound) * values,
+                                       height: height, width: width)
+                    }
+                }
+            }
+            let all = Augment.mixTargets(labels: labels, numClasses: dataset.numClasses, lam: mix.lam, smoothing: labelSmoothing)
+            targets = Array(all[(mine.lowerBound * dataset.numClasses)..<(mine.upperBound * dataset.numClasses)])
+        }
+        return Batch(images: images, labels: Array(labels[mine]), targets: targets, count: mine.count)
+    }
+
+    /// Images `positions` of a batch whose dataset indices are `indices`, each augmented from
+    /// `generator.derived(position)`: `[positions.count, C, H, W]`.
+    private func augmented(_ positions: Range<Int>, of indices: [Int], generator batchGenerator: SeededGenerator) -> [Float] {
+        let count = positions.count
+        let height = dataset.height, width = dataset.width, values = dataset.imageValues
         var images = [Float](repeating: 0, count: count * values)
         images.withUnsafeMutableBufferPointer { output in
             dataset.pixels.withUnsafeBufferPointer { pixels in
                 let buffers = ImageBuffers(output: output.baseAddress!, pixels: pixels.baseAddress)
-                let batchGenerator = generator
                 let pipeline = self.pipeline
+                let first = positions.lowerBound
                 // Each image has its own sub-stream, so the split across threads cannot change
                 // the result.
                 let files = dataset.files
                 let randomCrop = training && pipeline.randomResizedCrop ? (pipeline.rrcScale, pipeline.rrcRatio) : nil
                 @Sendable func processImages(_ range: Range<Int>) {
                     for k in range {
-                        var imageGenerator = batchGenerator.derived(UInt64(k))
+                        var imageGenerator = batchGenerator.derived(UInt64(first + k))
+                        let index = indices[first + k]
                         if let files {
                             // Decoded and cropped (training) or resized and center-cropped here.
-                            let view = files.view(indices[k], randomCrop: randomCrop, generator: &imageGenerator)
+                            let view = files.view(index, randomCrop: randomCrop, generator: &imageGenerator)
                             view.withUnsafeBufferPointer {
                                 pipeline.process($0.baseAddress!, into: buffers.output + k * values, height: height, width: width,
                                                  generator: &imageGenerator, resizedCropDone: true)
                             }
                         } else {
-                            pipeline.process(buffers.pixels! + indices[k] * values, into: buffers.output + k * values,
+                            pipeline.process(buffers.pixels! + index * values, into: buffers.output + k * values,
                                              height: height, width: width, generator: &imageGenerator)
                         }
                     }
@@ -154,17 +236,7 @@ public final class BatchLoader: @unchecked Sendable {
                 }
             }
         }
-
-        let labels = indices.map { dataset.labels[$0] }
-        var targets: [Float]?
-        if pipeline.mixes {
-            targets = images.withUnsafeMutableBufferPointer { output in
-                pipeline.mixBatch(output.baseAddress!, labels: labels, height: height, width: width,
-                                  numClasses: dataset.numClasses, labelSmoothing: labelSmoothing,
-                                  generator: &generator)?.targets
-            }
-        }
-        return Batch(images: images, labels: labels, targets: targets, count: count)
+        return images
     }
 
     /// Iterates over epoch `epoch` from batch `index` on, building the next batch on a

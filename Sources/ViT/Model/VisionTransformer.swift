@@ -37,6 +37,13 @@ public final class VisionTransformer: @unchecked Sendable {
     /// linear input just before the GEMM (int8 models, calibration). Training ignores it.
     public var linearHooks: (any LinearLayerHooks)?
 
+    /// When set, `backward` calls it with each range of `gradients` (indices into the flat
+    /// buffer) as soon as the backward has finished adding into it: the head and final norm,
+    /// then each block from the last to the first, then the embeddings. The ranges are
+    /// contiguous and descending and together cover the buffer once, so a data-parallel step
+    /// can start summing a layer's gradients while the layers below it are differentiated.
+    public var gradientsFinished: ((_ range: Range<Int>) -> Void)?
+
     /// Creates a model with timm's default initialization drawn from `seed`.
     public init(config: ModelConfig, seed: UInt64 = 0) {
         self.config = config
@@ -123,10 +130,15 @@ public final class VisionTransformer: @unchecked Sendable {
     /// - Parameters:
     ///   - images: `[B, IC, H, W]`, normalized.
     ///   - training: keep activations for `backward` and apply dropout and drop path.
-    ///   - generator: draws the dropout and drop-path masks (only used when training with them).
+    ///   - generator: the micro-batch's mask stream (only used when training with dropout or
+    ///     drop path). It is not advanced: image b's masks draw from the sub-stream of its index
+    ///     in the whole micro-batch, `firstImage + b` (see `DropoutMasks`), so an image gets the
+    ///     same masks whichever process or slice of the batch computes it.
+    ///   - firstImage: the index of `images[0]` in the micro-batch that several data-parallel
+    ///     processes share (0 for a process that has the whole micro-batch).
     @discardableResult
     public func forward(_ images: UnsafePointer<Float>, batch B: Int, training: Bool,
-                        generator: inout SeededGenerator) -> UnsafeMutablePointer<Float> {
+                        generator: inout SeededGenerator, firstImage: Int = 0) -> UnsafeMutablePointer<Float> {
         precondition(B > 0, "empty batch")
         let a = activations(batch: B, training: training)
         if training { lastTrainingBatch = B }
@@ -170,8 +182,11 @@ public final class VisionTransformer: @unchecked Sendable {
         tokensForward(tokens, a.patchOut, p + L.classToken, p + L.positionEmbedding, batch: B, patches: N, channels: C,
                       distillationToken: L.distillationToken.map { UnsafePointer(p + $0) })
         prof?.lap("pos_embed", .forward)
+        let masks = DropoutMasks(stream: generator, firstImage: firstImage)
         if let mask = a.positionMask {
-            fillDropoutMask(mask, count: BT * C, rate: config.dropout, generator: &generator)
+            masks.fill(images: B) { image, generator in
+                fillDropoutMask(mask + image * T * C, count: T * C, rate: config.dropout, generator: &generator)
+            }
             multiplyInPlace(tokens, mask, count: BT * C)
             prof?.lap("dropout", .forward)
         }
@@ -179,7 +194,7 @@ public final class VisionTransformer: @unchecked Sendable {
         for (layer, w) in L.blocks.enumerated() {
             let act = a.blocks[layer]
             if training {
-                prepareMasks(act, layer: layer, batch: B, generator: &generator)
+                prepareMasks(act, layer: layer, batch: B, masks: masks)
                 if act.hasMasks { prof?.lap("dropout_masks", .forward, layer: layer) }
             }
             // Attention branch: x + drop_path(proj_drop(proj(attn(norm1(x))))).
@@ -256,9 +271,10 @@ public final class VisionTransformer: @unchecked Sendable {
     /// Training forward of a model with a distillation token that gives both heads, as timm's
     /// `VisionTransformerDistilled` in distilled training returns `(x_cls, x_dist)`. Pointers
     /// are valid until the next training forward; follow with `backward(classHead:distillationHead:batch:)`.
-    public func forwardHeads(_ images: UnsafePointer<Float>, batch B: Int, generator: inout SeededGenerator) -> HeadOutputs {
+    public func forwardHeads(_ images: UnsafePointer<Float>, batch B: Int, generator: inout SeededGenerator,
+                             firstImage: Int = 0) -> HeadOutputs {
         precondition(config.distillToken, "forwardHeads needs a model with a distillation token")
-        let mean = forward(images, batch: B, training: true, generator: &generator)
+        let mean = forward(images, batch: B, training: true, generator: &generator, firstImage: firstImage)
         let a = trainingActivations!
         return HeadOutputs(classHead: a.logits, distillationHead: a.distillationLogits!, mean: mean)
     }
@@ -270,15 +286,19 @@ public final class VisionTransformer: @unchecked Sendable {
         return forward(images, batch: B, training: false, generator: &unused)
     }
 
-    private func prepareMasks(_ act: BlockActivations, layer: Int, batch B: Int, generator: inout SeededGenerator) {
+    /// Draws block `layer`'s masks, image by image: each image's attention, projection, GELU
+    /// and fc2 dropout masks, then its two drop-path factors, from its own sub-stream.
+    private func prepareMasks(_ act: BlockActivations, layer: Int, batch B: Int, masks: DropoutMasks) {
         let T = config.numTokens, C = config.dim, M = config.mlpDim, NH = config.heads
-        if let m = act.attnMask { fillDropoutMask(m, count: B * NH * T * T, rate: config.attnDropout, generator: &generator) }
-        if let m = act.projMask { fillDropoutMask(m, count: B * T * C, rate: config.dropout, generator: &generator) }
-        if let m = act.geluMask { fillDropoutMask(m, count: B * T * M, rate: config.dropout, generator: &generator) }
-        if let m = act.fc2Mask { fillDropoutMask(m, count: B * T * C, rate: config.dropout, generator: &generator) }
-        let rate = dropPathRate(layer: layer)
-        if let s = act.attnPathScale { fillDropoutMask(s, count: B, rate: rate, generator: &generator) }
-        if let s = act.mlpPathScale { fillDropoutMask(s, count: B, rate: rate, generator: &generator) }
+        let rate = dropPathRate(layer: layer), dropout = config.dropout, attnDropout = config.attnDropout
+        masks.fill(images: B, layer: layer) { b, generator in
+            if let m = act.attnMask { fillDropoutMask(m + b * NH * T * T, count: NH * T * T, rate: attnDropout, generator: &generator) }
+            if let m = act.projMask { fillDropoutMask(m + b * T * C, count: T * C, rate: dropout, generator: &generator) }
+            if let m = act.geluMask { fillDropoutMask(m + b * T * M, count: T * M, rate: dropout, generator: &generator) }
+            if let m = act.fc2Mask { fillDropoutMask(m + b * T * C, count: T * C, rate: dropout, generator: &generator) }
+            if let s = act.attnPathScale { fillDropoutMask(s + b, count: 1, rate: rate, generator: &generator) }
+            if let s = act.mlpPathScale { fillDropoutMask(s + b, count: 1, rate: rate, generator: &generator) }
+        }
     }
 
     /// Stochastic-depth rate of block `layer`: `torch.linspace(0, drop_path, depth)[layer]`.
@@ -352,6 +372,8 @@ public final class VisionTransformer: @unchecked Sendable {
         case .mean: meanPoolBackward(dResidual, dPooled, batch: B, tokens: T, channels: C)
         }
         prof?.lap("pool", .backward)
+        let finished = gradientsFinished
+        finished?(L.finalNormWeight..<L.totalCount)
 
         for layer in stride(from: config.depth - 1, through: 0, by: -1) {
             let w = L.blocks[layer], act = a.blocks[layer]
@@ -390,6 +412,7 @@ public final class VisionTransformer: @unchecked Sendable {
             layerNormBackward(dResidual, g + w.norm1Weight, g + w.norm1Bias, dNorm, act.input, p + w.norm1Weight,
                               act.norm1Mean, act.norm1Rstd, rows: BT, channels: C)
             prof?.lap("norm1", .backward, layer: layer)
+            finished?(w.norm1Weight..<(layer + 1 < config.depth ? L.blocks[layer + 1].norm1Weight : L.finalNormWeight))
         }
 
         if let mask = a.positionMask {
@@ -403,6 +426,7 @@ public final class VisionTransformer: @unchecked Sendable {
         // Weight gradient only: the pixels need none.
         matmulBackward(nil, g + L.patchWeight, g + L.patchBias, dPatchOut, a.patches, p + L.patchWeight, rows: B * N, inFeatures: PD, outFeatures: C)
         prof?.lap("patch_embed", .backward, flops: 2 * B * N * PD * C)
+        finished?(0..<(L.blocks.first?.norm1Weight ?? L.finalNormWeight))
     }
 
     /// The gradient reaching a branch's output from the residual gradient: the same values
@@ -424,6 +448,32 @@ public final class VisionTransformer: @unchecked Sendable {
         if let mask { multiplyInPlace(x, mask, count: B * perImage) }
         if let pathScale { scalePerImage(x, pathScale, batch: B, perImage: perImage) }
         return mask != nil || pathScale != nil
+    }
+}
+
+/// Where a training forward's dropout and drop-path masks come from: one sub-stream per image
+/// and block, `stream.derived(image).derived(block + 1)` (block 0's is `derived(0)`: the
+/// dropout after the position embedding), where `image` is the index in the whole micro-batch.
+///
+/// An image's masks are therefore a function of the micro-batch's stream and the image's index
+/// only: the same whether one process computes the whole micro-batch or several data-parallel
+/// processes a slice each, and whatever the number of threads that fill them.
+struct DropoutMasks {
+    /// The micro-batch's stream.
+    let stream: SeededGenerator
+    /// The micro-batch index of the forward's first image.
+    let firstImage: Int
+
+    /// Calls `body(b, generator)` for each image `b` of a forward of `B`, in parallel over
+    /// images, with image b's generator for block `layer` (nil: the position-embedding dropout).
+    /// `body` must write only image b's part of the masks.
+    func fill(images B: Int, layer: Int? = nil, _ body: (_ image: Int, _ generator: inout SeededGenerator) -> Void) {
+        let stream = self.stream, first = firstImage
+        let sub = UInt64(layer.map { $0 + 1 } ?? 0)
+        Parallel.forEach(B) { b in
+            var generator = stream.derived(UInt64(first + b)).derived(sub)
+            body(b, &generator)
+        }
     }
 }
 

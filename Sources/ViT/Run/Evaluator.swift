@@ -30,10 +30,12 @@ public enum Evaluator {
     /// Evaluates `model` on every image of `loader` (which must not shuffle or drop).
     ///
     /// - Parameters:
-    ///   - keepLogits: also return the logits in dataset order.
+    ///   - keepLogits: also return the logits in dataset order (of this process's share).
+    ///   - communicator: the processes whose loaders share each batch (`BatchShare`); the
+    ///     result is the sum over all of them, the same in each.
     ///   - progress: called after each batch with the images done so far.
     public static func evaluate(_ model: VisionTransformer, loader: BatchLoader, keepLogits: Bool = false,
-                                progress: ((Int) -> Void)? = nil) -> EvaluationResult {
+                                communicator: Communicator = .single, progress: ((Int) -> Void)? = nil) -> EvaluationResult {
         let K = model.config.numClasses
         var result = EvaluationResult()
         result.confusion = Array(repeating: Array(repeating: 0, count: K), count: K)
@@ -46,6 +48,8 @@ public enum Evaluator {
         let iterator = loader.makeIterator(epoch: 0)
         while let batch = iterator.next() {
             let B = batch.count
+            // A process's share of a last, short batch may be empty.
+            if B == 0 { continue }
             let out = batch.images.withUnsafeBufferPointer { model.predict($0.baseAddress!, batch: B) }
             batch.labels.withUnsafeBufferPointer { labels in
                 labelLossForward(&losses, &probs, out, labels: labels.baseAddress!, targets: nil, batch: B, classes: K, smoothing: 0)
@@ -68,6 +72,13 @@ public enum Evaluator {
             if keepLogits { logits.append(contentsOf: UnsafeBufferPointer(start: out, count: B * K)) }
             result.count += B
             progress?(result.count)
+        }
+        if communicator.size > 1 {
+            // Each process evaluated its share of every batch: the counts add up.
+            var totals = [Double(correct1), Double(correct5), lossSum, Double(result.count)] + result.confusion.flatMap { $0.map(Double.init) }
+            communicator.sum(&totals)
+            correct1 = Int(totals[0]); correct5 = Int(totals[1]); lossSum = totals[2]; result.count = Int(totals[3])
+            result.confusion = (0..<K).map { row in (0..<K).map { Int(totals[4 + row * K + $0]) } }
         }
         let n = Double(max(1, result.count))
         result.top1 = Double(correct1) / n

@@ -78,7 +78,8 @@ extension Trainer {
     /// - Throws: `ViTError` when the event file cannot be created.
     @discardableResult
     public func attachTensorBoard(time: Date = Date()) throws -> TensorBoardLog? {
-        guard config.train.tensorboard else { return nil }
+        // In a data-parallel run rank 0 alone writes the run's files.
+        guard config.train.tensorboard, communicator.isRoot else { return nil }
         let log = try TensorBoardLog(directory: directory, config: config, resumedStep: currentStep, time: time)
         let previous = events
         var reported = false

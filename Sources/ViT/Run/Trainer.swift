@@ -64,6 +64,17 @@ public final class Trainer {
     let validationLoader: BatchLoader
     let schedule: LearningRateSchedule
     public let stepsPerEpoch: Int
+    /// The processes training together (`Communicator.world`): each takes its share of every
+    /// batch; rank 0 alone writes files.
+    public let communicator: Communicator
+    /// When set, rank 0 appends one line per optimizer step to this file: the step number and
+    /// its loss with 17 significant digits (`--log-steps`).
+    public var stepLogPath: String?
+    /// Optimizer steps between checks that every process holds the same weights (also
+    /// checked at each checkpoint).
+    public var weightCheckEvery = 100
+    /// Seconds the last step waited for gradient sums after its backward.
+    public private(set) var lastAllreduceWaitSeconds = 0.0
     private var state = TrainingState()
     private var history: [EpochMetrics] = []
 
@@ -85,6 +96,9 @@ public final class Trainer {
         self.config = config
         self.directory = directory
         self.distillation = distillation
+        let communicator = Communicator.world
+        self.communicator = communicator
+        let share = BatchShare(part: communicator.rank, parts: communicator.size)
         let m = config.model, t = config.train
 
         // Data: the training split, and a held-out part of it or the test split for validation.
@@ -100,9 +114,9 @@ public final class Trainer {
         try validation.checkFits(m, path: config.data.path)
         try m.checkFitsInMemory(trainingBatch: t.batchSize, inferenceBatch: t.batchSize, subject: "train.batch_size")
         trainLoader = try BatchLoader(dataset: train, config: config.data, batchSize: t.batchSize, training: true,
-                                      labelSmoothing: t.labelSmoothing, seed: t.seed)
+                                      labelSmoothing: t.labelSmoothing, seed: t.seed, share: share)
         validationLoader = try BatchLoader(dataset: validation, config: config.data, batchSize: t.batchSize, training: false,
-                                           labelSmoothing: 0, seed: t.seed)
+                                           labelSmoothing: 0, seed: t.seed, share: share)
         stepsPerEpoch = trainLoader.batchesPerEpoch / t.accumSteps
         guard stepsPerEpoch >= 1 else {
             throw ViTError("train.accum_steps", "\(t.accumSteps) micro-batches per step is more than the \(trainLoader.batchesPerEpoch) batches in an epoch")
@@ -122,7 +136,9 @@ public final class Trainer {
             }
             history = directory.readHistory().filter { $0.epoch <= state.epoch }
         }
-        removedTemporaries = try directory.create()
+        if communicator.isRoot {
+            removedTemporaries = try directory.create()
+        }
         resumedFrom = resumeFrom?.file.path
         resumedMetadata = resumeFrom?.file.metadata ?? [:]
     }
@@ -145,8 +161,15 @@ public final class Trainer {
     public func run() throws -> TrainingSummary {
         let t = config.train
         let B = t.batchSize
+        // Every process must train the same run from the same weights.
+        try communicator.checkSame(fingerprint(Array(config.json().serialized(pretty: false).utf8)), "the config")
+        try checkSameWeights()
+        Communicator.stopRequested = { Interruption.requested }
+        let localBatch = B / communicator.size
         let step = TrainingStep(model: model, optimizer: optimizer, labelSmoothing: t.labelSmoothing, gradClip: t.gradClip,
-                                accumSteps: t.accumSteps, seed: t.seed, batchCapacity: B, teacherLoss: distillation?.teacherLoss)
+                                accumSteps: t.accumSteps, seed: t.seed, batchCapacity: localBatch, teacherLoss: distillation?.teacherLoss,
+                                communicator: communicator)
+        let stepLog = try stepLogPath.flatMap { communicator.isRoot ? try StepLog(path: $0) : nil }
         var stepsThisProcess = 0
         let runStart = Date()
         let elapsedBefore = state.elapsedSeconds
@@ -165,6 +188,8 @@ public final class Trainer {
                     guard let taken = try step.take(index: state.step, learningRate: learningRate, nextBatch: { iterator.next() }) else { break }
                     outcome = taken
                 } catch let error as TrainingStep.NonFiniteLoss {
+                    // Every process sees the same summed loss; rank 0 alone reports it.
+                    guard communicator.isRoot else { throw Communicator.SilentFailure() }
                     let loss = error.loss
                     throw ViTError("train", "the loss became \(loss.isNaN ? "NaN" : loss > 0 ? "+infinity" : "-infinity") at step \(state.step + 1) (epoch \(state.epoch + 1))",
                                    hint: "lower train.lr or set train.grad_clip; the last good checkpoint is in \(directory.checkpoints)")
@@ -176,6 +201,9 @@ public final class Trainer {
                 lastLR = learningRate
                 state.step += 1
                 stepsThisProcess += 1
+                lastAllreduceWaitSeconds = outcome.allreduceWaitSeconds
+                stepLog?.append(step: state.step, loss: outcome.loss)
+                if state.step % weightCheckEvery == 0 { try checkSameWeights() }
 
                 let epochSeconds = Date().timeIntervalSince(epochStart)
                 let rate = Double(seen) / max(epochSeconds, 1e-9)
@@ -184,7 +212,7 @@ public final class Trainer {
                                               stepsPerEpoch: stepsPerEpoch, step: state.step, totalSteps: t.epochs * stepsPerEpoch,
                                               loss: outcome.loss, lr: lastLR, imagesPerSecond: rate, secondsRemaining: remainingImages / max(rate, 1e-9),
                                               gradNorm: outcome.gradientNorm ?? .nan))
-                if Interruption.requested || (maxSteps.map { stepsThisProcess >= $0 } ?? false) {
+                if outcome.stopRequested || (maxSteps.map { stepsThisProcess >= $0 } ?? false) {
                     state.elapsedSeconds = elapsedBefore + Date().timeIntervalSince(runStart)
                     state.epochLossSum = lossSum; state.epochCorrect = correct; state.epochSeen = seen
                     state.epochSeconds = epochSeconds; state.lastLearningRate = lastLR
@@ -205,14 +233,16 @@ public final class Trainer {
                                        imagesPerSecond: Double(seen) / max(trainSeconds, 1e-9), elapsedSeconds: 0)
             let isLast = state.epoch == t.epochs
             if state.epoch % t.evalEvery == 0 || isLast {
-                let result = Evaluator.evaluate(model, loader: validationLoader)
+                let result = Evaluator.evaluate(model, loader: validationLoader, communicator: communicator)
                 metrics.valLoss = result.loss
                 metrics.valAccuracy = result.top1
                 if result.top1 > state.bestValAccuracy {
                     state.bestValAccuracy = result.top1
                     state.bestEpoch = state.epoch
-                    try Checkpoint.writeWeights(model, config: config, metrics: metrics.json(), extraMetadata: extraMetadata,
-                                                to: directory.best)
+                    if communicator.isRoot {
+                        try Checkpoint.writeWeights(model, config: config, metrics: metrics.json(), extraMetadata: extraMetadata,
+                                                    to: directory.best)
+                    }
                 }
             }
             state.elapsedSeconds = elapsedBefore + Date().timeIntervalSince(runStart)
@@ -226,7 +256,10 @@ public final class Trainer {
         }
 
         let final = history.last.map { $0.json() }
-        try Checkpoint.writeWeights(model, config: config, metrics: final, extraMetadata: extraMetadata, to: directory.model)
+        try checkSameWeights()
+        if communicator.isRoot {
+            try Checkpoint.writeWeights(model, config: config, metrics: final, extraMetadata: extraMetadata, to: directory.model)
+        }
         events.message("wrote \(directory.model)")
         return TrainingSummary(outputDirectory: outputDirectory, epochs: history, bestValAccuracy: state.bestValAccuracy,
                                steps: state.step, interruptedCheckpoint: nil)
@@ -250,13 +283,47 @@ public final class Trainer {
     @discardableResult
     func saveTrainingState() throws -> String {
         let path = directory.checkpoint(step: state.step)
+        try checkSameWeights()
+        guard communicator.isRoot else { return path }
         try Checkpoint.writeTrainingState(model, optimizer: optimizer, config: config, state: state,
                                           metrics: history.last?.json(), extraMetadata: extraMetadata, to: path)
         directory.pruneCheckpoints(keep: config.train.keepCheckpoints, current: path)
         return path
     }
 
+    /// Fails unless every process holds the same weights (bit for bit): after the same summed
+    /// gradients and the same AdamW update they must, and a difference means the run is broken.
+    private func checkSameWeights() throws {
+        guard communicator.size > 1 else { return }
+        let weights = UnsafeRawBufferPointer(start: model.parameters.pointer, count: model.parameters.count * MemoryLayout<Float>.stride)
+        try communicator.checkSame(fingerprint(weights), "the weights at step \(state.step)")
+    }
+
     private func writeHistory() throws {
+        guard communicator.isRoot else { return }
         try directory.writeHistory(history)
     }
+}
+
+/// The per-step loss log of `--log-steps`: `<step> <loss>` lines, appended (a resumed run
+/// continues the file), each written through at once so that a killed run keeps its lines.
+final class StepLog {
+    private let handle: FileHandle
+
+    init(path: String) throws {
+        if !FileManager.default.fileExists(atPath: path) {
+            guard FileManager.default.createFile(atPath: path, contents: nil) else {
+                throw ViTError(path, "cannot create the step log")
+            }
+        }
+        guard let handle = FileHandle(forWritingAtPath: path) else { throw ViTError(path, "cannot open the step log for writing") }
+        handle.seekToEndOfFile()
+        self.handle = handle
+    }
+
+    func append(step: Int, loss: Double) {
+        handle.write(Data(String(format: "%d %.17g\n", step, loss).utf8))
+    }
+
+    deinit { try? handle.close() }
 }

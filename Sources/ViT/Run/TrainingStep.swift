@@ -19,6 +19,15 @@ import ViTKernels
 /// at s·accumSteps + m: a function of the position only, so a resumed run repeats an unbroken
 /// one bit for bit.
 ///
+/// Data-parallel (`communicator` of N > 1 processes): each micro-batch is the process's slice
+/// of the micro-batch all N share (the loader's `BatchShare`), its images indexed from
+/// `rank · n` in it so that their dropout masks are the whole micro-batch's; samples are weighted
+/// 1/(n·N·accumSteps), and in the last micro-batch every bucket of gradients starts summing over
+/// the processes as soon as its layers' backward is done. The step waits for the sums before
+/// clipping, so clipping and AdamW see the gradient of the mean over the N·n·accumSteps samples
+/// and run identically in every process; the losses and counts in the outcome are the sums
+/// over the processes.
+///
 /// With `model.profiler` set, a step records itself as one profiler step: zero_grad, the
 /// model's forward ops, cross_entropy forward and backward (distill_loss, forward, for
 /// distillation), the model's backward ops, grad_clip, adamw. Profiling changes no result.
@@ -50,6 +59,11 @@ public final class TrainingStep {
         public var samples = 0
         /// The global gradient norm before clipping; nil when clipping is off.
         public var gradientNorm: Double?
+        /// Whether any process asked to stop (`stopRequested`) during the step: with several
+        /// processes they stop together, after the same step.
+        public var stopRequested = false
+        /// Seconds spent waiting for the gradient sums after the backward (0 for one process).
+        public var allreduceWaitSeconds = 0.0
 
         /// Micro-batches in the step.
         public var microBatches: Int { microBatchLossSums.count }
@@ -72,6 +86,13 @@ public final class TrainingStep {
     /// Largest micro-batch.
     public let batchCapacity: Int
     public let teacherLoss: TeacherLoss?
+    /// The processes that share each micro-batch; `.single` for one.
+    public let communicator: Communicator
+    /// Whether this process was asked to stop; read once per step and agreed on by all processes.
+    public var stopRequested: () -> Bool = { Interruption.requested }
+    /// Gradient floats per bucket summed at once (4 MB): large enough to keep the number of
+    /// collectives per step small, small enough that the first starts early in the backward.
+    static let bucketFloats = 1 << 20
     private let baseGenerator: SeededGenerator
 
     // Scratch of one micro-batch: the loss's gradient with respect to the logits (the class
@@ -94,7 +115,7 @@ public final class TrainingStep {
     ///   - batchCapacity: the largest micro-batch the step will see (`train.batch_size`).
     ///   - teacherLoss: set for distillation.
     public init(model: VisionTransformer, optimizer: AdamW, labelSmoothing: Double, gradClip: Double, accumSteps: Int,
-                seed: UInt64, batchCapacity: Int, teacherLoss: TeacherLoss? = nil) {
+                seed: UInt64, batchCapacity: Int, teacherLoss: TeacherLoss? = nil, communicator: Communicator = .single) {
         precondition(accumSteps >= 1 && batchCapacity >= 1, "a step needs at least one micro-batch of at least one image")
         let K = model.config.numClasses
         self.model = model
@@ -104,6 +125,7 @@ public final class TrainingStep {
         self.accumSteps = accumSteps
         self.batchCapacity = batchCapacity
         self.teacherLoss = teacherLoss
+        self.communicator = communicator
         baseGenerator = SeededGenerator(seed: seed ^ 0xD50_7E5)
         dlogits = FloatBuffer(count: batchCapacity * K)
         dDistillation = FloatBuffer(count: teacherLoss != nil && model.config.distillToken ? batchCapacity * K : 0)
@@ -129,17 +151,44 @@ public final class TrainingStep {
         profiler?.lap("zero_grad", .optimizer)
         var outcome = Outcome()
         outcome.microBatchLossSums.reserveCapacity(accumSteps)
+        var microBatchSizes: [Int] = []
+        let processes = communicator.size
+        var summing = false
         for micro in 0..<accumSteps {
             guard let batch = nextBatch() else { break }
             var generator = baseGenerator.derived(UInt64(index * accumSteps + micro))
+            if processes > 1 && micro == accumSteps - 1 {
+                summing = true
+                startSummingGradients()
+            }
             let lossSum = accumulate(batch, generator: &generator, correct: &outcome.correct)
-            outcome.loss += lossSum / Double(batch.count * accumSteps)
             outcome.microBatchLossSums.append(lossSum)
+            microBatchSizes.append(batch.count * processes)
             outcome.samples += batch.count
         }
+        model.gradientsFinished = nil
         guard outcome.microBatches > 0 else {
             profiler?.endStep()
             return nil
+        }
+        if processes > 1 {
+            // A step cut short by the end of the data sums its gradients only now.
+            if !summing { communicator.startSum(model.gradients.pointer, count: model.gradients.count) }
+            communicator.waitForSums()
+            outcome.allreduceWaitSeconds = communicator.takeWaitSeconds()
+            profiler?.lap("allreduce_wait", .optimizer)
+            var totals = outcome.microBatchLossSums + [Double(outcome.correct), Double(outcome.samples), stopRequested() ? 1 : 0]
+            communicator.sum(&totals)
+            let m = outcome.microBatches
+            outcome.microBatchLossSums = Array(totals[0..<m])
+            outcome.correct = Int(totals[m])
+            outcome.samples = Int(totals[m + 1])
+            outcome.stopRequested = totals[m + 2] > 0
+        } else {
+            outcome.stopRequested = stopRequested()
+        }
+        for (lossSum, count) in zip(outcome.microBatchLossSums, microBatchSizes) {
+            outcome.loss += lossSum / Double(count * accumSteps)
         }
         guard outcome.loss.isFinite else {
             profiler?.endStep()
@@ -155,13 +204,32 @@ public final class TrainingStep {
         return outcome
     }
 
+    /// Makes the model's backward start summing each bucket of finished gradients over the
+    /// processes, from the last layer down; the final bucket starts with the embeddings'.
+    private func startSummingGradients() {
+        let communicator = self.communicator, gradients = model.gradients.pointer
+        var bucketEnd = model.gradients.count
+        model.gradientsFinished = { range in
+            // Ranges arrive contiguous and descending; a bucket is [range.lowerBound, bucketEnd).
+            if bucketEnd - range.lowerBound >= TrainingStep.bucketFloats || range.lowerBound == 0 {
+                communicator.startSum(gradients + range.lowerBound, count: bucketEnd - range.lowerBound)
+                bucketEnd = range.lowerBound
+            } else {
+                communicator.progress()
+            }
+        }
+    }
+
     /// Forward, loss and backward of one micro-batch, adding its gradient (each sample weighted
-    /// 1/(n·accumSteps)) and counting its correct predictions. Returns the summed loss.
+    /// 1/(n·N·accumSteps) for N processes) and counting its correct predictions. Returns the
+    /// summed loss.
     private func accumulate(_ batch: Batch, generator: inout SeededGenerator, correct: inout Int) -> Double {
         let n = batch.count, K = model.config.numClasses
         precondition(n >= 1 && n <= batchCapacity, "a micro-batch of \(n) images in a step made for at most \(batchCapacity)")
         let profiler = model.profiler
-        let scale = 1 / Float(n * accumSteps)
+        let scale = 1 / Float(n * communicator.size * accumSteps)
+        // This process's images start at rank·n in the micro-batch all processes share.
+        let firstImage = communicator.rank * n
         dlogits.zero()
         return batch.images.withUnsafeBufferPointer { imageBuffer in
             batch.labels.withUnsafeBufferPointer { labelBuffer in
@@ -174,7 +242,7 @@ public final class TrainingStep {
                     let teacher = teacherLoss.map { $0.teacherLogits(images, n) }
                     if let teacherLoss, let teacher, model.config.distillToken {
                         // Both heads: the class head learns the labels, the distillation head the teacher.
-                        let heads = model.forwardHeads(images, batch: n, generator: &generator)
+                        let heads = model.forwardHeads(images, batch: n, generator: &generator, firstImage: firstImage)
                         dDistillation.zero()
                         let lossSum = teacherLoss.loss.apply(student: heads.classHead, distillation: heads.distillationHead, teacher: teacher,
                                                              labels: labels, targets: targets, batch: n, scale: scale,
@@ -184,7 +252,7 @@ public final class TrainingStep {
                         model.backward(classHead: dlogits.pointer, distillationHead: dDistillation.pointer, batch: n)
                         return lossSum
                     }
-                    let logits = model.forward(images, batch: n, training: true, generator: &generator)
+                    let logits = model.forward(images, batch: n, training: true, generator: &generator, firstImage: firstImage)
                     var lossSum = 0.0
                     if let teacherLoss, let teacher {
                         lossSum = teacherLoss.loss.apply(student: logits, distillation: nil, teacher: teacher, labels: labels,
