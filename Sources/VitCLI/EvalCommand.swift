@@ -22,8 +22,8 @@ extension VitCommand {
         @Option(help: "Which split to evaluate: test or train.")
         var split: String = "test"
 
-        @Option(name: .customLong("batch-size"), help: "Images per forward pass.")
-        var batchSize: Int = 256
+        @OptionGroup var forwardBatch: ForwardBatchOptions
+        var batchSize: Int { forwardBatch.batchSize }
 
         @Flag(help: "Print one JSON object: top1, top5, loss, count, per_class, confusion.")
         var json = false
@@ -35,7 +35,6 @@ extension VitCommand {
 
         func validate() throws {
             guard DatasetSplit(rawValue: split) != nil else { throw ValidationError("--split must be test or train, got '\(split)'") }
-            guard batchSize >= 1 && batchSize <= 65_536 else { throw ValidationError("--batch-size must be between 1 and 65536, got \(batchSize)") }
         }
 
         func run() throws {

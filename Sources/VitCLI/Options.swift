@@ -61,6 +61,16 @@ struct TrainingRunOptions: ParsableArguments {
     }
 }
 
+/// `--batch-size` of the commands that run a model over a whole data set (eval, report).
+struct ForwardBatchOptions: ParsableArguments {
+    @Option(name: .customLong("batch-size"), help: "Images per forward pass.")
+    var batchSize: Int = 256
+
+    func validate() throws {
+        guard batchSize >= 1 && batchSize <= 65_536 else { throw ValidationError("--batch-size must be between 1 and 65536, got \(batchSize)") }
+    }
+}
+
 /// Output helpers: errors to stderr, progress lines that redraw on a terminal, tables.
 enum Console {
     static let isTerminal = isatty(STDOUT_FILENO) != 0

@@ -29,14 +29,13 @@ extension VitCommand {
         @Option(help: "Where to write the page (default: RUN_DIR/report.html).")
         var out: String?
 
-        @Option(name: .customLong("batch-size"), help: "Images per forward pass in the evaluation.")
-        var batchSize: Int = 256
+        @OptionGroup var forwardBatch: ForwardBatchOptions
+        var batchSize: Int { forwardBatch.batchSize }
 
         @OptionGroup var runtime: RuntimeOptions
 
         func validate() throws {
             guard samples >= 0 && samples <= 1024 else { throw ValidationError("--samples must be between 0 and 1024, got \(samples)") }
-            guard batchSize >= 1 && batchSize <= 65_536 else { throw ValidationError("--batch-size must be between 1 and 65536, got \(batchSize)") }
         }
 
         func run() throws {
