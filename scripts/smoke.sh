@@ -302,12 +302,42 @@ def convert(names, out):
 convert([f"data_batch_{i}.bin" for i in range(1, 6)], "train.bin")
 convert(["test_batch.bin"], "test.bin")
 EOF
+# A small ImageFolder tree (train/ and val/, one folder per class, gray PNGs written with the
+# standard library) for the folder-format configs.
+folder=$work/folder
+python3 - "$data/test_batch.bin" "$folder" <<'EOF'
+import os, struct, sys, zlib
+records = open(sys.argv[1], "rb").read()
+def png(path, pixels, side):
+    rows = b"".join(b"\x00" + bytes(pixels[y * side:(y + 1) * side]) for y in range(side))
+    def chunk(kind, body):
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+    with open(path, "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0))
+                + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+for i in range(64):
+    record = records[i * 3073:(i + 1) * 3073]
+    label, red = record[0], record[1:1025]
+    # The 28x28 image inside the 32x32 CIFAR record (padded by 2 on each side).
+    pixels = bytes(red[(y + 2) * 32 + 2 + x] for y in range(28) for x in range(28))
+    split = "train" if i < 48 else "val"
+    os.makedirs(f"{sys.argv[2]}/{split}/class{label}", exist_ok=True)
+    png(f"{sys.argv[2]}/{split}/class{label}/{i:03d}.png", pixels, 28)
+# Every class folder on both sides, so the two splits have the same classes.
+for label in range(10):
+    for split in ("train", "val"):
+        directory = f"{sys.argv[2]}/{split}/class{label}"
+        if not os.path.isdir(directory):
+            os.makedirs(directory)
+            png(f"{directory}/extra.png", bytes(784), 28)
+EOF
 for file in configs/*.json; do
     name=$(basename "$file" .json)
     overrides=(--set train.batch_size=16)
     case $(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["data"]["format"])' "$file" 2>/dev/null || echo unknown) in
         cifar10) overrides+=(--set "data.path=$data") ;;
         cifar100) overrides+=(--set "data.path=$cifar100") ;;
+        folder) overrides+=(--set "data.path=$folder") ;;
     esac
     check "$file loads and trains one step" "$work/config-$name.log" \
         "$vit" train --config "$file" --out "$work/config-$name" --max-steps 1 "${overrides[@]}" "${threads[@]}"
