@@ -319,10 +319,20 @@ public enum Augment {
     public static func mixup(_ images: UnsafeMutablePointer<Float>, count: Int, channels: Int, height: Int, width: Int,
                              lam: Float) {
         let values = channels * height * width
+        withPartners(images, count: count, values: values) { image, partner in
+            mixup(image, partner: partner, values: values, lam: lam)
+        }
+    }
+
+    /// Calls `body` for every image i of `images` `[count, values]` whose partner B−1−i is
+    /// another image, with a pointer to that partner as it was before any image changed (the
+    /// middle image of an odd batch is its own partner and is left alone, as timm does).
+    private static func withPartners(_ images: UnsafeMutablePointer<Float>, count: Int, values: Int,
+                                     _ body: (UnsafeMutablePointer<Float>, UnsafePointer<Float>) -> Void) {
         let originals = Array(UnsafeBufferPointer(start: images, count: count * values))
         originals.withUnsafeBufferPointer { partners in
             for image in 0..<count where count - 1 - image != image {
-                mixup(images + image * values, partner: partners.baseAddress! + (count - 1 - image) * values, values: values, lam: lam)
+                body(images + image * values, partners.baseAddress! + (count - 1 - image) * values)
             }
         }
     }
@@ -357,13 +367,8 @@ public enum Augment {
     /// - Parameter images: `[count, channels, height, width]`.
     public static func cutmix(_ images: UnsafeMutablePointer<Float>, count: Int, channels: Int, height: Int, width: Int,
                               box: Box) {
-        let values = channels * height * width
-        let originals = Array(UnsafeBufferPointer(start: images, count: count * values))
-        originals.withUnsafeBufferPointer { partners in
-            for image in 0..<count where count - 1 - image != image {
-                cutmix(images + image * values, partner: partners.baseAddress! + (count - 1 - image) * values,
-                       channels: channels, height: height, width: width, box: box)
-            }
+        withPartners(images, count: count, values: channels * height * width) { image, partner in
+            cutmix(image, partner: partner, channels: channels, height: height, width: width, box: box)
         }
     }
 
