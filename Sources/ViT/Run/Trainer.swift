@@ -271,7 +271,7 @@ public final class Trainer {
         // An image folder's class names exist only in its folder names: keep them with the weights.
         let dataset = trainLoader.dataset
         if dataset.files != nil {
-            metadata[Checkpoint.classNamesKey] = JSONValue.array(dataset.classNames.map { .string($0) }).serialized(pretty: false)
+            metadata[Checkpoint.classNamesKey] = Checkpoint.classNamesMetadata(dataset.classNames)
         }
         return metadata
     }
