@@ -48,7 +48,7 @@ extension VitCommand {
         }
 
         func report(_ evaluation: CheckpointEvaluation) {
-            let r = evaluation.result, classNames = evaluation.dataset.classNames
+            let r = evaluation.result, classNames = evaluation.classNames
             let names = (0..<r.perClass.count).map { $0 < classNames.count ? classNames[$0] : "class \($0)" }
             print("checkpoint  \(checkpoint) (\(evaluation.model.precision))")
             print("data        \(evaluation.dataPath) (\(selection.split), \(r.count) images, \(String(format: "%.0f", evaluation.imagesPerSecond)) img/s)")

@@ -92,7 +92,7 @@ extension VitCommand {
                 print("mode        weights: int8 weights per output channel, float32 activations")
                 quantized = Quantizer.quantize(loaded.model, config: runConfig, mode: .weights)
             }
-            try QuantizedCheckpoint.write(quantized, to: out)
+            try QuantizedCheckpoint.write(quantized, classNames: loaded.classNames, to: out)
             let floatBytes = try fileSize(checkpoint), int8Bytes = try fileSize(out)
             print("wrote       \(out)")
             print("size        \(grouped(int8Bytes)) bytes int8 vs \(grouped(floatBytes)) bytes float32 = "

@@ -43,13 +43,17 @@ public struct ExportSource {
         let model: InferenceModel
         if QuantizedCheckpoint.isQuantized(file) {
             let q = try QuantizedCheckpoint.load(file: file)
-            model = InferenceModel(model: q.model, config: q.config, quantized: q)
+            model = InferenceModel(model: q.model, config: q.config, quantized: q, classNames: Checkpoint.storedClassNames(file))
         } else {
             let loaded = try Checkpoint.load(file: file)
-            model = InferenceModel(model: loaded.model, config: loaded.config, quantized: nil)
+            model = InferenceModel(model: loaded.model, config: loaded.config, quantized: nil, classNames: loaded.classNames)
         }
         return ExportSource(model: model, path: path, fingerprint: FNV1a64.fingerprint(bytes))
     }
+
+    /// Names of the `num_classes` outputs: the checkpoint's stored ones, else the config's
+    /// dataset's (`ClassNames.forModel`).
+    public var classNames: [String] { ClassNames.forModel(model.config, stored: model.classNames) }
 }
 
 /// Writes a ViT as an ONNX model by walking its `ModelDescription`: every op of the inference
@@ -96,7 +100,7 @@ public enum ONNXExporter {
     static func metadata(_ source: ExportSource) -> [(String, String)] {
         let config = source.model.config
         func json(_ values: [Double]) -> String { JSONValue.array(values.map(JSONValue.number)).serialized(pretty: false) }
-        let names = ClassNames.forModel(config)
+        let names = source.classNames
         return [
             ("class_names", JSONValue.array(names.map(JSONValue.string)).serialized(pretty: false)),
             ("mean", json(config.data.mean)),
