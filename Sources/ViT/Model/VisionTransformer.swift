@@ -131,9 +131,10 @@ public final class VisionTransformer: @unchecked Sendable {
     ///   - images: `[B, IC, H, W]`, normalized.
     ///   - training: keep activations for `backward` and apply dropout and drop path.
     ///   - generator: the micro-batch's mask stream (only used when training with dropout or
-    ///     drop path). It is not advanced: image b's masks draw from the sub-stream of its index
-    ///     in the whole micro-batch, `firstImage + b` (see `DropoutMasks`), so an image gets the
-    ///     same masks whichever process or slice of the batch computes it.
+    ///     drop path). It is not advanced: it gives the masks' Philox key, and image b's masks
+    ///     take the counters of its index in the whole micro-batch, `firstImage + b` (see
+    ///     `DropoutMasks`), so an image gets the same masks whichever process or slice of the
+    ///     batch computes it.
     ///   - firstImage: the index of `images[0]` in the micro-batch that several data-parallel
     ///     processes share (0 for a process that has the whole micro-batch).
     @discardableResult
@@ -287,7 +288,7 @@ public final class VisionTransformer: @unchecked Sendable {
     }
 
     /// Draws block `layer`'s masks, image by image: each image's attention, projection, GELU
-    /// and fc2 dropout masks, then its two drop-path factors, from its own sub-stream.
+    /// and fc2 dropout masks, then its two drop-path factors, from its own counters.
     private func prepareMasks(_ act: BlockActivations, layer: Int, batch B: Int, masks: DropoutMasks) {
         let T = config.numTokens, C = config.dim, M = config.mlpDim, NH = config.heads
         let rate = dropPathRate(layer: layer), dropout = config.dropout, attnDropout = config.attnDropout
@@ -451,40 +452,39 @@ public final class VisionTransformer: @unchecked Sendable {
     }
 }
 
-/// Where a training forward's dropout and drop-path masks come from: one sub-stream per image
-/// and block, `stream.derived(image).derived(block + 1)` (block 0's is `derived(0)`: the
-/// dropout after the position embedding), where `image` is the index in the whole micro-batch.
+/// Where a training forward's dropout and drop-path masks come from: Philox4x32-10
+/// (`fillDropoutMask` in ViTKernels) under one key per micro-batch, drawn from the micro-batch's
+/// seeded stream, with counter (position in the stream, image, site): `image` is the index in the
+/// whole micro-batch and `site` is block + 1 (0: the dropout after the position embedding).
 ///
-/// An image's masks are therefore a function of the micro-batch's stream and the image's index
+/// A mask value is therefore a function of (seed, step, micro-batch, block, image, position)
 /// only: the same whether one process computes the whole micro-batch or several data-parallel
-/// processes a slice each, and whatever the number of threads that fill them.
+/// processes a slice each, whatever the number of threads that fill them, and the same again
+/// when a run resumes from a checkpoint.
 struct DropoutMasks {
-    /// The micro-batch's stream.
-    let stream: SeededGenerator
+    /// The Philox key of the micro-batch.
+    let key: UInt64
     /// The micro-batch index of the forward's first image.
     let firstImage: Int
+
+    /// - Parameter stream: the micro-batch's generator (not advanced).
+    init(stream: SeededGenerator, firstImage: Int) {
+        var keyStream = stream.derived(0x6D61_736B)  // "mask"
+        key = keyStream.next()
+        self.firstImage = firstImage
+    }
 
     /// Calls `body(b, generator)` for each image `b` of a forward of `B`, in parallel over
     /// images, with image b's generator for block `layer` (nil: the position-embedding dropout).
     /// `body` must write only image b's part of the masks.
-    func fill(images B: Int, layer: Int? = nil, _ body: (_ image: Int, _ generator: inout SeededGenerator) -> Void) {
-        let stream = self.stream, first = firstImage
-        let sub = UInt64(layer.map { $0 + 1 } ?? 0)
+    func fill(images B: Int, layer: Int? = nil, _ body: (_ image: Int, _ generator: inout DropoutMaskGenerator) -> Void) {
+        let key = self.key, first = firstImage
+        let site = layer.map { $0 + 1 } ?? 0
         Parallel.forEach(B) { b in
-            var generator = stream.derived(UInt64(first + b)).derived(sub)
+            var generator = DropoutMaskGenerator(key: key, image: first + b, site: site)
             body(b, &generator)
         }
     }
-}
-
-/// Fills `mask` with inverted-dropout factors: 0 with probability `rate`, else 1/(1−rate).
-func fillDropoutMask(_ mask: UnsafeMutablePointer<Float>, count: Int, rate: Double, generator: inout SeededGenerator) {
-    if rate <= 0 {
-        mask.update(repeating: 1, count: count)
-        return
-    }
-    let keep = Float(1 / (1 - rate)), threshold = Float(rate)
-    for i in 0..<count { mask[i] = generator.nextUniform() < threshold ? 0 : keep }
 }
 
 /// Multiplies image b's `perImage` values by scale[b] (drop path).
