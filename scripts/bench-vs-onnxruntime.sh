@@ -104,7 +104,7 @@ for name, vit_key, peer_key, higher_better in figures:
     o = med(p["ort"][peer_key] for p in peer)
     t = med(p["torch"][peer_key] for p in peer)
     note = "" if higher_better else "  (lower is better)"
-    print(f"{name:20}{v:10.2f}{o:13.2f}{t:10.2f}{v / o:9.2f}x{v / t:12.2f}x{note}")
+    print(f"{name:20}{v:10.2f}{o:13.2f}{t:10.2f}{v / o:9.3g}x{v / t:12.3g}x{note}")
 best = min(med(p["ort"]["batch1_ms_median"] for p in peer), med(p["torch"]["batch1_ms_median"] for p in peer))
 print(f"\nbatch-1 median latency, vit over the better peer: {med(r['batch1_ms_median'] for r in vit) / best:.2f}x (lower is better)")
 print()

@@ -20,6 +20,7 @@ import os
 import statistics
 import tempfile
 import time
+import warnings
 
 import numpy as np
 import onnxruntime
@@ -70,9 +71,11 @@ def main():
         qkv_bias=bool(args.qkv_bias), class_token=True, global_pool="token" if args.pool == "cls" else "avg").eval()
     with tempfile.TemporaryDirectory() as directory:
         path = os.path.join(directory, "vit.onnx")
-        torch.onnx.export(model, torch.randn(1, args.chans, args.img, args.img), path, input_names=["images"],
-                          output_names=["logits"], dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}},
-                          opset_version=17, dynamo=False)
+        with warnings.catch_warnings():  # the TorchScript exporter's tracer and deprecation notes
+            warnings.simplefilter("ignore")
+            torch.onnx.export(model, torch.randn(1, args.chans, args.img, args.img), path, input_names=["images"],
+                              output_names=["logits"], dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}},
+                              opset_version=17, dynamo=False)
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = args.threads
         options.inter_op_num_threads = 1
