@@ -21,8 +21,8 @@ extension VitCommand {
             With a CHECKPOINT instead (float32, or an int8 file of vit quantize), times --steps \
             inference batches of the stored model on random images of its shape, after 2 \
             warm-up batches, and --latency single-image passes: images/s, batch-1 latency, peak \
-            and final resident memory, the bytes of model state held, and a per-op table. --config then only gives the architecture of a plain timm \
-            state dict.
+            and final resident memory, the bytes of model state held, and a per-op table. \
+            --config then only gives the architecture of a plain timm state dict.
             """)
 
         @Argument(help: "A checkpoint to time for inference (float32 or int8) instead of a config's random model.")
