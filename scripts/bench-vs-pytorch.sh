@@ -7,8 +7,9 @@
 # Runs ROUNDS (default 3) rounds back to back, each `vit profile --json` then the peer, and
 # reports the median of each figure. Both get the same threads (THREADS, default 2), batch
 # (BATCH, else the config's train.batch_size, else 128) and STEPS timed steps (default 10).
-# vit is run with the peer's architecture choices: class-token pooling, qkv bias, and no
-# dropout or drop path (the peer has none); its step also clips gradients (the peer's doesn't).
+# Both do the config's own work: the peer is given its dropout, drop path, attention dropout,
+# pooling, qkv bias and gradient clipping (vit's defaults for what the config leaves out), and
+# vit runs the config as it is. Both use label smoothing 0.1 and AdamW (the peer always does).
 #
 # Environment: VIT_VENV (default /tmp/peer) the Python venv with torch and timm, created on first
 # use; PEER_SCRIPT another peer script taking the same flags (default scripts/timm_peer.py);
@@ -52,32 +53,37 @@ else
     vit="$(cd "$repo" && swift build -c release --scratch-path "$scratch" --show-bin-path)/vit"
 fi
 
-# The model section, with timm's defaults for what the config leaves out.
-read -r img patch chans classes dim depth heads mlp cfg_batch < <(python3 - "$config" <<'EOF'
+# The model section and gradient clipping, with vit's defaults (Sources/ViT/Config/Config.swift)
+# for what the config leaves out; vit's pool `mean` is timm's `avg`.
+read -r img patch chans classes dim depth heads mlp drop attn_drop drop_path qkv_bias pool clip cfg_batch < <(python3 - "$config" <<'EOF'
 import json, sys
 c = json.load(open(sys.argv[1]))
 m, t = c.get("model", {}), c.get("train", {})
-d = dict(image_size=32, patch_size=4, in_channels=3, num_classes=10, dim=192, depth=6, heads=3, mlp_dim=768)
+d = dict(image_size=32, patch_size=4, in_channels=3, num_classes=10, dim=192, depth=6, heads=3, mlp_dim=768,
+         dropout=0.0, attn_dropout=0.0, drop_path=0.0, qkv_bias=True, pool="cls")
 d.update({k: m[k] for k in d if k in m})
-print(*[d[k] for k in ("image_size", "patch_size", "in_channels", "num_classes", "dim", "depth", "heads", "mlp_dim")],
-      t.get("batch_size", 128))
+d["qkv_bias"] = int(bool(d["qkv_bias"]))
+d["pool"] = {"cls": "cls", "mean": "avg"}[d["pool"]]
+print(*d.values(), t.get("grad_clip", 1.0), t.get("batch_size", 128))
 EOF
 )
 batch=${batch_arg:-$cfg_batch}
 
-echo "model: ${img}px ${chans}ch patch $patch, dim $dim, depth $depth, heads $heads, mlp $mlp, $classes classes; batch $batch, $threads threads, $steps steps, $rounds rounds" >&2
+echo "model: ${img}px ${chans}ch patch $patch, dim $dim, depth $depth, heads $heads, mlp $mlp, $classes classes;" \
+     "dropout $drop, attention dropout $attn_drop, drop path $drop_path, qkv bias $qkv_bias, pool $pool, clip $clip;" \
+     "batch $batch, $threads threads, $steps steps, $rounds rounds" >&2
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 for round in $(seq 1 "$rounds"); do
     echo "round $round/$rounds: vit" >&2
-    "$vit" profile --config "$config" --batch-size "$batch" --steps "$steps" --threads "$threads" --json \
-        --set model.dropout=0 --set model.attn_dropout=0 --set model.drop_path=0 \
-        --set model.pool=cls --set model.qkv_bias=true > "$work/vit-$round.json"
+    "$vit" profile --config "$config" --batch-size "$batch" --steps "$steps" --threads "$threads" --latency 0 --json \
+        > "$work/vit-$round.json"
     echo "round $round/$rounds: pytorch" >&2
     "$PEER_PYTHON" "$peer" --img "$img" --patch "$patch" --dim "$dim" --depth "$depth" --heads "$heads" \
         --mlp "$mlp" --chans "$chans" --classes "$classes" --batch "$batch" --steps "$steps" --threads "$threads" \
-        | tail -n 1 > "$work/peer-$round.json"
+        --drop "$drop" --attn-drop "$attn_drop" --drop-path "$drop_path" --qkv-bias "$qkv_bias" --pool "$pool" \
+        --clip "$clip" | tail -n 1 > "$work/peer-$round.json"
 done
 
 python3 - "$work" "$rounds" <<'EOF'

@@ -3,8 +3,9 @@ import Foundation
 /// A seeded, reproducible pseudo-random generator (xoshiro256**, seeded through SplitMix64).
 ///
 /// Its whole state is four `UInt64`s, so a training run can save it in a checkpoint and resume
-/// with the same stream. Every random choice in vit (initialization, data order, augmentation,
-/// dropout masks) draws from one of these, never from the system generator.
+/// with the same stream. Every random choice in vit (initialization, data order, augmentation)
+/// draws from one of these, never from the system generator; dropout masks come from Philox
+/// under a key drawn from one (`DropoutMasks`).
 public struct SeededGenerator: RandomNumberGenerator, Sendable, Codable, Equatable {
     public private(set) var state: [UInt64]
 

@@ -13,15 +13,16 @@ extension VitCommand {
             config); the data section is ignored: images and labels are random, of the model's \
             shape. Runs 2 warm-up steps, then --steps timed training steps (zero-grad, forward, \
             cross-entropy with label smoothing, backward, gradient clipping, AdamW) and --steps \
-            timed inference batches. Reports images/s, peak resident memory, a per-op table \
-            (ops summed over blocks), this machine's sgemm rate at the model's own GEMM shapes \
-            and the model FLOP utilization (MFU) against it.
+            timed inference batches, then --latency single-image forward passes (after 3 \
+            untimed ones). Reports images/s, batch-1 latency (median, p90, p99), peak resident \
+            memory, a per-op table (ops summed over blocks), this machine's sgemm rate at the \
+            model's own GEMM shapes and the model FLOP utilization (MFU) against it.
 
             With a CHECKPOINT instead (float32, or an int8 file of vit quantize), times --steps \
             inference batches of the stored model on random images of its shape, after 2 \
-            warm-up batches: images/s, peak and final resident memory, the bytes of model state \
-            held, and a per-op table. --config then only gives the architecture of a plain timm \
-            state dict.
+            warm-up batches, and --latency single-image passes: images/s, batch-1 latency, peak \
+            and final resident memory, the bytes of model state held, and a per-op table. \
+            --config then only gives the architecture of a plain timm state dict.
             """)
 
         @Argument(help: "A checkpoint to time for inference (float32 or int8) instead of a config's random model.")
@@ -35,6 +36,9 @@ extension VitCommand {
 
         @Option(name: .customLong("batch-size"), help: "Images per step (default: the config's train.batch_size).")
         var batchSize: Int?
+
+        @Option(help: "Timed single-image forward passes for the batch-1 latency percentiles (0: none).")
+        var latency: Int = 50
 
         @Flag(help: "Print one JSON object instead of the tables.")
         var json = false
@@ -55,6 +59,7 @@ extension VitCommand {
                 throw ValidationError("--set and --trace apply to profiling a config, not a checkpoint")
             }
             guard steps >= 1 && steps <= 100_000 else { throw ValidationError("--steps must be between 1 and 100000, got \(steps)") }
+            guard latency >= 0 && latency <= 100_000 else { throw ValidationError("--latency must be between 0 and 100000, got \(latency)") }
             if let batchSize, batchSize < 1 || batchSize > 65_536 {
                 throw ValidationError("--batch-size must be between 1 and 65536, got \(batchSize)")
             }
@@ -74,7 +79,7 @@ extension VitCommand {
                 print("profiling \(runConfig.name): \(runConfig.model.summary), batch \(batchSize ?? runConfig.train.batchSize)")
                 printBackEnd()
             }
-            let report = try ProfileReport.measureTraining(config: runConfig, batch: batchSize, steps: steps) {
+            let report = try ProfileReport.measureTraining(config: runConfig, batch: batchSize, steps: steps, latency: latency) {
                 if showProgress { Console.status($0) }
             }
             if showProgress { Console.endStatus() }
@@ -97,7 +102,7 @@ extension VitCommand {
                 print("profiling \(path) (\(loaded.precision)): \(loaded.config.model.summary), batch \(batchSize ?? loaded.config.train.batchSize), inference")
                 printBackEnd()
             }
-            let report = ProfileReport.measureInference(loaded, path: path, batch: batchSize, steps: steps) {
+            let report = ProfileReport.measureInference(loaded, path: path, batch: batchSize, steps: steps, latency: latency) {
                 if !json && Console.isTerminal { Console.status($0) }
             }
             if !json { Console.endStatus() }
@@ -126,6 +131,7 @@ extension VitCommand {
             print("parameters    \(report.parameters)")
             print("training      \(f(report.trainImagesPerSecond, 1)) img/s  (step \(f(stepSeconds * 1000, 2)) ms, mean of \(report.stepNanoseconds.count))")
             print("inference     \(f(report.inferImagesPerSecond, 1)) img/s  (batch \(f(report.inferSeconds * 1000, 2)) ms)")
+            printLatency(report)
             print("peak memory   \(f(Double(report.peakBytes) / 1_048_576, 1)) MiB resident")
             print("")
             var table = [["op", "phase", "calls", "ms/step", "% step", "GFLOP/step", "GFLOP/s"]]
@@ -155,12 +161,21 @@ extension VitCommand {
             print("MFU           \(f(100 * report.mfu, 1))%")
         }
 
+        /// The batch-1 latency line, when it was measured.
+        private func printLatency(_ report: ProfileReport) {
+            guard let median = report.latencySeconds(percentile: 0.5), let p90 = report.latencySeconds(percentile: 0.9),
+                  let p99 = report.latencySeconds(percentile: 0.99) else { return }
+            let f = Self.f
+            print("batch 1       median \(f(median * 1000, 2)) ms, p90 \(f(p90 * 1000, 2)) ms, p99 \(f(p99 * 1000, 2)) ms  (\(report.latencyNanoseconds.count) passes)")
+        }
+
         private func printInferenceTables(_ report: ProfileReport) {
             let f = Self.f
             func mib(_ bytes: Int) -> String { f(Double(bytes) / 1_048_576, 2) + " MiB" }
             print("")
             print("parameters    \(report.parameters)")
             print("inference     \(f(report.inferImagesPerSecond, 1)) img/s  (batch \(f(report.inferSeconds * 1000, 2)) ms, mean of \(report.inferNanoseconds.count))")
+            printLatency(report)
             if let stored = report.stored {
                 print("peak memory   \(mib(report.peakBytes)) resident" + (stored.finalBytes.map { " (\(mib($0)) at the end)" } ?? ""))
                 print("model state   \(mib(stored.stateBytes)) held, of which linear weights \(mib(stored.weightBytes))")

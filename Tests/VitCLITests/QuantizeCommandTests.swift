@@ -49,6 +49,11 @@ import Testing
             as? VitCommand.Profile)
         #expect(byCheckpoint.checkpoint == "int8.safetensors" && byCheckpoint.config == nil)
         #expect(byCheckpoint.steps == 3 && byCheckpoint.batchSize == 32 && byCheckpoint.json)
+        // Batch-1 latency is measured unless --latency 0 says not to.
+        #expect(byConfig.latency == 50)
+        let noLatency = try #require(try VitCommand.parseAsRoot(["profile", "--config", "c.json", "--latency", "0"]) as? VitCommand.Profile)
+        #expect(noLatency.latency == 0)
+        expectUsageError(["profile", "--config", "c.json", "--latency", "-1"], mentioning: "--latency")
         expectUsageError(["profile"], mentioning: "--config")
         expectUsageError(["profile", "int8.safetensors", "--set", "model.depth=2"], mentioning: "--set")
         expectUsageError(["profile", "int8.safetensors", "--trace", "t.json"], mentioning: "--trace")

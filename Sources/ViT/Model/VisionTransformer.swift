@@ -136,9 +136,10 @@ public final class VisionTransformer: @unchecked Sendable {
     ///   - images: `[B, IC, H, W]`, normalized.
     ///   - training: keep activations for `backward` and apply dropout and drop path.
     ///   - generator: the micro-batch's mask stream (only used when training with dropout or
-    ///     drop path). It is not advanced: image b's masks draw from the sub-stream of its index
-    ///     in the whole micro-batch, `firstImage + b` (see `DropoutMasks`), so an image gets the
-    ///     same masks whichever process or slice of the batch computes it.
+    ///     drop path). It is not advanced: it gives the masks' Philox key, and image b's masks
+    ///     take the counters of its index in the whole micro-batch, `firstImage + b` (see
+    ///     `DropoutMasks`), so an image gets the same masks whichever process or slice of the
+    ///     batch computes it.
     ///   - firstImage: the index of `images[0]` in the micro-batch that several data-parallel
     ///     processes share (0 for a process that has the whole micro-batch).
     @discardableResult
@@ -301,7 +302,7 @@ public final class VisionTransformer: @unchecked Sendable {
     }
 
     /// Draws block `layer`'s masks, image by image: each image's attention, projection, GELU
-    /// and fc2 dropout masks, then its two drop-path factors, from its own sub-stream.
+    /// and fc2 dropout masks, then its two drop-path factors, from its own counters.
     private func prepareMasks(_ act: BlockActivations, layer: Int, batch B: Int, masks: DropoutMasks) {
         let T = config.numTokens, C = config.dim, M = config.mlpDim, NH = config.heads
         let rate = dropPathRate(layer: layer), dropout = config.dropout, attnDropout = config.attnDropout
@@ -469,23 +470,35 @@ public final class VisionTransformer: @unchecked Sendable {
     }
 }
 
-/// Where a training forward's dropout and drop-path masks come from: one sub-stream per image
-/// and part of the model, `stream.derived(image).derived(k)` with k = 0 for the dropout after
-/// the position embedding, `block + 1` for a block's masks and `UInt64.max` for the head
-/// dropout, where `image` is the index in the whole micro-batch.
+/// Where a training forward's dropout and drop-path masks come from: Philox4x32-10
+/// (`fillDropoutMask` in ViTKernels) under one key per micro-batch, drawn from the micro-batch's
+/// seeded stream, with counter (position in the stream, image, site): `image` is the index in the
+/// whole micro-batch and `site` is 0 for the dropout after the position embedding, block + 1 for
+/// a block's masks and 2³² − 1 for the head dropout.
 ///
-/// An image's masks are therefore a function of the micro-batch's stream and the image's index
+/// A mask value is therefore a function of (seed, step, micro-batch, block, image, position)
 /// only: the same whether one process computes the whole micro-batch or several data-parallel
-/// processes a slice each, and whatever the number of threads that fill them.
+/// processes a slice each, whatever the number of threads that fill them, and the same again
+/// when a run resumes from a checkpoint.
 struct DropoutMasks {
-    /// The micro-batch's stream.
-    let stream: SeededGenerator
+    /// The Philox key of the micro-batch.
+    let key: UInt64
     /// The micro-batch index of the forward's first image.
     let firstImage: Int
     /// Tests only: supplies the masks instead of the stream (`VisionTransformer.maskOverride`).
     var override: DropoutMaskOverride? = nil
 
-    /// The part of the model a set of masks belongs to, which picks its sub-stream.
+    /// - Parameters:
+    ///   - stream: the micro-batch's generator (not advanced).
+    ///   - override: tests only, masks to use instead of the generator's.
+    init(stream: SeededGenerator, firstImage: Int, override: DropoutMaskOverride? = nil) {
+        var keyStream = stream.derived(0x6D61_736B)  // "mask"
+        key = keyStream.next()
+        self.firstImage = firstImage
+        self.override = override
+    }
+
+    /// The part of the model a set of masks belongs to, which picks its Philox site.
     enum Stream {
         case position, block(Int), head
     }
@@ -493,15 +506,15 @@ struct DropoutMasks {
     /// Calls `body(b, image)` for each image `b` of a forward of `B`, in parallel over images,
     /// with image b's mask source for `stream`. `body` must write only image b's part of the masks.
     func fill(images B: Int, stream part: Stream, _ body: (_ b: Int, _ image: inout ImageMasks) -> Void) {
-        let stream = self.stream, first = firstImage, override = self.override
-        let sub: UInt64
+        let key = self.key, first = firstImage, override = self.override
+        let site: Int
         switch part {
-        case .position: sub = 0
-        case .block(let layer): sub = UInt64(layer + 1)
-        case .head: sub = UInt64.max
+        case .position: site = 0
+        case .block(let layer): site = layer + 1
+        case .head: site = Int(UInt32.max)
         }
         Parallel.forEach(B) { b in
-            var image = ImageMasks(generator: stream.derived(UInt64(first + b)).derived(sub), image: first + b, override: override)
+            var image = ImageMasks(generator: DropoutMaskGenerator(key: key, image: first + b, site: site), image: first + b, override: override)
             body(b, &image)
         }
     }
@@ -510,7 +523,7 @@ struct DropoutMasks {
 /// One image's mask source for one part of the model: draws from the image's sub-stream, or
 /// (tests only) asks `override`.
 struct ImageMasks {
-    var generator: SeededGenerator
+    var generator: DropoutMaskGenerator
     /// The image's index in the micro-batch.
     let image: Int
     let override: DropoutMaskOverride?
@@ -551,16 +564,6 @@ enum DropoutMaskKind: Hashable, Sendable {
 /// Tests only: writes mask `kind` of image `image` (its index in the micro-batch), `count`
 /// values, into `mask`. Called from several threads at once, each for other images.
 typealias DropoutMaskOverride = @Sendable (_ kind: DropoutMaskKind, _ image: Int, _ mask: UnsafeMutablePointer<Float>, _ count: Int) -> Void
-
-/// Fills `mask` with inverted-dropout factors: 0 with probability `rate`, else 1/(1−rate).
-func fillDropoutMask(_ mask: UnsafeMutablePointer<Float>, count: Int, rate: Double, generator: inout SeededGenerator) {
-    if rate <= 0 {
-        mask.update(repeating: 1, count: count)
-        return
-    }
-    let keep = Float(1 / (1 - rate)), threshold = Float(rate)
-    for i in 0..<count { mask[i] = generator.nextUniform() < threshold ? 0 : keep }
-}
 
 /// Multiplies image b's `perImage` values by scale[b] (drop path).
 func scalePerImage(_ x: UnsafeMutablePointer<Float>, _ scale: UnsafePointer<Float>, batch B: Int, perImage: Int) {

@@ -30,6 +30,9 @@ public struct ProfileReport {
     public var stepNanoseconds: [UInt64]
     /// Wall time of each timed inference batch.
     public var inferNanoseconds: [UInt64]
+    /// Wall time of each timed single-image forward pass, in the order they ran; empty when
+    /// batch-1 latency was not measured.
+    public var latencyNanoseconds: [UInt64] = []
     /// Peak resident memory of the process, bytes.
     public var peakBytes: Int
     /// The sgemm rate at the model's own GEMM shapes (training profile only).
@@ -73,6 +76,19 @@ public struct ProfileReport {
     public var stepSeconds: Double { Self.meanSeconds(stepNanoseconds) }
     /// Mean inference batch, seconds.
     public var inferSeconds: Double { Self.meanSeconds(inferNanoseconds) }
+
+    /// A batch-1 latency percentile, seconds (nil when latency was not measured). The median
+    /// (p = 0.5) is the middle pass, or the mean of the two middle ones; any other p is the
+    /// sorted pass at index ⌊p·(n − 1)⌋, as the onnxruntime peer (scripts/bench-vs-onnxruntime.sh)
+    /// computes its p90, so the two compare like with like.
+    public func latencySeconds(percentile p: Double) -> Double? {
+        guard !latencyNanoseconds.isEmpty else { return nil }
+        let sorted = latencyNanoseconds.sorted(), n = sorted.count
+        if p == 0.5 {
+            return (Double(sorted[(n - 1) / 2]) + Double(sorted[n / 2])) / 2 / 1e9
+        }
+        return Double(sorted[Int((p * Double(n - 1)).rounded(.down))]) / 1e9
+    }
     public var trainImagesPerSecond: Double { Double(batch) / stepSeconds }
     public var inferImagesPerSecond: Double { Double(batch) / inferSeconds }
     /// Sum of all op laps per profiled step, seconds.
@@ -132,6 +148,15 @@ public struct ProfileReport {
 
     private static func rounded(_ x: Double, _ digits: Double = 1000) -> JSONValue { .number((x * digits).rounded() / digits) }
 
+    /// The batch-1 latency members, when measured: passes, and the median, p90 and p99 in ms.
+    private var latencyJSON: [(key: String, value: JSONValue)] {
+        guard !latencyNanoseconds.isEmpty else { return [] }
+        return [("batch1_passes", .number(Double(latencyNanoseconds.count)))]
+            + [("batch1_ms_median", 0.5), ("batch1_ms_p90", 0.9), ("batch1_ms_p99", 0.99)].map { name, p in
+                (name, Self.rounded((latencySeconds(percentile: p) ?? 0) * 1000, 1000))
+            }
+    }
+
     private func trainingJSON() -> JSONValue {
         let round = Self.rounded
         let ops: [JSONValue] = rows.map { r in
@@ -151,6 +176,7 @@ public struct ProfileReport {
             ("peak_rss_bytes", .number(Double(peakBytes))),
             ("step_ms", round(stepSeconds * 1000, 1000)), ("op_sum_ms", round(opSeconds * 1000, 1000)),
             ("infer_batch_ms", round(inferSeconds * 1000, 1000)),
+        ] + latencyJSON + [
             ("forward_gflop_per_image", round(Double(Profiler.forwardFLOPsPerImage(model)) / 1e9, 1e6)),
             ("train_gflop_per_step", round(trainFLOPsPerStep / 1e9, 1e4)),
             ("train_gflops", round(achievedGFLOPS, 100)),
@@ -166,6 +192,7 @@ public struct ProfileReport {
             ("threads", .number(Double(threads))), ("blas_core", .string(blasCore)),
             ("parameters", .number(Double(parameters))), ("steps", .number(Double(inferNanoseconds.count))),
             ("infer_images_per_second", round(inferImagesPerSecond, 10)), ("infer_batch_ms", round(inferSeconds * 1000, 1000)),
+        ] + latencyJSON + [
             ("peak_rss_bytes", .number(Double(peakBytes))),
         ]
         if let finalBytes = stored.finalBytes { members.append(("final_rss_bytes", .number(Double(finalBytes)))) }
@@ -199,13 +226,15 @@ extension ProfileReport {
 
     /// Profiles a config's model on random data: 2 warm-up training steps, then `steps` timed
     /// ones recorded op by op (`ProfileWorkload.trainStep`), then 2 + `steps` inference batches
-    /// without the training activations around, then the sgemm rate at the model's GEMM shapes.
+    /// without the training activations around, then `latency` single-image forward passes
+    /// (after warm-up, see `measureLatency`), then the sgemm rate at the model's GEMM shapes.
     /// - Parameters:
     ///   - config: as `loadConfig` returns it.
     ///   - batch: images per step; nil for the config's `train.batch_size`.
+    ///   - latency: timed batch-1 passes; 0 measures no latency.
     ///   - progress: called with a short status before each timed step and the GEMM timing.
     /// - Throws: `ViTError` when the loss is not finite.
-    public static func measureTraining(config: RunConfig, batch: Int?, steps: Int,
+    public static func measureTraining(config: RunConfig, batch: Int?, steps: Int, latency: Int = 0,
                                        progress: (String) -> Void = { _ in }) throws -> ProfileReport {
         let m = config.model
         let B = batch ?? config.train.batchSize
@@ -231,21 +260,48 @@ extension ProfileReport {
         }
         let peakBytes = peakResidentBytes()
         workload.model.releaseActivations()
+        let latencyNanoseconds = workload.images.withUnsafeBufferPointer { images in
+            measureLatency(workload.model, image: images.baseAddress!, passes: latency, progress: progress)
+        }
+        workload.model.releaseActivations()
         progress("timing the model's GEMM shapes")
         let gemm = GEMMBenchmark.measure(GEMMBenchmark.calls(config: m, batch: B))
-        return ProfileReport(name: config.name, model: m, batch: B, threads: Runtime.threads, blasCore: Runtime.blasCore,
-                             parameters: workload.model.layout.totalCount, profiler: profiler, stepNanoseconds: stepNanoseconds,
-                             inferNanoseconds: inferNanoseconds, peakBytes: peakBytes, gemm: gemm,
-                             modelJSON: config.json()["model"] ?? .null)
+        var report = ProfileReport(name: config.name, model: m, batch: B, threads: Runtime.threads, blasCore: Runtime.blasCore,
+                                   parameters: workload.model.layout.totalCount, profiler: profiler, stepNanoseconds: stepNanoseconds,
+                                   inferNanoseconds: inferNanoseconds, peakBytes: peakBytes, gemm: gemm,
+                                   modelJSON: config.json()["model"] ?? .null)
+        report.latencyNanoseconds = latencyNanoseconds
+        return report
+    }
+
+    /// Times `passes` inference forwards of one image (`predict` with batch 1), after 3
+    /// untimed ones, with no profiler attached: what serving one request at a time costs.
+    /// Returns each pass's wall time in nanoseconds; none when `passes` is 0.
+    /// - Parameter image: `[1, IC, H, W]`, normalized.
+    public static func measureLatency(_ model: VisionTransformer, image: UnsafePointer<Float>, passes: Int,
+                                      progress: (String) -> Void = { _ in }) -> [UInt64] {
+        guard passes > 0 else { return [] }
+        let profiler = model.profiler
+        model.profiler = nil
+        defer { model.profiler = profiler }
+        progress("batch-1 latency, \(passes) passes")
+        for _ in 0..<3 { model.predict(image, batch: 1) }
+        return (0..<passes).map { _ in
+            let start = Profiler.now()
+            model.predict(image, batch: 1)
+            return Profiler.now() - start
+        }
     }
 
     /// Profiles a stored model's inference on random images of its shape: 2 warm-up batches,
-    /// then `steps` timed ones recorded op by op.
+    /// then `steps` timed ones recorded op by op, then `latency` single-image passes (see
+    /// `measureLatency`).
     /// - Parameters:
     ///   - path: names the checkpoint in the report.
     ///   - batch: images per batch; nil for the stored config's `train.batch_size`.
+    ///   - latency: timed batch-1 passes; 0 measures no latency.
     ///   - progress: called with a short status before each timed batch.
-    public static func measureInference(_ loaded: InferenceModel, path: String, batch: Int?, steps: Int,
+    public static func measureInference(_ loaded: InferenceModel, path: String, batch: Int?, steps: Int, latency: Int = 0,
                                         progress: (String) -> Void = { _ in }) -> ProfileReport {
         let m = loaded.config.model, model = loaded.model
         let B = batch ?? loaded.config.train.batchSize
@@ -269,6 +325,10 @@ extension ProfileReport {
                 nanoseconds.append(Profiler.now() - start)
             }
         }
+        let peakBytes = peakResidentBytes()
+        let latencyNanoseconds = images.withUnsafeBufferPointer { x in
+            measureLatency(model, image: x.baseAddress!, passes: latency, progress: progress)
+        }
         // The linear weights as held: int8 values and scales plus the dequantization buffer, or float32.
         let weightBytes = loaded.quantized?.linears.residentBytes
             ?? m.linearLayers.reduce(0) { $0 + $1.weightCount } * MemoryLayout<Float>.stride
@@ -276,7 +336,8 @@ extension ProfileReport {
                                  weightBytes: weightBytes, finalBytes: nil)
         var report = ProfileReport(name: path, model: m, batch: B, threads: Runtime.threads, blasCore: Runtime.blasCore,
                                    parameters: ParameterLayout(config: m).totalCount, profiler: profiler, stepNanoseconds: [],
-                                   inferNanoseconds: nanoseconds, peakBytes: peakResidentBytes(), stored: stored)
+                                   inferNanoseconds: nanoseconds, peakBytes: peakBytes, stored: stored)
+        report.latencyNanoseconds = latencyNanoseconds
         report.stored?.finalBytes = Runtime.currentResidentBytes()
         return report
     }

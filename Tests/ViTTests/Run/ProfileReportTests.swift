@@ -65,5 +65,46 @@ import Testing
                          "infer_images_per_second", "infer_batch_ms", "peak_rss_bytes", "model_state_bytes",
                          "linear_weight_bytes", "ops"])
         #expect(report.json()["checkpoint"] == .string("m.safetensors"))
+        #expect(report.latencyNanoseconds.isEmpty && report.latencySeconds(percentile: 0.5) == nil)
+    }
+
+    /// The median is the middle pass (or the mean of the two middle ones), p90 and p99 the
+    /// sorted pass at ⌊p·(n − 1)⌋; the JSON carries them in ms after the inference figures.
+    @Test func latencyPercentilesFollowFromThePasses() {
+        var model = ModelConfig()
+        model.imageSize = 8; model.patchSize = 4; model.inChannels = 1; model.numClasses = 3
+        model.dim = 8; model.depth = 1; model.heads = 2; model.mlpDim = 16
+        var report = ProfileReport(name: "tiny", model: model, batch: 4, threads: 1, blasCore: "Core", parameters: 10,
+                                   profiler: Profiler(), stepNanoseconds: [1_000_000], inferNanoseconds: [1_000_000], peakBytes: 1)
+        // 1…20 ms, shuffled: median 10.5 ms, p90 at index ⌊17.1⌋ = 17 (18 ms), p99 at ⌊18.81⌋ = 18 (19 ms).
+        report.latencyNanoseconds = [7, 20, 3, 12, 1, 15, 9, 18, 5, 11, 2, 19, 14, 6, 17, 4, 10, 13, 8, 16].map { UInt64($0) * 1_000_000 }
+        #expect(report.latencySeconds(percentile: 0.5) == 0.0105)
+        #expect(report.latencySeconds(percentile: 0.9) == 0.018)
+        #expect(report.latencySeconds(percentile: 0.99) == 0.019)
+        report.latencyNanoseconds = [3_000_000, 1_000_000, 2_000_000]
+        #expect(report.latencySeconds(percentile: 0.5) == 0.002 && report.latencySeconds(percentile: 0.9) == 0.002)
+        let json = report.json()
+        guard case .object(let members) = json else { Issue.record("not an object"); return }
+        let keys = members.map(\.key)
+        let at = keys.firstIndex(of: "infer_batch_ms").map { $0 + 1 } ?? 0
+        #expect(Array(keys[at..<min(keys.count, at + 4)]) == ["batch1_passes", "batch1_ms_median", "batch1_ms_p90", "batch1_ms_p99"])
+        #expect(json["batch1_passes"] == .number(3) && json["batch1_ms_median"] == .number(2) && json["batch1_ms_p99"] == .number(2))
+    }
+
+    /// A checkpoint's profile times `latency` single-image passes after its batches, and says so.
+    @Test func checkpointProfileMeasuresBatchOneLatency() {
+        var config = RunConfig(name: "stored")
+        config.model.imageSize = 8; config.model.patchSize = 4; config.model.inChannels = 1; config.model.numClasses = 3
+        config.model.dim = 8; config.model.depth = 1; config.model.heads = 2; config.model.mlpDim = 16
+        let loaded = InferenceModel(model: VisionTransformer(config: config.model, seed: 2), config: config, quantized: nil)
+        var statuses: [String] = []
+        let report = ProfileReport.measureInference(loaded, path: "m.safetensors", batch: 3, steps: 1, latency: 5) { statuses.append($0) }
+        #expect(statuses == ["inference batch 1/1", "batch-1 latency, 5 passes"])
+        #expect(report.latencyNanoseconds.count == 5 && report.latencyNanoseconds.allSatisfy { $0 > 0 })
+        // The latency passes are not profiled: the op table counts the one timed batch.
+        #expect(report.inferNanoseconds.count == 1 && report.rows.first { $0.name == "patch_embed" }?.calls == 1)
+        let p90 = report.latencySeconds(percentile: 0.9) ?? 0, median = report.latencySeconds(percentile: 0.5) ?? 0
+        #expect(median > 0 && p90 >= median && (report.latencySeconds(percentile: 0.99) ?? 0) >= p90)
+        #expect(loaded.model.profiler == nil)
     }
 }
