@@ -22,6 +22,9 @@ extension VitCommand {
         @Option(help: "Which split to evaluate: test or train.")
         var split: String = "test"
 
+        @Option(name: .customLong("image-size"), help: "Evaluate at this image size, the position embeddings resampled to its patch grid (default: the training size).")
+        var imageSize: Int?
+
         @OptionGroup var forwardBatch: ForwardBatchOptions
         var batchSize: Int { forwardBatch.batchSize }
 
@@ -35,13 +38,14 @@ extension VitCommand {
 
         func validate() throws {
             guard DatasetSplit(rawValue: split) != nil else { throw ValidationError("--split must be test or train, got '\(split)'") }
+            if let imageSize, imageSize < 1 { throw ValidationError("--image-size must be positive, got \(imageSize)") }
         }
 
         func run() throws {
             runtime.apply()
             let explicit = try config.map { try RunConfig.load(path: $0) }
             let evaluation = try CheckpointEvaluation.evaluate(checkpoint: checkpoint, config: explicit, data: data.map { .path($0) } ?? .checkpoint,
-                                                               split: DatasetSplit(rawValue: split)!, batchSize: batchSize,
+                                                               split: DatasetSplit(rawValue: split)!, imageSize: imageSize, batchSize: batchSize,
                                                                keepLogits: logits != nil) { done, total in
                 if !json { Console.status("evaluating \(done)/\(total)") }
             }
@@ -61,6 +65,7 @@ extension VitCommand {
             let r = evaluation.result, classNames = evaluation.dataset.classNames
             let names = (0..<r.perClass.count).map { $0 < classNames.count ? classNames[$0] : "class \($0)" }
             print("checkpoint  \(checkpoint) (\(evaluation.model.precision))")
+            if let imageSize { print("image size  \(imageSize) (position embeddings resampled to a \(evaluation.model.config.model.gridSize)×\(evaluation.model.config.model.gridSize) grid)") }
             print("data        \(evaluation.dataPath) (\(split), \(r.count) images, \(String(format: "%.0f", evaluation.imagesPerSecond)) img/s)")
             print("top-1       \(Console.percent(r.top1))")
             print("top-5       \(Console.percent(r.top5))")

@@ -30,7 +30,7 @@ extension VitCommand {
         @Option(help: "The batch axis: 'dynamic' or a fixed size.")
         var batch: String = "dynamic"
 
-        @Option(name: .customLong("image-size"), help: "Input height and width; must be the model's image size (default: it).")
+        @Option(name: .customLong("image-size"), help: "Input height and width (default: the model's image size); another size resamples the position embeddings to its patch grid (float32 models).")
         var imageSize: Int?
 
         @Option(help: "Also write a Triton model repository entry into this directory: NAME/config.pbtxt, NAME/labels.txt, NAME/1/model.onnx.")
@@ -59,11 +59,8 @@ extension VitCommand {
         }
 
         func run() throws {
-            let source = try ExportSource.load(path: checkpoint)
+            let source = try ExportSource.load(path: checkpoint, imageSize: imageSize)
             let config = source.model.config
-            if let imageSize, imageSize != config.model.imageSize {
-                throw ViTError("--image-size \(imageSize)", "the model was trained at \(config.model.imageSize)×\(config.model.imageSize); vit exports at its training size only (other sizes need resampled position embeddings)")
-            }
             let options = ONNXExportOptions(opset: opset, batch: fixedBatch)
             let bytes = try ONNXExporter.serialize(source, options: options, producerVersion: VitCommand.configuration.version)
             var written: [String] = []

@@ -58,6 +58,9 @@ extension VitCommand {
         @Option(help: "How many classes to list per image.")
         var top: Int = 5
 
+        @Option(name: .customLong("image-size"), help: "Classify at this image size, the position embeddings resampled to its patch grid (default: the training size).")
+        var imageSize: Int?
+
         @Flag(help: "Print one JSON object: {checkpoint, predictions: [{input, label, label_name, correct, top: [{class, name, probability}]}]}.")
         var json = false
 
@@ -67,11 +70,12 @@ extension VitCommand {
             if images.isEmpty && indices.isEmpty { throw ValidationError("give images or folders to classify or --index N for a dataset record") }
             if source.data != nil && indices.isEmpty { throw ValidationError("--data needs --index N to say which record to classify") }
             guard top >= 1 else { throw ValidationError("--top must be at least 1, got \(top)") }
+            if let imageSize, imageSize < 1 { throw ValidationError("--image-size must be positive, got \(imageSize)") }
         }
 
         func run() throws {
             runtime.apply()
-            let loaded = try source.loadCheckpoint(checkpoint)
+            let loaded = try source.loadCheckpoint(checkpoint).atImageSize(imageSize)
             let model = loaded.config.model
             if images.contains(where: { FileManager.default.isDirectory($0) }) {
                 try classifyFolders(loaded)
