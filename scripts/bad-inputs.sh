@@ -515,7 +515,7 @@ init_case init-no-block "no-block.safetensors|missing tensor 'blocks.0.norm1.wei
 init_case init-nan "nan.safetensors|tensor 'head.bias' holds nan" "init_from weights holding NaN"
 init_case init-dim "tensor 'cls_token'|model.dim is 32" "init_from weights of another dim"
 init_case init-deeper "missing tensor 'blocks.1.norm1.weight'|model.depth is 2" "init_from weights of fewer blocks than model.depth"
-init_case init-missing "no-such-weights.safetensors|no such file" "init_from a file that does not exist"
+init_case init-missing "no-such-weights.safetensors|No such file or directory" "init_from a file that does not exist"
 init_case preset-typo "model.preset|unknown preset|vit_tiny_patch16_224" "an unknown model.preset names the closest"
 bad_case 1 "is an int8 model" "vit eval --image-size of an int8 model" "$vit" eval "$int8" --image-size 64
 bad_case 1 "--image-size 36|not a multiple of the model's patch size 8" "vit eval --image-size that patches do not tile" "$vit" eval "$model" --image-size 36
