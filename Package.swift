@@ -24,7 +24,8 @@ let package = Package(
     targets: [
         // MARK: - System libraries
 
-        /// OpenBLAS through its CBLAS interface: the only door to GEMM in the package.
+        /// OpenBLAS through its CBLAS interface, and LAPACKE for the one SVD (a pseudo-inverse): the
+        /// only door to GEMM and LAPACK in the package.
         .systemLibrary(
             name: "CBLAS",
             pkgConfig: "openblas",

@@ -237,6 +237,19 @@ checkpoint("metadata-config.safetensors", bad_config)
 
 # A config of another architecture, for loading the model with --config.
 variant("other-arch.json", lambda c: c["model"].update(dim=32, mlp_dim=64))
+# train.init_from (fine-tuning): a file that is not safetensors, a state dict with a block
+# missing, NaN weights, another dim, and keys that do not validate.
+variant("init-text.json", lambda c: c["train"].update(init_from=os.path.join(bad, "not-safetensors.safetensors")))
+variant("init-nan.json", lambda c: c["train"].update(init_from=os.path.join(bad, "nan.safetensors")))
+variant("init-dim.json", lambda c: (c["model"].update(dim=32, mlp_dim=64), c["train"].update(init_from=model_path)))
+variant("init-deeper.json", lambda c: (c["model"].update(depth=2), c["train"].update(init_from=model_path)))
+variant("init-missing.json", lambda c: c["train"].update(init_from=os.path.join(bad, "no-such-weights.safetensors")))
+variant("preset-typo.json", lambda c: c["model"].update(preset="vit_tiny_patch16"))
+def drop_block(h):
+    for key in [k for k in h if k.startswith("blocks.0.")]:
+        del h[key]
+checkpoint("no-block.safetensors", drop_block)
+variant("init-no-block.json", lambda c: c["train"].update(init_from=os.path.join(bad, "no-block.safetensors")))
 EOF
 echo "# damaged inputs written to $bad"
 
@@ -491,6 +504,22 @@ if [[ -z "$mount_error" ]]; then
 else
     skip "a full disk while saving a checkpoint" "$mount_error"
 fi
+
+# --- Starting from pretrained weights (train.init_from; exit 1, nothing written) --------------
+init_case() {  # init_case NAME FRAGMENTS DESCRIPTION: train must fail and write nothing
+    bad_case 1 "$2" "$3" "$vit" train --config "$bad/$1.json" --out "$work/init-$1"
+    [[ ! -e "$work/init-$1" ]] || not_ok "$3: nothing written" "$work/init-$1"
+}
+init_case init-text "not-safetensors.safetensors" "init_from a file that is not safetensors"
+init_case init-no-block "no-block.safetensors|missing tensor 'blocks.0.norm1.weight'" "init_from a state dict with a block missing"
+init_case init-nan "nan.safetensors|tensor 'head.bias' holds nan" "init_from weights holding NaN"
+init_case init-dim "tensor 'cls_token'|model.dim is 32" "init_from weights of another dim"
+init_case init-deeper "missing tensor 'blocks.1.norm1.weight'|model.depth is 2" "init_from weights of fewer blocks than model.depth"
+init_case init-missing "no-such-weights.safetensors|No such file or directory" "init_from a file that does not exist"
+init_case preset-typo "model.preset|unknown preset|vit_tiny_patch16_224" "an unknown model.preset names the closest"
+bad_case 1 "is an int8 model" "vit eval --image-size of an int8 model" "$vit" eval "$int8" --image-size 64
+bad_case 1 "--image-size 36|not a multiple of the model's patch size 8" "vit eval --image-size that patches do not tile" "$vit" eval "$model" --image-size 36
+bad_case 2 "--image-size must be positive" "vit predict --image-size 0" "$vit" predict "$model" --index 0 --image-size 0
 
 echo "# $cases bad inputs tried"
 summary

@@ -149,6 +149,53 @@ public func resizeAntialiased(
     }
 }
 
+/// The taps of an antialiased resize along one axis, exact: Pillow's `precompute_coeffs`, which
+/// is also PyTorch's `F.interpolate(..., antialias=True, align_corners=False)` (its `aa_filter`
+/// weights were taken from Pillow). Output index o has its centre c = (o + ½)·in/out; the filter's
+/// support is widened by the scale when downscaling; the taps span input indices
+/// [⌊c − s + ½⌋, ⌊c + s + ½⌋) clipped to the input, and their weights are normalized to sum 1.
+struct AntialiasTaps {
+    /// `[output, 2]`: first input index and number of taps per output index.
+    var bounds: [Int]
+    /// `[output, taps]`: normalized weights, zero past each output's tap count.
+    var weights: [Double]
+    var taps: Int
+
+    init(input: Int, output: Int, filter: ResampleFilter) {
+        let scale = Double(input) / Double(output)
+        let filterScale = max(scale, 1)
+        let support = filter.support * filterScale
+        taps = Int(support.rounded(.up)) * 2 + 1
+        bounds = [Int](repeating: 0, count: 2 * output)
+        weights = [Double](repeating: 0, count: output * taps)
+        var exact = [Double](repeating: 0, count: taps)
+        for o in 0..<output {
+            let centre = (Double(o) + 0.5) * scale
+            // C's (int) cast truncates toward zero, then the range is clipped to the input.
+            let low = max(Int(centre - support + 0.5), 0)
+            let count = min(Int(centre + support + 0.5), input) - low
+            var total = 0.0
+            for k in 0..<count {
+                exact[k] = filter.weight((Double(k + low) - centre + 0.5) / filterScale)
+                total += exact[k]
+            }
+            for k in 0..<count { weights[o * taps + k] = total != 0 ? exact[k] / total : exact[k] }
+            bounds[2 * o] = low
+            bounds[2 * o + 1] = count
+        }
+    }
+
+    /// The taps as a dense `[output, input]` matrix.
+    func matrix(input: Int) -> [Double] {
+        let output = bounds.count / 2
+        var dense = [Double](repeating: 0, count: output * input)
+        for o in 0..<output {
+            for k in 0..<bounds[2 * o + 1] { dense[o * input + bounds[2 * o] + k] = weights[o * taps + k] }
+        }
+        return dense
+    }
+}
+
 /// Pillow's `precompute_coeffs` for one axis, with the weights in 22-bit fixed point
 /// (`normalize_coeffs_8bpc`).
 private struct ResampleTaps {
@@ -160,31 +207,11 @@ private struct ResampleTaps {
     var taps: Int
 
     init(input: Int, output: Int, filter: ResampleFilter) {
-        let scale = Double(input) / Double(output)
-        let filterScale = max(scale, 1)
-        let support = filter.support * filterScale
-        taps = Int(support.rounded(.up)) * 2 + 1
-        bounds = [Int](repeating: 0, count: 2 * output)
-        weights = [Int32](repeating: 0, count: output * taps)
-        var exact = [Double](repeating: 0, count: taps)
+        let exact = AntialiasTaps(input: input, output: output, filter: filter)
         let one = Double(1 << Self.precisionBits)
-        for o in 0..<output {
-            let centre = (Double(o) + 0.5) * scale
-            // C's (int) cast truncates toward zero, then the range is clipped to the input.
-            let low = max(Int(centre - support + 0.5), 0)
-            let count = min(Int(centre + support + 0.5), input) - low
-            var total = 0.0
-            for k in 0..<count {
-                exact[k] = filter.weight((Double(k + low) - centre + 0.5) / filterScale)
-                total += exact[k]
-            }
-            for k in 0..<count {
-                let w = total != 0 ? exact[k] / total : exact[k]
-                weights[o * taps + k] = Int32(w < 0 ? -0.5 + w * one : 0.5 + w * one)
-            }
-            bounds[2 * o] = low
-            bounds[2 * o + 1] = count
-        }
+        bounds = exact.bounds
+        taps = exact.taps
+        weights = exact.weights.map { w in Int32(w < 0 ? -0.5 + w * one : 0.5 + w * one) }
     }
 
     /// A fixed-point sum as a byte: Pillow's `clip8`.
@@ -226,4 +253,59 @@ private struct ResampleTaps {
             }
         }
     }
+}
+
+// MARK: - Antialiased resize of float planes (F.interpolate with antialias=True)
+
+/// Resizes float planes as `F.interpolate(x, size=(OH, OW), mode=filter, antialias=True,
+/// align_corners=False)` does (timm resamples position embeddings and patch kernels this way):
+/// the taps of `AntialiasTaps`, separable, the horizontal pass first. Sums are in Double.
+/// - Parameters:
+///   - out: `[planes, OH, OW]`, written.
+///   - input: `[planes, H, W]`, read.
+public func resizeAntialiased(
+    _ out: UnsafeMutablePointer<Float>, _ input: UnsafePointer<Float>, planes: Int,
+    inHeight H: Int, inWidth W: Int, outHeight OH: Int, outWidth OW: Int, filter: ResampleFilter
+) {
+    precondition(H > 0 && W > 0 && OH > 0 && OW > 0, "invalid resize shape")
+    let columns = AntialiasTaps(input: W, output: OW, filter: filter)
+    let rows = AntialiasTaps(input: H, output: OH, filter: filter)
+    var temp = [Double](repeating: 0, count: H * OW)
+    for plane in 0..<planes {
+        let source = input + plane * H * W, target = out + plane * OH * OW
+        for y in 0..<H {
+            for o in 0..<OW {
+                let low = columns.bounds[2 * o], count = columns.bounds[2 * o + 1]
+                var sum = 0.0
+                for k in 0..<count { sum += Double(source[y * W + low + k]) * columns.weights[o * columns.taps + k] }
+                temp[y * OW + o] = sum
+            }
+        }
+        for o in 0..<OH {
+            let low = rows.bounds[2 * o], count = rows.bounds[2 * o + 1]
+            for x in 0..<OW {
+                var sum = 0.0
+                for k in 0..<count { sum += temp[(low + k) * OW + x] * rows.weights[o * rows.taps + k] }
+                target[o * OW + x] = Float(sum)
+            }
+        }
+    }
+}
+
+/// The matrix of `resizeAntialiased` from a `[H, W]` grid to `[OH, OW]`: `[OH·OW, H·W]`, row
+/// `oy·OW + ox`, column `y·W + x` (timm's `_compute_resize_matrix`: the resized basis vectors).
+public func antialiasedResizeMatrix(inHeight H: Int, inWidth W: Int, outHeight OH: Int, outWidth OW: Int,
+                                    filter: ResampleFilter) -> [Double] {
+    let rows = AntialiasTaps(input: H, output: OH, filter: filter).matrix(input: H)
+    let columns = AntialiasTaps(input: W, output: OW, filter: filter).matrix(input: W)
+    var matrix = [Double](repeating: 0, count: OH * OW * H * W)
+    for oy in 0..<OH {
+        for ox in 0..<OW {
+            let row = (oy * OW + ox) * H * W
+            for y in 0..<H where rows[oy * H + y] != 0 {
+                for x in 0..<W { matrix[row + y * W + x] = rows[oy * H + y] * columns[ox * W + x] }
+            }
+        }
+    }
+    return matrix
 }

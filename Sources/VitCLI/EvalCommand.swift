@@ -16,6 +16,9 @@ extension VitCommand {
         @OptionGroup var architecture: ArchitectureOptions
         @OptionGroup var selection: DataSelectionOptions
 
+        @OptionGroup var resolution: ImageSizeOptions
+        var imageSize: Int? { resolution.imageSize }
+
         @OptionGroup var forwardBatch: ForwardBatchOptions
         var batchSize: Int { forwardBatch.batchSize }
 
@@ -31,7 +34,7 @@ extension VitCommand {
             runtime.apply()
             let evaluation = try CheckpointEvaluation.evaluate(checkpoint: checkpoint, config: architecture.loadConfig(),
                                                                data: selection.data.map { .path($0) } ?? .checkpoint,
-                                                               split: selection.datasetSplit, batchSize: batchSize,
+                                                               split: selection.datasetSplit, imageSize: imageSize, batchSize: batchSize,
                                                                keepLogits: logits != nil) { done, total in
                 if !json { Console.status("evaluating \(done)/\(total)") }
             }
@@ -51,6 +54,7 @@ extension VitCommand {
             let r = evaluation.result, classNames = evaluation.classNames
             let names = (0..<r.perClass.count).map { $0 < classNames.count ? classNames[$0] : "class \($0)" }
             print("checkpoint  \(checkpoint) (\(evaluation.model.precision))")
+            if let imageSize { print("image size  \(imageSize) (position embeddings resampled to a \(evaluation.model.config.model.gridSize)×\(evaluation.model.config.model.gridSize) grid)") }
             print("data        \(evaluation.dataPath) (\(selection.split), \(r.count) images, \(String(format: "%.0f", evaluation.imagesPerSecond)) img/s)")
             print("top-1       \(Console.percent(r.top1))")
             print("top-5       \(Console.percent(r.top5))")

@@ -30,8 +30,8 @@ extension VitCommand {
         @Option(help: "The batch axis: 'dynamic' or a fixed size.")
         var batch: String = "dynamic"
 
-        @Option(name: .customLong("image-size"), help: "Input height and width; must be the model's image size (default: it).")
-        var imageSize: Int?
+        @OptionGroup var resolution: ImageSizeOptions
+        var imageSize: Int? { resolution.imageSize }
 
         @Option(help: "Also write a Triton model repository entry into this directory: NAME/config.pbtxt, NAME/labels.txt, NAME/1/model.onnx.")
         var triton: String?
@@ -50,7 +50,6 @@ extension VitCommand {
             guard ONNXExportOptions.supportedOpsets.contains(opset) else {
                 throw ValidationError("--opset \(opset) is not supported; use 17 or 13")
             }
-            if let imageSize, imageSize < 1 { throw ValidationError("--image-size must be positive, got \(imageSize)") }
             if out == nil && triton == nil { throw ValidationError("give --out FILE (or --triton DIR)") }
             if name != nil && triton == nil { throw ValidationError("--name applies to --triton only") }
             if let name {
@@ -59,11 +58,8 @@ extension VitCommand {
         }
 
         func run() throws {
-            let source = try ExportSource.load(path: checkpoint)
+            let source = try ExportSource.load(path: checkpoint, imageSize: imageSize)
             let config = source.model.config
-            if let imageSize, imageSize != config.model.imageSize {
-                throw ViTError("--image-size \(imageSize)", "the model was trained at \(config.model.imageSize)×\(config.model.imageSize); vit exports at its training size only (other sizes need resampled position embeddings)")
-            }
             let options = ONNXExportOptions(opset: opset, batch: fixedBatch)
             let bytes = try ONNXExporter.serialize(source, options: options, producerVersion: VitCommand.configuration.version)
             var written: [String] = []

@@ -94,6 +94,17 @@ struct DataSelectionOptions: ParsableArguments {
     var datasetSplit: DatasetSplit { DatasetSplit(rawValue: split)! }
 }
 
+/// `--image-size` of the commands that run a stored model at another resolution (eval, predict,
+/// export): the position embeddings are resampled to the new patch grid as timm does.
+struct ImageSizeOptions: ParsableArguments {
+    @Option(name: .customLong("image-size"), help: "Run the model at this image size, its position embeddings resampled to the new patch grid as timm does (float32 models; default: the training size).")
+    var imageSize: Int?
+
+    func validate() throws {
+        if let imageSize, imageSize < 1 { throw ValidationError("--image-size must be positive, got \(imageSize)") }
+    }
+}
+
 /// `--batch-size` of the commands that run a model over a whole data set (eval, report).
 struct ForwardBatchOptions: ParsableArguments {
     @Option(name: .customLong("batch-size"), help: "Images per forward pass.")

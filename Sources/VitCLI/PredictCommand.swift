@@ -50,6 +50,9 @@ extension VitCommand {
         @Option(help: "How many classes to list per image.")
         var top: Int = 5
 
+        @OptionGroup var resolution: ImageSizeOptions
+        var imageSize: Int? { resolution.imageSize }
+
         @Flag(help: "Print one JSON object: {checkpoint, predictions: [{input, label, label_name, correct, top: [{class, name, probability}]}]}.")
         var json = false
 
@@ -63,7 +66,7 @@ extension VitCommand {
 
         func run() throws {
             runtime.apply()
-            let loaded = try source.loadCheckpoint(checkpoint)
+            let loaded = try source.loadCheckpoint(checkpoint).atImageSize(imageSize)
             let model = loaded.config.model
             if images.contains(where: { FileManager.default.isDirectory($0) }) {
                 try classifyFolders(loaded)

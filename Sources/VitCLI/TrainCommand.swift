@@ -48,6 +48,9 @@ extension VitCommand {
                 print("data-parallel: \(trainer.communicator.size) processes of \(c.train.batchSize / trainer.communicator.size) images per batch")
             }
             print("output: \(trainer.outputDirectory)")
+            if let report = trainer.initReport {
+                for line in report.lines { print(line) }
+            }
             if let from = trainer.resumedFrom {
                 print("resuming from \(from) at step \(trainer.currentStep) (epoch \(trainer.currentEpoch + 1))")
             }

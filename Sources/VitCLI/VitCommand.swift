@@ -9,7 +9,7 @@ struct VitCommand: ParsableCommand {
         commandName: "vit",
         abstract: "Train, evaluate, distill, quantize and profile Vision Transformers on the CPU.",
         version: "0.1.0",
-        subcommands: [Train.self, Distill.self, Eval.self, Quantize.self, Export.self, Profile.self, Inspect.self, Predict.self, Attention.self, RunReportCommand.self]
+        subcommands: [Train.self, Distill.self, Init.self, Eval.self, Quantize.self, Export.self, Profile.self, Inspect.self, Predict.self, Attention.self, RunReportCommand.self]
     )
 
     /// Runs a command and turns every failure into one `error:` line and an exit status:

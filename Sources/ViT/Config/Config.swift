@@ -203,6 +203,11 @@ public struct TrainConfig: Sendable, Equatable {
     public var adamEps: Double = 1e-8
     /// Write TensorBoard event files (`events.out.tfevents.*`) into the run directory.
     public var tensorboard: Bool = true
+    /// Start from the weights in this safetensors file (a vit checkpoint or a timm state dict)
+    /// instead of random ones: whatever fits is loaded, position embeddings and patch kernels
+    /// resampled to this model's grid and patch size, the head re-initialized for other classes
+    /// (`PretrainedWeights`). Empty starts from random weights.
+    public var initFrom: String = ""
 
     public init() {}
 }

@@ -183,6 +183,16 @@ extension RunConfig {
         if parts.count == 1, parts[0] == "name" || parts[0] == "description" {
             return Override(section: nil, key: parts[0], value: overrideValue(rawValue, kind: .string))
         }
+        if parts == ["model", ModelConfig.presetKey] {
+            let value = overrideValue(rawValue, kind: .string)
+            do {
+                guard case .string(let name) = value else { throw ConfigValueProblem(message: "expected a preset name") }
+                _ = try ModelConfig.preset(named: name)
+            } catch let problem as ConfigValueProblem {
+                throw ViTError(subject, problem.message)
+            }
+            return Override(section: "model", key: ModelConfig.presetKey, value: value)
+        }
         guard parts.count == 2, let schema = schemas.first(where: { $0.name == parts[0] }) else {
             throw ViTError(
                 subject, "unknown key; keys look like section.key with section one of model, data, train, distill",
@@ -260,7 +270,10 @@ extension RunConfig {
                 }
                 description = text
             case "model":
-                model = try Self.decodeSection(value, named: key, into: ModelConfig(), fields: ModelConfig.fields, path: path)
+                var section = value
+                if case .object(let members) = value { section = .object(members.filter { $0.key != ModelConfig.presetKey }) }
+                model = try Self.decodeSection(section, named: key, into: try Self.modelDefaults(value, path: path),
+                                               fields: ModelConfig.fields, path: path)
             case "data":
                 data = try Self.decodeSection(value, named: key, into: DataConfig(), fields: DataConfig.fields, path: path)
             case "train":
@@ -276,6 +289,21 @@ extension RunConfig {
             }
         }
         if !distillTypeGiven { distill?.type = DistillConfig(for: model).type }
+    }
+
+    /// The values a `model` section starts from: its `preset`'s wherever the key stands in the
+    /// section (so that every other key overrides it), else `ModelConfig()`.
+    static func modelDefaults(_ section: JSONValue, path: String) throws -> ModelConfig {
+        guard case .object(let members) = section,
+              let value = members.last(where: { $0.key == ModelConfig.presetKey })?.value else { return ModelConfig() }
+        guard case .string(let name) = value else {
+            throw ViTError(path, "model.preset: expected a string, got \(describe(value))")
+        }
+        do {
+            return try ModelConfig.preset(named: name).config
+        } catch let problem as ConfigValueProblem {
+            throw ViTError(path, "model.preset: \(problem.message)")
+        }
     }
 
     static func decodeSection<Section>(
@@ -370,6 +398,9 @@ extension RunConfig {
         try check.belowOne("train.beta1", train.beta1)
         try check.belowOne("train.beta2", train.beta2)
         try check.positive("train.adam_eps", train.adamEps)
+        if train.initFrom.contains("\0") {
+            throw check.fail("train.init_from", "must name a safetensors file (or be empty), got \(JSONValue.quoted(train.initFrom))")
+        }
 
         if let distill {
             if !DistillConfig.types.contains(distill.type) {
@@ -656,7 +687,7 @@ extension TrainConfig {
             .integer("eval_every", \.evalEvery), .integer("save_every", \.saveEvery),
             .integer("keep_checkpoints", \.keepCheckpoints), .number("beta1", \.beta1),
             .number("beta2", \.beta2), .number("adam_eps", \.adamEps),
-            .boolean("tensorboard", \.tensorboard),
+            .boolean("tensorboard", \.tensorboard), .string("init_from", \.initFrom),
         ]
     }
 }

@@ -36,8 +36,9 @@ public struct ExportSource {
     /// `fnv1a64:<16 hex digits>`, FNV-1a over the file's bytes.
     public let fingerprint: String
 
-    /// Reads and checks a checkpoint as `vit eval` does.
-    public static func load(path: String) throws -> ExportSource {
+    /// Reads and checks a checkpoint as `vit eval` does; with `imageSize`, a float32 model is
+    /// brought to that size (position embeddings resampled, `InferenceModel.atImageSize`).
+    public static func load(path: String, imageSize: Int? = nil) throws -> ExportSource {
         let bytes = try PosixFile.readAll(path)
         let file = try SafeTensorsFile(bytes: bytes, path: path)
         let model: InferenceModel
@@ -48,7 +49,7 @@ public struct ExportSource {
             let loaded = try Checkpoint.load(file: file)
             model = InferenceModel(model: loaded.model, config: loaded.config, quantized: nil, classNames: loaded.classNames)
         }
-        return ExportSource(model: model, path: path, fingerprint: FNV1a64.fingerprint(bytes))
+        return ExportSource(model: try model.atImageSize(imageSize, source: path), path: path, fingerprint: FNV1a64.digest(bytes))
     }
 
     /// Names of the `num_classes` outputs: the checkpoint's stored ones, else the config's
@@ -113,18 +114,6 @@ public enum ONNXExporter {
             ("source_checkpoint", (source.path as NSString).lastPathComponent),
             ("source_fingerprint", source.fingerprint),
         ]
-    }
-}
-
-/// FNV-1a, 64 bit: a quick fingerprint that tells two files apart (not a cryptographic hash).
-enum FNV1a64 {
-    static func fingerprint(_ bytes: [UInt8]) -> String {
-        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-        bytes.withUnsafeBufferPointer { buffer in
-            for byte in buffer { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3 }
-        }
-        let hex = String(hash, radix: 16)
-        return "fnv1a64:" + String(repeating: "0", count: 16 - hex.count) + hex
     }
 }
 

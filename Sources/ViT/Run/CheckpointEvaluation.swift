@@ -33,21 +33,24 @@ public struct CheckpointEvaluation {
     ///     file without vit metadata.
     ///   - acceptsInt8: false for callers that need the float32 model (`vit report` records
     ///     attention), which then refuse int8 files as `Checkpoint.load` does.
+    ///   - imageSize: evaluate at this image size, the position embeddings resampled to its
+    ///     patch grid (`--image-size`); nil for the training size.
     ///   - batchSize: images per forward pass; the memory check names it `--batch-size`.
     ///   - keepLogits: also keep the logits `[count, num_classes]` in dataset order.
     ///   - progress: called after each batch with the images done and the images in the split.
     /// - Throws: `ViTError` for a bad checkpoint or data, data whose images or classes do not
     ///   fit the model, and a batch too large for this machine's memory.
     public static func evaluate(checkpoint path: String, config explicit: RunConfig? = nil, acceptsInt8: Bool = true,
-                                data: EvaluationData = .checkpoint, split: DatasetSplit = .test, batchSize: Int,
+                                data: EvaluationData = .checkpoint, split: DatasetSplit = .test, imageSize: Int? = nil, batchSize: Int,
                                 keepLogits: Bool = false, progress: ((_ done: Int, _ total: Int) -> Void)? = nil) throws -> CheckpointEvaluation {
-        let model: InferenceModel
+        var model: InferenceModel
         if acceptsInt8 {
             model = try InferenceModel.load(path: path, config: explicit)
         } else {
             let loaded = try Checkpoint.load(path: path, config: explicit)
             model = InferenceModel(model: loaded.model, config: loaded.config, quantized: nil, classNames: loaded.classNames)
         }
+        model = try model.atImageSize(imageSize, source: path)
         let config = model.config
         let dataPath: String, dataFormat: String
         switch data {

@@ -125,6 +125,14 @@ public final class Trainer {
                                         totalSteps: t.epochs * stepsPerEpoch, kind: t.schedule)
 
         model = VisionTransformer(config: m, seed: t.seed)
+        if resumeFrom == nil, !t.initFrom.isEmpty {
+            // An image folder names its classes; a head trained on other classes is not kept.
+            let report = try PretrainedWeights.load(path: t.initFrom, into: model, classNames: train.files != nil ? train.classNames : nil)
+            initReport = report
+            initRecord = report.json().serialized(pretty: false)
+        } else {
+            initRecord = resumeFrom?.file.metadata[WeightTransferReport.metadataKey]
+        }
         optimizer = AdamW(layout: model.layout, weightDecay: t.weightDecay, beta1: t.beta1, beta2: t.beta2, eps: t.adamEps)
         if let resumeFrom {
             try Checkpoint.copyWeights(from: resumeFrom.file, into: model)
@@ -143,6 +151,12 @@ public final class Trainer {
         resumedMetadata = resumeFrom?.file.metadata ?? [:]
     }
 
+    /// What `train.init_from` loaded, resampled, re-initialized and ignored (a fresh run
+    /// started from other weights), else nil.
+    public private(set) var initReport: WeightTransferReport?
+    /// The `init_from` record every checkpoint of the run carries: the file's path and
+    /// fingerprint (kept from the checkpoint on resume).
+    private var initRecord: String?
     /// The checkpoint this run resumed from, if any.
     public private(set) var resumedFrom: String?
     /// Temporary files of a killed earlier run that were removed on start.
@@ -268,6 +282,7 @@ public final class Trainer {
     /// Metadata every file of the run carries besides the config and metrics.
     private var extraMetadata: [String: String] {
         var metadata = distillation?.checkpointMetadata ?? [:]
+        if let initRecord { metadata[WeightTransferReport.metadataKey] = initRecord }
         // An image folder's class names exist only in its folder names: keep them with the weights.
         let dataset = trainLoader.dataset
         if dataset.files != nil {

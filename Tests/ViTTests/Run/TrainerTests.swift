@@ -235,6 +235,44 @@ private func number(_ json: JSONValue, _ key: String) -> Double? {
         #expect(number(b[1], "train_loss") != 0)
     }
 
+    /// A run started from another run's weights at another image size and class count begins
+    /// from them (everything but the heads and the resampled pos_embed equal at step 0), records
+    /// the source in every checkpoint, and keeps the record on resume.
+    @Test func initFromStartsFromTheFileAndRecordsIt() throws {
+        let scratch = try ScratchDirectory("trainer-init")
+        defer { scratch.remove() }
+        let root = scratch.path
+        var sourceConfig = tinyRunConfig(dataPath: try writeRandomCIFAR(in: root))
+        sourceConfig.model.imageSize = 24
+        sourceConfig.model.patchSize = 4
+        sourceConfig.model.numClasses = 7
+        let source = VisionTransformer(config: sourceConfig.model, seed: 5)
+        let weights = root + "/pretrained.safetensors"
+        try Checkpoint.writeWeights(source, config: sourceConfig, to: weights)
+
+        var config = tinyRunConfig(dataPath: root + "/data")
+        config.train.initFrom = weights
+        config.train.epochs = 1
+        let trainer = try Trainer(config: config, outputDirectory: root + "/run")
+        let report = try #require(trainer.initReport)
+        #expect(report.resampled.map(\.name) == ["pos_embed", "patch_embed.proj.weight"])
+        #expect(report.reinitialized.map(\.name) == ["head.weight", "head.bias"])
+        let qkv = try #require(trainer.model.layout.tensor(named: "blocks.1.attn.qkv.weight"))
+        let sourceQKV = try #require(source.layout.tensor(named: "blocks.1.attn.qkv.weight"))
+        #expect(Array(UnsafeBufferPointer(start: trainer.model.parameters.pointer + qkv.offset, count: qkv.count))
+            == Array(UnsafeBufferPointer(start: source.parameters.pointer + sourceQKV.offset, count: qkv.count)))
+        trainer.maxSteps = 2
+        let summary = try trainer.run()
+        let checkpoint = try #require(summary.interruptedCheckpoint)
+        let record = try #require(try SafeTensorsFile(path: checkpoint).metadata[WeightTransferReport.metadataKey])
+        #expect(record == report.json().serialized(pretty: false))
+
+        let resumed = try Trainer(resuming: Resumption(directory: RunDirectory(root + "/run")))
+        #expect(resumed.initReport == nil, "a resumed run does not read the file again")
+        _ = try resumed.run()
+        #expect(try SafeTensorsFile(path: root + "/run/model.safetensors").metadata[WeightTransferReport.metadataKey] == record)
+    }
+
     @Test func runDirectoryHoldsWeightsCheckpointsAndMetrics() throws {
         let scratch = try ScratchDirectory("trainer-tests")
         defer { scratch.remove() }
