@@ -200,6 +200,25 @@ import Testing
         #expect(warm.decay(atStep: 1_000_000) == 0.99)
     }
 
+    /// `vit profile`'s step of a config with `train.freeze` records no backward of a frozen
+    /// layer, and fewer backward FLOPs (the loss's backward is recorded in every case).
+    @Test func profiledStepOfAFrozenModelShowsTheShorterBackward() {
+        let m = Self.config()
+        func backwardOps(_ freeze: Freezing) -> (names: Set<String>, layers: Set<Int32>, flops: Int) {
+            let workload = ProfileWorkload(config: m, batch: 2, train: Self.train(freeze: freeze), seed: 1)
+            let profiler = Profiler()
+            workload.trainStep(profiler: profiler)
+            let backward = profiler.events.filter { $0.phase == .backward }
+            return (Set(backward.map { "\($0.name)" }), Set(backward.map(\.layer)), backward.reduce(0) { $0 + $1.flops })
+        }
+        let full = backwardOps(.none), probe = backwardOps(.backbone), upper = backwardOps(.blocks(2))
+        #expect(full.names.isSuperset(of: ["head", "qkv", "pos_embed", "patch_embed"]))
+        // Only the head's weight gradient: 2·B·C·K FLOPs.
+        #expect(probe.names == ["cross_entropy", "head"] && probe.flops == 2 * 2 * m.dim * m.numClasses)
+        #expect(upper.layers == [-1, 2] && !upper.names.contains("patch_embed") && !upper.names.contains("pos_embed"))
+        #expect(probe.flops < upper.flops && upper.flops < full.flops)
+    }
+
     /// Decoding and validating `{}` with `overrides` as `test.json`.
     static func load(_ overrides: [String]) throws -> RunConfig {
         try RunConfig.decode(bytes: Array("{}".utf8), path: "test.json", overrides: overrides)
