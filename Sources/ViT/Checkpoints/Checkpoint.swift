@@ -215,14 +215,29 @@ public enum Checkpoint {
             throw ViTError(path, "not a resumable checkpoint (no training_state in its metadata)")
         }
         let state = try TrainingState(json: try JSONValue.parse(text, path: path), path: path)
+        // The stored moments cover the buffer's last k elements. A config that trains more of the
+        // model than the run did so far (a longer gradual unfreezing) starts the rest at zero,
+        // the state of parameters that never trained.
         let n = optimizer.m.count
+        var k = n
         for name in [firstMomentName, secondMomentName] {
             guard let entry = file[name] else { throw ViTError(path, "missing tensor '\(name)'") }
-            guard entry.shape == [n] else {
+            let total = optimizer.layout.totalCount
+            guard entry.shape.count == 1, entry.shape[0] <= n,
+                  optimizer.layout.tensors.contains(where: { $0.offset == total - entry.shape[0] }) else {
                 throw ViTError(path, "tensor '\(name)' has shape \(entry.shape), expected [\(n)] (the state of the parameters this config trains)")
             }
+            k = entry.shape[0]
+        }
+        guard file[secondMomentName]?.shape == file[firstMomentName]?.shape else {
+            throw ViTError(path, "tensors '\(firstMomentName)' and '\(secondMomentName)' differ in shape")
         }
         optimizer.tensorSteps = try tensorSteps(in: file, tensors: optimizer.layout.tensors.count, step: state.step)
+        let storedOffset = optimizer.layout.totalCount - k
+        if let trained = optimizer.layout.tensors.indices.first(where: {
+            optimizer.layout.tensors[$0].offset < storedOffset && optimizer.tensorSteps[$0] > 0 }) {
+            throw ViTError(path, "tensor '\(optimizer.layout.tensors[trained].name)' was updated but has no stored optimizer state")
+        }
         if let average {
             let weights = average.average.parameters
             guard let entry = file[averageName] else {
@@ -236,8 +251,10 @@ public enum Checkpoint {
                 throw ViTError(path, "tensor '\(averageName)' holds \(weights[i]) at index \(i)")
             }
         }
-        try file.copyFloats(firstMomentName, into: optimizer.m.pointer, count: n)
-        try file.copyFloats(secondMomentName, into: optimizer.v.pointer, count: n)
+        optimizer.m.zero()
+        optimizer.v.zero()
+        try file.copyFloats(firstMomentName, into: optimizer.m.pointer + (n - k), count: k)
+        try file.copyFloats(secondMomentName, into: optimizer.v.pointer + (n - k), count: k)
         // A NaN moment poisons every later step, and AdamW takes the square root of the second.
         for (name, values) in [(firstMomentName, optimizer.m.pointer), (secondMomentName, optimizer.v.pointer)] {
             for i in 0..<n where !(values[i].isFinite && (name == firstMomentName || values[i] >= 0)) {

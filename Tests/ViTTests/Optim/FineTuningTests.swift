@@ -219,6 +219,41 @@ import Testing
         #expect(probe.flops < upper.flops && upper.flops < full.flops)
     }
 
+    /// A checkpoint of a gradual unfreezing that a longer run (`--set train.epochs`) resumes:
+    /// the stored moments land at the end of the larger state, the rest starts at zero; the
+    /// reverse, which would drop trained state, is refused.
+    @Test func resumingWithMoreOfTheModelToTrainStartsTheNewStateAtZero() throws {
+        let scratch = try ScratchDirectory("fine-tuning-state")
+        defer { scratch.remove() }
+        let m = Self.config()
+        let (model, _) = TrainingStepTests.model(m)
+        let short = FineTuningPlan(train: Self.train(freeze: .blocks(2), unfreezeEvery: 1, epochs: 2), depth: m.depth)
+        let long = FineTuningPlan(train: Self.train(freeze: .blocks(2), unfreezeEvery: 1, epochs: 4), depth: m.depth)
+        let optimizer = short.makeOptimizer(for: model.layout, train: TrainConfig())
+        let step = TrainingStep(model: model, optimizer: optimizer, labelSmoothing: 0, gradClip: 0, accumSteps: 1, seed: 4, batchCapacity: 2)
+        for epoch in 0..<2 {
+            short.apply(epoch: epoch, model: model, optimizer: optimizer)
+            _ = try step.take(index: epoch, learningRate: 1e-3, nextBatch: TrainingStepTests.source([TrainingStepTests.batch(m, count: 2, seed: 1)]))
+        }
+        var state = TrainingState()
+        state.step = 2
+        let path = try scratch.file("state.safetensors")
+        try Checkpoint.writeTrainingState(model, optimizer: optimizer, config: runConfig("state", model: m), state: state, to: path)
+        let loaded = try Checkpoint.load(path: path)
+
+        let longer = long.makeOptimizer(for: model.layout, train: TrainConfig())
+        #expect(longer.stateOffset < optimizer.stateOffset)
+        _ = try Checkpoint.loadTrainingState(from: loaded, into: longer)
+        let gap = optimizer.stateOffset - longer.stateOffset
+        #expect(longer.m.array()[..<gap].allSatisfy { $0 == 0 } && longer.v.array()[..<gap].allSatisfy { $0 == 0 })
+        #expect(Array(longer.m.array()[gap...]) == optimizer.m.array() && Array(longer.v.array()[gap...]) == optimizer.v.array())
+        #expect(longer.tensorSteps == optimizer.tensorSteps)
+
+        let fixed = FineTuningPlan(train: Self.train(freeze: .blocks(2)), depth: m.depth).makeOptimizer(for: model.layout, train: TrainConfig())
+        #expect(fixed.stateOffset > optimizer.stateOffset)
+        #expect(throws: ViTError.self) { try Checkpoint.loadTrainingState(from: loaded, into: fixed) }
+    }
+
     /// Decoding and validating `{}` with `overrides` as `test.json`.
     static func load(_ overrides: [String]) throws -> RunConfig {
         try RunConfig.decode(bytes: Array("{}".utf8), path: "test.json", overrides: overrides)
