@@ -4,7 +4,9 @@
 Each fixture is a small safetensors file produced by timm's VisionTransformer:
 initial parameters, an input batch, logits, cross-entropy loss and its
 gradients, a soft-target loss check and a 5-step AdamW training trace.
-deit_dist.safetensors does the same for timm's VisionTransformerDistilled
+vit_dropout*.safetensors run one training forward and backward with every dropout
+and drop path on, timm's dropout modules replaced by masks the file stores, so that
+vit can be fed the same masks. deit_dist.safetensors does the same for timm's VisionTransformerDistilled
 (DeiT's distillation token and head_dist) trained with the token distillation
 loss, and distill_losses.safetensors holds the three distillation losses with
 their gradients and F.interpolate(mode="bilinear") resizes.
@@ -66,9 +68,11 @@ MODELS = [
 NO_DECAY_NAMES = {"pos_embed", "cls_token", "dist_token"}
 
 
-def build_model(cfg):
+def build_model(cfg, rates=None):
     """timm VisionTransformer matching cfg, with timm's own initialisation; with
-    cfg["distill_token"], timm's VisionTransformerDistilled (DeiT)."""
+    cfg["distill_token"], timm's VisionTransformerDistilled (DeiT). `rates` (vit's dropout,
+    attn_dropout, drop_path) sets timm's rates as vit's config maps them."""
+    rates = rates or {"dropout": 0.0, "attn_dropout": 0.0, "drop_path": 0.0}
     model_class = VisionTransformerDistilled if cfg.get("distill_token", False) else VisionTransformer
     model = model_class(
         img_size=cfg["image_size"],
@@ -82,11 +86,11 @@ def build_model(cfg):
         mlp_ratio=cfg["mlp_dim"] / cfg["dim"],
         qkv_bias=cfg["qkv_bias"],
         class_token=True,
-        drop_rate=0.0,
-        pos_drop_rate=0.0,
-        proj_drop_rate=0.0,
-        attn_drop_rate=0.0,
-        drop_path_rate=0.0,
+        drop_rate=rates["dropout"],
+        pos_drop_rate=rates["dropout"],
+        proj_drop_rate=rates["dropout"],
+        attn_drop_rate=rates["attn_dropout"],
+        drop_path_rate=rates["drop_path"],
     )
     # Sanity: structure is what the Swift side expects.
     for m in model.modules():
@@ -517,6 +521,141 @@ def verify_distilled(path, losses_path):
     return len(tensors), os.path.getsize(path), err
 
 
+# --- Dropout and drop path -------------------------------------------------------------
+
+# name, seed, model config, batch: every dropout of timm's ViT at vit's `dropout` rate (timm's
+# drop_rate, pos_drop_rate and proj_drop_rate), attention dropout, and drop path (linspace over
+# the blocks, so block 0 has none).
+DROPOUT_RATES = {"dropout": 0.2, "attn_dropout": 0.25, "drop_path": 0.5}
+DROPOUT_MODELS = [
+    ("vit_dropout", 4, dict(MODELS[0][2]), 4),
+    ("vit_dropout_mean", 5, dict(MODELS[1][2], depth=3), 4),
+    ("vit_dropout_dist", 6, dict(DISTILLED[2]), 3),
+]
+
+
+class StoredMasks(nn.Module):
+    """Stands in for one of timm's Dropout or DropPath modules: multiplies its input by the next
+    stored mask (a module may run more than once per forward: head_drop on x and x_dist)."""
+
+    def __init__(self, name, masks):
+        super().__init__()
+        self.name, self.masks, self.calls = name, masks, 0
+
+    def forward(self, x):
+        if not self.training:
+            return x
+        mask = self.masks[self.calls]
+        self.calls += 1
+        assert mask.shape == x.shape[:mask.dim()], f"{self.name}: mask {tuple(mask.shape)} for input {tuple(x.shape)}"
+        return x * mask.double().reshape(mask.shape + (1,) * (x.dim() - mask.dim()))
+
+
+def dropout_masks(generator, rate, shape, count=1):
+    """Inverted-dropout factors (0 or 1/(1 - rate)) in float32, each mask with zeros and non-zeros."""
+    masks = []
+    for _ in range(count):
+        while True:
+            keep = (torch.rand(shape, generator=generator) >= rate).to(torch.float32)
+            if 0 < keep.sum() < keep.numel():
+                break
+        masks.append(keep * torch.tensor(1 / (1 - rate), dtype=torch.float32))
+    return masks
+
+
+def install_masks(model, cfg, batch, seed):
+    """Replaces every dropout and drop-path module of `model` with stored masks; returns them
+    under the fixture's names (mask.<timm module>) and checks that no dropout module is left."""
+    g = torch.Generator().manual_seed(seed)
+    rate, attn_rate = DROPOUT_RATES["dropout"], DROPOUT_RATES["attn_dropout"]
+    t = (cfg["image_size"] // cfg["patch_size"]) ** 2 + (2 if cfg.get("distill_token", False) else 1)
+    c, m, nh = cfg["dim"], cfg["mlp_dim"], cfg["heads"]
+    path_rates = [x.item() for x in torch.linspace(0, DROPOUT_RATES["drop_path"], cfg["depth"])]
+    stored = {}
+
+    def replace(owner, attribute, name, expected_rate, shape, count=1):
+        module = getattr(owner, attribute)
+        if isinstance(module, nn.Dropout):
+            assert module.p == expected_rate, (name, module.p)
+        else:
+            assert type(module).__name__ == "DropPath" and abs(module.drop_prob - expected_rate) < 1e-12, (name, module)
+        masks = dropout_masks(g, expected_rate, shape, count)
+        setattr(owner, attribute, StoredMasks(name, masks))
+        stored[name] = torch.stack(masks) if count > 1 else masks[0]
+
+    replace(model, "pos_drop", "pos_drop", rate, (batch, t, c))
+    for i, block in enumerate(model.blocks):
+        p = f"blocks.{i}."
+        block.attn.fused_attn = False  # the explicit softmax path, where attn_drop runs
+        replace(block.attn, "attn_drop", p + "attn.attn_drop", attn_rate, (batch, nh, t, t))
+        replace(block.attn, "proj_drop", p + "attn.proj_drop", rate, (batch, t, c))
+        replace(block.mlp, "drop1", p + "mlp.drop1", rate, (batch, t, m))
+        replace(block.mlp, "drop2", p + "mlp.drop2", rate, (batch, t, c))
+        for path in ["drop_path1", "drop_path2"]:
+            if path_rates[i] > 0:
+                replace(block, path, p + path, path_rates[i], (batch,))
+            else:
+                # timm leaves a zero-rate drop path out (Identity); vit multiplies by 1.
+                assert isinstance(getattr(block, path), nn.Identity), (p + path)
+                stored[p + path] = torch.ones(batch)
+    heads = 2 if cfg.get("distill_token", False) else 1
+    replace(model, "head_drop", "head_drop", rate, (batch, c), count=heads)
+    left = [n for n, mod in model.named_modules() if isinstance(mod, nn.Dropout) or type(mod).__name__ == "DropPath"]
+    assert not left, f"dropout modules not replaced: {left}"
+    return stored
+
+
+def make_dropout_fixture(name, seed, cfg, batch, out_dir):
+    """One training forward and backward with all dropouts and drop path on, from stored masks."""
+    torch.manual_seed(seed)
+    model = build_model(cfg, DROPOUT_RATES)
+    perturb(model)
+    if cfg.get("distill_token", False):
+        with torch.no_grad():
+            model.dist_token.normal_(0.0, 0.02)
+    c, s, k = cfg["in_channels"], cfg["image_size"], cfg["num_classes"]
+    x32 = torch.randn(batch, c, s, s)
+    labels = torch.randint(0, k, (batch,), dtype=torch.int64)
+    assert labels.unique().numel() > 1, "pick another seed: all labels equal"
+    masks = install_masks(model, cfg, batch, seed + 100)
+    model = model.double()
+    model.train()
+    tensors = {"input": f32(x32), "labels": labels.clone()}
+    for n, v in model.state_dict().items():
+        tensors[f"param.{n}"] = f32(v)
+    for n, v in masks.items():
+        tensors[f"mask.{n}"] = v.contiguous()
+
+    model.zero_grad(set_to_none=True)
+    logits = model(x32.double())
+    for module in model.modules():
+        if isinstance(module, StoredMasks):
+            assert module.calls == len(module.masks), f"{module.name}: {module.calls} calls"
+    loss = ce_loss(logits, labels)
+    loss.backward()
+    tensors["logits"] = f32(logits)
+    tensors["loss"] = f32(loss.reshape(1))
+    for n, p in model.named_parameters():
+        tensors[f"grad.{n}"] = f32(p.grad)
+    # Without the masks (eval) the logits differ: the masks matter.
+    model.eval()
+    with torch.no_grad():
+        assert (model(x32.double()) - logits).abs().max() > 1e-3
+    metadata = {
+        "model": json.dumps(cfg),
+        "optim": json.dumps(OPTIM),
+        "dropout": json.dumps(DROPOUT_RATES),
+        "timm_version": timm.__version__,
+        "torch_version": torch.__version__,
+    }
+    path = os.path.join(out_dir, f"{name}.safetensors")
+    save_file(tensors, path, metadata=metadata)
+    canonicalize_header(path)
+    os.chmod(path, 0o644)
+    print(f"{name}: seed {seed}, batch {batch}, loss {loss.item():.6f}, {len(masks)} masks, {os.path.getsize(path)} bytes")
+    return path
+
+
 def main():
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     out_dir = sys.argv[1] if len(sys.argv) > 1 else os.path.join(repo, "Tests", "ViTTests", "Fixtures")
@@ -530,6 +669,8 @@ def main():
     for p in paths:
         count, size, err, _ = verify(p)
         print(f"  {os.path.basename(p):<22} {count:>7} {size:>8} {err:>13.3e}")
+    for n, seed, cfg, b in DROPOUT_MODELS:
+        make_dropout_fixture(n, seed, cfg, b, out_dir)
     distilled = make_distilled_fixture(out_dir)
     losses = make_loss_fixture(out_dir)
     count, size, err = verify_distilled(distilled, losses)

@@ -13,14 +13,8 @@ extension VitCommand {
         @Argument(help: "A model.safetensors written by vit or vit quantize, or a timm state dict in safetensors (then give --config).")
         var checkpoint: String
 
-        @Option(help: "Config giving the architecture and data (required for plain timm state dicts).")
-        var config: String?
-
-        @Option(help: "Dataset path, instead of the one in the checkpoint's config.")
-        var data: String?
-
-        @Option(help: "Which split to evaluate: test or train.")
-        var split: String = "test"
+        @OptionGroup var architecture: ArchitectureOptions
+        @OptionGroup var selection: DataSelectionOptions
 
         @OptionGroup var forwardBatch: ForwardBatchOptions
         var batchSize: Int { forwardBatch.batchSize }
@@ -33,15 +27,11 @@ extension VitCommand {
 
         @OptionGroup var runtime: RuntimeOptions
 
-        func validate() throws {
-            guard DatasetSplit(rawValue: split) != nil else { throw ValidationError("--split must be test or train, got '\(split)'") }
-        }
-
         func run() throws {
             runtime.apply()
-            let explicit = try config.map { try RunConfig.load(path: $0) }
-            let evaluation = try CheckpointEvaluation.evaluate(checkpoint: checkpoint, config: explicit, data: data.map { .path($0) } ?? .checkpoint,
-                                                               split: DatasetSplit(rawValue: split)!, batchSize: batchSize,
+            let evaluation = try CheckpointEvaluation.evaluate(checkpoint: checkpoint, config: architecture.loadConfig(),
+                                                               data: selection.data.map { .path($0) } ?? .checkpoint,
+                                                               split: selection.datasetSplit, batchSize: batchSize,
                                                                keepLogits: logits != nil) { done, total in
                 if !json { Console.status("evaluating \(done)/\(total)") }
             }
@@ -58,10 +48,10 @@ extension VitCommand {
         }
 
         func report(_ evaluation: CheckpointEvaluation) {
-            let r = evaluation.result, classNames = evaluation.dataset.classNames
+            let r = evaluation.result, classNames = evaluation.classNames
             let names = (0..<r.perClass.count).map { $0 < classNames.count ? classNames[$0] : "class \($0)" }
             print("checkpoint  \(checkpoint) (\(evaluation.model.precision))")
-            print("data        \(evaluation.dataPath) (\(split), \(r.count) images, \(String(format: "%.0f", evaluation.imagesPerSecond)) img/s)")
+            print("data        \(evaluation.dataPath) (\(selection.split), \(r.count) images, \(String(format: "%.0f", evaluation.imagesPerSecond)) img/s)")
             print("top-1       \(Console.percent(r.top1))")
             print("top-5       \(Console.percent(r.top5))")
             print(String(format: "loss        %.4f", r.loss))

@@ -74,7 +74,7 @@ extension VitCommand {
             if let triton {
                 let model = TritonModel(name: name ?? config.name, inputShape: [config.model.inChannels, config.model.imageSize, config.model.imageSize],
                                         classes: config.model.numClasses, fixedBatch: fixedBatch)
-                written.append(try model.write(onnx: bytes, labels: ClassNames.forModel(config), to: triton))
+                written.append(try model.write(onnx: bytes, labels: source.classNames, to: triton))
                 written.append(triton + "/" + model.name + "/config.pbtxt")
             }
             print("exported \(checkpoint) (\(source.model.precision)) as ONNX opset \(opset), batch \(batch), \(bytes.count) bytes")

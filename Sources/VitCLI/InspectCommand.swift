@@ -18,15 +18,13 @@ extension VitCommand {
         @Argument(help: "A safetensors checkpoint written by vit train or vit quantize, or a timm state dict (then give --config).")
         var checkpoint: String
 
-        @Option(help: "Config giving the architecture (required for plain timm state dicts).")
-        var config: String?
+        @OptionGroup var architecture: ArchitectureOptions
 
         @Flag(help: "Print one JSON object instead of the summary.")
         var json = false
 
         func run() throws {
-            let explicit = try config.map { try RunConfig.load(path: $0) }
-            let report = try Checkpoint.inspect(path: checkpoint, config: explicit)
+            let report = try Checkpoint.inspect(path: checkpoint, config: architecture.loadConfig())
             if json {
                 print(report.json().serialized(pretty: false))
                 return

@@ -61,6 +61,39 @@ struct TrainingRunOptions: ParsableArguments {
     }
 }
 
+/// `--config` of the commands that read a checkpoint: a plain timm state dict carries no config,
+/// so its architecture (and data) come from this file.
+struct ArchitectureOptions: ParsableArguments {
+    @Option(help: "Config giving the architecture and data (required for plain timm state dicts).")
+    var config: String?
+
+    /// The `--config` file, read and checked, or nil when none was given.
+    func loadConfig() throws -> RunConfig? {
+        try config.map { try RunConfig.load(path: $0) }
+    }
+
+    /// Loads a checkpoint, with `--config` when given.
+    func loadCheckpoint(_ path: String) throws -> Checkpoint.Loaded {
+        try Checkpoint.load(path: path, config: loadConfig())
+    }
+}
+
+/// `--data` and `--split`: which images a command reads instead of the checkpoint's data.
+struct DataSelectionOptions: ParsableArguments {
+    @Option(help: "Dataset path instead of the checkpoint's data.path: CIFAR-10/100 binary batches, an IDX directory or an image folder, recognized from the files.")
+    var data: String?
+
+    @Option(help: "Which split: test or train.")
+    var split: String = "test"
+
+    func validate() throws {
+        guard DatasetSplit(rawValue: split) != nil else { throw ValidationError("--split must be test or train, got '\(split)'") }
+    }
+
+    /// The split, after `validate`.
+    var datasetSplit: DatasetSplit { DatasetSplit(rawValue: split)! }
+}
+
 /// `--batch-size` of the commands that run a model over a whole data set (eval, report).
 struct ForwardBatchOptions: ParsableArguments {
     @Option(name: .customLong("batch-size"), help: "Images per forward pass.")

@@ -4,28 +4,20 @@ import ViT
 
 /// Options shared by the commands that take an image as a PNG file or a dataset record.
 struct ImageSourceOptions: ParsableArguments {
-    @Option(help: "Dataset to take --index records from (CIFAR-10/100 binary batches or an IDX directory, recognized from the files; default: the checkpoint's data.path).")
-    var data: String?
+    @OptionGroup var architecture: ArchitectureOptions
+    @OptionGroup var selection: DataSelectionOptions
 
-    @Option(help: "Which split --index counts in: test or train.")
-    var split: String = "test"
-
-    @Option(help: "Config giving the architecture and data (required for plain timm state dicts).")
-    var config: String?
-
-    func validate() throws {
-        guard DatasetSplit(rawValue: split) != nil else { throw ValidationError("--split must be test or train, got '\(split)'") }
-    }
+    /// `--data`, which only `--index` records are read from.
+    var data: String? { selection.data }
 
     /// Loads the checkpoint, with `--config` when given.
     func loadCheckpoint(_ path: String) throws -> Checkpoint.Loaded {
-        let explicit = try config.map { try RunConfig.load(path: $0) }
-        return try Checkpoint.load(path: path, config: explicit)
+        try architecture.loadCheckpoint(path)
     }
 
     /// The dataset `--index` reads.
     func records(for loaded: Checkpoint.Loaded) throws -> RecordSource {
-        try RecordSource(dataPath: data, split: DatasetSplit(rawValue: split)!, config: loaded.config)
+        try RecordSource(dataPath: selection.data, split: selection.datasetSplit, config: loaded.config)
     }
 }
 

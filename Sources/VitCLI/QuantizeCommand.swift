@@ -33,8 +33,7 @@ extension VitCommand {
         @Option(name: .customLong("batch-size"), help: "Images per calibration batch (default: the config's train.batch_size).")
         var batchSize: Int?
 
-        @Option(help: "Config giving the architecture and data (required for plain timm state dicts).")
-        var config: String?
+        @OptionGroup var architecture: ArchitectureOptions
 
         @Option(help: "Dataset path for calibration, instead of the one in the checkpoint's config.")
         var data: String?
@@ -65,8 +64,7 @@ extension VitCommand {
             if URL(fileURLWithPath: out).standardizedFileURL.path == URL(fileURLWithPath: checkpoint).standardizedFileURL.path {
                 throw ViTError(out, "is the checkpoint being quantized; write the int8 model to another file")
             }
-            let explicit = try config.map { try RunConfig.load(path: $0) }
-            let loaded = try Checkpoint.load(path: checkpoint, config: explicit)
+            let loaded = try architecture.loadCheckpoint(checkpoint)
             var runConfig = loaded.config
             if let data { runConfig.data.path = data }
             let m = runConfig.model
@@ -94,7 +92,7 @@ extension VitCommand {
                 print("mode        weights: int8 weights per output channel, float32 activations")
                 quantized = Quantizer.quantize(loaded.model, config: runConfig, mode: .weights)
             }
-            try QuantizedCheckpoint.write(quantized, to: out)
+            try QuantizedCheckpoint.write(quantized, classNames: loaded.classNames, to: out)
             let floatBytes = try fileSize(checkpoint), int8Bytes = try fileSize(out)
             print("wrote       \(out)")
             print("size        \(grouped(int8Bytes)) bytes int8 vs \(grouped(floatBytes)) bytes float32 = "

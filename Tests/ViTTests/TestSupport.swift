@@ -141,7 +141,8 @@ func expectAllClose(_ actual: [Float], _ expected: [Float], abs absTolerance: Do
 /// A reference file written by scripts/make_fixtures.py with PyTorch + timm (float64 math).
 struct TimmFixture {
     let file: SafeTensorsFile
-    let config: ModelConfig
+    /// The model's architecture (the fixture's `model` metadata); rates a test may set.
+    var config: ModelConfig
     let optim: [String: Any]
 
     init(_ name: String) throws {

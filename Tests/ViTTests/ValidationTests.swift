@@ -294,8 +294,9 @@ private func vitMetadata(_ config: RunConfig) -> [String: String] {
 
     /// The test split validates the model too, so its images must fit the model as well; an
     /// IDX directory whose test images are 5×5 while the training ones are 4×4 used to feed the
-    /// model batches of the wrong size.
-    @Test func testSplitOfAnotherImageSizeIsRejected() throws {
+    /// model batches of the wrong size. Now each split is brought to the model's size (the 5×5
+    /// images by the evaluation resize and center crop); another channel count is refused.
+    @Test func testSplitOfAnotherImageSizeIsResized() throws {
         let directory = try ScratchDirectory("idx-mismatch")
         defer { directory.remove() }
         try directory.write(DataFixtures.idxImages(count: 4, rows: 4, columns: 4), to: "train-images-idx3-ubyte")
@@ -316,10 +317,23 @@ private func vitMetadata(_ config: RunConfig) -> [String: String] {
         config.train.epochs = 1
         config.train.warmupEpochs = 0
         try config.validate(path: "mismatch.json")
-        let error = expectDataError { _ = try Trainer(config: config, outputDirectory: directory.path + "/run") }
+        let trainer = try Trainer(config: config, outputDirectory: directory.path + "/run")
+        #expect(trainer.trainLoader.dataset.resize == nil && trainer.validationLoader.dataset.resize?.height == 5)
+        let validation = trainer.validationLoader.batch(epoch: 0, index: 0)
+        let record = try Dataset.load(format: "idx", path: directory.path, split: .test)
+        let view = ImageTransforms.evalView(PixelImage(planarBytes: record.pixels[0..<25], channels: 1, height: 5, width: 5),
+                                            size: 4, cropPct: config.data.cropPct, filter: .bilinear)
+        #expect(validation.images.count == 2 * 16 && Array(validation.images[0..<16]) == view.map { (Float($0) / 255 - 0.5) / 0.5 })
+
+        var gray = config
+        gray.model.inChannels = 3
+        gray.data.mean = [0.5, 0.5, 0.5]
+        gray.data.std = [0.5, 0.5, 0.5]
+        let run = directory.path + "/gray-run"
+        let error = expectDataError { _ = try Trainer(config: gray, outputDirectory: run) }
         #expect(error?.subject == directory.path)
-        #expect(error?.message == "images are 1×5×5 (C×H×W) but the model expects 1×4×4")
-        #expect(!FileManager.default.fileExists(atPath: directory.path + "/run"))
+        #expect(error?.message == "images are 1×4×4 (C×H×W) but the model expects 3×4×4")
+        #expect(!FileManager.default.fileExists(atPath: run))
     }
 
     /// Resuming with a larger batch leaves fewer batches per epoch than the saved position;

@@ -47,7 +47,7 @@ import Testing
     @Test func inspectTakesACheckpoint() throws {
         let command = try VitCommand.parseAsRoot(["inspect", "runs/x/model.safetensors", "--json"])
         let inspect = try #require(command as? VitCommand.Inspect)
-        #expect(inspect.checkpoint == "runs/x/model.safetensors" && inspect.json && inspect.config == nil)
+        #expect(inspect.checkpoint == "runs/x/model.safetensors" && inspect.json && inspect.architecture.config == nil)
         expectUsageError(["inspect"], mentioning: "<checkpoint>")
     }
 
@@ -87,9 +87,9 @@ import Testing
         ])
         let eval = try #require(command as? VitCommand.Eval)
         #expect(eval.checkpoint == "run/model.safetensors")
-        #expect(eval.config == "cfg.json")
-        #expect(eval.data == "/data")
-        #expect(eval.split == "train")
+        #expect(eval.architecture.config == "cfg.json")
+        #expect(eval.selection.data == "/data")
+        #expect(eval.selection.split == "train")
         #expect(eval.batchSize == 32)
         #expect(eval.json)
         #expect(eval.logits == "out.npy")
@@ -98,9 +98,9 @@ import Testing
 
     @Test func evalDefaults() throws {
         let eval = try #require(try VitCommand.parseAsRoot(["eval", "m.safetensors"]) as? VitCommand.Eval)
-        #expect(eval.split == "test")
+        #expect(eval.selection.split == "test")
         #expect(eval.batchSize == 256)
-        #expect(!eval.json && eval.logits == nil && eval.config == nil && eval.data == nil)
+        #expect(!eval.json && eval.logits == nil && eval.architecture.config == nil && eval.selection.data == nil)
     }
 
     @Test func evalRequiresTheCheckpointArgument() {

@@ -14,14 +14,14 @@ import Testing
         #expect(quantize.mode == "static")
         #expect(quantize.calibrationBatches == 8)
         #expect(quantize.batchSize == 64)
-        #expect(quantize.config == "cfg.json" && quantize.data == "/data")
+        #expect(quantize.architecture.config == "cfg.json" && quantize.data == "/data")
         #expect(quantize.runtime.threads == 2)
     }
 
     @Test func quantizeDefaultsToWeightsMode() throws {
         let quantize = try #require(try VitCommand.parseAsRoot(["quantize", "m.safetensors", "--out", "q.safetensors"]) as? VitCommand.Quantize)
         #expect(quantize.mode == "weights")
-        #expect(quantize.calibrationBatches == nil && quantize.batchSize == nil && quantize.config == nil && quantize.data == nil)
+        #expect(quantize.calibrationBatches == nil && quantize.batchSize == nil && quantize.architecture.config == nil && quantize.data == nil)
     }
 
     @Test func quantizeUsageErrors() {

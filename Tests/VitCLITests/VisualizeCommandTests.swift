@@ -57,10 +57,10 @@ private struct CommandFixture {
         ])
         let predict = try #require(command as? VitCommand.Predict)
         #expect(predict.checkpoint == "m.safetensors" && predict.images == ["a.png", "b.png"])
-        #expect(predict.indices == [3, 5] && predict.source.data == "/d" && predict.source.split == "train")
-        #expect(predict.top == 2 && predict.json && predict.source.config == "c.json" && predict.runtime.threads == 1)
+        #expect(predict.indices == [3, 5] && predict.source.data == "/d" && predict.source.selection.split == "train")
+        #expect(predict.top == 2 && predict.json && predict.source.architecture.config == "c.json" && predict.runtime.threads == 1)
         let defaults = try #require(try VitCommand.parseAsRoot(["predict", "m.safetensors", "x.png"]) as? VitCommand.Predict)
-        #expect(defaults.top == 5 && !defaults.json && defaults.source.split == "test")
+        #expect(defaults.top == 5 && !defaults.json && defaults.source.selection.split == "test")
     }
 
     @Test func predictUsageErrors() {

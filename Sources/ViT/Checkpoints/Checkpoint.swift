@@ -62,6 +62,19 @@ public enum Checkpoint {
     public static let formatName = "vit"
     /// Metadata key of the class names, a JSON array of strings in class-index order.
     public static let classNamesKey = "class_names"
+
+    /// The class names stored in `file`'s metadata (float32 and int8 files of image-folder runs),
+    /// or nil when there are none or they are not a JSON array of strings.
+    public static func storedClassNames(_ file: SafeTensorsFile) -> [String]? {
+        guard let text = file.metadata[classNamesKey], case .array(let items)? = try? JSONValue.parse(text, path: file.path) else { return nil }
+        let names = items.compactMap { item -> String? in if case .string(let name) = item { return name } else { return nil } }
+        return names.count == items.count ? names : nil
+    }
+
+    /// The metadata entry that stores `names` (`classNamesKey`).
+    public static func classNamesMetadata(_ names: [String]) -> String {
+        JSONValue.array(names.map { .string($0) }).serialized(pretty: false)
+    }
     /// Flat tensors of a resumable checkpoint, laid out like the parameters.
     public static let firstMomentName = "optimizer.exp_avg"
     public static let secondMomentName = "optimizer.exp_avg_sq"
@@ -123,11 +136,7 @@ public enum Checkpoint {
         public let config: RunConfig
         public let file: SafeTensorsFile
         /// The class names stored at save time (runs on an image folder), if any.
-        public var classNames: [String]? {
-            guard let text = file.metadata[Checkpoint.classNamesKey], case .array(let items)? = try? JSONValue.parse(text, path: file.path) else { return nil }
-            let names = items.compactMap { item -> String? in if case .string(let name) = item { return name } else { return nil } }
-            return names.count == items.count ? names : nil
-        }
+        public var classNames: [String]? { Checkpoint.storedClassNames(file) }
         /// The metrics stored at save time, if any.
         public var metrics: JSONValue? {
             file.metadata["metrics"].flatMap { try? JSONValue.parse($0, path: file.path) }

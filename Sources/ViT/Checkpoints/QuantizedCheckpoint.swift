@@ -54,8 +54,11 @@ public enum QuantizedCheckpoint {
     }
 
     /// Writes `q` to `path` atomically.
-    public static func write(_ q: QuantizedModel, to path: String) throws {
-        try writer(q).write(to: path)
+    /// - Parameter classNames: the float32 checkpoint's stored class names, kept in the int8 file.
+    public static func write(_ q: QuantizedModel, classNames: [String]? = nil, to path: String) throws {
+        var writer = writer(q)
+        if let classNames { writer.metadata[Checkpoint.classNamesKey] = Checkpoint.classNamesMetadata(classNames) }
+        try writer.write(to: path)
     }
 
     /// Reads an int8 model, checking every tensor: present, of the right dtype and shape, scales
@@ -155,16 +158,25 @@ public struct InferenceModel {
     public let config: RunConfig
     /// The int8 model, or nil for a float32 checkpoint.
     public let quantized: QuantizedModel?
+    /// The class names stored in the file (runs on an image folder), if any.
+    public var classNames: [String]?
+
+    public init(model: VisionTransformer, config: RunConfig, quantized: QuantizedModel?, classNames: [String]? = nil) {
+        self.model = model
+        self.config = config
+        self.quantized = quantized
+        self.classNames = classNames
+    }
 
     /// Reads `path`; `config` as for `Checkpoint.load`. The file's bytes are not kept.
     public static func load(path: String, config explicit: RunConfig? = nil) throws -> InferenceModel {
         let file = try SafeTensorsFile(path: path)
         if QuantizedCheckpoint.isQuantized(file) {
             let q = try QuantizedCheckpoint.load(file: file, config: explicit)
-            return InferenceModel(model: q.model, config: q.config, quantized: q)
+            return InferenceModel(model: q.model, config: q.config, quantized: q, classNames: Checkpoint.storedClassNames(file))
         }
         let loaded = try Checkpoint.load(file: file, config: explicit)
-        return InferenceModel(model: loaded.model, config: loaded.config, quantized: nil)
+        return InferenceModel(model: loaded.model, config: loaded.config, quantized: nil, classNames: loaded.classNames)
     }
 
     /// "float32", or "int8 weights" / "int8 static".

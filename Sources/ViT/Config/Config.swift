@@ -23,8 +23,9 @@ public struct ModelConfig: Sendable, Equatable {
     public var depth: Int = 6
     public var heads: Int = 3
     public var mlpDim: Int = 768
-    /// Dropout after the position embedding, the attention projection and both MLP layers
-    /// (timm's `pos_drop_rate` and `proj_drop_rate`).
+    /// Dropout after the position embedding, the attention projection and both MLP layers, and
+    /// on the pooled features before the head(s) (timm's `pos_drop_rate`, `proj_drop_rate` and
+    /// `drop_rate`, its `head_drop`).
     public var dropout: Double = 0
     /// Dropout on the attention probabilities (timm's `attn_drop_rate`).
     public var attnDropout: Double = 0

@@ -207,15 +207,16 @@ public final class BatchLoader: @unchecked Sendable {
                 let first = positions.lowerBound
                 // Each image has its own sub-stream, so the split across threads cannot change
                 // the result.
-                let files = dataset.files
+                let dataset = self.dataset
                 let randomCrop = training && pipeline.randomResizedCrop ? (pipeline.rrcScale, pipeline.rrcRatio) : nil
                 @Sendable func processImages(_ range: Range<Int>) {
                     for k in range {
                         var imageGenerator = batchGenerator.derived(UInt64(first + k))
                         let index = indices[first + k]
-                        if let files {
-                            // Decoded and cropped (training) or resized and center-cropped here.
-                            let view = files.view(index, randomCrop: randomCrop, generator: &imageGenerator)
+                        if dataset.transformsEachImage {
+                            // Decoded (files) and cropped (training) or resized and center-cropped
+                            // here, on the loader's threads, one image at a time.
+                            let view = dataset.transformedView(index, randomCrop: randomCrop, generator: &imageGenerator)
                             view.withUnsafeBufferPointer {
                                 pipeline.process($0.baseAddress!, into: buffers.output + k * values, height: height, width: width,
                                                  generator: &imageGenerator, resizedCropDone: true)

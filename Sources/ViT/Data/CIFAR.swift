@@ -196,7 +196,7 @@ public enum CIFARWriter {
     ///   dataset or a failed write.
     public static func write(_ dataset: Dataset, to path: String, coarseLabels: Bool = false) throws {
         let variant: CIFAR.Variant = coarseLabels ? .cifar100 : .cifar10
-        guard dataset.channels == 3, dataset.height == 32, dataset.width == 32 else {
+        guard dataset.channels == 3, dataset.height == 32, dataset.width == 32, !dataset.transformsEachImage else {
             throw ViTError(path, "\(variant.title) records hold 3×32×32 images, this dataset has \(dataset.channels)×\(dataset.height)×\(dataset.width) (paddedToCIFAR() converts smaller ones)")
         }
         if dataset.count == 0 {
@@ -235,6 +235,7 @@ extension Dataset {
     /// Requires 1 or 3 channels (every loader produces one of these).
     public func paddedToCIFAR() -> Dataset {
         precondition(channels == 1 || channels == 3, "paddedToCIFAR needs 1 or 3 channels, got \(channels)")
+        precondition(!transformsEachImage, "paddedToCIFAR reads images as stored, not resized ones or files")
         let side = 32
         if channels == 3 && height == side && width == side { return self }
         let outputValues = 3 * side * side

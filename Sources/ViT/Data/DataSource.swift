@@ -32,9 +32,10 @@ public protocol DataSource: Sendable {
     /// - Throws: `ViTError` naming the file and what is wrong with it.
     func load(path: String, split: DatasetSplit) throws -> Dataset
 
-    /// Loads one split with the run's `data` settings, for the model that reads it. Formats whose
-    /// files already hold model-sized images ignore both (the default calls `load(path:split:)`);
-    /// `folder` needs the model's image size and channels and reads its own keys.
+    /// Loads one split with the run's `data` settings, for the model that reads it. For formats
+    /// of fixed-size images (the default) that is `load(path:split:)`, with images of another size
+    /// than the model's resized as they are read (`Dataset.prepared(for:data:)`); `folder` needs
+    /// the model's image size and channels and reads its own keys.
     func load(path: String, split: DatasetSplit, data: DataConfig, model: ModelConfig) throws -> Dataset
 
     /// The class names of `[num_classes]` outputs that the format knows without reading the
@@ -59,7 +60,7 @@ extension DataSource {
     public func validateOwnKeys(_ data: DataConfig, model: ModelConfig, file: String?) throws {}
 
     public func load(path: String, split: DatasetSplit, data: DataConfig, model: ModelConfig) throws -> Dataset {
-        try load(path: path, split: split)
+        try load(path: path, split: split).prepared(for: model, data: data)
     }
 
     /// Every check on the `data` section for this format: the keys all formats share, then the

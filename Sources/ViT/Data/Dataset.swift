@@ -15,7 +15,8 @@ public struct Dataset: Sendable {
     public var channels: Int
     public var height: Int
     public var width: Int
-    /// All images, `[count, channels, height, width]`, channel-planar, 0...255.
+    /// All images, `[count, channels, height, width]`, channel-planar, 0...255 (at the stored
+    /// size `resize.height`×`resize.width` when they are resized as read).
     public var pixels: [UInt8]
     /// One class index per image, `[count]`, each in `0..<numClasses`.
     public var labels: [Int32]
@@ -25,6 +26,20 @@ public struct Dataset: Sendable {
     /// For image files of any size (data format `folder`): the files, read on demand; `pixels`
     /// is then empty and `height`×`width` is the size every image is brought to.
     public var files: ImageFileStore?
+    /// For images held in `pixels` at another size than `height`×`width` (CIFAR or IDX data read
+    /// for a model of another `image_size`): how each is brought to the model's size when a batch
+    /// is built, by the transforms image files go through. nil when `pixels` holds
+    /// `height`×`width` images.
+    public private(set) var resize: StoredImageResize?
+
+    /// The size in-memory images are stored at, and how they are brought to the model's.
+    public struct StoredImageResize: Sendable, Equatable {
+        /// The stored size: `pixels` is `[count, channels, height, width]`.
+        public var height: Int
+        public var width: Int
+        /// The model's size and the transforms' settings (`ImageTransforms.view`).
+        public var settings: ImageFileStore.Settings
+    }
 
     /// Creates a dataset from its parts.
     /// - Parameters:
@@ -63,8 +78,46 @@ public struct Dataset: Sendable {
         self.files = files
     }
 
-    /// Values in one image: channels · height · width.
+    /// Values in one image as the model reads it: channels · height · width.
     public var imageValues: Int { channels * height * width }
+
+    /// Bytes of one image in `pixels` (`imageValues` unless the images are `resize`d).
+    public var storedImageValues: Int { resize.map { channels * $0.height * $0.width } ?? imageValues }
+
+    /// Whether each image is brought to `height`×`width` by `ImageTransforms` when read (image
+    /// files, or in-memory images of another size), rather than used as stored.
+    public var transformsEachImage: Bool { files != nil || resize != nil }
+
+    /// The same in-memory images, each brought to `settings.size`×`settings.size` when a batch is
+    /// built (`ImageTransforms.view`: training `RandomResizedCrop`, else the evaluation resize and
+    /// center crop), so a model of another `image_size` can read them. The stored bytes are
+    /// shared, not resized up front. Returns the dataset unchanged when its images already have
+    /// that size, or are files.
+    /// - Parameter settings: `settings.channels` must equal `channels`.
+    public func resized(_ settings: ImageFileStore.Settings) -> Dataset {
+        precondition(settings.channels == channels, "resizing keeps the channel count")
+        if files != nil { return self }
+        let storedHeight = resize?.height ?? height, storedWidth = resize?.width ?? width
+        var out = self
+        out.height = settings.size
+        out.width = settings.size
+        out.resize = storedHeight == settings.size && storedWidth == settings.size
+            ? nil : StoredImageResize(height: storedHeight, width: storedWidth, settings: settings)
+        return out
+    }
+
+    /// Image `index` brought to `height`×`width` (`transformsEachImage` must hold): a
+    /// `RandomResizedCrop` when `randomCrop` is given, else the evaluation view.
+    /// - Returns: `[channels, height, width]` bytes.
+    public func transformedView(_ index: Int, randomCrop: (scale: ClosedRange<Double>, ratio: ClosedRange<Double>)?,
+                                generator: inout SeededGenerator) -> [UInt8] {
+        if let files { return files.view(index, randomCrop: randomCrop, generator: &generator) }
+        guard let resize else { preconditionFailure("transformedView needs image files or a resize") }
+        let values = storedImageValues
+        let image = PixelImage(planarBytes: pixels[(index * values)..<((index + 1) * values)], channels: channels,
+                               height: resize.height, width: resize.width)
+        return ImageTransforms.view(image, settings: resize.settings, randomCrop: randomCrop, generator: &generator)
+    }
 
     /// The images at `indices`, in that order (indices may repeat).
     /// - Parameter indices: `[n]` positions in `0..<count`.
@@ -72,7 +125,7 @@ public struct Dataset: Sendable {
         if let files {
             return Dataset(files: files.subset(indices), labels: indices.map { labels[$0] }, classNames: classNames)
         }
-        let values = imageValues
+        let values = storedImageValues
         var newPixels = [UInt8](repeating: 0, count: indices.count * values)
         var newLabels = [Int32](repeating: 0, count: indices.count)
         newPixels.withUnsafeMutableBufferPointer { destination in
@@ -85,8 +138,10 @@ public struct Dataset: Sendable {
                 }
             }
         }
-        return Dataset(count: indices.count, channels: channels, height: height, width: width,
-                       pixels: newPixels, labels: newLabels, numClasses: numClasses, classNames: classNames)
+        var out = Dataset(count: indices.count, channels: channels, height: resize?.height ?? height, width: resize?.width ?? width,
+                          pixels: newPixels, labels: newLabels, numClasses: numClasses, classNames: classNames)
+        if let resize { out = out.resized(resize.settings) }
+        return out
     }
 
     /// Splits off `holdOut` randomly chosen images for validation.

@@ -86,11 +86,7 @@ public final class ImageFileStore: @unchecked Sendable {
             if first { FileHandle.standardError.write(Data("warning: \(error); it reads as gray from now on\n".utf8)) }
             return [UInt8](repeating: 128, count: settings.channels * size * size)
         }
-        if let randomCrop {
-            return ImageTransforms.randomResizedCrop(image, size: size, scale: randomCrop.scale, ratio: randomCrop.ratio,
-                                                     filter: settings.filter, generator: &generator)
-        }
-        return ImageTransforms.evalView(image, size: size, cropPct: settings.cropPct, filter: settings.filter)
+        return ImageTransforms.view(image, settings: settings, randomCrop: randomCrop, generator: &generator)
     }
 
     /// What checking a list of files found.

@@ -59,6 +59,21 @@ public enum ImageTransforms {
                             outHeight: size, outWidth: size, filter: filter)
     }
 
+    /// The model's view of an image of any size under `settings`: `RandomResizedCrop` when
+    /// `randomCrop` is given (training with `data.random_resized_crop`), else the evaluation view.
+    /// Image files and in-memory images of another size than the model's both go through here.
+    /// - Parameter image: with `settings.channels` channels.
+    /// - Returns: `[settings.channels, settings.size, settings.size]` bytes.
+    public static func view(_ image: PixelImage, settings: ImageFileStore.Settings,
+                            randomCrop: (scale: ClosedRange<Double>, ratio: ClosedRange<Double>)?,
+                            generator: inout SeededGenerator) -> [UInt8] {
+        if let randomCrop {
+            return randomResizedCrop(image, size: settings.size, scale: randomCrop.scale, ratio: randomCrop.ratio,
+                                     filter: settings.filter, generator: &generator)
+        }
+        return evalView(image, size: settings.size, cropPct: settings.cropPct, filter: settings.filter)
+    }
+
     /// The training view: `RandomResizedCrop(size, scale, ratio)`.
     /// - Returns: `[image.channels, size, size]` bytes.
     public static func randomResizedCrop(_ image: PixelImage, size: Int, scale: ClosedRange<Double>, ratio: ClosedRange<Double>,

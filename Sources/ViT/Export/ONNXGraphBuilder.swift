@@ -5,6 +5,7 @@ import Foundation
 /// ONNX element types (`TensorProto.DataType`) vit writes.
 enum ONNXElementType: Int32 {
     case float = 1
+    case uint8 = 2
     case int8 = 3
     case int64 = 7
 }
@@ -81,6 +82,16 @@ struct ONNXGraphBuilder {
 
     mutating func initializer(_ name: String, int8s: [Int8], shape: [Int]) -> String {
         int8s.withUnsafeBufferPointer { initializer(name, int8s: $0, shape: shape) }
+    }
+
+    /// A uint8 initializer (raw bytes, one per value).
+    mutating func initializer(_ name: String, uint8s: [UInt8], shape: [Int]) -> String {
+        precondition(uint8s.count == shape.reduce(1, *), "\(name): \(uint8s.count) values for shape \(shape)")
+        var tensor = tensorHeader(name, .uint8, shape)
+        tensor.rawData = Data(uint8s)
+        graph.initializer.append(tensor)
+        used[name] = used[name] ?? 0
+        return name
     }
 
     /// An int64 constant (shapes, axes, indices), stored once per distinct content; `shape`

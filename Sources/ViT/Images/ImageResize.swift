@@ -1,6 +1,21 @@
 import ViTKernels
 
 extension PixelImage {
+    /// An image from channel-planar samples, `[channels, height, width]` (the dataset layout).
+    public init(planarBytes planar: ArraySlice<UInt8>, channels: Int, height: Int, width: Int) {
+        precondition(planar.count == channels * height * width, "planarBytes must hold C·H·W samples")
+        var pixels = [UInt8](repeating: 0, count: planar.count)
+        let plane = width * height
+        planar.withUnsafeBufferPointer { source in
+            pixels.withUnsafeMutableBufferPointer { target in
+                for c in 0..<channels {
+                    for p in 0..<plane { target[p * channels + c] = source[c * plane + p] }
+                }
+            }
+        }
+        self.init(width: width, height: height, channels: channels, pixels: pixels)
+    }
+
     /// The samples channel by channel, `[channels, height, width]` (the dataset layout).
     public func planarBytes() -> [UInt8] {
         var out = [UInt8](repeating: 0, count: pixels.count)

@@ -44,6 +44,8 @@ final class Activations {
     /// the distillation tokens, `[2, B, C]`, so the final LayerNorm runs over both at once.
     let pooled, pooledNorm: UnsafeMutablePointer<Float>
     let pooledMean, pooledRstd: UnsafeMutablePointer<Float> // [B] or [2, B]
+    /// Training with dropout: the head dropout's mask, like `pooledNorm` (which it is applied to in place).
+    let headMask: UnsafeMutablePointer<Float>?
     let logits: UnsafeMutablePointer<Float>        // [B, K], the (class) head's output
     /// With a distillation token: `head_dist`'s output and the mean of the two heads, `[B, K]` each.
     let distillationLogits, meanLogits: UnsafeMutablePointer<Float>?
@@ -97,6 +99,7 @@ final class Activations {
         branch = at("branch")
         hidden = optional("hidden")
         pooled = at("pooled"); pooledNorm = at("pooled_norm"); pooledMean = at("pooled_mean"); pooledRstd = at("pooled_rstd")
+        headMask = optional("head_mask")
         logits = at("logits")
         distillationLogits = optional("distillation_logits")
         meanLogits = optional("mean_logits")

@@ -337,12 +337,24 @@ extension ModelDescription {
                     parameters: norm(normName, C),
                     saved: [tensor(normName + ".mean", heads == 2 ? [2, B] : [B], in: "pooled_mean"),
                             tensor(normName + ".rstd", heads == 2 ? [2, B] : [B], in: "pooled_rstd")])
+        // timm's head_drop (its `drop_rate`) on each head's input, in place; the masks share one
+        // buffer laid out like `pooled_norm`.
+        var headInputs = normalized
+        if dropout {
+            headInputs = normalized.enumerated().map { index, y in
+                let name = index == 0 ? "head_drop" : "head_drop_dist"
+                let out = tensor(name, y.shape, in: y.buffer, offset: y.offset)
+                builder.add(name: name, label: "dropout", kind: .dropout(rate: m.dropout), inputs: [y], outputs: [out],
+                            saved: [tensor(name + ".mask", y.shape, in: "head_mask", offset: y.offset)])
+                return out
+            }
+        }
         let logits = tensor("logits", [B, K])
-        builder.add(name: "head", label: "head", kind: .linear, inputs: [normalized[0]], outputs: [logits],
+        builder.add(name: "head", label: "head", kind: .linear, inputs: [headInputs[0]], outputs: [logits],
                     parameters: weight("head", [K, C]) + bias("head", K), linear: .head)
         if m.distillToken {
             let distillation = tensor("logits_dist", [B, K], in: "distillation_logits")
-            builder.add(name: "head_dist", label: "head", kind: .linear, inputs: [normalized[1]], outputs: [distillation],
+            builder.add(name: "head_dist", label: "head", kind: .linear, inputs: [headInputs[1]], outputs: [distillation],
                         parameters: weight("head_dist", [K, C]) + bias("head_dist", K))
             builder.add(name: "head_mean", label: "head", kind: .meanOfHeads, inputs: [logits, distillation],
                         outputs: [tensor("logits_mean", [B, K], in: "mean_logits")])

@@ -52,6 +52,11 @@ public final class VisionTransformer: @unchecked Sendable {
         didSet { precondition(frozenStages >= 0 && frozenStages < layout.stageCount, "the head always trains") }
     }
 
+    /// Tests only: when set, a training forward takes every dropout and drop-path mask from it
+    /// instead of drawing it, so that a reference implementation can be fed the same masks.
+    /// See `DropoutMaskOverride`; nil in every production path.
+    var maskOverride: DropoutMaskOverride?
+
     /// Creates a model with timm's default initialization drawn from `seed`.
     public init(config: ModelConfig, seed: UInt64 = 0) {
         self.config = config
@@ -200,10 +205,10 @@ public final class VisionTransformer: @unchecked Sendable {
         tokensForward(tokens, a.patchOut, p + L.classToken, p + L.positionEmbedding, batch: B, patches: N, channels: C,
                       distillationToken: L.distillationToken.map { UnsafePointer(p + $0) })
         prof?.lap("pos_embed", .forward)
-        let masks = DropoutMasks(stream: generator, firstImage: firstImage)
+        let masks = DropoutMasks(stream: generator, firstImage: firstImage, override: maskOverride)
         if let mask = a.positionMask {
-            masks.fill(images: B) { image, generator in
-                fillDropoutMask(mask + image * T * C, count: T * C, rate: config.dropout, generator: &generator)
+            masks.fill(images: B, stream: .position) { b, image in
+                image.fill(.position, mask + b * T * C, count: T * C, rate: config.dropout)
             }
             multiplyInPlace(tokens, mask, count: BT * C)
             prof?.lap("dropout", .forward)
@@ -263,6 +268,15 @@ public final class VisionTransformer: @unchecked Sendable {
         layerNormForward(a.pooledNorm, a.pooledMean, a.pooledRstd, a.pooled, p + L.finalNormWeight, p + L.finalNormBias,
                          rows: heads * B, channels: C, eps: eps)
         prof?.lap("final_norm", .forward)
+        // timm's head_drop (its `drop_rate`) on each head's input.
+        if let mask = a.headMask {
+            masks.fill(images: B, stream: .head) { b, image in
+                image.fill(.head, mask + b * C, count: C, rate: config.dropout)
+                if heads == 2 { image.fill(.distillationHead, mask + (B + b) * C, count: C, rate: config.dropout) }
+            }
+            multiplyInPlace(a.pooledNorm, mask, count: heads * B * C)
+            prof?.lap("dropout", .forward)
+        }
         linear(.head, a.logits, a.pooledNorm, weight: L.headWeight, bias: p + L.headBias, rows: B, inFeatures: C, outFeatures: K)
         guard let distWeight = L.distillationHeadWeight, let distBias = L.distillationHeadBias,
               let distLogits = a.distillationLogits, let mean = a.meanLogits else {
@@ -309,13 +323,13 @@ public final class VisionTransformer: @unchecked Sendable {
     private func prepareMasks(_ act: BlockActivations, layer: Int, batch B: Int, masks: DropoutMasks) {
         let T = config.numTokens, C = config.dim, M = config.mlpDim, NH = config.heads
         let rate = dropPathRate(layer: layer), dropout = config.dropout, attnDropout = config.attnDropout
-        masks.fill(images: B, layer: layer) { b, generator in
-            if let m = act.attnMask { fillDropoutMask(m + b * NH * T * T, count: NH * T * T, rate: attnDropout, generator: &generator) }
-            if let m = act.projMask { fillDropoutMask(m + b * T * C, count: T * C, rate: dropout, generator: &generator) }
-            if let m = act.geluMask { fillDropoutMask(m + b * T * M, count: T * M, rate: dropout, generator: &generator) }
-            if let m = act.fc2Mask { fillDropoutMask(m + b * T * C, count: T * C, rate: dropout, generator: &generator) }
-            if let s = act.attnPathScale { fillDropoutMask(s + b, count: 1, rate: rate, generator: &generator) }
-            if let s = act.mlpPathScale { fillDropoutMask(s + b, count: 1, rate: rate, generator: &generator) }
+        masks.fill(images: B, stream: .block(layer)) { b, image in
+            if let m = act.attnMask { image.fill(.attention(block: layer), m + b * NH * T * T, count: NH * T * T, rate: attnDropout) }
+            if let m = act.projMask { image.fill(.projection(block: layer), m + b * T * C, count: T * C, rate: dropout) }
+            if let m = act.geluMask { image.fill(.mlpHidden(block: layer), m + b * T * M, count: T * M, rate: dropout) }
+            if let m = act.fc2Mask { image.fill(.mlpOutput(block: layer), m + b * T * C, count: T * C, rate: dropout) }
+            if let s = act.attnPathScale { image.fill(.attentionPath(block: layer), s + b, count: 1, rate: rate) }
+            if let s = act.mlpPathScale { image.fill(.mlpPath(block: layer), s + b, count: 1, rate: rate) }
         }
     }
 
@@ -389,6 +403,10 @@ public final class VisionTransformer: @unchecked Sendable {
         guard finalNormTrains else {
             finished?(0..<L.totalCount)
             return
+        }
+        if let mask = a.headMask {
+            multiplyInPlace(dPooledNorm, mask, count: heads * B * C)
+            prof?.lap("dropout", .backward)
         }
         if blocksTrain { dPooled.update(repeating: 0, count: heads * B * C) }
         layerNormBackward(blocksTrain ? dPooled : nil, g + L.finalNormWeight, g + L.finalNormBias, dPooledNorm, a.pooled, p + L.finalNormWeight,
@@ -489,8 +507,9 @@ public final class VisionTransformer: @unchecked Sendable {
 }
 
 /// Where a training forward's dropout and drop-path masks come from: one sub-stream per image
-/// and block, `stream.derived(image).derived(block + 1)` (block 0's is `derived(0)`: the
-/// dropout after the position embedding), where `image` is the index in the whole micro-batch.
+/// and part of the model, `stream.derived(image).derived(k)` with k = 0 for the dropout after
+/// the position embedding, `block + 1` for a block's masks and `UInt64.max` for the head
+/// dropout, where `image` is the index in the whole micro-batch.
 ///
 /// An image's masks are therefore a function of the micro-batch's stream and the image's index
 /// only: the same whether one process computes the whole micro-batch or several data-parallel
@@ -500,19 +519,75 @@ struct DropoutMasks {
     let stream: SeededGenerator
     /// The micro-batch index of the forward's first image.
     let firstImage: Int
+    /// Tests only: supplies the masks instead of the stream (`VisionTransformer.maskOverride`).
+    var override: DropoutMaskOverride? = nil
 
-    /// Calls `body(b, generator)` for each image `b` of a forward of `B`, in parallel over
-    /// images, with image b's generator for block `layer` (nil: the position-embedding dropout).
-    /// `body` must write only image b's part of the masks.
-    func fill(images B: Int, layer: Int? = nil, _ body: (_ image: Int, _ generator: inout SeededGenerator) -> Void) {
-        let stream = self.stream, first = firstImage
-        let sub = UInt64(layer.map { $0 + 1 } ?? 0)
+    /// The part of the model a set of masks belongs to, which picks its sub-stream.
+    enum Stream {
+        case position, block(Int), head
+    }
+
+    /// Calls `body(b, image)` for each image `b` of a forward of `B`, in parallel over images,
+    /// with image b's mask source for `stream`. `body` must write only image b's part of the masks.
+    func fill(images B: Int, stream part: Stream, _ body: (_ b: Int, _ image: inout ImageMasks) -> Void) {
+        let stream = self.stream, first = firstImage, override = self.override
+        let sub: UInt64
+        switch part {
+        case .position: sub = 0
+        case .block(let layer): sub = UInt64(layer + 1)
+        case .head: sub = UInt64.max
+        }
         Parallel.forEach(B) { b in
-            var generator = stream.derived(UInt64(first + b)).derived(sub)
-            body(b, &generator)
+            var image = ImageMasks(generator: stream.derived(UInt64(first + b)).derived(sub), image: first + b, override: override)
+            body(b, &image)
         }
     }
 }
+
+/// One image's mask source for one part of the model: draws from the image's sub-stream, or
+/// (tests only) asks `override`.
+struct ImageMasks {
+    var generator: SeededGenerator
+    /// The image's index in the micro-batch.
+    let image: Int
+    let override: DropoutMaskOverride?
+
+    /// Fills `count` mask values of this image: inverted-dropout factors at `rate` (0 or
+    /// 1/(1−rate)), in the order the masks are drawn; every mask of a training forward is filled here.
+    mutating func fill(_ kind: DropoutMaskKind, _ mask: UnsafeMutablePointer<Float>, count: Int, rate: Double) {
+        if let override {
+            override(kind, image, mask, count)
+        } else {
+            fillDropoutMask(mask, count: count, rate: rate, generator: &generator)
+        }
+    }
+}
+
+/// Which mask of a training forward, with its shape per image (timm's module in brackets).
+enum DropoutMaskKind: Hashable, Sendable {
+    /// `[T, C]` after the position embedding (`pos_drop`).
+    case position
+    /// `[NH, T, T]` on the attention probabilities (`attn.attn_drop`).
+    case attention(block: Int)
+    /// `[T, C]` after the attention projection (`attn.proj_drop`).
+    case projection(block: Int)
+    /// `[T, M]` after the GELU (`mlp.drop1`).
+    case mlpHidden(block: Int)
+    /// `[T, C]` after fc2 (`mlp.drop2`).
+    case mlpOutput(block: Int)
+    /// `[1]`, the attention branch's drop-path factor (`drop_path1`).
+    case attentionPath(block: Int)
+    /// `[1]`, the MLP branch's drop-path factor (`drop_path2`).
+    case mlpPath(block: Int)
+    /// `[C]` on the class head's input (`head_drop`).
+    case head
+    /// `[C]` on the distillation head's input (`head_drop` on `x_dist`).
+    case distillationHead
+}
+
+/// Tests only: writes mask `kind` of image `image` (its index in the micro-batch), `count`
+/// values, into `mask`. Called from several threads at once, each for other images.
+typealias DropoutMaskOverride = @Sendable (_ kind: DropoutMaskKind, _ image: Int, _ mask: UnsafeMutablePointer<Float>, _ count: Int) -> Void
 
 /// Fills `mask` with inverted-dropout factors: 0 with probability `rate`, else 1/(1−rate).
 func fillDropoutMask(_ mask: UnsafeMutablePointer<Float>, count: Int, rate: Double, generator: inout SeededGenerator) {

@@ -46,7 +46,7 @@ public struct CheckpointEvaluation {
             model = try InferenceModel.load(path: path, config: explicit)
         } else {
             let loaded = try Checkpoint.load(path: path, config: explicit)
-            model = InferenceModel(model: loaded.model, config: loaded.config, quantized: nil)
+            model = InferenceModel(model: loaded.model, config: loaded.config, quantized: nil, classNames: loaded.classNames)
         }
         let config = model.config
         let dataPath: String, dataFormat: String
@@ -64,6 +64,14 @@ public struct CheckpointEvaluation {
         let result = Evaluator.evaluate(model.model, loader: loader, keepLogits: keepLogits) { done in progress?(done, dataset.count) }
         return CheckpointEvaluation(model: model, dataset: dataset, dataPath: dataPath, dataFormat: dataFormat, split: split,
                                     result: result, seconds: Date().timeIntervalSince(start))
+    }
+
+    /// Names of the model's `num_classes` outputs, for per-class results: the checkpoint's stored
+    /// names (a model trained on an image folder), else the evaluated dataset's, else `class k`.
+    public var classNames: [String] {
+        let K = model.config.model.numClasses
+        if let stored = model.classNames, stored.count == K { return stored }
+        return (0..<K).map { $0 < dataset.classNames.count ? dataset.classNames[$0] : "class \($0)" }
     }
 
     /// Images evaluated per second.

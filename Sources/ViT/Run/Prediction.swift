@@ -42,9 +42,10 @@ public enum ModelInput {
     /// The model's view of record `index` of `dataset` (`0..<count`).
     public static func view(record index: Int, of dataset: Dataset, model: ModelConfig) -> [Float] {
         precondition(index >= 0 && index < dataset.count, "record outside the dataset")
-        if let files = dataset.files {
+        if dataset.transformsEachImage {
+            // The evaluation view the batch loader builds (files, or records of another size).
             var unused = SeededGenerator(seed: 0)
-            return files.view(index, randomCrop: nil, generator: &unused).map { Float($0) * (1 / 255) }
+            return dataset.transformedView(index, randomCrop: nil, generator: &unused).map { Float($0) * (1 / 255) }
         }
         let values = dataset.imageValues, start = index * values
         let planar = dataset.pixels[start..<(start + values)].map { Float($0) * (1 / 255) }

@@ -25,7 +25,7 @@ public struct StepProgress: Sendable {
     public var lr: Double
     public var imagesPerSecond: Double
     public var secondsRemaining: Double
-    /// The global gradient norm before clipping (NaN when clipping is off and it is not computed).
+    /// The global gradient norm before clipping.
     public var gradNorm: Double = .nan
 }
 
@@ -220,7 +220,7 @@ public final class Trainer {
                 events.stepEnded(StepProgress(epoch: state.epoch + 1, epochs: t.epochs, stepInEpoch: state.batchInEpoch / t.accumSteps,
                                               stepsPerEpoch: stepsPerEpoch, step: state.step, totalSteps: t.epochs * stepsPerEpoch,
                                               loss: outcome.loss, lr: lastLR, imagesPerSecond: rate, secondsRemaining: remainingImages / max(rate, 1e-9),
-                                              gradNorm: outcome.gradientNorm ?? .nan))
+                                              gradNorm: outcome.gradientNorm))
                 if outcome.stopRequested || (maxSteps.map { stepsThisProcess >= $0 } ?? false) {
                     state.elapsedSeconds = elapsedBefore + Date().timeIntervalSince(runStart)
                     state.epochLossSum = lossSum; state.epochCorrect = correct; state.epochSeen = seen
@@ -295,7 +295,7 @@ public final class Trainer {
         // An image folder's class names exist only in its folder names: keep them with the weights.
         let dataset = trainLoader.dataset
         if dataset.files != nil {
-            metadata[Checkpoint.classNamesKey] = JSONValue.array(dataset.classNames.map { .string($0) }).serialized(pretty: false)
+            metadata[Checkpoint.classNamesKey] = Checkpoint.classNamesMetadata(dataset.classNames)
         }
         return metadata
     }

@@ -5,8 +5,9 @@ import ViTKernels
 /// `vit profile` times.
 ///
 /// A step zeroes the gradients; for each of up to `accumSteps` micro-batches runs the training
-/// forward, the loss and the backward, which adds that micro-batch's gradient; clips the global
-/// gradient norm to `gradClip` (when positive); and makes one AdamW update.
+/// forward, the loss and the backward, which adds that micro-batch's gradient; takes the global
+/// gradient norm (reported every step) and clips it to `gradClip` (when positive); and makes one
+/// AdamW update.
 ///
 /// The loss is the label loss (`labelLossForward`: cross-entropy with label smoothing, or the
 /// soft-target cross-entropy of a mixup/cutmix batch) or, with `teacherLoss` set, the
@@ -61,8 +62,8 @@ public final class TrainingStep {
         public var correct = 0
         /// Samples in the step.
         public var samples = 0
-        /// The global gradient norm before clipping; nil when clipping is off.
-        public var gradientNorm: Double?
+        /// The global gradient norm before clipping (taken whether or not `gradClip` clips).
+        public var gradientNorm: Double = .nan
         /// Whether any process asked to stop (`stopRequested`) during the step: with several
         /// processes they stop together, after the same step.
         public var stopRequested = false
@@ -200,10 +201,10 @@ public final class TrainingStep {
             profiler?.endStep()
             throw NonFiniteLoss(loss: outcome.loss)
         }
-        if gradClip > 0 {
-            outcome.gradientNorm = clipGradientNorm(model.gradients, maxNorm: gradClip, from: trainableOffset)
-            profiler?.lap("grad_clip", .optimizer)
-        }
+        // The norm is logged every step, so it is taken even when clipping is off (one pass),
+        // over the parameters that train.
+        outcome.gradientNorm = clipGradientNorm(model.gradients, maxNorm: gradClip, from: trainableOffset)
+        profiler?.lap(gradClip > 0 ? "grad_clip" : "grad_norm", .optimizer)
         optimizer.update(model, lr: learningRate)
         profiler?.lap("adamw", .optimizer)
         profiler?.endStep()

@@ -103,7 +103,7 @@ public struct RunReport: Sendable {
         var predictions = [Int32](repeating: 0, count: imageCount)
         argmaxRows(&predictions, logits, batch: imageCount, classes: K)
         let misclassified = (0..<imageCount).filter { predictions[$0] != dataset.labels[$0] }
-        let names = ClassNames.forModel(config, dataset: dataset, datasetFormat: source.format)
+        let names = ClassNames.forModel(config, dataset: dataset, datasetFormat: source.format, stored: evaluated.model.classNames)
 
         progress("attention rollout of the samples")
         let indices = sampleIndices(count: sampleCount, total: dataset.count, misclassified: misclassified)

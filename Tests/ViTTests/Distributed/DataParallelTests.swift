@@ -55,14 +55,15 @@ import ViTKernels
 
     // MARK: - Per-image dropout masks
 
-    /// Fills the masks of `count` images (`perImage` factors each, rate `rate`) for block
-    /// `layer`, starting at image `first` of the micro-batch.
-    func masks(_ stream: SeededGenerator, first: Int, count: Int, perImage: Int, rate: Double, layer: Int? = 0) -> [Float] {
+    /// Fills the masks of `count` images (`perImage` factors each, rate `rate`) for part
+    /// `part` of the model, starting at image `first` of the micro-batch.
+    func masks(_ stream: SeededGenerator, first: Int, count: Int, perImage: Int, rate: Double,
+               part: DropoutMasks.Stream = .block(0)) -> [Float] {
         var mask = [Float](repeating: -1, count: count * perImage)
         mask.withUnsafeMutableBufferPointer { buffer in
             let pointer = buffer.baseAddress!
-            DropoutMasks(stream: stream, firstImage: first).fill(images: count, layer: layer) { image, generator in
-                fillDropoutMask(pointer + image * perImage, count: perImage, rate: rate, generator: &generator)
+            DropoutMasks(stream: stream, firstImage: first).fill(images: count, stream: part) { b, image in
+                image.fill(.position, pointer + b * perImage, count: perImage, rate: rate)
             }
         }
         return mask
@@ -76,9 +77,10 @@ import ViTKernels
             let pieces = (0..<parts).flatMap { masks(stream, first: $0 * size, count: size, perImage: 50, rate: 0.3) }
             #expect(pieces == whole, "\(parts) parts")
         }
-        // Other blocks, the position dropout (nil) and other micro-batches draw other masks.
-        #expect(masks(stream, first: 0, count: 8, perImage: 50, rate: 0.3, layer: 1) != whole)
-        #expect(masks(stream, first: 0, count: 8, perImage: 50, rate: 0.3, layer: nil) != whole)
+        // Other blocks, the position and head dropouts and other micro-batches draw other masks.
+        #expect(masks(stream, first: 0, count: 8, perImage: 50, rate: 0.3, part: .block(1)) != whole)
+        #expect(masks(stream, first: 0, count: 8, perImage: 50, rate: 0.3, part: .position) != whole)
+        #expect(masks(stream, first: 0, count: 8, perImage: 50, rate: 0.3, part: .head) != whole)
         #expect(masks(SeededGenerator(seed: 3).derived(18), first: 0, count: 8, perImage: 50, rate: 0.3) != whole)
     }
 

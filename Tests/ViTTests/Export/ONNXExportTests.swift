@@ -165,9 +165,18 @@ private func expectTopologicalAndComplete(_ graph: Onnx_GraphProto, sourceLocati
         let q = try #require(source.model.quantized)
         for (index, shape) in config.model.linearLayers.enumerated() {
             let weight = try #require(byName[shape.weightName])
-            #expect(weight.dataType == 3 && weight.dims == shape.weightShape.map(Int64.init), "\(shape.weightName)")
-            let stored = weight.rawData.map { Int8(bitPattern: $0) }
+            // A static file stores the int8 values shifted to uint8 with zero point 128 (onnxruntime's
+            // integer kernels saturate uint8 × int8 products on CPUs without VNNI).
+            let unsigned = mode == .static
+            #expect(weight.dataType == (unsigned ? 2 : 3) && weight.dims == shape.weightShape.map(Int64.init), "\(shape.weightName)")
+            let stored = weight.rawData.map { unsigned ? Int8(Int($0) - 128) : Int8(bitPattern: $0) }
             #expect(stored == q.linears.values.array(q.linears.valueOffsets[index]..<(q.linears.valueOffsets[index] + shape.weightCount)))
+            let zeros = try #require(byName[shape.layer.name + ".weight_zero_point"])
+            #expect(zeros.dataType == (unsigned ? 2 : 3) && zeros.rawData.allSatisfy { $0 == (unsigned ? 128 : 0) })
+            if let grid = q.linears.inputGrids?[index] {
+                let zero = try #require(byName[QuantizedCheckpoint.inputZeroPointName(shape.layer)])
+                #expect(zero.dataType == 2 && zero.rawData == Data([UInt8(Int(grid.zeroPoint) + 128)]))
+            }
             let scale = try #require(byName[QuantizedCheckpoint.scaleName(shape.layer)])
             #expect(scale.dataType == 1 && scale.dims == [Int64(shape.outFeatures)])
             #expect((byName[QuantizedCheckpoint.inputScaleName(shape.layer)] != nil) == (mode == .static))

@@ -9,6 +9,8 @@ struct ONNXReferenceEvaluator {
     struct Tensor {
         var shape: [Int]
         var values: [Double]
+        /// A uint8 tensor: QuantizeLinear with this zero point saturates to [0, 255], not [−128, 127].
+        var unsigned = false
 
         var count: Int { shape.reduce(1, *) }
         /// Row-major strides.
@@ -45,6 +47,7 @@ struct ONNXReferenceEvaluator {
         switch proto.dataType {
         case 1: values = stride(from: 0, to: raw.count, by: 4).map { i in
                 Double(Float(bitPattern: UInt32(raw[i]) | UInt32(raw[i + 1]) << 8 | UInt32(raw[i + 2]) << 16 | UInt32(raw[i + 3]) << 24)) }
+        case 2: return Tensor(shape: shape, values: raw.map { Double($0) }, unsigned: true)
         case 3: values = raw.map { Double(Int8(bitPattern: $0)) }
         case 7: values = stride(from: 0, to: raw.count, by: 8).map { i in
                 Double(Int64(bitPattern: (0..<8).reduce(UInt64(0)) { $0 | UInt64(raw[i + $1]) << (8 * UInt64($1)) })) }
@@ -123,8 +126,10 @@ struct ONNXReferenceEvaluator {
             return [perChannel(x[0], scale: x[1], zero: x.count > 2 ? x[2] : nil, axis: axis) { q, scale, zero in (q - zero) * scale }]
         case "QuantizeLinear":
             let axis = normalized(int(node, "axis", 1), x[0].shape.count)
+            let unsigned = x.count > 2 && x[2].unsigned
+            let (low, high): (Double, Double) = unsigned ? (0, 255) : (-128, 127)
             return [perChannel(x[0], scale: x[1], zero: x.count > 2 ? x[2] : nil, axis: axis) { value, scale, zero in
-                min(max((value / scale).rounded(.toNearestOrEven) + zero, -128), 127)
+                min(max((value / scale).rounded(.toNearestOrEven) + zero, low), high)
             }]
         default:
             throw Unsupported(description: "op \(node.opType)")

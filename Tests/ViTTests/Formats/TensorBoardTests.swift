@@ -209,6 +209,29 @@ private func tinyTrainingConfig(root: String) throws -> RunConfig {
         }
     }
 
+    /// The gradient norm is logged whether or not `train.grad_clip` clips: every step record
+    /// carries the norm the trainer reported for that step.
+    @Test func gradNormIsLoggedWithoutClipping() throws {
+        let root = try scratchDirectory()
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        var config = try tinyTrainingConfig(root: root)
+        config.train.gradClip = 0
+        config.train.epochs = 2
+        let trainer = try Trainer(config: config, outputDirectory: root + "/run")
+        var reported: [Int: Double] = [:]
+        trainer.events.stepEnded = { reported[$0.step] = $0.gradNorm }
+        _ = try #require(try trainer.attachTensorBoard())
+        _ = try trainer.run()
+
+        let files = eventFiles(in: root + "/run")
+        try #require(files.count == 1)
+        let norms = scalars(try events(files[0]), "train/grad_norm")
+        #expect(norms.map(\.step) == [3, 6])
+        for (step, value) in norms {
+            #expect(value > 0 && value == Float(reported[step]!), "train/grad_norm at step \(step)")
+        }
+    }
+
     @Test func tensorboardFalseWritesNoFile() throws {
         let root = try scratchDirectory()
         defer { try? FileManager.default.removeItem(atPath: root) }

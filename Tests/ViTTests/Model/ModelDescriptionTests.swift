@@ -34,14 +34,19 @@ import Testing
         let m = Self.small(depth: 2, pool: .mean, dropout: 0.1, attnDropout: 0.1, dropPath: 0.2, distillToken: false)
         let d = ModelDescription(config: m, batch: 2, training: true)
         let names = d.ops.map(\.name)
-        #expect(names.count == 3 + 1 + 2 * 15 + 3)
+        #expect(names.count == 3 + 1 + 2 * 15 + 4)
         #expect(Array(names[2...4]) == ["pos_embed", "pos_drop", "blocks.0.norm1"])
         #expect(Array(names[4...20]) == [
             "blocks.0.norm1", "blocks.0.attn.qkv", "blocks.0.attn.sdpa", "blocks.0.attn.proj", "blocks.0.attn.proj_drop",
             "blocks.0.drop_path1", "blocks.0.add1", "blocks.0.norm2", "blocks.0.mlp.fc1", "blocks.0.mlp.act", "blocks.0.mlp.drop1",
             "blocks.0.mlp.fc2", "blocks.0.mlp.drop2", "blocks.0.drop_path2", "blocks.0.add2", "blocks.1.norm1", "blocks.1.attn.qkv",
         ])
-        #expect(Array(names.suffix(3)) == ["pool", "fc_norm", "head"])
+        // timm's head_drop (drop_rate) on the pooled, normalized features; a distillation token's
+        // head gets its own mask.
+        #expect(Array(names.suffix(4)) == ["pool", "fc_norm", "head_drop", "head"])
+        let distilled = ModelDescription(config: Self.small(dropout: 0.1, distillToken: true), batch: 2, training: true)
+        #expect(distilled.ops.map(\.name).filter { $0.hasPrefix("head") } == ["head_drop", "head_drop_dist", "head", "head_dist", "head_mean"])
+        #expect(distilled.buffer(named: "head_mask")?.count == 2 * 2 * 12)
         // Drop-path rates follow torch.linspace(0, drop_path, depth).
         let rates = d.ops.compactMap { op -> Double? in if case .dropPath(let rate) = op.kind { rate } else { nil } }
         #expect(rates == [0, 0, 0.2, 0.2])

@@ -352,17 +352,19 @@ private func number(_ json: JSONValue, _ key: String) -> Double? {
         for name in kept { _ = try Checkpoint.load(path: run + "/checkpoints/" + name) }
     }
 
-    @Test func datasetOfTheWrongImageSizeIsRejectedNamingThePath() throws {
+    /// Images of another size are resized for the model; another channel count or more classes
+    /// than the head has are refused, naming the data.
+    @Test func datasetOfAnotherImageSizeIsResizedAndOfTheWrongShapeRejectedNamingThePath() throws {
         let scratch = try ScratchDirectory("trainer-tests")
         defer { scratch.remove() }
         let root = scratch.path
         let data = try writeRandomCIFAR(in: root)
         var config = tinyRunConfig(dataPath: data)
         config.model.imageSize = 16
-        let error = try #require(throws: ViTError.self) { _ = try Trainer(config: config, outputDirectory: root + "/run") }
-        #expect(error.subject == data)
-        #expect(error.message.contains("3×32×32") && error.message.contains("3×16×16"), "\(error)")
-        #expect(error.hint?.contains("model.image_size") == true)
+        let resized = try Trainer(config: config, outputDirectory: root + "/run-16")
+        #expect(resized.trainLoader.dataset.height == 16 && resized.trainLoader.dataset.resize?.height == 32)
+        let batch = resized.trainLoader.batch(epoch: 0, index: 0)
+        #expect(batch.images.count == batch.count * 3 * 16 * 16)
 
         var gray = tinyRunConfig(dataPath: data)
         gray.model.inChannels = 1
@@ -370,7 +372,8 @@ private func number(_ json: JSONValue, _ key: String) -> Double? {
         gray.data.std = [0.25]
         let channels = try #require(throws: ViTError.self) { _ = try Trainer(config: gray, outputDirectory: root + "/run") }
         #expect(channels.subject == data)
-        #expect(channels.message.contains("1×32×32"), "\(channels)")
+        #expect(channels.message.contains("3×32×32") && channels.message.contains("1×32×32"), "\(channels)")
+        #expect(channels.hint?.contains("model.in_channels to 3") == true)
 
         var fewClasses = tinyRunConfig(dataPath: data)
         fewClasses.model.numClasses = 5

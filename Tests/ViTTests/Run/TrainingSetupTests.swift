@@ -146,13 +146,19 @@ private struct SetupScratch {
         #expect(train.result.count == 40 && train.dataset.count == 40 && train.result.logits?.count == 400)
         #expect(train.dataFormat == "cifar10" && train.dataPath == scratch.data + "/")
 
-        // A model of another image size does not fit the data.
+        // A model of another image size reads the data resized: the evaluation resize and center
+        // crop of each record, as the batch loader builds them for that model.
         var small = config
         small.model.imageSize = 16
         let smallFile = scratch.root + "/small.safetensors"
-        try Checkpoint.writeWeights(VisionTransformer(config: small.model, seed: 1), config: small, to: smallFile)
-        let unfit = expectDataError { _ = try CheckpointEvaluation.evaluate(checkpoint: smallFile, data: .path(scratch.data), batchSize: 4) }
-        #expect(unfit?.subject == scratch.data && unfit?.message.hasPrefix("images are 3×32×32 (C×H×W) but the model expects 3×16×16") == true)
+        let smallModel = VisionTransformer(config: small.model, seed: 1)
+        try Checkpoint.writeWeights(smallModel, config: small, to: smallFile)
+        let resized = try CheckpointEvaluation.evaluate(checkpoint: smallFile, data: .path(scratch.data), batchSize: 4)
+        #expect(resized.dataset.height == 16 && resized.dataset.resize?.height == 32 && resized.result.count == 12)
+        let resizedTest = test.prepared(for: small.model, data: small.data)
+        let smallExpected = Evaluator.evaluate(smallModel, loader: try BatchLoader(dataset: resizedTest, config: small.data, batchSize: 4,
+                                                                                   training: false, labelSmoothing: 0, seed: 0))
+        #expect(resized.result.top1 == smallExpected.top1 && resized.result.loss == smallExpected.loss)
 
         // int8 files evaluate unless the caller needs the float32 model.
         let int8File = scratch.root + "/int8.safetensors"
