@@ -292,6 +292,12 @@ bad_case 1 "train.schedule|expected one of|cosin" "an unknown schedule (typo)" "
 bad_case 1 "train.no_such_key|unknown key" "--set with an unknown key" "$vit" train --config "$config" --set train.no_such_key=1
 bad_case 1 "train.epochs|expected an integer" "--set with a value of the wrong type" "$vit" train --config "$config" --set 'train.epochs="many"'
 bad_case 1 "--set|expected key.path=value" "--set without '='" "$vit" train --config "$config" --set train.epochs
+bad_case 1 "train.freeze|must be <= model.depth (1)|got 3" "freeze deeper than the model" "$vit" train --config "$config" --set train.freeze=3
+bad_case 1 "train.freeze|\"backbone\" or a number of blocks|all" "an unknown freeze setting" "$vit" train --config "$config" --set train.freeze=all
+bad_case 1 "train.unfreeze_every|needs train.freeze" "unfreeze_every without freeze" "$vit" train --config "$config" --set train.unfreeze_every=2
+bad_case 1 "train.layer_decay|must be in (0, 1]|got 1.2" "layer_decay above 1" "$vit" train --config "$config" --set train.layer_decay=1.2
+bad_case 1 "train.layer_decay|must be in (0, 1]|got 0" "layer_decay 0" "$vit" train --config "$config" --set train.layer_decay=0
+bad_case 1 "train.ema_decay|must be in [0, 1)|got 1" "ema_decay 1" "$vit" train --config "$config" --set train.ema_decay=1
 
 # --- Data (exit 1) -------------------------------------------------------------------------
 

@@ -87,3 +87,17 @@ public func multiplyForward(_ out: UnsafeMutablePointer<Float>, _ a: UnsafePoint
         for i in range { out[i] = a[i] * b[i] }
     }
 }
+
+/// Moves `x` toward `target` by `weight`, as `torch.Tensor.lerp_(target, weight)`:
+/// x ← x + weight·(target − x) for weight < 0.5, else target − (target − x)·(1 − weight).
+/// - Parameters: x: `[N]`, updated in place; target: `[N]`.
+public func lerpInPlace(_ x: UnsafeMutablePointer<Float>, toward target: UnsafePointer<Float>, count N: Int, weight: Float) {
+    Parallel.forRanges(N, minimumChunk: 65_536) { range in
+        if abs(weight) < 0.5 {
+            for i in range { x[i] = x[i] + weight * (target[i] - x[i]) }
+        } else {
+            let complement = 1 - weight
+            for i in range { x[i] = target[i] - (target[i] - x[i]) * complement }
+        }
+    }
+}

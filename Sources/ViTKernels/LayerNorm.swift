@@ -36,10 +36,11 @@ public func layerNormForward(
 /// With x̂ = (x − mean)·rstd and g = dout·weight:
 /// dinp += rstd · (g − mean(g) − x̂ · mean(g·x̂)), dweight += Σ_rows dout·x̂, dbias += Σ_rows dout.
 /// - Parameters:
-///   - dinp: `[R, C]`; dweight, dbias: `[C]`.
+///   - dinp: `[R, C]`, or nil when the input needs no gradient (the lowest layer that trains
+///     above frozen ones); dweight and dbias are the same either way. dweight, dbias: `[C]`.
 ///   - dout, inp: `[R, C]`; mean, rstd: `[R]` as saved by the forward pass.
 public func layerNormBackward(
-    _ dinp: UnsafeMutablePointer<Float>, _ dweight: UnsafeMutablePointer<Float>, _ dbias: UnsafeMutablePointer<Float>,
+    _ dinp: UnsafeMutablePointer<Float>?, _ dweight: UnsafeMutablePointer<Float>, _ dbias: UnsafeMutablePointer<Float>,
     _ dout: UnsafePointer<Float>, _ inp: UnsafePointer<Float>, _ weight: UnsafePointer<Float>,
     _ mean: UnsafePointer<Float>, _ rstd: UnsafePointer<Float>,
     rows R: Int, channels C: Int
@@ -55,8 +56,17 @@ public func layerNormBackward(
         let pb = pw + C
         let start = R * worker / workers, end = R * (worker + 1) / workers
         for r in start..<end {
-            let x = inp + r * C, dy = dout + r * C, dx = dinp + r * C
+            let x = inp + r * C, dy = dout + r * C
             let m = mean[r], s = rstd[r]
+            guard let dinp else {
+                for c in 0..<C {
+                    let xhat = (x[c] - m) * s
+                    pb[c] += dy[c]
+                    pw[c] += dy[c] * xhat
+                }
+                continue
+            }
+            let dx = dinp + r * C
             var gMean: Float = 0, gxMean: Float = 0
             for c in 0..<C {
                 let xhat = (x[c] - m) * s

@@ -91,6 +91,7 @@ extension VitCommand {
                 Console.endStatus()
                 var line = String(format: "epoch %d  train loss %.4f acc %.2f%%", m.epoch, m.trainLoss, m.trainAccuracy * 100)
                 if let l = m.valLoss, let a = m.valAccuracy { line += String(format: "  val loss %.4f acc %.2f%%", l, a * 100) }
+                if let l = m.emaValLoss, let a = m.emaValAccuracy { line += String(format: "  ema loss %.4f acc %.2f%%", l, a * 100) }
                 line += String(format: "  %.0f img/s  %@ elapsed", m.imagesPerSecond, Console.duration(m.elapsedSeconds))
                 print(line)
                 fflush(nil)

@@ -1,6 +1,25 @@
 import Testing
 @testable import ViTKernels
 
+@Suite struct LerpTests {
+    /// `lerpInPlace` against `torch.lerp`'s two formulas, written out in Double, for weights on
+    /// both sides of 0.5 (the EMA's 1 − decay is small; its first update has weight 1).
+    @Test(arguments: [0.0, 0.0002, 0.1, 0.5, 0.9, 1.0])
+    func lerpMatchesTorchsFormulas(weight: Double) {
+        var rng = TestRandom(5)
+        let start = rng.floats(1000), target = rng.floats(1000)
+        var x = start
+        lerpInPlace(&x, toward: target, count: x.count, weight: Float(weight))
+        let expected = zip(doubles(start), doubles(target)).map { (s: Double, t: Double) -> Double in
+            let difference = t - s
+            return weight < 0.5 ? s + weight * difference : t - difference * (1 - weight)
+        }
+        expectClose(x, expected, abs: 1e-6, rel: 1e-6, "lerp weight \(weight)")
+        if weight == 1 { #expect(x == target) }
+        if weight == 0 { #expect(x == start) }
+    }
+}
+
 @Suite struct PoolingTests {
     @Test func meanAndClassTokenPooling() {
         var rng = TestRandom(42)

@@ -43,4 +43,20 @@ private func layerNormReference(_ x: [Double], _ w: [Double], _ b: [Double], row
         expectClose(dw, ew, abs: 2e-4, rel: 1e-4, "layernorm dweight")
         expectClose(db, eb, abs: 2e-4, rel: 1e-4, "layernorm dbias")
     }
+
+    /// Without `dinp` (the lowest layer that trains above frozen ones) the parameter gradients
+    /// are the same bits, and they are still added into what the buffers held.
+    @Test func backwardWithoutInputGradientGivesTheSameParameterGradients() {
+        var rng = TestRandom(12)
+        let x = rng.floats(R * C), w = rng.floats(C), b = rng.floats(C), dout = rng.floats(R * C)
+        var out = [Float](repeating: 0, count: R * C), mean = [Float](repeating: 0, count: R), rstd = mean
+        layerNormForward(&out, &mean, &rstd, x, w, b, rows: R, channels: C, eps: Float(eps))
+        let start = rng.floats(C)
+        var dx = [Float](repeating: 0, count: R * C), dw = start, db = start
+        layerNormBackward(&dx, &dw, &db, dout, x, w, mean, rstd, rows: R, channels: C)
+        var dwOnly = start, dbOnly = start
+        layerNormBackward(nil, &dwOnly, &dbOnly, dout, x, w, mean, rstd, rows: R, channels: C)
+        #expect(dwOnly == dw && dbOnly == db)
+        #expect(dw != start && dx.contains { $0 != 0 })
+    }
 }

@@ -78,6 +78,9 @@ public enum Checkpoint {
     /// Flat tensors of a resumable checkpoint, laid out like the parameters.
     public static let firstMomentName = "optimizer.exp_avg"
     public static let secondMomentName = "optimizer.exp_avg_sq"
+    /// The exponential moving average of the weights (`train.ema_decay`), one flat tensor laid
+    /// out like the parameters.
+    public static let averageName = "ema.weights"
 
     /// Writes the model's weights, with `config` and `metrics` in the metadata (atomically).
     /// `extraMetadata` adds entries such as a distillation run's `teacher`.
@@ -89,20 +92,32 @@ public enum Checkpoint {
         try writer.write(to: path)
     }
 
-    /// Writes a resumable checkpoint: weights, AdamW moments and the training state.
-    public static func writeTrainingState(_ model: VisionTransformer, optimizer: AdamW, config: RunConfig,
+    /// Writes a resumable checkpoint: weights, AdamW moments, the weights' moving average (when
+    /// the run keeps one) and the training state.
+    ///
+    /// The moments cover the parameters from `optimizer.stateOffset` on (all of them unless
+    /// the run freezes some for good); the `optimizer` metadata records that offset and, when
+    /// tensors have taken different numbers of updates (gradual unfreezing), each one's count.
+    public static func writeTrainingState(_ model: VisionTransformer, optimizer: AdamW, average: ModelEMA? = nil, config: RunConfig,
                                           state: TrainingState, metrics: JSONValue? = nil,
                                           extraMetadata: [String: String] = [:], to path: String) throws {
         var writer = weightsWriter(model, config: config, metrics: metrics)
         writer.metadata.merge(extraMetadata) { current, _ in current }
         writer.metadata["kind"] = "training_state"
         writer.metadata["training_state"] = state.json().serialized(pretty: false)
-        writer.metadata["optimizer"] = JSONValue.object([
-            ("type", "adamw"), ("step", .number(Double(optimizer.step))),
-        ]).serialized(pretty: false)
-        let n = model.layout.totalCount
+        var record: [(key: String, value: JSONValue)] = [("type", "adamw"), ("step", .number(Double(optimizer.step)))]
+        if optimizer.stateOffset != 0 { record.append(("state_offset", .number(Double(optimizer.stateOffset)))) }
+        if optimizer.tensorSteps.contains(where: { $0 != optimizer.step }) {
+            record.append(("tensor_steps", .array(optimizer.tensorSteps.map { .number(Double($0)) })))
+        }
+        writer.metadata["optimizer"] = JSONValue.object(record).serialized(pretty: false)
+        let n = optimizer.m.count
         writer.add(firstMomentName, floats: UnsafeBufferPointer(start: optimizer.m.pointer, count: n), shape: [n])
         writer.add(secondMomentName, floats: UnsafeBufferPointer(start: optimizer.v.pointer, count: n), shape: [n])
+        if let average {
+            let weights = average.average.parameters
+            writer.add(averageName, floats: UnsafeBufferPointer(start: weights.pointer, count: weights.count), shape: [weights.count])
+        }
         try writer.write(to: path)
     }
 
@@ -169,7 +184,7 @@ public enum Checkpoint {
     public static func checkTensors(of file: SafeTensorsFile, against layout: ParameterLayout) throws {
         let path = file.path
         let known = Set(layout.tensors.map(\.name))
-        let extras = file.entries.map(\.name).filter { !known.contains($0) && !$0.hasPrefix("optimizer.") }
+        let extras = file.entries.map(\.name).filter { !known.contains($0) && !$0.hasPrefix("optimizer.") && $0 != averageName }
         if let first = extras.first {
             throw ViTError(path, "unexpected tensor '\(first)'\(extras.count > 1 ? " (and \(extras.count - 1) more)" : "") for this architecture",
                            hint: "the checkpoint was made for another model; check model.pool, qkv_bias and depth")
@@ -201,20 +216,54 @@ public enum Checkpoint {
         }
     }
 
-    /// Restores the optimizer moments and training state of a resumable checkpoint.
-    public static func loadTrainingState(from loaded: Loaded, into optimizer: AdamW) throws -> TrainingState {
+    /// Restores the optimizer moments, the weights' moving average (when `average` is given)
+    /// and the training state of a resumable checkpoint.
+    public static func loadTrainingState(from loaded: Loaded, into optimizer: AdamW, average: ModelEMA? = nil) throws -> TrainingState {
         let file = loaded.file, path = file.path
         guard let text = file.metadata["training_state"] else {
             throw ViTError(path, "not a resumable checkpoint (no training_state in its metadata)")
         }
         let state = try TrainingState(json: try JSONValue.parse(text, path: path), path: path)
-        let n = optimizer.layout.totalCount
+        // The stored moments cover the buffer's last k elements. A config that trains more of the
+        // model than the run did so far (a longer gradual unfreezing) starts the rest at zero,
+        // the state of parameters that never trained.
+        let n = optimizer.m.count
+        var k = n
         for name in [firstMomentName, secondMomentName] {
             guard let entry = file[name] else { throw ViTError(path, "missing tensor '\(name)'") }
-            guard entry.shape == [n] else { throw ViTError(path, "tensor '\(name)' has shape \(entry.shape), expected [\(n)]") }
+            let total = optimizer.layout.totalCount
+            guard entry.shape.count == 1, entry.shape[0] <= n,
+                  optimizer.layout.tensors.contains(where: { $0.offset == total - entry.shape[0] }) else {
+                throw ViTError(path, "tensor '\(name)' has shape \(entry.shape), expected [\(n)] (the state of the parameters this config trains)")
+            }
+            k = entry.shape[0]
         }
-        try file.copyFloats(firstMomentName, into: optimizer.m.pointer, count: n)
-        try file.copyFloats(secondMomentName, into: optimizer.v.pointer, count: n)
+        guard file[secondMomentName]?.shape == file[firstMomentName]?.shape else {
+            throw ViTError(path, "tensors '\(firstMomentName)' and '\(secondMomentName)' differ in shape")
+        }
+        optimizer.tensorSteps = try tensorSteps(in: file, tensors: optimizer.layout.tensors.count, step: state.step)
+        let storedOffset = optimizer.layout.totalCount - k
+        if let trained = optimizer.layout.tensors.indices.first(where: {
+            optimizer.layout.tensors[$0].offset < storedOffset && optimizer.tensorSteps[$0] > 0 }) {
+            throw ViTError(path, "tensor '\(optimizer.layout.tensors[trained].name)' was updated but has no stored optimizer state")
+        }
+        if let average {
+            let weights = average.average.parameters
+            guard let entry = file[averageName] else {
+                throw ViTError(path, "missing tensor '\(averageName)' (train.ema_decay is set, but the run kept no average)")
+            }
+            guard entry.shape == [weights.count] else {
+                throw ViTError(path, "tensor '\(averageName)' has shape \(entry.shape), expected [\(weights.count)]")
+            }
+            try file.copyFloats(averageName, into: weights.pointer, count: weights.count)
+            for i in 0..<weights.count where !weights[i].isFinite {
+                throw ViTError(path, "tensor '\(averageName)' holds \(weights[i]) at index \(i)")
+            }
+        }
+        optimizer.m.zero()
+        optimizer.v.zero()
+        try file.copyFloats(firstMomentName, into: optimizer.m.pointer + (n - k), count: k)
+        try file.copyFloats(secondMomentName, into: optimizer.v.pointer + (n - k), count: k)
         // A NaN moment poisons every later step, and AdamW takes the square root of the second.
         for (name, values) in [(firstMomentName, optimizer.m.pointer), (secondMomentName, optimizer.v.pointer)] {
             for i in 0..<n where !(values[i].isFinite && (name == firstMomentName || values[i] >= 0)) {
@@ -224,5 +273,22 @@ public enum Checkpoint {
         }
         optimizer.step = state.step
         return state
+    }
+
+    /// Each tensor's update count from the `optimizer` metadata's `tensor_steps`, or `step`
+    /// for every tensor when it is absent (all trained alike).
+    private static func tensorSteps(in file: SafeTensorsFile, tensors: Int, step: Int) throws -> [Int] {
+        let path = file.path
+        guard let text = file.metadata["optimizer"], case .array(let items)? = try JSONValue.parse(text, path: path)["tensor_steps"] else {
+            return [Int](repeating: step, count: tensors)
+        }
+        let counts = items.compactMap { item -> Int? in
+            guard case .number(let n) = item, n.rounded() == n, n >= 0, n <= Double(step) else { return nil }
+            return Int(n)
+        }
+        guard counts.count == items.count, counts.count == tensors else {
+            throw ViTError(path, "optimizer.tensor_steps must hold \(tensors) whole numbers in 0...\(step)")
+        }
+        return counts
     }
 }

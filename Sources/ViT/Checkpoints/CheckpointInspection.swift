@@ -70,7 +70,8 @@ extension Checkpoint {
         var state: TrainingState?
         if file.metadata["training_state"] != nil {
             // Parses the state and reads both moments, refusing non-finite or negative values.
-            state = try loadTrainingState(from: loaded, into: AdamW(layout: loaded.model.layout))
+            let plan = FineTuningPlan(train: loaded.config.train, depth: loaded.config.model.depth)
+            state = try loadTrainingState(from: loaded, into: plan.makeOptimizer(for: loaded.model.layout, train: loaded.config.train))
         }
         return CheckpointInspection(path: path, fileBytes: bytes, format: file.metadata["format"], precision: "float32",
                                     tensorCount: file.entries.count,

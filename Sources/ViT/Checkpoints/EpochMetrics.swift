@@ -11,6 +11,10 @@ public struct EpochMetrics: Sendable, Equatable {
     public var valAccuracy: Double?
     public var imagesPerSecond: Double
     public var elapsedSeconds: Double
+    /// Validation loss and top-1 of the weights' moving average (`train.ema_decay`), nil
+    /// without one or in an epoch that did not validate.
+    public var emaValLoss: Double?
+    public var emaValAccuracy: Double?
 
     public init(epoch: Int, step: Int, lr: Double, trainLoss: Double, trainAccuracy: Double, valLoss: Double?,
                 valAccuracy: Double?, imagesPerSecond: Double, elapsedSeconds: Double) {
@@ -25,13 +29,18 @@ public struct EpochMetrics: Sendable, Equatable {
         self.elapsedSeconds = elapsedSeconds
     }
 
+    /// The `ema_val_loss` and `ema_val_acc` keys appear only in epochs that evaluated an average.
     public func json() -> JSONValue {
-        .object([
+        var members: [(key: String, value: JSONValue)] = [
             ("epoch", .number(Double(epoch))), ("step", .number(Double(step))), ("lr", .number(lr)),
             ("train_loss", .number(trainLoss)), ("train_acc", .number(trainAccuracy)),
             ("val_loss", valLoss.map(JSONValue.number) ?? .null), ("val_acc", valAccuracy.map(JSONValue.number) ?? .null),
-            ("images_per_second", .number(imagesPerSecond)), ("elapsed_s", .number(elapsedSeconds)),
-        ])
+        ]
+        if let emaValLoss, let emaValAccuracy {
+            members += [("ema_val_loss", .number(emaValLoss)), ("ema_val_acc", .number(emaValAccuracy))]
+        }
+        members += [("images_per_second", .number(imagesPerSecond)), ("elapsed_s", .number(elapsedSeconds))]
+        return .object(members)
     }
 
     /// Reads one line as `json()` writes it; nil without `epoch` and `step`. Missing losses and
@@ -42,5 +51,7 @@ public struct EpochMetrics: Sendable, Equatable {
         self.init(epoch: Int(epoch), step: Int(step), lr: number("lr") ?? 0, trainLoss: number("train_loss") ?? .nan,
                   trainAccuracy: number("train_acc") ?? .nan, valLoss: number("val_loss"), valAccuracy: number("val_acc"),
                   imagesPerSecond: number("images_per_second") ?? 0, elapsedSeconds: number("elapsed_s") ?? 0)
+        emaValLoss = number("ema_val_loss")
+        emaValAccuracy = number("ema_val_acc")
     }
 }

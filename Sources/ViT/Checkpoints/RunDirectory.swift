@@ -4,10 +4,11 @@ import Foundation
 /// layout:
 ///
 ///     model.safetensors                  final weights (written at the end)
-///     best.safetensors                   weights of the best validation accuracy
+///     best.safetensors                   weights of the best validation accuracy (of the
+///                                        moving average's, when the run keeps one)
 ///     checkpoints/step-NNNNNNNN.safetensors   resumable: weights, AdamW moments, training state
 ///     metrics.jsonl                      one `EpochMetrics` object per line
-///     ema.safetensors                    weights of the exponential moving average (to come)
+///     ema.safetensors                    weights of the exponential moving average (train.ema_decay)
 ///     events.out.tfevents.*              TensorBoard event files (to come)
 ///     report.html                        `vit report`'s page
 ///
@@ -121,7 +122,7 @@ public struct RunDirectory: Sendable, Equatable, CustomStringConvertible {
         }
         let fm = FileManager.default
         for name in checkpointDirectoryFiles() { try? fm.removeItem(atPath: checkpoints + "/" + name) }
-        for file in [metrics, model, best] { try? fm.removeItem(atPath: file) }
+        for file in [metrics, model, best, ema] { try? fm.removeItem(atPath: file) }
         for file in tensorBoardEventFiles() { try? fm.removeItem(atPath: file) }
     }
 

@@ -208,6 +208,46 @@ public struct TrainConfig: Sendable, Equatable {
     /// resampled to this model's grid and patch size, the head re-initialized for other classes
     /// (`PretrainedWeights`). Empty starts from random weights.
     public var initFrom: String = ""
+    /// Which parameters train at the start of the run (fine-tuning).
+    public var freeze: Freezing = .none
+    /// Gradual unfreezing: every this many epochs one more stage below the trainable ones thaws
+    /// (from the top down); 0 keeps `freeze` for the whole run. Needs `freeze`.
+    public var unfreezeEvery: Int = 0
+    /// Layer-wise learning-rate decay (timm `--layer-decay`, BEiT): a parameter in timm layer
+    /// l of L = depth + 2 layers learns at lr · layer_decay^(L − 1 − l). 1 turns it off.
+    public var layerDecay: Double = 1
+    /// Decay of the exponential moving average of the weights (timm `--model-ema-decay`,
+    /// `ModelEmaV3`); 0 keeps no average.
+    public var emaDecay: Double = 0
+    /// Warm the average's decay up as 1 − (1 + s)^(−2/3) at update s (timm `--model-ema-warmup`).
+    public var emaWarmup: Bool = false
 
     public init() {}
+}
+
+/// `train.freeze`: the parameters that get no gradient and no optimizer state.
+///
+/// Parameters form stages in the order of the flat buffer: stage 0 the embeddings (`cls_token`,
+/// `pos_embed`, `dist_token`, `patch_embed`), stage i + 1 block i, stage depth + 1 the final
+/// norm, and last the head (with `head_dist`), which always trains. Freezing leaves the first
+/// stages out, so the frozen parameters are always a prefix of the buffer.
+public enum Freezing: Sendable, Equatable {
+    /// Everything trains.
+    case none
+    /// Only the head (and `head_dist`) trains: linear probing.
+    case backbone
+    /// The embeddings and the first N blocks are frozen (0 freezes the embeddings alone).
+    case blocks(Int)
+
+    /// The JSON strings the key accepts besides an integer.
+    static let names = ["none", "backbone"]
+
+    /// Stages frozen at the start of a run of a model of `depth` blocks.
+    public func frozenStages(depth: Int) -> Int {
+        switch self {
+        case .none: 0
+        case .backbone: depth + 2
+        case .blocks(let count): count + 1
+        }
+    }
 }

@@ -401,6 +401,7 @@ extension RunConfig {
         if train.initFrom.contains("\0") {
             throw check.fail("train.init_from", "must name a safetensors file (or be empty), got \(JSONValue.quoted(train.initFrom))")
         }
+        try train.validateFineTuning(depth: model.depth, file: path)
 
         if let distill {
             if !DistillConfig.types.contains(distill.type) {
@@ -415,6 +416,31 @@ extension RunConfig {
     /// `"a", "b", "c"`, for messages that list allowed values.
     static func listing(_ values: [String]) -> String {
         values.map(JSONValue.quoted).joined(separator: ", ")
+    }
+}
+
+extension TrainConfig {
+    /// Checks the fine-tuning keys (`freeze`, `unfreeze_every`, `layer_decay`, `ema_decay`,
+    /// `ema_warmup`) for a model of `depth` blocks; `file` names the source in errors.
+    public func validateFineTuning(depth: Int, file: String?) throws {
+        let check = KeyChecks(file: file)
+        if case .blocks(let count) = freeze {
+            try check.atLeast("train.freeze", count, 0)
+            try check.atMost("train.freeze", count, depth, "model.depth")
+        }
+        try check.atLeast("train.unfreeze_every", unfreezeEvery, 0)
+        if unfreezeEvery > 0 && freeze == .none {
+            throw check.fail("train.unfreeze_every", "needs train.freeze (\"backbone\" or a number of blocks); nothing is frozen to thaw")
+        }
+        if !(layerDecay > 0 && layerDecay <= 1) {
+            throw check.fail("train.layer_decay", "must be in (0, 1], got \(KeyChecks.show(layerDecay))")
+        }
+        if !(emaDecay >= 0 && emaDecay < 1) {
+            throw check.fail("train.ema_decay", "must be in [0, 1), got \(KeyChecks.show(emaDecay))")
+        }
+        if emaWarmup && emaDecay == 0 {
+            throw check.fail("train.ema_warmup", "needs train.ema_decay > 0 (no average is kept)")
+        }
     }
 }
 
@@ -584,6 +610,8 @@ enum ConfigValueKind: Equatable, Sendable {
     case numbers
     /// A string from a fixed list.
     case choice([String])
+    /// A non-negative integer or a string from a fixed list (`train.freeze`).
+    case integerOrChoice([String])
 
     /// Whether the key holds text, so a `--set` value is taken literally.
     var isString: Bool {
@@ -688,6 +716,9 @@ extension TrainConfig {
             .integer("keep_checkpoints", \.keepCheckpoints), .number("beta1", \.beta1),
             .number("beta2", \.beta2), .number("adam_eps", \.adamEps),
             .boolean("tensorboard", \.tensorboard), .string("init_from", \.initFrom),
+            .freezing("freeze", \.freeze),
+            .integer("unfreeze_every", \.unfreezeEvery), .number("layer_decay", \.layerDecay),
+            .number("ema_decay", \.emaDecay), .boolean("ema_warmup", \.emaWarmup),
         ]
     }
 }
@@ -751,6 +782,28 @@ extension ConfigField {
     /// A string restricted to `allowed`.
     static func choice(_ key: String, _ field: WritableKeyPath<Section, String>, among allowed: [String]) -> Self {
         .field(key, field, kind: .choice(allowed), decode: { try readChoice($0, among: allowed) }, encode: JSONValue.string)
+    }
+
+    /// `train.freeze`: "none", "backbone" or a number of blocks.
+    static func freezing(_ key: String, _ field: WritableKeyPath<Section, Freezing>) -> Self {
+        let names = Freezing.names
+        return .field(key, field, kind: .integerOrChoice(names),
+                      decode: { value in
+                          if case .number = value, let count = try? readInteger(value) { return .blocks(count) }
+                          switch value {
+                          case .string("none"): return Freezing.none
+                          case .string("backbone"): return .backbone
+                          default:
+                              throw ConfigValueProblem(message: "expected \(RunConfig.listing(names)) or a number of blocks, got \(describe(value))")
+                          }
+                      },
+                      encode: { freezing in
+                          switch freezing {
+                          case .none: .string("none")
+                          case .backbone: .string("backbone")
+                          case .blocks(let count): .number(Double(count))
+                          }
+                      })
     }
 
     /// A string-backed enum such as `Pooling`, restricted to its cases.

@@ -1,3 +1,5 @@
+import Foundation
+
 /// One named parameter tensor inside the flat parameter buffer.
 public struct ParameterTensor: Sendable, Equatable {
     /// timm's state-dict name, e.g. `blocks.0.attn.qkv.weight`.
@@ -102,5 +104,57 @@ public struct ParameterLayout: Sendable {
     /// The tensor with timm's state-dict `name`, if the model has one.
     public func tensor(named name: String) -> ParameterTensor? {
         indexByName[name].map { tensors[$0] }
+    }
+}
+
+// MARK: - Stages and timm layers
+
+extension ParameterLayout {
+    /// The freezing stages (see `Freezing`): 0 the embeddings, i + 1 block i, depth + 1 the
+    /// final norm, depth + 2 the head (and `head_dist`). Stages follow the buffer's order.
+    public var stageCount: Int { config.depth + 3 }
+
+    /// The freezing stage of `tensor`.
+    public func stage(of tensor: ParameterTensor) -> Int {
+        if let block = Self.blockIndex(tensor.name) { return block + 1 }
+        if tensor.name.hasPrefix("head") { return config.depth + 2 }
+        if tensor.name.hasPrefix("norm.") || tensor.name.hasPrefix("fc_norm.") { return config.depth + 1 }
+        return 0
+    }
+
+    /// The first element of stage `stage` in the flat buffer (`totalCount` past the last): the
+    /// elements below it are those of the earlier stages.
+    public func offset(ofStage stage: Int) -> Int {
+        tensors.first { self.stage(of: $0) >= stage }?.offset ?? totalCount
+    }
+
+    /// The index in `tensors` of the first tensor of stage `stage` (`tensors.count` past the last).
+    public func firstTensor(ofStage stage: Int) -> Int {
+        tensors.firstIndex { self.stage(of: $0) >= stage } ?? tensors.count
+    }
+
+    /// timm's layer id of `tensor` for layer-wise learning-rate decay, as
+    /// `param_groups_layer_decay` derives it from `VisionTransformer.group_matcher()`: the
+    /// embeddings (`cls_token`, `pos_embed`, `dist_token`, `patch_embed`) are layer 0, block i is
+    /// layer i + 1, the final `norm` joins the last block (layer depth), and what no pattern
+    /// matches (`fc_norm`, `head`, `head_dist`) is the last layer, depth + 1.
+    public func timmLayer(of tensor: ParameterTensor) -> Int {
+        if let block = Self.blockIndex(tensor.name) { return block + 1 }
+        if tensor.name.hasPrefix("norm.") { return config.depth }
+        if tensor.name.hasPrefix("fc_norm.") || tensor.name.hasPrefix("head") { return config.depth + 1 }
+        return 0
+    }
+
+    /// Each tensor's learning-rate multiplier under layer decay `decay`, in `tensors` order:
+    /// decay^(L − 1 − layer) with L = depth + 2 timm layers (all 1 for decay 1).
+    public func layerDecayScales(_ decay: Double) -> [Double] {
+        let lastLayer = config.depth + 1
+        return tensors.map { Foundation.pow(decay, Double(lastLayer - timmLayer(of: $0))) }
+    }
+
+    /// `i` of a name `blocks.i.…`, else nil.
+    private static func blockIndex(_ name: String) -> Int? {
+        guard name.hasPrefix("blocks.") else { return nil }
+        return Int(name.dropFirst("blocks.".count).prefix { $0 != "." })
     }
 }

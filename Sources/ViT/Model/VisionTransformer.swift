@@ -44,6 +44,14 @@ public final class VisionTransformer: @unchecked Sendable {
     /// can start summing a layer's gradients while the layers below it are differentiated.
     public var gradientsFinished: ((_ range: Range<Int>) -> Void)?
 
+    /// Stages (`ParameterLayout.stageCount`: the embeddings, each block, the final norm, the
+    /// head) that `backward` leaves out, from the bottom: their gradients stay as they are (zero
+    /// after `zeroGradients()`), and the backward stops at the lowest stage that trains, without
+    /// the gradient of that stage's input. 0 trains everything; depth + 2 only the head.
+    public var frozenStages = 0 {
+        didSet { precondition(frozenStages >= 0 && frozenStages < layout.stageCount, "the head always trains") }
+    }
+
     /// Tests only: when set, a training forward takes every dropout and drop-path mask from it
     /// instead of drawing it, so that a reference implementation can be fed the same masks.
     /// See `DropoutMaskOverride`; nil in every production path.
@@ -68,6 +76,16 @@ public final class VisionTransformer: @unchecked Sendable {
         parameters = FloatBuffer(count: layout.totalCount)
         gradients = FloatBuffer(count: 0)
         self.linearHooks = linearHooks
+    }
+
+    /// An inference-only copy of `source`'s architecture and current weights, without gradients
+    /// (the exponential moving average's model).
+    public init(inferenceCopyOf source: VisionTransformer) {
+        config = source.config
+        layout = source.layout
+        parameters = FloatBuffer(count: layout.totalCount)
+        parameters.pointer.update(from: source.parameters.pointer, count: layout.totalCount)
+        gradients = FloatBuffer(count: 0)
     }
 
     /// timm's default initialization (`init_weights` with mode ''):
@@ -322,7 +340,7 @@ public final class VisionTransformer: @unchecked Sendable {
     // MARK: - Backward
 
     /// Backpropagates `dlogits` through the last training forward, adding every parameter
-    /// gradient into `gradients`.
+    /// gradient into `gradients` (of the stages above `frozenStages`).
     ///
     /// - Parameter dlogits: `[B, K]`, the gradient of the loss with respect to the logits
     ///   `forward` returned (for a model with a distillation token, the mean of the two heads).
@@ -368,21 +386,37 @@ public final class VisionTransformer: @unchecked Sendable {
         prof?.enter()
 
         let heads = config.distillToken ? 2 : 1
-        dPooledNorm.update(repeating: 0, count: heads * B * C)
-        matmulBackward(dPooledNorm, g + L.headWeight, g + L.headBias, dlogits, a.pooledNorm, p + L.headWeight, rows: B, inFeatures: C, outFeatures: K)
+        let finished = gradientsFinished
+        // Freezing: the final norm trains unless only the head does, a block when its stage
+        // (index + 1) is not frozen, the embeddings when nothing is.
+        let frozen = frozenStages, depth = config.depth
+        let finalNormTrains = frozen <= depth + 1, blocksTrain = frozen <= depth
+        let lowestBlock = max(0, frozen - 1), embeddingsTrain = frozen == 0
+        if finalNormTrains { dPooledNorm.update(repeating: 0, count: heads * B * C) }
+        // Without the input gradient the head's backward is half the FLOPs.
+        let headInputs = finalNormTrains ? dPooledNorm : nil
+        matmulBackward(headInputs, g + L.headWeight, g + L.headBias, dlogits, a.pooledNorm, p + L.headWeight, rows: B, inFeatures: C, outFeatures: K)
         if let dDistillation, let distWeight = L.distillationHeadWeight, let distBias = L.distillationHeadBias {
-            matmulBackward(dPooledNorm + B * C, g + distWeight, g + distBias, dDistillation, a.pooledNorm + B * C, p + distWeight,
+            matmulBackward(headInputs.map { $0 + B * C }, g + distWeight, g + distBias, dDistillation, a.pooledNorm + B * C, p + distWeight,
                            rows: B, inFeatures: C, outFeatures: K)
         }
-        prof?.lap("head", .backward, flops: 4 * heads * B * C * K)
+        prof?.lap("head", .backward, flops: (finalNormTrains ? 4 : 2) * heads * B * C * K)
+        guard finalNormTrains else {
+            finished?(0..<L.totalCount)
+            return
+        }
         if let mask = a.headMask {
             multiplyInPlace(dPooledNorm, mask, count: heads * B * C)
             prof?.lap("dropout", .backward)
         }
-        dPooled.update(repeating: 0, count: heads * B * C)
-        layerNormBackward(dPooled, g + L.finalNormWeight, g + L.finalNormBias, dPooledNorm, a.pooled, p + L.finalNormWeight,
+        if blocksTrain { dPooled.update(repeating: 0, count: heads * B * C) }
+        layerNormBackward(blocksTrain ? dPooled : nil, g + L.finalNormWeight, g + L.finalNormBias, dPooledNorm, a.pooled, p + L.finalNormWeight,
                           a.pooledMean, a.pooledRstd, rows: heads * B, channels: C)
         prof?.lap("final_norm", .backward)
+        guard blocksTrain else {
+            finished?(0..<L.totalCount)
+            return
+        }
         dResidual.update(repeating: 0, count: BT * C)
         switch config.pool {
         case .cls:
@@ -391,10 +425,9 @@ public final class VisionTransformer: @unchecked Sendable {
         case .mean: meanPoolBackward(dResidual, dPooled, batch: B, tokens: T, channels: C)
         }
         prof?.lap("pool", .backward)
-        let finished = gradientsFinished
         finished?(L.finalNormWeight..<L.totalCount)
 
-        for layer in stride(from: config.depth - 1, through: 0, by: -1) {
+        for layer in stride(from: depth - 1, through: lowestBlock, by: -1) {
             let w = L.blocks[layer], act = a.blocks[layer]
             // MLP branch. dResidual holds d(output); the identity path carries it to d(middle).
             let dMLP = branchGradient(dResidual, scratch: dBranchScratch, mask: act.fc2Mask, pathScale: act.mlpPathScale, batch: B)
@@ -428,11 +461,15 @@ public final class VisionTransformer: @unchecked Sendable {
             dNorm.update(repeating: 0, count: BT * C)
             matmulBackward(dNorm, g + w.qkvWeight, w.qkvBias.map { g + $0 }, dQKV, act.norm1, p + w.qkvWeight, rows: BT, inFeatures: C, outFeatures: 3 * C)
             prof?.lap("qkv", .backward, flops: 4 * BT * C * 3 * C, layer: layer)
-            layerNormBackward(dResidual, g + w.norm1Weight, g + w.norm1Bias, dNorm, act.input, p + w.norm1Weight,
+            // The lowest trainable block above frozen embeddings needs no input gradient.
+            let inputGradient = embeddingsTrain || layer > lowestBlock ? dResidual : nil
+            layerNormBackward(inputGradient, g + w.norm1Weight, g + w.norm1Bias, dNorm, act.input, p + w.norm1Weight,
                               act.norm1Mean, act.norm1Rstd, rows: BT, channels: C)
             prof?.lap("norm1", .backward, layer: layer)
-            finished?(w.norm1Weight..<(layer + 1 < config.depth ? L.blocks[layer + 1].norm1Weight : L.finalNormWeight))
+            let end = layer + 1 < depth ? L.blocks[layer + 1].norm1Weight : L.finalNormWeight
+            finished?((embeddingsTrain || layer > lowestBlock ? w.norm1Weight : 0)..<end)
         }
+        guard embeddingsTrain else { return }
 
         if let mask = a.positionMask {
             multiplyInPlace(dResidual, mask, count: BT * C)

@@ -211,7 +211,7 @@ public struct ProfileReport {
 
 extension ProfileReport {
     /// Loads a config for profiling: overrides applied and decoded strictly, but only the model
-    /// section and `train.batch_size` validated, since the data section is never used; then
+    /// section, `train.batch_size` and the fine-tuning keys validated, since the data section is never used; then
     /// checks that a training step of `batch` images (nil: `train.batch_size`) fits in memory.
     public static func loadConfig(path: String, overrides: [String], batch: Int? = nil) throws -> RunConfig {
         let config = try RunConfig.loadUnvalidated(path: path, overrides: overrides)
@@ -219,6 +219,8 @@ extension ProfileReport {
         if config.train.batchSize < 1 {
             throw ViTError("\(path): train.batch_size", "must be >= 1, got \(config.train.batchSize)")
         }
+        // Freezing and layer decay shape the step that is profiled.
+        try config.train.validateFineTuning(depth: config.model.depth, file: path)
         try config.model.checkFitsInMemory(trainingBatch: batch ?? config.train.batchSize, inferenceBatch: nil,
                                            subject: batch == nil ? "\(path): train.batch_size" : "--batch-size")
         return config

@@ -6,7 +6,7 @@ import ViTKernels
 /// global-norm clipping, AdamW, one batch per step. No dataset, no data loading. A model with a
 /// distillation token takes the step `vit distill` takes with `distill.type` token: both heads,
 /// the token loss against random teacher logits (the teacher's own forward is not part of the
-/// step).
+/// step). `train.freeze` applies as in a run's first epoch: frozen layers take no backward.
 public final class ProfileWorkload {
     public let model: VisionTransformer
     public let optimizer: AdamW
@@ -27,7 +27,10 @@ public final class ProfileWorkload {
     public init(config m: ModelConfig, batch B: Int, train t: TrainConfig = TrainConfig(), seed: UInt64 = 0) {
         precondition(B > 0, "empty batch")
         model = VisionTransformer(config: m, seed: seed)
-        optimizer = AdamW(layout: model.layout, weightDecay: t.weightDecay, beta1: t.beta1, beta2: t.beta2, eps: t.adamEps)
+        // Freezing and layer decay as in the run's first epoch: a frozen backbone's shorter backward shows.
+        let fineTuning = FineTuningPlan(train: t, depth: m.depth)
+        optimizer = fineTuning.makeOptimizer(for: model.layout, train: t)
+        fineTuning.apply(epoch: 0, model: model, optimizer: optimizer)
         batch = B
         labelSmoothing = Float(t.labelSmoothing)
         gradClip = t.gradClip

@@ -3,7 +3,8 @@ import Foundation
 /// A run's training curves as a TensorBoard event file in its run directory, fed by the
 /// trainer's events: every `stepInterval` optimizer steps (and at each epoch's last step)
 /// `train/loss`, `train/lr`, `train/grad_norm` and `train/images_per_sec`; after each epoch
-/// `epoch/train_loss`, `epoch/train_acc`, `epoch/val_loss`, `epoch/val_acc` (fractions, as in
+/// `epoch/train_loss`, `epoch/train_acc`, `epoch/val_loss`, `epoch/val_acc`, with a moving
+/// average `epoch/ema_val_loss` and `epoch/ema_val_acc` (fractions, as in
 /// `metrics.jsonl`) and `epoch/images_per_sec`, at the global step; and the run's config as the
 /// text summary `config` when logging starts.
 ///
@@ -50,6 +51,8 @@ public final class TensorBoardLog {
         var values: [(tag: String, value: Double)] = [("epoch/train_loss", m.trainLoss), ("epoch/train_acc", m.trainAccuracy)]
         if let loss = m.valLoss { values.append(("epoch/val_loss", loss)) }
         if let accuracy = m.valAccuracy { values.append(("epoch/val_acc", accuracy)) }
+        if let loss = m.emaValLoss { values.append(("epoch/ema_val_loss", loss)) }
+        if let accuracy = m.emaValAccuracy { values.append(("epoch/ema_val_acc", accuracy)) }
         values.append(("epoch/images_per_sec", m.imagesPerSecond))
         return record { try writer.scalars(values, step: m.step) }
     }

@@ -60,6 +60,11 @@ public final class Trainer {
 
     public let model: VisionTransformer
     public let optimizer: AdamW
+    /// Freezing, gradual unfreezing and layer decay (`train.freeze`, `unfreeze_every`, `layer_decay`).
+    public let fineTuning: FineTuningPlan
+    /// The weights' moving average when `train.ema_decay` is set: evaluated every epoch,
+    /// written to `ema.safetensors`, and the one `best` is chosen on.
+    public let average: ModelEMA?
     let trainLoader: BatchLoader
     let validationLoader: BatchLoader
     let schedule: LearningRateSchedule
@@ -133,10 +138,12 @@ public final class Trainer {
         } else {
             initRecord = resumeFrom?.file.metadata[WeightTransferReport.metadataKey]
         }
-        optimizer = AdamW(layout: model.layout, weightDecay: t.weightDecay, beta1: t.beta1, beta2: t.beta2, eps: t.adamEps)
+        fineTuning = FineTuningPlan(train: t, depth: m.depth)
+        optimizer = fineTuning.makeOptimizer(for: model.layout, train: t)
+        average = t.emaDecay > 0 ? ModelEMA(model: model, decay: t.emaDecay, warmup: t.emaWarmup) : nil
         if let resumeFrom {
             try Checkpoint.copyWeights(from: resumeFrom.file, into: model)
-            state = try Checkpoint.loadTrainingState(from: resumeFrom, into: optimizer)
+            state = try Checkpoint.loadTrainingState(from: resumeFrom, into: optimizer, average: average)
             // A changed batch size or data set can leave the saved position past the epoch's end.
             if state.batchInEpoch > stepsPerEpoch * t.accumSteps {
                 throw ViTError(resumeFrom.file.path, "training_state.batch_in_epoch \(state.batchInEpoch) is past the \(stepsPerEpoch * t.accumSteps) batches of an epoch with this data and train.batch_size",
@@ -189,6 +196,7 @@ public final class Trainer {
         let elapsedBefore = state.elapsedSeconds
 
         while state.epoch < t.epochs {
+            fineTuning.apply(epoch: state.epoch, model: model, optimizer: optimizer)
             // A resumed epoch continues the sums it had saved; a new one starts them at zero.
             let epochStart = Date().addingTimeInterval(-state.epochSeconds)
             let iterator = trainLoader.makeIterator(epoch: state.epoch, startingAt: state.batchInEpoch)
@@ -214,6 +222,7 @@ public final class Trainer {
                 state.batchInEpoch += outcome.microBatches
                 lastLR = learningRate
                 state.step += 1
+                average?.update(from: model, step: state.step)
                 stepsThisProcess += 1
                 lastAllreduceWaitSeconds = outcome.allreduceWaitSeconds
                 stepLog?.append(step: state.step, loss: outcome.loss)
@@ -250,11 +259,23 @@ public final class Trainer {
                 let result = Evaluator.evaluate(model, loader: validationLoader, communicator: communicator)
                 metrics.valLoss = result.loss
                 metrics.valAccuracy = result.top1
-                if result.top1 > state.bestValAccuracy {
-                    state.bestValAccuracy = result.top1
+                // With an average, `best` holds the averaged weights of its best epoch.
+                var candidate = (weights: model, accuracy: result.top1)
+                if let average {
+                    let averaged = Evaluator.evaluate(average.average, loader: validationLoader, communicator: communicator)
+                    metrics.emaValLoss = averaged.loss
+                    metrics.emaValAccuracy = averaged.top1
+                    candidate = (average.average, averaged.top1)
+                    if communicator.isRoot {
+                        try Checkpoint.writeWeights(average.average, config: config, metrics: metrics.json(), extraMetadata: extraMetadata,
+                                                    to: directory.ema)
+                    }
+                }
+                if candidate.accuracy > state.bestValAccuracy {
+                    state.bestValAccuracy = candidate.accuracy
                     state.bestEpoch = state.epoch
                     if communicator.isRoot {
-                        try Checkpoint.writeWeights(model, config: config, metrics: metrics.json(), extraMetadata: extraMetadata,
+                        try Checkpoint.writeWeights(candidate.weights, config: config, metrics: metrics.json(), extraMetadata: extraMetadata,
                                                     to: directory.best)
                     }
                 }
@@ -273,6 +294,9 @@ public final class Trainer {
         try checkSameWeights()
         if communicator.isRoot {
             try Checkpoint.writeWeights(model, config: config, metrics: final, extraMetadata: extraMetadata, to: directory.model)
+            if let average {
+                try Checkpoint.writeWeights(average.average, config: config, metrics: final, extraMetadata: extraMetadata, to: directory.ema)
+            }
         }
         events.message("wrote \(directory.model)")
         return TrainingSummary(outputDirectory: outputDirectory, epochs: history, bestValAccuracy: state.bestValAccuracy,
@@ -300,7 +324,7 @@ public final class Trainer {
         let path = directory.checkpoint(step: state.step)
         try checkSameWeights()
         guard communicator.isRoot else { return path }
-        try Checkpoint.writeTrainingState(model, optimizer: optimizer, config: config, state: state,
+        try Checkpoint.writeTrainingState(model, optimizer: optimizer, average: average, config: config, state: state,
                                           metrics: history.last?.json(), extraMetadata: extraMetadata, to: path)
         directory.pruneCheckpoints(keep: config.train.keepCheckpoints, current: path)
         return path

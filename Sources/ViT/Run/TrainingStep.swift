@@ -29,6 +29,10 @@ import ViTKernels
 /// and run identically in every process; the losses and counts in the outcome are the sums
 /// over the processes.
 ///
+/// Fine-tuning: the parameters below `model.frozenStages` (a prefix of the buffer) get no
+/// gradient, take no part in clipping or the sums over processes, and `optimizer.trainableFrom`
+/// leaves them out of the update; the caller sets both (`FineTuningPlan.apply`).
+///
 /// With `model.profiler` set, a step records itself as one profiler step: zero_grad, the
 /// model's forward ops, cross_entropy forward and backward (distill_loss, forward, for
 /// distillation), the model's backward ops, grad_clip, adamw. Profiling changes no result.
@@ -155,12 +159,14 @@ public final class TrainingStep {
         var microBatchSizes: [Int] = []
         let processes = communicator.size
         var summing = false
+        // Frozen parameters below this element have zero gradients that stay zero.
+        let trainableOffset = model.layout.offset(ofStage: model.frozenStages)
         for micro in 0..<accumSteps {
             guard let batch = nextBatch() else { break }
             var generator = baseGenerator.derived(UInt64(index * accumSteps + micro))
             if processes > 1 && micro == accumSteps - 1 {
                 summing = true
-                startSummingGradients()
+                startSummingGradients(from: trainableOffset)
             }
             let lossSum = accumulate(batch, generator: &generator, correct: &outcome.correct)
             outcome.microBatchLossSums.append(lossSum)
@@ -174,7 +180,7 @@ public final class TrainingStep {
         }
         if processes > 1 {
             // A step cut short by the end of the data sums its gradients only now.
-            if !summing { communicator.startSum(model.gradients.pointer, count: model.gradients.count) }
+            if !summing { communicator.startSum(model.gradients.pointer + trainableOffset, count: model.gradients.count - trainableOffset) }
             communicator.waitForSums()
             outcome.allreduceWaitSeconds = communicator.takeWaitSeconds()
             profiler?.lap("allreduce_wait", .optimizer)
@@ -195,8 +201,9 @@ public final class TrainingStep {
             profiler?.endStep()
             throw NonFiniteLoss(loss: outcome.loss)
         }
-        // The norm is logged every step, so it is taken even when clipping is off (one pass).
-        outcome.gradientNorm = clipGradientNorm(model.gradients, maxNorm: gradClip)
+        // The norm is logged every step, so it is taken even when clipping is off (one pass),
+        // over the parameters that train.
+        outcome.gradientNorm = clipGradientNorm(model.gradients, maxNorm: gradClip, from: trainableOffset)
         profiler?.lap(gradClip > 0 ? "grad_clip" : "grad_norm", .optimizer)
         optimizer.update(model, lr: learningRate)
         profiler?.lap("adamw", .optimizer)
@@ -205,15 +212,18 @@ public final class TrainingStep {
     }
 
     /// Makes the model's backward start summing each bucket of finished gradients over the
-    /// processes, from the last layer down; the final bucket starts with the embeddings'.
-    private func startSummingGradients() {
+    /// processes, from the last layer down; the final bucket ends at `floor`, the first element
+    /// that trains (the embeddings' start when nothing is frozen).
+    private func startSummingGradients(from floor: Int) {
         let communicator = self.communicator, gradients = model.gradients.pointer
         var bucketEnd = model.gradients.count
         model.gradientsFinished = { range in
-            // Ranges arrive contiguous and descending; a bucket is [range.lowerBound, bucketEnd).
-            if bucketEnd - range.lowerBound >= TrainingStep.bucketFloats || range.lowerBound == 0 {
-                communicator.startSum(gradients + range.lowerBound, count: bucketEnd - range.lowerBound)
-                bucketEnd = range.lowerBound
+            // Ranges arrive contiguous and descending, the last starting at 0; a bucket is
+            // [lower, bucketEnd), never below the floor.
+            let lower = max(range.lowerBound, floor)
+            if bucketEnd - lower >= TrainingStep.bucketFloats || lower == floor {
+                if bucketEnd > lower { communicator.startSum(gradients + lower, count: bucketEnd - lower) }
+                bucketEnd = lower
             } else {
                 communicator.progress()
             }

@@ -28,6 +28,7 @@ private func changedValue(_ current: JSONValue, kind: ConfigValueKind) -> JSONVa
     case (.numbers, .array(let elements)):
         .array(elements.map { if case .number(let number) = $0 { .number(number + 0.125) } else { $0 } })
     case (.choice(let allowed), .string(let text)): allowed.first { $0 != text }.map(JSONValue.string)
+    case (.integerOrChoice(let allowed), .string(let text)): allowed.first { $0 != text }.map(JSONValue.string)
     default: nil
     }
 }

@@ -130,13 +130,15 @@ import ViTKernels
 
     /// The backward hands over every gradient range once, contiguous and descending (head
     /// first, embeddings last), each only after its values are final: what the gradient
-    /// buckets rely on.
-    @Test(arguments: [false, true])
-    func theBackwardReportsEachFinishedGradientRangeOnce(distillationToken: Bool) {
+    /// buckets rely on. With frozen stages (`frozenStages` 1: the embeddings; 2: and block 0;
+    /// 4: every block; 5: all but the head) the last range reaches 0 where the backward stops.
+    @Test(arguments: [false, true], [0, 1, 2, 4, 5])
+    func theBackwardReportsEachFinishedGradientRangeOnce(distillationToken: Bool, frozenStages: Int) {
         var config = ModelConfig()
         config.imageSize = 8; config.patchSize = 4; config.inChannels = 2; config.numClasses = 3
         config.dim = 8; config.depth = 3; config.heads = 2; config.mlpDim = 16; config.distillToken = distillationToken
         let model = VisionTransformer(config: config, seed: 1)
+        model.frozenStages = frozenStages
         var g = SeededGenerator(seed: 2)
         let images = (0..<(2 * 2 * 8 * 8)).map { _ in Float(g.nextNormal()) }
         let dlogits = (0..<(2 * 3)).map { _ in Float(g.nextNormal()) }
@@ -159,7 +161,8 @@ import ViTKernels
         }
         backward()
         model.gradientsFinished = nil
-        #expect(ranges.count == config.depth + 2)
+        // The head and final norm, each block that trains, the embeddings (or the frozen rest).
+        #expect(ranges.count == (frozenStages > config.depth ? 1 : config.depth + 2 - frozenStages))
         #expect(ranges.first?.upperBound == model.layout.totalCount && ranges.last?.lowerBound == 0)
         #expect(zip(ranges, ranges.dropFirst()).allSatisfy { $0.lowerBound == $1.upperBound && !$0.isEmpty })
         #expect(mismatched.isEmpty, "ranges reported before their gradients were final: \(mismatched)")

@@ -451,3 +451,79 @@ private func number(_ json: JSONValue, _ key: String) -> Double? {
         #expect(initial.top1 < 0.6, "the untrained model already scores \(initial.top1)")
     }
 }
+
+// MARK: - Fine-tuning
+
+@Suite struct FineTuningRunTests {
+    /// The tiny run (3 epochs of 3 steps, depth 2) with the embeddings and both blocks frozen,
+    /// one stage thawing per epoch, layer decay and a warmed-up moving average.
+    private func fineTuningConfig(dataPath: String) -> RunConfig {
+        var config = randomizedRunConfig(dataPath: dataPath)
+        config.train.freeze = .blocks(2)
+        config.train.unfreezeEvery = 1
+        config.train.layerDecay = 0.7
+        config.train.emaDecay = 0.9
+        config.train.emaWarmup = true
+        return config
+    }
+
+    @Test func resumedFineTuningRunRepeatsTheUnbrokenRunExactly() throws {
+        let scratch = try ScratchDirectory("fine-tuning-run")
+        defer { scratch.remove() }
+        let root = scratch.path
+        let config = fineTuningConfig(dataPath: try writeRandomCIFAR(in: root))
+
+        let straight = try Trainer(config: config, outputDirectory: root + "/straight")
+        let initial = straight.model.parameters.array()
+        let straightLog = StepLog()
+        straightLog.attach(to: straight)
+        _ = try straight.run()
+
+        // Epochs freeze 3, 2, 1 stages: the embeddings never train and keep no optimizer state.
+        let layout = straight.model.layout
+        let embeddings = layout.offset(ofStage: 1)
+        #expect(straight.optimizer.stateOffset == embeddings)
+        #expect(Array(straight.model.parameters.array()[..<embeddings]) == Array(initial[..<embeddings]))
+        let steps = Dictionary(uniqueKeysWithValues: zip(layout.tensors.map(\.name), straight.optimizer.tensorSteps))
+        #expect(steps["head.weight"] == 9 && steps["blocks.1.attn.qkv.weight"] == 6 && steps["blocks.0.attn.qkv.weight"] == 3)
+        #expect(steps["pos_embed"] == 0)
+
+        let pieces = root + "/pieces"
+        let resumedLog = StepLog()
+        var trainer = try Trainer(config: config, outputDirectory: pieces)
+        for stop in [4, 3] {
+            trainer.maxSteps = stop
+            resumedLog.attach(to: trainer)
+            _ = try trainer.run()
+            trainer = try Trainer(resuming: Resumption(directory: RunDirectory(pieces)))
+        }
+        resumedLog.attach(to: trainer)
+        _ = try trainer.run()
+        #expect(resumedLog.losses == straightLog.losses, "per-step losses of the resumed run differ from the unbroken run")
+        #expect(trainer.optimizer.tensorSteps == straight.optimizer.tensorSteps)
+
+        for name in ["model.safetensors", "best.safetensors", "ema.safetensors"] {
+            let a = try tensors(root + "/straight/" + name), b = try tensors(pieces + "/" + name)
+            #expect(!a.isEmpty && a.keys.sorted() == b.keys.sorted(), "\(name) tensor names")
+            let differing = a.keys.sorted().filter { a[$0] != b[$0] }
+            #expect(differing.isEmpty, "\(name): tensors differ between the unbroken and the resumed run: \(differing)")
+        }
+        // The average is what ema.safetensors holds, and not the final weights.
+        let average = try #require(straight.average)
+        #expect(try Checkpoint.load(path: root + "/straight/ema.safetensors").model.parameters.array() == average.average.parameters.array())
+        #expect(average.average.parameters.array() != straight.model.parameters.array())
+
+        let a = try metricsLines(root + "/straight"), b = try metricsLines(pieces)
+        #expect(a.count == 3 && b.count == 3)
+        var bestEMA = -1.0
+        for (x, y) in zip(a, b) {
+            for key in ["val_acc", "ema_val_loss", "ema_val_acc"] {
+                #expect(number(x, key) != nil && number(x, key) == number(y, key), "metrics.jsonl \(key)")
+            }
+            bestEMA = max(bestEMA, number(x, "ema_val_acc") ?? -1)
+        }
+        // best is chosen on the average's accuracy and holds the average's weights.
+        let best = try Checkpoint.load(path: root + "/straight/best.safetensors")
+        #expect(best.metrics.flatMap { number($0, "ema_val_acc") } == bestEMA)
+    }
+}
