@@ -58,12 +58,7 @@ struct ONNXGraphBuilder {
 
     /// A float32 initializer named `name` (used as given: initializers keep timm's names).
     mutating func initializer(_ name: String, floats: UnsafeBufferPointer<Float>, shape: [Int]) -> String {
-        precondition(floats.count == shape.reduce(1, *), "\(name): \(floats.count) values for shape \(shape)")
-        var tensor = tensorHeader(name, .float, shape)
-        tensor.rawData = littleEndianBytes(floats)
-        graph.initializer.append(tensor)
-        used[name] = used[name] ?? 0
-        return name
+        rawInitializer(name, .float, shape: shape, count: floats.count, bytes: littleEndianBytes(floats))
     }
 
     mutating func initializer(_ name: String, floats: [Float], shape: [Int]) -> String {
@@ -72,12 +67,7 @@ struct ONNXGraphBuilder {
 
     /// An int8 initializer (raw bytes, one per value).
     mutating func initializer(_ name: String, int8s: UnsafeBufferPointer<Int8>, shape: [Int]) -> String {
-        precondition(int8s.count == shape.reduce(1, *), "\(name): \(int8s.count) values for shape \(shape)")
-        var tensor = tensorHeader(name, .int8, shape)
-        tensor.rawData = Data(UnsafeRawBufferPointer(int8s))
-        graph.initializer.append(tensor)
-        used[name] = used[name] ?? 0
-        return name
+        rawInitializer(name, .int8, shape: shape, count: int8s.count, bytes: Data(UnsafeRawBufferPointer(int8s)))
     }
 
     mutating func initializer(_ name: String, int8s: [Int8], shape: [Int]) -> String {
@@ -86,9 +76,14 @@ struct ONNXGraphBuilder {
 
     /// A uint8 initializer (raw bytes, one per value).
     mutating func initializer(_ name: String, uint8s: [UInt8], shape: [Int]) -> String {
-        precondition(uint8s.count == shape.reduce(1, *), "\(name): \(uint8s.count) values for shape \(shape)")
-        var tensor = tensorHeader(name, .uint8, shape)
-        tensor.rawData = Data(uint8s)
+        rawInitializer(name, .uint8, shape: shape, count: uint8s.count, bytes: Data(uint8s))
+    }
+
+    /// An initializer of `count` values of `type` whose little-endian bytes are `bytes`.
+    private mutating func rawInitializer(_ name: String, _ type: ONNXElementType, shape: [Int], count: Int, bytes: Data) -> String {
+        precondition(count == shape.reduce(1, *), "\(name): \(count) values for shape \(shape)")
+        var tensor = tensorHeader(name, type, shape)
+        tensor.rawData = bytes
         graph.initializer.append(tensor)
         used[name] = used[name] ?? 0
         return name

@@ -4,30 +4,13 @@ extension PixelImage {
     /// An image from channel-planar samples, `[channels, height, width]` (the dataset layout).
     public init(planarBytes planar: ArraySlice<UInt8>, channels: Int, height: Int, width: Int) {
         precondition(planar.count == channels * height * width, "planarBytes must hold C·H·W samples")
-        var pixels = [UInt8](repeating: 0, count: planar.count)
-        let plane = width * height
-        planar.withUnsafeBufferPointer { source in
-            pixels.withUnsafeMutableBufferPointer { target in
-                for c in 0..<channels {
-                    for p in 0..<plane { target[p * channels + c] = source[c * plane + p] }
-                }
-            }
-        }
+        let pixels = planar.withUnsafeBufferPointer { transposed($0, rows: channels, columns: width * height) }
         self.init(width: width, height: height, channels: channels, pixels: pixels)
     }
 
     /// The samples channel by channel, `[channels, height, width]` (the dataset layout).
     public func planarBytes() -> [UInt8] {
-        var out = [UInt8](repeating: 0, count: pixels.count)
-        let plane = width * height
-        pixels.withUnsafeBufferPointer { source in
-            out.withUnsafeMutableBufferPointer { target in
-                for p in 0..<plane {
-                    for c in 0..<channels { target[c * plane + p] = source[p * channels + c] }
-                }
-            }
-        }
-        return out
+        pixels.withUnsafeBufferPointer { transposed($0, rows: width * height, columns: channels) }
     }
 
     /// A window of the image resized as Pillow's `image.crop(box).resize((outWidth, outHeight),
@@ -50,5 +33,15 @@ extension PixelImage {
             }
         }
         return out
+    }
+}
+
+/// `source` `[rows, columns]` transposed to `[columns, rows]`: interleaved pixels ⇄ channel planes.
+private func transposed(_ source: UnsafeBufferPointer<UInt8>, rows: Int, columns: Int) -> [UInt8] {
+    [UInt8](unsafeUninitializedCapacity: source.count) { target, count in
+        for r in 0..<rows {
+            for c in 0..<columns { target[c * rows + r] = source[r * columns + c] }
+        }
+        count = source.count
     }
 }
