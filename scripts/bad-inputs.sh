@@ -124,7 +124,6 @@ variant("format.json", lambda c: c["data"].update(format="imagenet"))
 variant("schedule.json", lambda c: c["train"].update(schedule="cosin"))
 variant("val-split.json", lambda c: c["data"].update(val_split=128))
 variant("no-data.json", lambda c: c["data"].update(path=os.path.join(bad, "no-such-dir")))
-variant("size-mismatch.json", lambda c: c["model"].update(image_size=28, patch_size=7))
 variant("channels.json", lambda c: (c["model"].update(in_channels=1), c["data"].update(mean=[0.3], std=[0.3])))
 variant("classes.json", lambda c: c["model"].update(num_classes=5))
 variant("diverge.json", lambda c: c["train"].update(lr=1e9, grad_clip=0, epochs=3, warmup_epochs=0))
@@ -306,7 +305,6 @@ bad_case 1 "data_batch_1.bin|not a whole number of 3073-byte CIFAR-10 records" "
 bad_case 1 "data_batch_2.bin|label 12, outside 0..9" "a CIFAR-10 label out of range" "$vit" train --config "$bad/data-label.json" --out "$work/r3"
 bad_case 1 "data-empty|is empty" "an empty dataset" "$vit" train --config "$bad/data-empty.json" --out "$work/r4"
 bad_case 1 "test_batch.bin|missing CIFAR-10 test batch" "a missing CIFAR test batch" "$vit" eval "$model" --data "$bad/data-missing"
-bad_case 1 "images are 3×32×32|model expects 3×28×28" "images of the wrong size for the model" "$vit" train --config "$bad/size-mismatch.json" --out "$work/r5"
 bad_case 1 "images are 3×32×32|model expects 1×32×32" "images with the wrong channel count for the model" "$vit" train --config "$bad/channels.json" --out "$work/r6"
 bad_case 1 "has 10 classes|model.num_classes is 5" "a dataset with more classes than model.num_classes" "$vit" train --config "$bad/classes.json" --out "$work/r7"
 bad_case 1 "t10k-images-idx3-ubyte.gz|truncated gzip stream" "a truncated gzip IDX file" "$vit" train --config "$bad/idx-truncated.json" --out "$work/r8"

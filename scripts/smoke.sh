@@ -333,11 +333,12 @@ for label in range(10):
 EOF
 for file in configs/*.json; do
     name=$(basename "$file" .json)
-    overrides=(--set train.batch_size=16)
+    # From random weights (a config's init_from names weights the user brings), at batch 16.
+    overrides=(--set train.batch_size=16 --set train.init_from=)
     case $(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["data"]["format"])' "$file" 2>/dev/null || echo unknown) in
         cifar10) overrides+=(--set "data.path=$data") ;;
         cifar100) overrides+=(--set "data.path=$cifar100") ;;
-        folder) overrides+=(--set "data.path=$folder") ;;
+        folder) overrides+=(--set "data.path=$folder" --set model.num_classes=10) ;;  # the tree has 10 classes
     esac
     check "$file loads and trains one step" "$work/config-$name.log" \
         "$vit" train --config "$file" --out "$work/config-$name" --max-steps 1 "${overrides[@]}" "${threads[@]}"
