@@ -17,24 +17,7 @@
 # SwiftPM scratch directory to build in (default .build).
 set -euo pipefail
 
-if [[ $# -lt 1 || $# -gt 2 || "$1" == "-h" || "$1" == "--help" ]]; then
-    echo "usage: $0 CONFIG.json [BATCH]" >&2
-    exit 2
-fi
-config=$1
-batch_arg=${2:-}
-[[ -f "$config" ]] || { echo "error: $config: no such file" >&2; exit 1; }
-if [[ -n "$batch_arg" && ! "$batch_arg" =~ ^[1-9][0-9]*$ ]]; then
-    echo "error: BATCH must be a positive integer, got '$batch_arg'" >&2
-    exit 2
-fi
-
-script_dir=$(cd "$(dirname "$0")" && pwd)
-repo=$(cd "$script_dir/.." && pwd)
-rounds=${ROUNDS:-3}
-threads=${THREADS:-2}
-steps=${STEPS:-10}
-scratch=${VIT_SCRATCH:-.build}
+source "$(dirname "$0")/benchlib.sh"
 
 peer=${PEER_SCRIPT:-$script_dir/timm_peer.py}
 [[ -f "$peer" ]] || { echo "error: $peer: no such peer script" >&2; exit 1; }

@@ -3,18 +3,6 @@ import Testing
 @testable import VitCLI
 
 @Suite struct ExportCommandTests {
-    /// Expects `arguments` to be refused as a usage error whose message contains `fragment`.
-    private func expectUsageError(_ arguments: [String], mentioning fragment: String, sourceLocation: SourceLocation = #_sourceLocation) {
-        do {
-            _ = try VitCommand.parseAsRoot(arguments)
-            Issue.record("\(arguments) parsed, expected a usage error", sourceLocation: sourceLocation)
-        } catch {
-            let message = VitCommand.message(for: error)
-            #expect(VitCommand.exitCode(for: error) == .validationFailure, "\(arguments): exit code for \(message)", sourceLocation: sourceLocation)
-            #expect(message.contains(fragment), "\(arguments): \"\(message)\" does not mention \(fragment)", sourceLocation: sourceLocation)
-        }
-    }
-
     @Test func exportParsesEveryOption() throws {
         let command = try VitCommand.parseAsRoot([
             "export", "run/model.safetensors", "--out", "m.onnx", "--opset", "13", "--batch", "8", "--image-size", "28",

@@ -6,17 +6,6 @@ import Testing
 
 /// `vit init` and the `--image-size` options of eval, predict and export.
 @Suite struct InitCommandTests {
-    private func expectUsageError(_ arguments: [String], mentioning fragment: String, sourceLocation: SourceLocation = #_sourceLocation) {
-        do {
-            _ = try VitCommand.parseAsRoot(arguments)
-            Issue.record("\(arguments) parsed, expected a usage error", sourceLocation: sourceLocation)
-        } catch {
-            let message = VitCommand.message(for: error)
-            #expect(VitCommand.exitCode(for: error) == .validationFailure, "\(arguments): exit code for \(message)", sourceLocation: sourceLocation)
-            #expect(message.contains(fragment), "\(arguments): \"\(message)\" does not mention \(fragment)", sourceLocation: sourceLocation)
-        }
-    }
-
     @Test func imageSizeOptionsParseAndMustBePositive() throws {
         let eval = try #require(try VitCommand.parseAsRoot(["eval", "m.safetensors", "--image-size", "64"]) as? VitCommand.Eval)
         #expect(eval.imageSize == 64)
