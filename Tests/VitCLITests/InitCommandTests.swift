@@ -41,7 +41,7 @@ import Testing
         try #"{"model": {"image_size": 32, "patch_size": 4, "dim": 8, "depth": 1, "heads": 2, "mlp_dim": 16, "num_classes": 3}}"#
             .write(toFile: configPath, atomically: true, encoding: .utf8)
         let out = directory + "/init.safetensors"
-        var command = try #require(try VitCommand.parseAsRoot(["init", "--config", configPath, "--from", weights, "--out", out]) as? VitCommand.Init)
+        let command = try #require(try VitCommand.parseAsRoot(["init", "--config", configPath, "--from", weights, "--out", out]) as? VitCommand.Init)
         try command.run()
 
         let loaded = try Checkpoint.load(path: out)
