@@ -30,14 +30,7 @@ source "$script_dir/peer-venv.sh"
 ensure_peer_venv torch timm onnx onnxruntime
 
 # vit, release (or the binary VIT names).
-if [[ -n "${VIT:-}" ]]; then
-    [[ -x "$VIT" ]] || { echo "error: VIT=$VIT is not an executable" >&2; exit 1; }
-    vit=$VIT
-else
-    echo "building vit (release, $scratch)" >&2
-    (cd "$repo" && swift build -c release --scratch-path "$scratch" --product vit >&2)
-    vit="$(cd "$repo" && swift build -c release --scratch-path "$scratch" --show-bin-path)/vit"
-fi
+resolve_vit
 
 # The model section, with vit's defaults (Sources/ViT/Config/Config.swift) for what the config
 # leaves out; vit's pool `mean` is timm's `avg`.

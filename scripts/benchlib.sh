@@ -21,3 +21,15 @@ rounds=${ROUNDS:-3}
 threads=${THREADS:-2}
 steps=${STEPS:-10}
 scratch=${VIT_SCRATCH:-.build}
+
+# Sets vit to the binary to measure: $VIT when given, else a release build in $scratch.
+resolve_vit() {
+    if [[ -n "${VIT:-}" ]]; then
+        [[ -x "$VIT" ]] || { echo "error: VIT=$VIT is not an executable" >&2; exit 1; }
+        vit=$VIT
+    else
+        echo "building vit (release, $scratch)" >&2
+        (cd "$repo" && swift build -c release --scratch-path "$scratch" --product vit >&2)
+        vit="$(cd "$repo" && swift build -c release --scratch-path "$scratch" --show-bin-path)/vit"
+    fi
+}
