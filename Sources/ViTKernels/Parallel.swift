@@ -1,5 +1,5 @@
-import Dispatch
 import Foundation
+import Synchronization
 
 /// How the non-GEMM kernels split their work across cores.
 ///
@@ -11,6 +11,10 @@ public enum Parallel {
 
     /// Runs `body` over `0..<count` split into at most `threads` contiguous ranges, each at
     /// least `minimumChunk` long (small jobs stay on the calling thread).
+    ///
+    /// The ranges are the same however they end up being run: on the pool's workers, or one
+    /// after another on the calling thread when the pool is busy (a call from inside a worker,
+    /// or from a second thread), so results never depend on which happened.
     @inline(__always)
     public static func forRanges(_ count: Int, minimumChunk: Int = 1, _ body: (Range<Int>) -> Void) {
         guard count > 0 else { return }
@@ -19,14 +23,15 @@ public enum Parallel {
             body(0..<count)
             return
         }
-        // concurrentPerform wants a @Sendable closure; the workers only ever touch disjoint
-        // ranges, which is what makes sharing `body` across them sound.
-        withoutActuallyEscaping(body) { body in
-            let shared = UncheckedSendable(body)
-            DispatchQueue.concurrentPerform(iterations: chunks) { chunk in
-                let start = count * chunk / chunks
-                let end = count * (chunk + 1) / chunks
-                if start < end { shared.value(start..<end) }
+        let range = { (chunk: Int) in count * chunk / chunks..<count * (chunk + 1) / chunks }
+        let ran = WorkerPool.shared.run(chunks: chunks) { chunk in
+            let r = range(chunk)
+            if !r.isEmpty { body(r) }
+        }
+        if !ran {
+            for chunk in 0..<chunks {
+                let r = range(chunk)
+                if !r.isEmpty { body(r) }
             }
         }
     }
@@ -40,9 +45,144 @@ public enum Parallel {
     }
 }
 
-/// Wraps a value that is shared across worker threads under a discipline the compiler cannot
-/// see (disjoint index ranges).
-struct UncheckedSendable<Value>: @unchecked Sendable {
-    let value: Value
-    init(_ value: Value) { self.value = value }
+/// Persistent worker threads for `Parallel.forRanges`.
+///
+/// A forward pass makes about ten parallel calls per block, many of them well under a
+/// millisecond (LayerNorm over 65 tokens, a batch-1 GEMM). Waking parked threads for each
+/// (what `DispatchQueue.concurrentPerform` does on Linux) costs tens of microseconds per call;
+/// these workers instead spin on their mailbox for a short while after each job, so a call
+/// that follows soon after starts at once, and park on a condition only when idle for longer.
+///
+/// One caller at a time owns the pool; chunk 0 runs on the caller, chunk i on worker i − 1,
+/// unless the caller finishes first and takes back a chunk its worker has not started (a parked
+/// or descheduled thread is then never waited for). The caller returns only when every chunk
+/// has run and no worker holds the job, so the non-escaping closure never outlives the call.
+final class WorkerPool: @unchecked Sendable {
+    static let shared = WorkerPool()
+
+    /// Whether a caller owns the pool; a second caller (or a nested call) runs its chunks itself.
+    private let owned = Atomic<Bool>(false)
+    /// Grown on demand by the owner, never shrunk; only the owner reads or writes it.
+    private var workers: [Worker] = []
+
+    /// Runs `body(chunk)` for every chunk in `0..<chunks`, chunk 0 on the calling thread.
+    /// Returns false, having run nothing, when the pool is owned by another call.
+    func run(chunks: Int, _ body: (Int) -> Void) -> Bool {
+        guard owned.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged else { return false }
+        defer { owned.store(false, ordering: .releasing) }
+        while workers.count < chunks - 1 { workers.append(Worker()) }
+        withoutActuallyEscaping(body) { body in
+            let job = Job(body)
+            for chunk in 1..<chunks { workers[chunk - 1].post(job, chunk: chunk) }
+            body(0)
+            // A chunk its worker has not picked up yet (the thread is parked, or descheduled on
+            // a busy machine) runs here instead of being waited for.
+            for chunk in 1..<chunks {
+                if workers[chunk - 1].takeBack() { body(chunk) }
+            }
+            for chunk in 1..<chunks { workers[chunk - 1].waitUntilFinished() }
+        }
+        return true
+    }
+}
+
+/// One call's work, shared by the workers it was posted to.
+private final class Job: @unchecked Sendable {
+    let body: (Int) -> Void
+    init(_ body: @escaping (Int) -> Void) { self.body = body }
+}
+
+/// One worker thread and its mailbox. `posted`, `claimed` and `finished` count jobs: the owner
+/// writes the job, then bumps `posted`; whoever first moves `claimed` up to it (the worker, or
+/// the owner taking the chunk back) runs the chunk; the worker sets `finished` when it has run
+/// one, after dropping its reference to the job.
+private final class Worker: @unchecked Sendable {
+    /// Spins on the mailbox before parking: about 0.1–0.3 ms, longer than the gaps between the
+    /// parallel calls of one forward or backward pass, far shorter than a scheduler tick.
+    private static let spinsBeforeParking = 200_000
+
+    private let posted = Atomic<Int>(0)
+    private let claimed = Atomic<Int>(0)
+    private let finished = Atomic<Int>(0)
+    private let parked = Atomic<Bool>(false)
+    private let wakeUp = NSCondition()
+    // Written by the owner before `posted` is bumped; read by the worker only after it has
+    // claimed that job, which keeps the owner waiting until `finished` says it is done.
+    private var job: Job?
+    private var chunk = 0
+    // The owner's count of jobs posted, and whether the owner ran the last one itself.
+    private var generation = 0
+    private var takenBack = false
+
+    init() {
+        let thread = Thread { [unowned self] in self.serve() }
+        thread.name = "vit-worker"
+        thread.stackSize = 8 << 20
+        thread.start()
+    }
+
+    /// Called by the owner: hands `chunk` of `job` to this worker and wakes it if parked.
+    func post(_ job: Job, chunk: Int) {
+        self.job = job
+        self.chunk = chunk
+        generation += 1
+        takenBack = false
+        posted.store(generation, ordering: .sequentiallyConsistent)
+        // Sequentially consistent with the worker's `parked` store and `posted` re-check: either
+        // the worker sees the new job before waiting, or this sees it parked and signals.
+        if parked.load(ordering: .sequentiallyConsistent) {
+            wakeUp.lock()
+            wakeUp.signal()
+            wakeUp.unlock()
+        }
+    }
+
+    /// Called by the owner: claims the posted chunk if the worker has not; true if it did.
+    func takeBack() -> Bool {
+        takenBack = claimed.compareExchange(expected: generation - 1, desired: generation, ordering: .acquiringAndReleasing).exchanged
+        return takenBack
+    }
+
+    /// Called by the owner: waits until the worker has run the chunk it claimed.
+    func waitUntilFinished() {
+        if !takenBack {
+            var spins = 0
+            while finished.load(ordering: .acquiring) != generation {
+                spins += 1
+                // The worker was descheduled mid-chunk (a busy machine): give up the core.
+                if spins & 0xFFF == 0 { sched_yield() }
+            }
+        }
+        job = nil
+    }
+
+    private func serve() {
+        var seen = 0
+        while true {
+            var spins = 0
+            while posted.load(ordering: .acquiring) == seen {
+                spins += 1
+                if spins >= Self.spinsBeforeParking {
+                    wakeUp.lock()
+                    parked.store(true, ordering: .sequentiallyConsistent)
+                    while posted.load(ordering: .sequentiallyConsistent) == seen { wakeUp.wait() }
+                    parked.store(false, ordering: .relaxed)
+                    wakeUp.unlock()
+                    spins = 0
+                }
+            }
+            seen = posted.load(ordering: .acquiring)
+            // A late worker finds its chunk taken back and leaves the job alone.
+            if claimed.compareExchange(expected: seen - 1, desired: seen, ordering: .acquiringAndReleasing).exchanged {
+                runPostedChunk()
+                finished.store(seen, ordering: .releasing)
+            }
+        }
+    }
+
+    /// Kept out of line so the job's reference is released before `finished` is stored.
+    @inline(never)
+    private func runPostedChunk() {
+        job.unsafelyUnwrapped.body(chunk)
+    }
 }

@@ -34,4 +34,68 @@ import Testing
             }
         }
     }
+
+    /// A call made from inside a worker's range finds the pool owned and runs its ranges on
+    /// that thread: every index is still covered once, with the ranges a lone call would use.
+    @Test func nestedCallsCoverEveryIndexOnce() {
+        withParallelThreads(3) {
+            let outer = 7, inner = 1000
+            var hits = [Int](repeating: 0, count: outer * inner)
+            hits.withUnsafeMutableBufferPointer { h in
+                let base = h.baseAddress!
+                Parallel.forEach(outer) { o in
+                    Parallel.forRanges(inner, minimumChunk: 10) { range in
+                        for i in range { base[o * inner + i] += 1 }
+                    }
+                }
+            }
+            #expect(hits.allSatisfy { $0 == 1 })
+        }
+    }
+
+    /// Two threads calling at once: one owns the pool, the other runs its own ranges; neither
+    /// loses or repeats an index, over many back-to-back calls (the workers' spin-then-park
+    /// path, and the caller taking back chunks a worker has not started, both get exercised).
+    @Test func concurrentCallersEachCoverEveryIndexOnce() {
+        withParallelThreads(2) {
+            let calls = 2_000, count = 512
+            let sums = UnsafeMutablePointer<Int>.allocate(capacity: 2 * count)
+            defer { sums.deallocate() }
+            sums.initialize(repeating: 0, count: 2 * count)
+            let shared = UncheckedSendable(sums)
+            DispatchQueue.concurrentPerform(iterations: 2) { caller in
+                let mine = shared.value + caller * count
+                for call in 0..<calls {
+                    Parallel.forRanges(count, minimumChunk: 8) { range in
+                        for i in range { mine[i] += 1 }
+                    }
+                    // Now and then leave the workers idle long enough to park.
+                    if call % 500 == 499 { usleep(2_000) }
+                }
+            }
+            #expect((0..<(2 * count)).allSatisfy { sums[$0] == calls })
+        }
+    }
+
+    /// Each range runs exactly once whether a worker or the caller runs it: a worker that is
+    /// parked when a call arrives (after an idle pause) still sees every later call.
+    @Test func callsAfterIdlePausesCoverEveryIndexOnce() {
+        withParallelThreads(4) {
+            for pause in [0, 1_000, 20_000] {
+                usleep(UInt32(pause))
+                var hits = [Int](repeating: 0, count: 4_096)
+                hits.withUnsafeMutableBufferPointer { h in
+                    let base = h.baseAddress!
+                    Parallel.forRanges(4_096) { range in for i in range { base[i] += 1 } }
+                }
+                #expect(hits.allSatisfy { $0 == 1 }, "after a \(pause) µs pause")
+            }
+        }
+    }
+}
+
+/// A pointer shared by the test's two calling threads, which write disjoint halves.
+private struct UncheckedSendable<Value>: @unchecked Sendable {
+    let value: Value
+    init(_ value: Value) { self.value = value }
 }
