@@ -3,13 +3,9 @@
 /// - Parameter row: `[n]`, read and written.
 @inline(__always)
 public func softmaxRowInPlace(_ row: UnsafeMutablePointer<Float>, count n: Int) {
-    var maxValue = -Float.infinity
-    for j in 0..<n { maxValue = Swift.max(maxValue, row[j]) }
-    // Separate loops: the exponentials vectorize; the sum is a short scalar reduction.
+    let maxValue = rowMaximum(row, count: n)
     for j in 0..<n { row[j] = fastExp(row[j] - maxValue) }
-    var sum: Float = 0
-    for j in 0..<n { sum += row[j] }
-    let inverse = 1 / sum
+    let inverse = 1 / rowSum(row, count: n)
     for j in 0..<n { row[j] *= inverse }
 }
 
@@ -22,7 +18,6 @@ public func softmaxRowInPlace(_ row: UnsafeMutablePointer<Float>, count n: Int) 
 ///   - probs: `[n]`, the forward softmax output.
 @inline(__always)
 public func softmaxBackwardRowInPlace(_ grad: UnsafeMutablePointer<Float>, _ probs: UnsafePointer<Float>, count n: Int) {
-    var dot: Float = 0
-    for k in 0..<n { dot += grad[k] * probs[k] }
+    let dot = rowDot(grad, probs, count: n)
     for j in 0..<n { grad[j] = probs[j] * (grad[j] - dot) }
 }

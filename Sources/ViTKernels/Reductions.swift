@@ -1,0 +1,91 @@
+/// Row reductions for the elementwise kernels (softmax, LayerNorm).
+///
+/// A plain `for` loop that adds into one Float cannot vectorize (float addition is not
+/// associative, so the compiler keeps the written order) and waits four cycles per element on
+/// the previous add. These keep sixteen partial results in two vector registers instead, so
+/// the adds pipeline: the order of additions is still fixed by `n` alone, so the result does
+/// not depend on alignment, threads or anything else at run time.
+
+/// Σ x[i] over `[n]`.
+@inline(__always)
+public func rowSum(_ x: UnsafePointer<Float>, count n: Int) -> Float {
+    let raw = UnsafeRawPointer(x)
+    var low = SIMD8<Float>(), high = SIMD8<Float>()
+    var i = 0
+    while i + 16 <= n {
+        low += raw.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self)
+        high += raw.loadUnaligned(fromByteOffset: (i + 8) * 4, as: SIMD8<Float>.self)
+        i += 16
+    }
+    var total = (low + high).sum()
+    while i < n {
+        total += x[i]
+        i += 1
+    }
+    return total
+}
+
+/// Σ x[i]·y[i] over `[n]`.
+@inline(__always)
+public func rowDot(_ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>, count n: Int) -> Float {
+    let rx = UnsafeRawPointer(x), ry = UnsafeRawPointer(y)
+    var low = SIMD8<Float>(), high = SIMD8<Float>()
+    var i = 0
+    while i + 16 <= n {
+        low.addProduct(rx.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self),
+                       ry.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self))
+        high.addProduct(rx.loadUnaligned(fromByteOffset: (i + 8) * 4, as: SIMD8<Float>.self),
+                        ry.loadUnaligned(fromByteOffset: (i + 8) * 4, as: SIMD8<Float>.self))
+        i += 16
+    }
+    var total = (low + high).sum()
+    while i < n {
+        total = total.addingProduct(x[i], y[i])
+        i += 1
+    }
+    return total
+}
+
+/// Σ (x[i] − center)² over `[n]`: the variance's numerator, two-pass for accuracy.
+@inline(__always)
+public func rowSquaredDeviations(_ x: UnsafePointer<Float>, from center: Float, count n: Int) -> Float {
+    let raw = UnsafeRawPointer(x)
+    let c = SIMD8<Float>(repeating: center)
+    var low = SIMD8<Float>(), high = SIMD8<Float>()
+    var i = 0
+    while i + 16 <= n {
+        let a = raw.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self) - c
+        let b = raw.loadUnaligned(fromByteOffset: (i + 8) * 4, as: SIMD8<Float>.self) - c
+        low.addProduct(a, a)
+        high.addProduct(b, b)
+        i += 16
+    }
+    var total = (low + high).sum()
+    while i < n {
+        let d = x[i] - center
+        total = total.addingProduct(d, d)
+        i += 1
+    }
+    return total
+}
+
+/// max x[i] over `[n]` (n ≥ 1); a NaN anywhere gives NaN or a finite value, never a trap.
+@inline(__always)
+public func rowMaximum(_ x: UnsafePointer<Float>, count n: Int) -> Float {
+    let raw = UnsafeRawPointer(x)
+    var i = 0
+    var best = -Float.infinity
+    if n >= 8 {
+        var lanes = SIMD8<Float>(repeating: -.infinity)
+        while i + 8 <= n {
+            lanes = pointwiseMax(lanes, raw.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self))
+            i += 8
+        }
+        best = lanes.max()
+    }
+    while i < n {
+        best = Swift.max(best, x[i])
+        i += 1
+    }
+    return best
+}
