@@ -252,9 +252,9 @@ public final class VisionTransformer: @unchecked Sendable {
                       norm: (act.norm2, act.norm2Mean, act.norm2Rstd, w.norm2Weight, w.norm2Bias, "residual+norm2"))
             // MLP branch: x + drop_path(drop(fc2(drop(gelu(fc1(norm2(x))))))). GELU runs as fc1's
             // epilogue, in place on each row tile of its output; when training it also writes
-            // GELU′(x) to act.fc1, all that backward needs of it.
+            // GELU′(x), all that backward needs of it.
             linear(.fc1(layer), act.gelu, act.norm2, weight: w.fc1Weight, bias: p + w.fc1Bias, rows: BT, inFeatures: C, outFeatures: M,
-                   epilogue: training ? .geluWithDerivative(act.fc1) : .gelu)
+                   epilogue: act.geluDerivative.map { .geluWithDerivative($0) } ?? .gelu)
             prof?.lap("fc1+gelu", .forward, flops: 2 * BT * C * M, layer: layer)
             if let mask = act.geluMask {
                 multiplyInPlace(act.gelu, mask, count: BT * M)
@@ -456,7 +456,7 @@ public final class VisionTransformer: @unchecked Sendable {
                 multiplyInPlace(dGelu, mask, count: BT * M)
                 prof?.lap("dropout", .backward, layer: layer)
             }
-            multiplyForward(dFC1, dGelu, act.fc1, count: BT * M) // act.fc1 holds GELU'(x) after a training forward
+            multiplyForward(dFC1, dGelu, act.geluDerivative!, count: BT * M)
             prof?.lap("gelu", .backward, layer: layer)
             dNorm.update(repeating: 0, count: BT * C)
             matmulBackward(dNorm, g + w.fc1Weight, g + w.fc1Bias, dFC1, act.norm2, p + w.fc1Weight, rows: BT, inFeatures: C, outFeatures: M)
