@@ -2,6 +2,18 @@
 @usableFromInline let inverseSqrt2: Float = 0.707_106_781_186_547_5
 @usableFromInline let inverseSqrt2Pi: Float = 0.398_942_280_401_432_7
 
+/// GELU of one value, exact erf form: x · Φ(x).
+@inline(__always)
+func gelu(_ x: Float) -> Float { x * fastNormalCDF(x) }
+
+/// GELU of one value and its derivative Φ(x) + x·φ(x), φ the standard normal density.
+@inline(__always)
+func geluAndDerivative(_ x: Float) -> (value: Float, derivative: Float) {
+    let cdf = fastNormalCDF(x)
+    let pdf = inverseSqrt2Pi * fastExp(-0.5 * x * x)
+    return (x * cdf, cdf + x * pdf)
+}
+
 /// GELU, exact erf form (`torch.nn.GELU()`, approximate='none'): out = x · Φ(x),
 /// Φ(x) = ½(1 + erf(x/√2)).
 ///
@@ -10,9 +22,10 @@
 ///   - inp: `[N]`, read.
 public func geluForward(_ out: UnsafeMutablePointer<Float>, _ inp: UnsafePointer<Float>, count N: Int) {
     Parallel.forRanges(N, minimumChunk: 16_384) { range in
-        for i in range {
-            let x = inp[i]
-            out[i] = 0.5 * x * (1 + fastErf(x * inverseSqrt2))
+        if UnsafePointer(out) == inp {
+            geluInPlace(out + range.lowerBound, count: range.count)
+        } else {
+            for i in range { out[i] = gelu(inp[i]) }
         }
     }
 }
@@ -23,18 +36,41 @@ public func geluForward(_ out: UnsafeMutablePointer<Float>, _ inp: UnsafePointer
 /// saved derivative (`multiplyForward`).
 ///
 /// - Parameters:
-///   - out: `[N]`, written.
+///   - out: `[N]`, written; may alias `inp`.
 ///   - derivative: `[N]`, written; may alias `inp` (each element is read before it is written).
 ///   - inp: `[N]`, read.
 public func geluForwardWithDerivative(_ out: UnsafeMutablePointer<Float>, _ derivative: UnsafeMutablePointer<Float>,
                                       _ inp: UnsafePointer<Float>, count N: Int) {
     Parallel.forRanges(N, minimumChunk: 16_384) { range in
-        for i in range {
-            let x = inp[i]
-            let cdf = 0.5 * (1 + fastErf(x * inverseSqrt2))
-            let pdf = inverseSqrt2Pi * fastExp(-0.5 * x * x)
-            out[i] = x * cdf
-            derivative[i] = cdf + x * pdf
+        if UnsafePointer(out) == inp {
+            geluInPlaceWithDerivative(out + range.lowerBound, derivative + range.lowerBound, count: range.count)
+        } else {
+            for i in range {
+                let (value, slope) = geluAndDerivative(inp[i])
+                out[i] = value
+                derivative[i] = slope
+            }
         }
+    }
+}
+
+// The in-place loops read and write through one pointer: a loop with separate input and output
+// pointers that are equal fails the vectorizer's overlap check and runs one element at a time.
+
+/// x = GELU(x) over `count` values on the calling thread (a worker's share, or the epilogue of
+/// a GEMM row block).
+@inline(__always)
+func geluInPlace(_ x: UnsafeMutablePointer<Float>, count: Int) {
+    for i in 0..<count { x[i] = gelu(x[i]) }
+}
+
+/// x = GELU(x) and derivative = GELU′(x before) over `count` values on the calling thread
+/// (vectorized when `derivative` does not overlap `x`).
+@inline(__always)
+func geluInPlaceWithDerivative(_ x: UnsafeMutablePointer<Float>, _ derivative: UnsafeMutablePointer<Float>, count: Int) {
+    for i in 0..<count {
+        let (value, slope) = geluAndDerivative(x[i])
+        x[i] = value
+        derivative[i] = slope
     }
 }

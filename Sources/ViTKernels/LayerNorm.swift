@@ -13,22 +13,73 @@ public func layerNormForward(
 ) {
     Parallel.forRanges(R, minimumChunk: max(1, 8192 / max(1, C))) { rows in
         for r in rows {
-            let x = inp + r * C
-            var sum: Float = 0
-            for c in 0..<C { sum += x[c] }
-            let m = sum / Float(C)
-            var squares: Float = 0
-            for c in 0..<C {
-                let d = x[c] - m
-                squares += d * d
-            }
-            let s = 1 / (squares / Float(C) + eps).squareRoot()
-            let y = out + r * C
-            for c in 0..<C { y[c] = (x[c] - m) * s * weight[c] + bias[c] }
-            mean[r] = m
-            rstd[r] = s
+            (mean[r], rstd[r]) = layerNormRow(out + r * C, inp + r * C, weight, bias, channels: C, eps: eps)
         }
     }
+}
+
+/// A residual add and the LayerNorm that follows it, in one pass over the rows:
+/// sum = residual + branch, then normalized = LayerNorm(sum) as `layerNormForward` computes it
+/// (the same bits as `addForward` followed by `layerNormForward`). Each row is normalized
+/// while it is still in L1, instead of the whole stream being read back from memory.
+///
+/// - Parameters:
+///   - sum: `[R, C]`, written; may alias `residual` or `branch` (the residual stream updated in place).
+///   - normalized: `[R, C]`, written; must not alias the others.
+///   - mean, rstd: `[R]`, written, as `layerNormForward` saves them for backward.
+///   - residual, branch: `[R, C]`, read.
+///   - weight, bias: `[C]`.
+public func residualLayerNormForward(
+    _ sum: UnsafeMutablePointer<Float>, _ normalized: UnsafeMutablePointer<Float>,
+    _ mean: UnsafeMutablePointer<Float>, _ rstd: UnsafeMutablePointer<Float>,
+    _ residual: UnsafePointer<Float>, _ branch: UnsafePointer<Float>,
+    _ weight: UnsafePointer<Float>, _ bias: UnsafePointer<Float>,
+    rows R: Int, channels C: Int, eps: Float
+) {
+    Parallel.forRanges(R, minimumChunk: max(1, 8192 / max(1, C))) { rows in
+        for r in rows {
+            let row = sum + r * C
+            addRow(row, residual + r * C, branch + r * C, count: C)
+            (mean[r], rstd[r]) = layerNormRow(normalized + r * C, row, weight, bias, channels: C, eps: eps)
+        }
+    }
+}
+
+/// LayerNorm of one row of `C` values: y = (x − mean)·rstd·weight + bias; returns mean and rstd.
+///
+/// The sums run in eight lanes (each lane in order, then the lanes in `laneSum`'s fixed
+/// order, then the leftover channels), so a row's result does not depend on which worker
+/// computes it, and the normalization is elementwise, identical in vector and scalar form.
+@inline(__always)
+func layerNormRow(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>,
+                  _ weight: UnsafePointer<Float>, _ bias: UnsafePointer<Float>,
+                  channels C: Int, eps: Float) -> (mean: Float, rstd: Float) {
+    let vectorEnd = C / 8 * 8
+    var lanes = SIMD8<Float>()
+    for c in stride(from: 0, to: vectorEnd, by: 8) { lanes += load8(x + c) }
+    var total = laneSum(lanes)
+    for c in vectorEnd..<C { total += x[c] }
+    let m = total / Float(C)
+
+    let mean8 = SIMD8<Float>(repeating: m)
+    lanes = SIMD8<Float>()
+    for c in stride(from: 0, to: vectorEnd, by: 8) {
+        let d = load8(x + c) - mean8
+        lanes = lanes.addingProduct(d, d)
+    }
+    var squares = laneSum(lanes)
+    for c in vectorEnd..<C {
+        let d = x[c] - m
+        squares = squares.addingProduct(d, d)
+    }
+    let s = 1 / (squares / Float(C) + eps).squareRoot()
+
+    let rstd8 = SIMD8<Float>(repeating: s)
+    for c in stride(from: 0, to: vectorEnd, by: 8) {
+        store8((load8(x + c) - mean8) * rstd8 * load8(weight + c) + load8(bias + c), y + c)
+    }
+    for c in vectorEnd..<C { y[c] = (x[c] - m) * s * weight[c] + bias[c] }
+    return (m, s)
 }
 
 /// LayerNorm backward. Adds into `dinp`, `dweight` and `dbias`.

@@ -4,22 +4,36 @@ import CBLAS
 //   B batch, T tokens per image, C channels (dim), NH heads, hd = C / NH, M mlp_dim,
 //   R = rows of a matrix (usually B·T), IC / OC in and out features of a linear layer.
 
-/// Linear layer forward, `torch.nn.functional.linear`: out = inp · weightᵀ + bias.
+/// Work `matmulForward` does on each tile of output rows right after that tile's GEMM, while the
+/// tile is still in cache, instead of in a second pass over the whole output.
+public enum MatmulEpilogue {
+    /// out = GELU(out), in place (the MLP's fc1 + GELU).
+    case gelu
+    /// out = GELU(out) in place, and the derivative GELU′ of each pre-activation written to the
+    /// buffer, `[R, OC]` like `out` and not overlapping it (fc1 + GELU when training; see
+    /// `geluForwardWithDerivative`).
+    case geluWithDerivative(UnsafeMutablePointer<Float>)
+}
+
+/// Linear layer forward, `torch.nn.functional.linear`: out = inp · weightᵀ + bias, then the
+/// epilogue if there is one (out = GELU(inp · weightᵀ + bias), say).
 ///
 /// - Parameters:
 ///   - out: `[R, OC]`, written.
 ///   - inp: `[R, IC]`, read.
 ///   - weight: `[OC, IC]` (PyTorch's layout), read.
 ///   - bias: `[OC]` or nil, read.
+///   - epilogue: nil for the plain linear layer.
 public func matmulForward(
     _ out: UnsafeMutablePointer<Float>, _ inp: UnsafePointer<Float>,
     _ weight: UnsafePointer<Float>, _ bias: UnsafePointer<Float>?,
-    rows R: Int, inFeatures IC: Int, outFeatures OC: Int
+    rows R: Int, inFeatures IC: Int, outFeatures OC: Int,
+    epilogue: MatmulEpilogue? = nil
 ) {
     guard R > 0 else { return }
     BLAS.ensureCallerThreadOnly()
-    // Workers take disjoint row blocks; each block is one sgemm on the caller's thread.
-    Parallel.forRanges(R, minimumChunk: gemmRowChunk(IC * OC)) { rows in
+    // One GEMM over `rows`: out[rows] = inp[rows] · weightᵀ (+ bias).
+    func gemm(_ rows: Range<Int>) {
         let o = out + rows.lowerBound * OC, x = inp + rows.lowerBound * IC
         var beta: Float = 0
         if let bias {
@@ -30,6 +44,36 @@ public func matmulForward(
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rows.count), Int32(OC), Int32(IC),
                     1, x, Int32(IC), weight, Int32(IC), beta, o, Int32(OC))
     }
+    // Workers take disjoint row blocks; each block is one sgemm on the caller's thread, or with
+    // an epilogue one sgemm per row tile, each followed by the epilogue on that tile.
+    Parallel.forRanges(R, minimumChunk: gemmRowChunk(IC * OC)) { rows in
+        guard let epilogue else {
+            gemm(rows)
+            return
+        }
+        let tile = epilogueTileRows(outFeatures: OC)
+        var start = rows.lowerBound
+        while start < rows.upperBound {
+            let end = min(rows.upperBound, start + tile)
+            gemm(start..<end)
+            let o = out + start * OC, count = (end - start) * OC
+            switch epilogue {
+            case .gelu: geluInPlace(o, count: count)
+            case .geluWithDerivative(let derivative): geluInPlaceWithDerivative(o, derivative + start * OC, count: count)
+            }
+            start = end
+        }
+    }
+}
+
+/// Rows of the output tiles an epilogue walks: as many as fit 512 KiB of output (a multiple of
+/// 16 rows, at least 16), half of a 1 MiB L2, so that a tile the GEMM has just written is
+/// still in L2 when the epilogue reads it back, with room left for the packed weights. More
+/// rows per tile would mean fewer GEMM calls (each packs the weights again) but a tile that
+/// has left L2 before the epilogue gets to it.
+@inline(__always)
+func epilogueTileRows(outFeatures OC: Int) -> Int {
+    max(16, (131_072 / max(1, OC)) / 16 * 16)
 }
 
 /// Rows per worker below which splitting a GEMM costs more than it saves (about 2 MFLOP).

@@ -53,6 +53,10 @@ import Testing
         var out = [Float](repeating: 0, count: n)
         addForward(&out, a, b, count: n)
         #expect(out == zip(a, b).map { $0 + $1 })
+        // In place, as the residual stream is updated at inference (n is not a multiple of 8).
+        var stream = Array(a[..<(n - 3)])
+        stream.withUnsafeMutableBufferPointer { addForward($0.baseAddress!, $0.baseAddress!, b, count: n - 3) }
+        #expect(stream == Array(out[..<(n - 3)]))
         var masked = a
         multiplyInPlace(&masked, mask, count: n)
         #expect(masked == zip(a, mask).map { $0 * $1 })

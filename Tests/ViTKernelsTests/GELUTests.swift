@@ -39,4 +39,25 @@ import Testing
         geluForwardWithDerivative(&plain, &separate, x, count: n)
         #expect(derivative == separate)
     }
+
+    /// In place (out = inp) the kernels take the single-pointer loops; the values must not change.
+    @Test func inPlaceGivesTheSameValues() {
+        var rng = TestRandom(14)
+        let n = 50_000 + 3 // several workers' ranges when threads > 1
+        let x = rng.floats(n, scale: 4)
+        for threads in [1, 3] {
+            withParallelThreads(threads) {
+                var separate = [Float](repeating: 0, count: n), derivative = separate
+                geluForward(&separate, x, count: n)
+                var inPlace = x
+                inPlace.withUnsafeMutableBufferPointer { geluForward($0.baseAddress!, $0.baseAddress!, count: n) }
+                #expect(inPlace == separate)
+                var expectedDerivative = separate
+                geluForwardWithDerivative(&separate, &expectedDerivative, x, count: n)
+                inPlace = x
+                inPlace.withUnsafeMutableBufferPointer { geluForwardWithDerivative($0.baseAddress!, &derivative, $0.baseAddress!, count: n) }
+                #expect(inPlace == separate && derivative == expectedDerivative)
+            }
+        }
+    }
 }

@@ -59,4 +59,40 @@ private func layerNormReference(_ x: [Double], _ w: [Double], _ b: [Double], row
         #expect(dwOnly == dw && dbOnly == db)
         #expect(dw != start && dx.contains { $0 != 0 })
     }
+
+    /// residual + branch then LayerNorm in one pass: the same bits as `addForward` then
+    /// `layerNormForward`, in place or not, over one to three workers.
+    @Test func residualLayerNormIsAddThenLayerNormExactly() {
+        var rng = TestRandom(13)
+        let C = 21, R = 1200 // 390 rows per worker at least, so 3 workers get a range each
+        #expect(parallelChunks(R, minimumChunk: 8192 / C, threads: 3) == 3)
+        let residual = rng.floats(R * C, scale: 2).map { $0 + 0.5 }, branch = rng.floats(R * C), w = rng.floats(C), b = rng.floats(C)
+        for threads in [1, 2, 3] {
+            withParallelThreads(threads) {
+                var sum = [Float](repeating: 0, count: R * C), out = sum, mean = [Float](repeating: 0, count: R), rstd = mean
+                addForward(&sum, residual, branch, count: R * C)
+                layerNormForward(&out, &mean, &rstd, sum, w, b, rows: R, channels: C, eps: Float(eps))
+
+                var fusedSum = [Float](repeating: .nan, count: R * C), fusedOut = fusedSum
+                var fusedMean = [Float](repeating: .nan, count: R), fusedRstd = fusedMean
+                residualLayerNormForward(&fusedSum, &fusedOut, &fusedMean, &fusedRstd, residual, branch, w, b, rows: R, channels: C, eps: Float(eps))
+                #expect(fusedSum == sum && fusedOut == out && fusedMean == mean && fusedRstd == rstd)
+
+                // The residual stream updated in place.
+                var stream = residual
+                fusedOut = [Float](repeating: .nan, count: R * C)
+                stream.withUnsafeMutableBufferPointer { s in
+                    residualLayerNormForward(s.baseAddress!, &fusedOut, &fusedMean, &fusedRstd, s.baseAddress!, branch, w, b,
+                                             rows: R, channels: C, eps: Float(eps))
+                }
+                #expect(stream == sum && fusedOut == out && fusedMean == mean && fusedRstd == rstd)
+            }
+        }
+        // And against the double-precision reference (C = 21: two 8-wide steps and a tail of 5).
+        let reference = layerNormReference(zip(residual, branch).map { Double($0) + Double($1) }, doubles(w), doubles(b),
+                                           rows: R, channels: C, eps: eps)
+        var sum = [Float](repeating: 0, count: R * C), out = sum, mean = [Float](repeating: 0, count: R), rstd = mean
+        residualLayerNormForward(&sum, &out, &mean, &rstd, residual, branch, w, b, rows: R, channels: C, eps: Float(eps))
+        expectClose(out, reference, abs: 1e-5, rel: 1e-5, "residual + layernorm out")
+    }
 }

@@ -25,6 +25,44 @@ import Testing
         }
     }
 
+    /// fc1 + GELU in one call: the epilogue on each row tile gives what the GEMM followed by
+    /// the GELU kernel gives, split over one to three workers with several tiles each (and a
+    /// shorter last tile), with and without bias, and with the derivative when training.
+    @Test func geluEpilogueMatchesMatmulThenGELU() {
+        var rng = TestRandom(4)
+        let R = 600, IC = 17, OC = 1000
+        let tile = epilogueTileRows(outFeatures: OC), chunk = gemmRowChunk(IC * OC)
+        #expect(tile == 128 && R / 3 > tile && (R / 3) % tile != 0)
+        let x = rng.floats(R * IC, scale: 2), w = rng.floats(OC * IC, scale: 0.5), b = rng.floats(OC)
+        for threads in [1, 2, 3] {
+            #expect(parallelChunks(R, minimumChunk: chunk, threads: threads) == threads)
+            withParallelThreads(threads) {
+                for useBias in [true, false] {
+                    b.withUnsafeBufferPointer { biasBuffer in
+                        let bias = useBias ? biasBuffer.baseAddress : nil
+                        var linear = [Float](repeating: .nan, count: R * OC)
+                        matmulForward(&linear, x, w, bias, rows: R, inFeatures: IC, outFeatures: OC)
+                        var expected = linear, expectedDerivative = linear
+                        geluForward(&expected, linear, count: R * OC)
+                        geluForwardWithDerivative(&expected, &expectedDerivative, linear, count: R * OC)
+
+                        var fused = [Float](repeating: .nan, count: R * OC)
+                        matmulForward(&fused, x, w, bias, rows: R, inFeatures: IC, outFeatures: OC, epilogue: .gelu)
+                        expectClose(fused, expected, abs: 1e-7, rel: 1e-6, "fc1+gelu (\(threads) threads, bias \(useBias))")
+                        var training = [Float](repeating: .nan, count: R * OC), derivative = training
+                        derivative.withUnsafeMutableBufferPointer { d in
+                            matmulForward(&training, x, w, bias, rows: R, inFeatures: IC, outFeatures: OC,
+                                          epilogue: .geluWithDerivative(d.baseAddress!))
+                        }
+                        expectClose(training, expected, abs: 1e-7, rel: 1e-6, "fc1+gelu training (\(threads) threads, bias \(useBias))")
+                        expectClose(derivative, expectedDerivative, abs: 1e-7, rel: 1e-6, "gelu derivative (\(threads) threads, bias \(useBias))")
+                        #expect(training == fused)
+                    }
+                }
+            }
+        }
+    }
+
     @Test func backwardAddsTheThreeGradients() {
         var rng = TestRandom(2)
         let x = rng.floats(R * IC), w = rng.floats(OC * IC), dout = rng.floats(R * OC)

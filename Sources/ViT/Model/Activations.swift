@@ -13,9 +13,10 @@ struct BlockActivations {
     var qkv: UnsafeMutablePointer<Float>                     // [B, T, 3C]
     var probs: UnsafeMutablePointer<Float>                   // [B, NH, T, T]
     var attnOut: UnsafeMutablePointer<Float>                 // [B, T, C], heads concatenated
-    /// `[B, T, M]`: GELU'(fc1 output) after a training forward; fc1's output in inference.
-    var fc1: UnsafeMutablePointer<Float>
-    var gelu: UnsafeMutablePointer<Float>                    // [B, T, M], after GELU and dropout
+    /// `[B, T, M]`: GELU'(fc1 output), written by a training forward for backward; nil in inference.
+    var geluDerivative: UnsafeMutablePointer<Float>?
+    /// `[B, T, M]`: fc1's output, then GELU of it in place (fc1's epilogue), then dropout.
+    var gelu: UnsafeMutablePointer<Float>
     /// Dropout masks (entries 0 or 1/(1−p)), present only when training with dropout.
     var attnMask, attnDropped: UnsafeMutablePointer<Float>?  // [B, NH, T, T]
     var projMask, fc2Mask: UnsafeMutablePointer<Float>?      // [B, T, C]
@@ -37,9 +38,6 @@ final class Activations {
     let positionMask: UnsafeMutablePointer<Float>? // [B, T, C]
     let blocks: [BlockActivations]
     let branch: UnsafeMutablePointer<Float>        // [B, T, C] projection / fc2 output (scratch)
-    /// `[B, T, M]` fc1 output in a training forward, shared by the blocks: only GELU'(fc1) is kept
-    /// (in `BlockActivations.fc1`), and GELU vectorizes only when input and outputs do not overlap.
-    let hidden: UnsafeMutablePointer<Float>?
     /// The pooled token of each image, `[B, C]`; with a distillation token the class tokens then
     /// the distillation tokens, `[2, B, C]`, so the final LayerNorm runs over both at once.
     let pooled, pooledNorm: UnsafeMutablePointer<Float>
@@ -90,14 +88,13 @@ final class Activations {
                 norm1Mean: at(block("norm1_mean")), norm1Rstd: at(block("norm1_rstd")),
                 norm2Mean: at(block("norm2_mean")), norm2Rstd: at(block("norm2_rstd")),
                 qkv: at(block("qkv")), probs: at(block("probs")), attnOut: at(block("attn_out")),
-                fc1: at(block(training ? "gelu_derivative" : "fc1")), gelu: at(block("gelu")),
+                geluDerivative: optional(block("gelu_derivative")), gelu: at(block("gelu")),
                 attnMask: optional(block("attn_mask")), attnDropped: optional(block("attn_dropped")),
                 projMask: optional(block("proj_mask")), fc2Mask: optional(block("fc2_mask")), geluMask: optional(block("gelu_mask")),
                 attnPathScale: optional(block("attn_path_scale")), mlpPathScale: optional(block("mlp_path_scale"))))
         }
         self.blocks = blocks
         branch = at("branch")
-        hidden = optional("hidden")
         pooled = at("pooled"); pooledNorm = at("pooled_norm"); pooledMean = at("pooled_mean"); pooledRstd = at("pooled_rstd")
         headMask = optional("head_mask")
         logits = at("logits")

@@ -177,7 +177,7 @@ public final class VisionTransformer: @unchecked Sendable {
         let hooks = training ? nil : linearHooks
         // One linear layer: its weights from the hooks when they have them, else from `p`.
         func linear(_ layer: LinearLayer, _ out: UnsafeMutablePointer<Float>, _ input: UnsafeMutablePointer<Float>, weight: Int,
-                    bias: UnsafePointer<Float>?, rows: Int, inFeatures: Int, outFeatures: Int) {
+                    bias: UnsafePointer<Float>?, rows: Int, inFeatures: Int, outFeatures: Int, epilogue: MatmulEpilogue? = nil) {
             var weights: UnsafePointer<Float>? = L.includesLinearWeights ? p + weight : nil
             if let hooks {
                 hooks.willMultiply(layer, input: input, rows: rows, features: inFeatures)
@@ -186,17 +186,27 @@ public final class VisionTransformer: @unchecked Sendable {
                 prof?.lap("int8", .forward, layer: layer.block)
             }
             guard let weights else { preconditionFailure("no weights for \(layer.name)") }
-            matmulForward(out, input, weights, bias, rows: rows, inFeatures: inFeatures, outFeatures: outFeatures)
+            matmulForward(out, input, weights, bias, rows: rows, inFeatures: inFeatures, outFeatures: outFeatures, epilogue: epilogue)
         }
         // The end of a block's branch, whose last linear layer wrote `a.branch`: its dropout and
-        // drop path (when training with them), then out = residual + branch.
+        // drop path (when training with them), then out = residual + branch and, when the
+        // stream goes on into a LayerNorm (`norm`: its output, mean, rstd and parameters),
+        // that LayerNorm in the same pass over the rows.
         func addBranch(_ out: UnsafeMutablePointer<Float>, residual: UnsafePointer<Float>, mask: UnsafeMutablePointer<Float>?,
-                       pathScale: UnsafeMutablePointer<Float>?, layer: Int) {
+                       pathScale: UnsafeMutablePointer<Float>?, layer: Int,
+                       norm: (out: UnsafeMutablePointer<Float>, mean: UnsafeMutablePointer<Float>, rstd: UnsafeMutablePointer<Float>,
+                              weight: Int, bias: Int, name: StaticString)?) {
             if scaleBranch(a.branch, mask: mask, pathScale: pathScale, batch: B) {
                 prof?.lap("dropout", .forward, layer: layer)
             }
-            addForward(out, residual, a.branch, count: BT * C)
-            prof?.lap("residual", .forward, layer: layer)
+            guard let norm else {
+                addForward(out, residual, a.branch, count: BT * C)
+                prof?.lap("residual", .forward, layer: layer)
+                return
+            }
+            residualLayerNormForward(out, norm.out, norm.mean, norm.rstd, residual, a.branch, p + norm.weight, p + norm.bias,
+                                     rows: BT, channels: C, eps: eps)
+            prof?.lap(norm.name, .forward, layer: layer)
         }
 
         patchifyForward(a.patches, images, batch: B, inChannels: config.inChannels, imageSize: config.imageSize, patchSize: config.patchSize)
@@ -221,9 +231,13 @@ public final class VisionTransformer: @unchecked Sendable {
                 prepareMasks(act, layer: layer, batch: B, masks: masks)
                 if act.hasMasks { prof?.lap("dropout_masks", .forward, layer: layer) }
             }
-            // Attention branch: x + drop_path(proj_drop(proj(attn(norm1(x))))).
-            layerNormForward(act.norm1, act.norm1Mean, act.norm1Rstd, act.input, p + w.norm1Weight, p + w.norm1Bias, rows: BT, channels: C, eps: eps)
-            prof?.lap("norm1", .forward, layer: layer)
+            // Attention branch: x + drop_path(proj_drop(proj(attn(norm1(x))))). Only the first
+            // block's norm1 runs alone; every other block's ran with the residual add before it.
+            if layer == 0 {
+                layerNormForward(act.norm1, act.norm1Mean, act.norm1Rstd, act.input, p + w.norm1Weight, p + w.norm1Bias,
+                                 rows: BT, channels: C, eps: eps)
+                prof?.lap("norm1", .forward, layer: layer)
+            }
             linear(.qkv(layer), act.qkv, act.norm1, weight: w.qkvWeight, bias: w.qkvBias.map { p + $0 }, rows: BT, inFeatures: C, outFeatures: 3 * C)
             prof?.lap("qkv", .forward, flops: 2 * BT * C * 3 * C, layer: layer)
             attentionForward(act.attnOut, act.probs, act.qkv, dropMask: act.attnMask, dropped: act.attnDropped,
@@ -233,27 +247,30 @@ public final class VisionTransformer: @unchecked Sendable {
             attentionObserver?(layer, act.probs, B)
             linear(.proj(layer), a.branch, act.attnOut, weight: w.projWeight, bias: p + w.projBias, rows: BT, inFeatures: C, outFeatures: C)
             prof?.lap("proj", .forward, flops: 2 * BT * C * C, layer: layer)
-            addBranch(act.middle, residual: act.input, mask: act.projMask, pathScale: act.attnPathScale, layer: layer)
-            // MLP branch: x + drop_path(drop(fc2(drop(gelu(fc1(norm2(x))))))).
-            layerNormForward(act.norm2, act.norm2Mean, act.norm2Rstd, act.middle, p + w.norm2Weight, p + w.norm2Bias, rows: BT, channels: C, eps: eps)
-            prof?.lap("norm2", .forward, layer: layer)
-            let fc1Out = a.hidden ?? act.fc1
-            linear(.fc1(layer), fc1Out, act.norm2, weight: w.fc1Weight, bias: p + w.fc1Bias, rows: BT, inFeatures: C, outFeatures: M)
-            prof?.lap("fc1", .forward, flops: 2 * BT * C * M, layer: layer)
-            if training {
-                // Backward needs only GELU'(x), kept per block; fc1's output is scratch.
-                geluForwardWithDerivative(act.gelu, act.fc1, fc1Out, count: BT * M)
-            } else {
-                geluForward(act.gelu, fc1Out, count: BT * M)
-            }
-            prof?.lap("gelu", .forward, layer: layer)
+            // middle = x + branch, and norm2(middle) in the same pass.
+            addBranch(act.middle, residual: act.input, mask: act.projMask, pathScale: act.attnPathScale, layer: layer,
+                      norm: (act.norm2, act.norm2Mean, act.norm2Rstd, w.norm2Weight, w.norm2Bias, "residual+norm2"))
+            // MLP branch: x + drop_path(drop(fc2(drop(gelu(fc1(norm2(x))))))). GELU runs as fc1's
+            // epilogue, in place on each row tile of its output; when training it also writes
+            // GELU′(x), all that backward needs of it.
+            linear(.fc1(layer), act.gelu, act.norm2, weight: w.fc1Weight, bias: p + w.fc1Bias, rows: BT, inFeatures: C, outFeatures: M,
+                   epilogue: act.geluDerivative.map { .geluWithDerivative($0) } ?? .gelu)
+            prof?.lap("fc1+gelu", .forward, flops: 2 * BT * C * M, layer: layer)
             if let mask = act.geluMask {
                 multiplyInPlace(act.gelu, mask, count: BT * M)
                 prof?.lap("dropout", .forward, layer: layer)
             }
             linear(.fc2(layer), a.branch, act.gelu, weight: w.fc2Weight, bias: p + w.fc2Bias, rows: BT, inFeatures: M, outFeatures: C)
             prof?.lap("fc2", .forward, flops: 2 * BT * M * C, layer: layer)
-            addBranch(act.output, residual: act.middle, mask: act.fc2Mask, pathScale: act.mlpPathScale, layer: layer)
+            // output = middle + branch and, unless this is the last block, the next block's norm1
+            // (timed as this block's op). The last block's output goes to the pooling.
+            if layer + 1 < L.blocks.count {
+                let next = a.blocks[layer + 1], nextWeights = L.blocks[layer + 1]
+                addBranch(act.output, residual: act.middle, mask: act.fc2Mask, pathScale: act.mlpPathScale, layer: layer,
+                          norm: (next.norm1, next.norm1Mean, next.norm1Rstd, nextWeights.norm1Weight, nextWeights.norm1Bias, "residual+norm1"))
+            } else {
+                addBranch(act.output, residual: act.middle, mask: act.fc2Mask, pathScale: act.mlpPathScale, layer: layer, norm: nil)
+            }
         }
 
         // With a distillation token, rows [0, B) of the pooled buffers hold the class tokens and
@@ -439,7 +456,7 @@ public final class VisionTransformer: @unchecked Sendable {
                 multiplyInPlace(dGelu, mask, count: BT * M)
                 prof?.lap("dropout", .backward, layer: layer)
             }
-            multiplyForward(dFC1, dGelu, act.fc1, count: BT * M) // act.fc1 holds GELU'(x) after a training forward
+            multiplyForward(dFC1, dGelu, act.geluDerivative!, count: BT * M)
             prof?.lap("gelu", .backward, layer: layer)
             dNorm.update(repeating: 0, count: BT * C)
             matmulBackward(dNorm, g + w.fc1Weight, g + w.fc1Bias, dFC1, act.norm2, p + w.fc1Weight, rows: BT, inFeatures: C, outFeatures: M)

@@ -19,7 +19,12 @@ import Testing
         return 2 * macs
     }
 
-    static let blockOps = ["norm1", "qkv", "attention", "proj", "norm2", "fc1", "gelu", "fc2"]
+    /// Ops timed once per block, forward and backward. The forward fuses the residual adds with
+    /// the LayerNorm that follows (`residual+norm2`, `residual+norm1` into the next block's
+    /// norm1) and GELU with fc1 (`fc1+gelu`).
+    static let blockOps = ["qkv", "attention", "proj", "fc2"]
+    static let forwardBlockOps = ["residual+norm2", "fc1+gelu"]
+    static let backwardBlockOps = ["norm1", "norm2", "fc1", "gelu"]
 
     @Test(arguments: [false, true])
     func opTimesTileTheStepAndAddUpToTheMeasuredStepTime(dropout: Bool) {
@@ -55,7 +60,17 @@ import Testing
             #expect(calls(name, .forward) == m.depth * steps, "\(name) forward")
             #expect(calls(name, .backward) == m.depth * steps, "\(name) backward")
         }
-        #expect(calls("residual", .forward) == 2 * m.depth * steps)
+        for name in Self.forwardBlockOps {
+            #expect(calls(name, .forward) == m.depth * steps, "\(name) forward")
+            #expect(calls(name, .backward) == 0, "\(name) backward")
+        }
+        for name in Self.backwardBlockOps { #expect(calls(name, .backward) == m.depth * steps, "\(name) backward") }
+        for name in ["norm2", "fc1", "gelu"] { #expect(calls(name, .forward) == 0, "\(name) forward runs fused") }
+        // The first block's norm1 runs alone, every other one with the residual add before it;
+        // the last block's output goes to the pooling without a LayerNorm.
+        #expect(calls("norm1", .forward) == steps)
+        #expect(calls("residual+norm1", .forward) == (m.depth - 1) * steps)
+        #expect(calls("residual", .forward) == steps)
         for name in ["patch_embed", "pos_embed", "pool", "final_norm", "head", "cross_entropy"] {
             #expect(calls(name, .forward) == steps, "\(name) forward")
             #expect(calls(name, .backward) == steps, "\(name) backward")
@@ -92,11 +107,12 @@ import Testing
             let T = m.numTokens, C = m.dim, M = m.mlpDim, D = m.depth
             let expected: [(String, Profiler.Phase, Int)] = [
                 ("qkv", .forward, D * 2 * B * T * C * 3 * C), ("proj", .forward, D * 2 * B * T * C * C),
-                ("fc1", .forward, D * 2 * B * T * C * M), ("fc2", .forward, D * 2 * B * T * M * C),
+                ("fc1+gelu", .forward, D * 2 * B * T * C * M), ("fc2", .forward, D * 2 * B * T * M * C),
                 ("attention", .forward, D * 2 * 2 * B * m.heads * T * T * m.headDim),
                 ("head", .forward, 2 * B * C * m.numClasses), ("patch_embed", .forward, patch),
                 ("qkv", .backward, D * 4 * B * T * C * 3 * C), ("attention", .backward, D * 8 * B * m.heads * T * T * m.headDim),
-                ("patch_embed", .backward, patch), ("gelu", .forward, 0), ("norm1", .backward, 0),
+                ("patch_embed", .backward, patch), ("gelu", .backward, 0), ("norm1", .backward, 0),
+                ("fc1", .backward, D * 4 * B * T * C * M), ("residual+norm2", .forward, 0), ("residual+norm1", .forward, 0),
             ]
             let totals = profiler.opTotals()
             for (name, phase, flops) in expected {
@@ -173,7 +189,9 @@ import Testing
             let b = profiled.images.withUnsafeBufferPointer { Array(UnsafeBufferPointer(start: profiled.model.predict($0.baseAddress!, batch: 5), count: 5 * K)) }
             #expect(a == b)
             #expect(profiler.steps.isEmpty)
-            #expect(profiler.events.count == 5 + 10 * m.depth) // patch, pos, pool, norm, head + 10 per block
+            // patch, pos, pool, final norm, head, the first norm1, and 7 per block: qkv, attention,
+            // proj, residual+norm2, fc1+gelu, fc2, residual+norm1 (the last block: residual).
+            #expect(profiler.events.count == 6 + 7 * m.depth)
             #expect(profiler.events.allSatisfy { $0.step == -1 && $0.phase == .forward && $0.end >= $0.start })
             #expect(profiler.flops(phase: .forward) == 5 * Profiler.forwardFLOPsPerImage(m))
         }

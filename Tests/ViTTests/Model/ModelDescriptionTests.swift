@@ -182,8 +182,22 @@ import Testing
         #expect(d.buffers.contains { $0.name == "d_qkv" } == training)
     }
 
+    /// The one forward lap of two consecutive described ops that the model runs as one kernel
+    /// (`first` in block `firstBlock`, then `second` in `secondBlock`), named as the model laps
+    /// it and timed in the first op's block: a residual add and the LayerNorm after it (the same
+    /// block's norm2, the next block's norm1), fc1 and its GELU. Nil for ops that run apart.
+    static func fusedForwardLap(_ first: String, _ firstBlock: Int, _ second: String, _ secondBlock: Int) -> String? {
+        switch (first, second) {
+        case ("residual", "norm2") where secondBlock == firstBlock: "residual+norm2"
+        case ("residual", "norm1") where secondBlock == firstBlock + 1: "residual+norm1"
+        case ("fc1", "gelu") where secondBlock == firstBlock: "fc1+gelu"
+        default: nil
+        }
+    }
+
     /// The ops the description lists are the ops the model's forward runs, in order, with the
-    /// same FLOPs: the profiler's laps of a real forward, against the description's labels.
+    /// same FLOPs: the profiler's laps of a real forward, against the description's labels
+    /// (two ops that run fused, against the fused op's lap).
     @Test(arguments: variants)
     func theForwardRunsTheDescribedOps(config m: ModelConfig) {
         let B = 2
@@ -204,6 +218,9 @@ import Testing
             for op in ModelDescription(config: m, batch: B, training: training).ops {
                 if let last = described.last, last.0 == op.label, last.1 == op.block {
                     described[described.count - 1].2 += op.forwardFLOPs
+                } else if let last = described.last, let fused = Self.fusedForwardLap(last.0, last.1, op.label, op.block) {
+                    // The forward runs these two ops in one kernel and times them as one op.
+                    described[described.count - 1] = (fused, last.1, last.2 + op.forwardFLOPs)
                 } else {
                     described.append((op.label, op.block, op.forwardFLOPs))
                 }
