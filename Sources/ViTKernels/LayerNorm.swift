@@ -47,33 +47,18 @@ public func residualLayerNormForward(
 
 /// LayerNorm of one row of `C` values: y = (x − mean)·rstd·weight + bias; returns mean and rstd.
 ///
-/// The sums run in eight lanes (each lane in order, then the lanes in `laneSum`'s fixed
-/// order, then the leftover channels), so a row's result does not depend on which worker
-/// computes it, and the normalization is elementwise, identical in vector and scalar form.
+/// The sums are `rowSum` and `rowSquaredDeviations` (vector lanes in an order fixed by C), so
+/// a row's result does not depend on which worker computes it, and the normalization is
+/// elementwise, identical in vector and scalar form.
 @inline(__always)
 func layerNormRow(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>,
                   _ weight: UnsafePointer<Float>, _ bias: UnsafePointer<Float>,
                   channels C: Int, eps: Float) -> (mean: Float, rstd: Float) {
     let vectorEnd = C / 8 * 8
-    var lanes = SIMD8<Float>()
-    for c in stride(from: 0, to: vectorEnd, by: 8) { lanes += load8(x + c) }
-    var total = laneSum(lanes)
-    for c in vectorEnd..<C { total += x[c] }
-    let m = total / Float(C)
+    let m = rowSum(x, count: C) / Float(C)
+    let s = 1 / (rowSquaredDeviations(x, from: m, count: C) / Float(C) + eps).squareRoot()
 
     let mean8 = SIMD8<Float>(repeating: m)
-    lanes = SIMD8<Float>()
-    for c in stride(from: 0, to: vectorEnd, by: 8) {
-        let d = load8(x + c) - mean8
-        lanes = lanes.addingProduct(d, d)
-    }
-    var squares = laneSum(lanes)
-    for c in vectorEnd..<C {
-        let d = x[c] - m
-        squares = squares.addingProduct(d, d)
-    }
-    let s = 1 / (squares / Float(C) + eps).squareRoot()
-
     let rstd8 = SIMD8<Float>(repeating: s)
     for c in stride(from: 0, to: vectorEnd, by: 8) {
         store8((load8(x + c) - mean8) * rstd8 * load8(weight + c) + load8(bias + c), y + c)

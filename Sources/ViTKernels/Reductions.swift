@@ -9,15 +9,14 @@
 /// Σ x[i] over `[n]`.
 @inline(__always)
 public func rowSum(_ x: UnsafePointer<Float>, count n: Int) -> Float {
-    let raw = UnsafeRawPointer(x)
     var low = SIMD8<Float>(), high = SIMD8<Float>()
     var i = 0
     while i + 16 <= n {
-        low += raw.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self)
-        high += raw.loadUnaligned(fromByteOffset: (i + 8) * 4, as: SIMD8<Float>.self)
+        low += load8(x + i)
+        high += load8(x + i + 8)
         i += 16
     }
-    var total = (low + high).sum()
+    var total = laneSum(low + high)
     while i < n {
         total += x[i]
         i += 1
@@ -28,17 +27,16 @@ public func rowSum(_ x: UnsafePointer<Float>, count n: Int) -> Float {
 /// Σ x[i]·y[i] over `[n]`.
 @inline(__always)
 public func rowDot(_ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>, count n: Int) -> Float {
-    let rx = UnsafeRawPointer(x), ry = UnsafeRawPointer(y)
     var low = SIMD8<Float>(), high = SIMD8<Float>()
     var i = 0
     while i + 16 <= n {
-        low.addProduct(rx.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self),
-                       ry.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self))
-        high.addProduct(rx.loadUnaligned(fromByteOffset: (i + 8) * 4, as: SIMD8<Float>.self),
-                        ry.loadUnaligned(fromByteOffset: (i + 8) * 4, as: SIMD8<Float>.self))
+        low.addProduct(load8(x + i),
+                       load8(y + i))
+        high.addProduct(load8(x + i + 8),
+                        load8(y + i + 8))
         i += 16
     }
-    var total = (low + high).sum()
+    var total = laneSum(low + high)
     while i < n {
         total = total.addingProduct(x[i], y[i])
         i += 1
@@ -49,18 +47,17 @@ public func rowDot(_ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>, count n
 /// Σ (x[i] − center)² over `[n]`: the variance's numerator, two-pass for accuracy.
 @inline(__always)
 public func rowSquaredDeviations(_ x: UnsafePointer<Float>, from center: Float, count n: Int) -> Float {
-    let raw = UnsafeRawPointer(x)
     let c = SIMD8<Float>(repeating: center)
     var low = SIMD8<Float>(), high = SIMD8<Float>()
     var i = 0
     while i + 16 <= n {
-        let a = raw.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self) - c
-        let b = raw.loadUnaligned(fromByteOffset: (i + 8) * 4, as: SIMD8<Float>.self) - c
+        let a = load8(x + i) - c
+        let b = load8(x + i + 8) - c
         low.addProduct(a, a)
         high.addProduct(b, b)
         i += 16
     }
-    var total = (low + high).sum()
+    var total = laneSum(low + high)
     while i < n {
         let d = x[i] - center
         total = total.addingProduct(d, d)
@@ -72,13 +69,12 @@ public func rowSquaredDeviations(_ x: UnsafePointer<Float>, from center: Float, 
 /// max x[i] over `[n]` (n ≥ 1); a NaN anywhere gives NaN or a finite value, never a trap.
 @inline(__always)
 public func rowMaximum(_ x: UnsafePointer<Float>, count n: Int) -> Float {
-    let raw = UnsafeRawPointer(x)
     var i = 0
     var best = -Float.infinity
     if n >= 8 {
         var lanes = SIMD8<Float>(repeating: -.infinity)
         while i + 8 <= n {
-            lanes = pointwiseMax(lanes, raw.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self))
+            lanes = pointwiseMax(lanes, load8(x + i))
             i += 8
         }
         best = lanes.max()

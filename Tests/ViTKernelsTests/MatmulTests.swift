@@ -63,6 +63,43 @@ import Testing
         }
     }
 
+    /// Few rows (batch 1): the workers split the output columns. The result matches the naive
+    /// product, is the same bits on one to three workers, and the GELU epilogue on each column
+    /// block gives what GELU after the GEMM gives.
+    @Test func fewRowsSplitTheColumnsWithTheSameResult() {
+        var rng = TestRandom(5)
+        let R = 65, IC = 19, OC = 200
+        #expect(R < columnSplitRows && OC >= 3 * columnSplitMinimum)
+        let x = rng.floats(R * IC), w = rng.floats(OC * IC), b = rng.floats(OC)
+        var expected = [Double](repeating: 0, count: R * OC)
+        for r in 0..<R { for o in 0..<OC {
+            var s = Double(b[o])
+            for i in 0..<IC { s += Double(x[r * IC + i]) * Double(w[o * IC + i]) }
+            expected[r * OC + o] = s
+        } }
+        var outputs: [[Float]] = []
+        for threads in [1, 2, 3] {
+            withParallelThreads(threads) {
+                b.withUnsafeBufferPointer { bias in
+                    var out = [Float](repeating: .nan, count: R * OC)
+                    matmulForward(&out, x, w, bias.baseAddress, rows: R, inFeatures: IC, outFeatures: OC)
+                    expectClose(out, expected, abs: 1e-5, rel: 1e-5, "matmul, \(threads) threads")
+                    outputs.append(out)
+                    var gelu = out, derivative = out
+                    geluForwardWithDerivative(&gelu, &derivative, out, count: R * OC)
+                    var fused = [Float](repeating: .nan, count: R * OC), fusedDerivative = fused
+                    fusedDerivative.withUnsafeMutableBufferPointer { d in
+                        matmulForward(&fused, x, w, bias.baseAddress, rows: R, inFeatures: IC, outFeatures: OC,
+                                      epilogue: .geluWithDerivative(d.baseAddress!))
+                    }
+                    expectClose(fused, gelu, abs: 1e-7, rel: 1e-6, "fc1+gelu, \(threads) threads")
+                    expectClose(fusedDerivative, derivative, abs: 1e-7, rel: 1e-6, "derivative, \(threads) threads")
+                }
+            }
+        }
+        #expect(outputs[1] == outputs[0] && outputs[2] == outputs[0])
+    }
+
     @Test func backwardAddsTheThreeGradients() {
         var rng = TestRandom(2)
         let x = rng.floats(R * IC), w = rng.floats(OC * IC), dout = rng.floats(R * OC)
