@@ -2,7 +2,8 @@
 # Checks `vit export` and the TensorBoard logs against the reference tools (not run in CI).
 #
 # Trains small ViTs on Fashion-MNIST for one epoch each (cls pooling with qkv bias, mean
-# pooling without, a distillation-token student), quantizes the first to int8 in both modes,
+# pooling without, a distillation-token student), quantizes the first to int8 in both modes and
+# once more in static mode with symmetric activation grids (exported with --target tensorrt),
 # exports everything with one dynamic-batch ONNX file per model plus a Triton repository, and
 # checks:
 #   - onnx.checker.check_model(full_check=True) on every file, at opset 17 and 13;
@@ -10,6 +11,10 @@
 #     1, 7 and 64 from the same file, at onnxruntime's default graph optimizations: max-abs
 #     difference <= 1e-4 for float32 models; for int8 files argmax agreement >= 99.5% and top-1
 #     within 0.2 points (the basic level, Q/DQ ops as stated, reported alongside);
+#   - the TensorRT file: every QuantizeLinear/DequantizeLinear zero point an int8 0 (per tensor
+#     on activations, per output channel on weights), and the same agreement at onnxruntime's
+#     basic level (exact Q/DQ float semantics, what TensorRT computes up to int32 accumulation),
+#     the default level reported alongside; TensorRT itself is not run;
 #   - config.pbtxt parses into Triton's ModelConfig (tritonclient's model_config_pb2 with
 #     protobuf's text_format) and its dims match the ONNX file;
 #   - TensorBoard's EventAccumulator reads every scalar of a finished and of a resumed run,
@@ -22,7 +27,8 @@
 #   VIT                a vit binary to use instead of building one
 #   VIT_FASHION_MNIST  the Fashion-MNIST idx directory (default /usr/share/datasets/fashion-mnist)
 # Extra arguments go to check_onnx.py (--threads, --keep, --images, --quick: 4,000 training images,
-# --work DIR: reuse the runs a kept check left in DIR).
+# --int8-only: only the int8 files and their float32 model, --work DIR: reuse the runs a kept
+# check left in DIR).
 set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"

@@ -59,6 +59,8 @@ def main():
     parser.add_argument("--work", help="work in this directory (kept), reusing the runs and int8 files a kept earlier check left there")
     parser.add_argument("--quick", action="store_true",
                         help="train on 4,000 images (data.val_split 56000 holds out the rest for validation) instead of 60,000")
+    parser.add_argument("--int8-only", action="store_true",
+                        help="only the int8 files and the float32 model they come from (no other models, Triton or TensorBoard checks)")
     args = parser.parse_args()
 
     import onnx
@@ -87,6 +89,8 @@ def main():
         "mean-noqkvbias": (fashion, ["--set", "model.pool=mean", "--set", "model.qkv_bias=false", "--set", "model.drop_path=0"]),
         "distill-token": (student, []),
     }
+    if args.int8_only:
+        runs = {"cls-qkvbias": runs["cls-qkvbias"]}
     checkpoints = {}
     for name, (config, extra) in runs.items():
         out = os.path.join(work, name)
@@ -102,6 +106,13 @@ def main():
             run([vit, "quantize", base, "--out", path, "--mode", mode, *threads] + (["--calibration-batches", "4"] if mode == "static" else []),
                 os.path.join(work, f"quantize-{mode}.log"))
         checkpoints[f"int8-{mode}"] = (path, "int8")
+    # For TensorRT: symmetric activation grids (zero point 0), exported with --target tensorrt.
+    symmetric = os.path.join(work, "int8-static-symmetric.safetensors")
+    if not os.path.exists(symmetric):
+        run([vit, "quantize", base, "--out", symmetric, "--mode", "static", "--activations", "symmetric", "--calibration-batches", "4", *threads],
+            os.path.join(work, "quantize-static-symmetric.log"))
+    checkpoints["int8-static-tensorrt"] = (symmetric, "int8")
+    targets = {"int8-static-tensorrt": "tensorrt"}
 
     # The test images, normalized as the configs say (mean 0.286, std 0.353).
     images = read_idx(idx_file(args.data, "t10k-images-idx3-ubyte"))[: args.images].astype(np.float32) / np.float32(255)
@@ -114,8 +125,12 @@ def main():
         expected = np.load(logits_path)[: args.images]
         for opset in [17, 13]:
             onnx_path = os.path.join(work, f"{name}.opset{opset}.onnx")
-            run([vit, "export", checkpoint, "--out", onnx_path, "--opset", str(opset)], os.path.join(work, f"{name}.export.log"))
+            target = targets.get(name, "onnxruntime")
+            run([vit, "export", checkpoint, "--out", onnx_path, "--opset", str(opset), "--target", target], os.path.join(work, f"{name}.export.log"))
             model = onnx.load(onnx_path)
+            if target == "tensorrt":
+                form_ok, form = tensorrt_form(model, onnx.numpy_helper)
+                checker.check(form_ok, f"{name} opset {opset}: TensorRT's Q/DQ form: {form}")
             try:
                 onnx.checker.check_model(model, full_check=True)
                 checked = True
@@ -139,8 +154,14 @@ def main():
 
             # Every file runs at onnxruntime's default (all) graph optimizations, where it fuses
             # the int8 files' Q/DQ ops into its own integer kernels; the basic level, which runs
-            # the Q/DQ ops as the graph states them, is reported alongside for int8 files.
-            graph_session = session(ort.GraphOptimizationLevel.ORT_ENABLE_ALL)
+            # the Q/DQ ops as the graph states them, is reported alongside for int8 files. A
+            # TensorRT file is checked at the basic level instead (exact Q/DQ float semantics,
+            # what TensorRT computes up to int32 accumulation), the default level reported: its
+            # int8 weights meet onnxruntime's uint8 x int8 kernels, which saturate on CPUs
+            # without VNNI (the reason onnxruntime files are uint8).
+            levels = {"default": ort.GraphOptimizationLevel.ORT_ENABLE_ALL, "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC}
+            checked_level, reported_level = ("basic", "default") if target == "tensorrt" else ("default", "basic")
+            graph_session = session(levels[checked_level])
             for batch in [1, 7, 64]:
                 got = logits(graph_session, batch)
                 if precision == "float32":
@@ -149,13 +170,18 @@ def main():
                 else:
                     agreement, top1_onnx, top1_vit, text = int8_figures(got)
                     checker.check(agreement >= 0.995 and abs(top1_onnx - top1_vit) <= 0.002,
-                                  f"{name} opset {opset} batch {batch} (onnxruntime default optimizations): {text}")
+                                  f"{name} opset {opset} batch {batch} (onnxruntime {checked_level} optimizations): {text}")
             if precision != "float32":
-                text = int8_figures(logits(session(ort.GraphOptimizationLevel.ORT_ENABLE_BASIC), 64))[3]
-                print(f"info   {name} opset {opset} batch 64 (onnxruntime basic optimizations, the Q/DQ ops as stated): {text}", flush=True)
+                text = int8_figures(logits(session(levels[reported_level]), 64))[3]
+                what = "the Q/DQ ops as stated" if reported_level == "basic" else "onnxruntime's integer kernels"
+                print(f"info   {name} opset {opset} batch 64 (onnxruntime {reported_level} optimizations, {what}): {text}", flush=True)
         meta = {p.key: p.value for p in onnx.load(os.path.join(work, f"{name}.opset17.onnx")).metadata_props}
-        checker.check(len(json.loads(meta["class_names"])) == 10 and meta["crop_pct"] == "0.875" and meta["source_fingerprint"].startswith("fnv1a64:"),
+        checker.check(len(json.loads(meta["class_names"])) == 10 and meta["crop_pct"] == "0.875" and meta["source_fingerprint"].startswith("fnv1a64:")
+                      and meta.get("target", "onnxruntime") == targets.get(name, "onnxruntime"),
                       f"{name}: metadata_props {sorted(meta)}")
+
+    if args.int8_only:
+        finish(args, work, checker)
 
     # Triton repository.
     repository = os.path.join(work, "model_repository")
@@ -202,6 +228,36 @@ def main():
                       f"tensorboard {name} run: {len(files)} event file(s), tags {sorted(tags)}, "
                       f"{len(losses)} train/loss steps {losses[0].step}..{losses[-1].step}, each step once, epoch values = metrics.jsonl")
 
+    finish(args, work, checker)
+
+
+def tensorrt_form(model, numpy_helper):
+    """Whether every Q/DQ node has the form TensorRT's explicit quantization takes: an int8 zero
+    point initializer of zeros, per tensor on activations (QuantizeLinear), per output channel
+    (axis 0) on weights. Returns (ok, description)."""
+    import onnx
+    initializers = {t.name: t for t in model.graph.initializer}
+    problems, counts = [], {"QuantizeLinear": 0, "DequantizeLinear": 0}
+    for node in model.graph.node:
+        if node.op_type not in counts:
+            continue
+        counts[node.op_type] += 1
+        zero = initializers.get(node.input[2]) if len(node.input) > 2 else None
+        if zero is None or zero.data_type != onnx.TensorProto.INT8 or numpy_helper.to_array(zero).any():
+            problems.append(f"{node.name}: zero point not int8 zeros")
+            continue
+        weight = initializers.get(node.input[0])
+        axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
+        if node.op_type == "QuantizeLinear" and list(zero.dims) != []:
+            problems.append(f"{node.name}: activation zero point of shape {list(zero.dims)}")
+        # pos_embed is per token (axis 1): a constant added to the tokens, not a GEMM's weight.
+        if weight is not None and weight.name != "pos_embed" and len(weight.dims) > 1 and (axis != 0 or list(zero.dims) != [weight.dims[0]]):
+            problems.append(f"{node.name}: weight zero points {list(zero.dims)} on axis {axis} for {list(weight.dims)}")
+    text = f"{counts['QuantizeLinear']} QuantizeLinear, {counts['DequantizeLinear']} DequantizeLinear, every zero point int8 0"
+    return not problems and counts["QuantizeLinear"] > 0, text if not problems else "; ".join(problems[:3])
+
+
+def finish(args, work, checker):
     if args.keep:
         print(f"kept {work}")
     else:

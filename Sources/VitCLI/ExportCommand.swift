@@ -13,9 +13,15 @@ extension VitCommand {
             section says, and returns `logits` [batch, num_classes] (a distillation-token model: \
             the mean of its two heads). int8 files of vit quantize keep their int8 weights, \
             dequantized per output channel by DequantizeLinear; static-mode files also round every \
-            linear input with QuantizeLinear/DequantizeLinear on its calibrated grid. The model's \
-            metadata_props hold the class names, mean/std, image size, crop_pct, the vit config and \
-            the fingerprint of the source file.
+            linear input with QuantizeLinear/DequantizeLinear on its calibrated grid. --target \
+            changes only how a static file's Q/DQ tensors are typed: onnxruntime (the default) \
+            writes them as uint8 (values and zero points shifted by 128, the same grid), which \
+            onnxruntime's integer kernels run without saturating; tensorrt writes int8 weights and \
+            activations with zero point 0, the form TensorRT's int8 path takes, and needs a file of \
+            vit quantize --mode static --activations symmetric. Float32 and weights-only int8 files \
+            are written the same for both. The model's metadata_props hold the class names, \
+            mean/std, image size, crop_pct, the vit config, the fingerprint of the source file and \
+            a non-default target.
             """)
 
         @Argument(help: "A model.safetensors written by vit, or an int8 file written by vit quantize.")
@@ -29,6 +35,9 @@ extension VitCommand {
 
         @Option(help: "The batch axis: 'dynamic' or a fixed size.")
         var batch: String = "dynamic"
+
+        @Option(help: "The runtime the file is for: onnxruntime (uint8 Q/DQ in static files) or tensorrt (int8 Q/DQ, zero point 0).")
+        var target: String = ONNXTarget.onnxruntime.rawValue
 
         @OptionGroup var resolution: ImageSizeOptions
         var imageSize: Int? { resolution.imageSize }
@@ -50,6 +59,9 @@ extension VitCommand {
             guard ONNXExportOptions.supportedOpsets.contains(opset) else {
                 throw ValidationError("--opset \(opset) is not supported; use 17 or 13")
             }
+            guard ONNXTarget(rawValue: target) != nil else {
+                throw ValidationError("--target must be onnxruntime or tensorrt, got '\(target)'")
+            }
             if out == nil && triton == nil { throw ValidationError("give --out FILE (or --triton DIR)") }
             if name != nil && triton == nil { throw ValidationError("--name applies to --triton only") }
             if let name {
@@ -60,7 +72,7 @@ extension VitCommand {
         func run() throws {
             let source = try ExportSource.load(path: checkpoint, imageSize: imageSize)
             let config = source.model.config
-            let options = ONNXExportOptions(opset: opset, batch: fixedBatch)
+            let options = ONNXExportOptions(opset: opset, batch: fixedBatch, target: ONNXTarget(rawValue: target)!)
             let bytes = try ONNXExporter.serialize(source, options: options, producerVersion: VitCommand.configuration.version)
             var written: [String] = []
             if let out {
@@ -73,7 +85,8 @@ extension VitCommand {
                 written.append(try model.write(onnx: bytes, labels: source.classNames, to: triton))
                 written.append(triton + "/" + model.name + "/config.pbtxt")
             }
-            print("exported \(checkpoint) (\(source.model.precision)) as ONNX opset \(opset), batch \(batch), \(bytes.count) bytes")
+            print("exported \(checkpoint) (\(source.model.precision)) as ONNX opset \(opset), batch \(batch)"
+                  + (options.target == .onnxruntime ? "" : ", for \(target)") + ", \(bytes.count) bytes")
             for path in written { print("wrote \(path)") }
         }
     }

@@ -14,7 +14,10 @@ extension VitCommand {
             rounds the input of every linear layer to int8, on a per-tensor grid calibrated on \
             --calibration-batches batches of training images (the config's data section, \
             normalization only): each grid's clip range minimizes the squared quantization error \
-            of the observed histogram instead of spanning min..max. vit eval and vit profile run \
+            of the observed histogram instead of spanning min..max. --activations affine (the \
+            default) spans that range with a scale and a zero point; --activations symmetric keeps \
+            zero point 0 and scale max(|a|,|b|)/127 of the same range [a, b], the grid TensorRT's \
+            int8 path takes (vit export --target tensorrt needs it). vit eval and vit profile run \
             the written file; its GEMMs run in float32 on weights dequantized one layer at a time.
             """)
 
@@ -26,6 +29,9 @@ extension VitCommand {
 
         @Option(help: "weights: int8 weights; static: int8 weights and int8 linear inputs (calibrated).")
         var mode: String = QuantizationMode.weights.rawValue
+
+        @Option(help: "The grid of the linear inputs (--mode static): affine (scale and zero point) or symmetric (zero point 0, for TensorRT).")
+        var activations: String?
 
         @Option(name: .customLong("calibration-batches"), help: "Training batches to calibrate on (--mode static; default 16).")
         var calibrationBatches: Int?
@@ -46,6 +52,12 @@ extension VitCommand {
             guard let mode = QuantizationMode(rawValue: mode) else {
                 throw ValidationError("--mode must be weights or static, got '\(self.mode)'")
             }
+            if let activations {
+                guard ActivationScheme(rawValue: activations) != nil else {
+                    throw ValidationError("--activations must be affine or symmetric, got '\(activations)'")
+                }
+                guard mode == .static else { throw ValidationError("--activations applies to --mode static only") }
+            }
             if let calibrationBatches {
                 guard mode == .static else { throw ValidationError("--calibration-batches applies to --mode static only") }
                 guard calibrationBatches >= 1 && calibrationBatches <= 100_000 else {
@@ -61,6 +73,7 @@ extension VitCommand {
         func run() throws {
             runtime.apply()
             let mode = QuantizationMode(rawValue: mode)!
+            let scheme = activations.flatMap(ActivationScheme.init(rawValue:)) ?? .affine
             if URL(fileURLWithPath: out).standardizedFileURL.path == URL(fileURLWithPath: checkpoint).standardizedFileURL.path {
                 throw ViTError(out, "is the checkpoint being quantized; write the int8 model to another file")
             }
@@ -79,10 +92,11 @@ extension VitCommand {
                 let B = batchSize ?? runConfig.train.batchSize
                 let loader = try Quantizer.calibrationLoader(config: runConfig, batches: calibrationBatches ?? Self.defaultCalibrationBatches, batchSize: B)
                 let batches = loader.batchesPerEpoch
-                print("mode        static: int8 weights per output channel, int8 inputs at all \(m.linearLayers.count) linear layers")
+                print("mode        static: int8 weights per output channel, int8 inputs at all \(m.linearLayers.count) linear layers"
+                      + (scheme == .symmetric ? " (symmetric grids: zero point 0)" : ""))
                 print("calibrating on \(loader.dataset.count) training images (\(batches) batch\(batches == 1 ? "" : "es") of up to \(B)) from \(runConfig.data.path)")
                 fflush(nil)
-                quantized = Quantizer.quantize(loaded.model, config: runConfig, mode: .static, calibrationBatches: batches,
+                quantized = Quantizer.quantize(loaded.model, config: runConfig, mode: .static, activations: scheme, calibrationBatches: batches,
                                                calibration: { loader.batch(epoch: 0, index: $0) }) { pass, done in
                     if Console.isTerminal { Console.status("pass \(pass)/2 (\(pass == 1 ? "ranges" : "histograms")): batch \(done)/\(batches)") }
                 }

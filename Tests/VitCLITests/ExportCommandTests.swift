@@ -17,6 +17,15 @@ import Testing
     @Test func exportDefaultsToOpset17AndADynamicBatch() throws {
         let export = try #require(try VitCommand.parseAsRoot(["export", "m.safetensors", "--out", "m.onnx"]) as? VitCommand.Export)
         #expect(export.opset == 17 && export.batch == "dynamic" && export.fixedBatch == nil)
+        #expect(export.target == "onnxruntime")
+    }
+
+    @Test func exportTakesATarget() throws {
+        let export = try #require(try VitCommand.parseAsRoot(["export", "int8.safetensors", "--out", "m.onnx", "--target", "tensorrt"]) as? VitCommand.Export)
+        #expect(export.target == "tensorrt")
+        expectUsageError(["export", "int8.safetensors", "--out", "m.onnx", "--target", "foo"], mentioning: "--target must be onnxruntime or tensorrt, got 'foo'")
+        let help = VitCommand.helpMessage(for: VitCommand.Export.self, columns: 200)
+        #expect(help.contains("--target") && help.contains("--activations symmetric"))
     }
 
     @Test func exportUsageErrors() {

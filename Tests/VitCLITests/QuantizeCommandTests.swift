@@ -16,6 +16,10 @@ import Testing
         #expect(quantize.batchSize == 64)
         #expect(quantize.architecture.config == "cfg.json" && quantize.data == "/data")
         #expect(quantize.runtime.threads == 2)
+        #expect(quantize.activations == nil)
+        let symmetric = try #require(try VitCommand.parseAsRoot(["quantize", "m.safetensors", "--out", "q.safetensors", "--mode", "static",
+                                                                 "--activations", "symmetric"]) as? VitCommand.Quantize)
+        #expect(symmetric.activations == "symmetric")
     }
 
     @Test func quantizeDefaultsToWeightsMode() throws {
@@ -32,11 +36,14 @@ import Testing
         expectUsageError(["quantize", "m.safetensors", "--out", "q.safetensors", "--mode", "static", "--calibration-batches", "0"],
                          mentioning: "--calibration-batches")
         expectUsageError(["quantize", "m.safetensors", "--out", "q.safetensors", "--batch-size", "0"], mentioning: "--batch-size")
+        expectUsageError(["quantize", "m.safetensors", "--out", "q.safetensors", "--mode", "static", "--activations", "foo"],
+                         mentioning: "--activations must be affine or symmetric, got 'foo'")
+        expectUsageError(["quantize", "m.safetensors", "--out", "q.safetensors", "--activations", "symmetric"], mentioning: "--mode static")
     }
 
     @Test func quantizeHelpMentionsEveryOption() {
         let help = VitCommand.helpMessage(for: VitCommand.Quantize.self, columns: 200)
-        for option in ["<checkpoint>", "--out", "--mode", "--calibration-batches", "--batch-size", "--config", "--data", "--threads"] {
+        for option in ["<checkpoint>", "--out", "--mode", "--activations", "--calibration-batches", "--batch-size", "--config", "--data", "--threads"] {
             #expect(help.contains(option), "quantize help lacks \(option)")
         }
         #expect(VitCommand.helpMessage().contains("quantize"))

@@ -6,7 +6,7 @@ import ViTKernels
 ///   its timm shape, with F32 per-output-channel scales `<layer>.weight_scale [OC]`.
 /// - `pos_embed` is I8 `[1, T, C]` with F32 per-token scales `pos_embed_scale [T]`.
 /// - Static mode adds each linear input's grid: `<layer>.input_scale` F32 `[1]` and
-///   `<layer>.input_zero_point` I8 `[1]`.
+///   `<layer>.input_zero_point` I8 `[1]` (0 throughout when the activation scheme is symmetric).
 /// - Everything else (`cls_token`, norms, biases) is F32 as in a float checkpoint.
 /// - Metadata: `format` `vit-int8`, `config` (the run config JSON) and `quantization` (JSON:
 ///   mode, schemes, calibration batches and images, clipping method).
@@ -119,7 +119,11 @@ public enum QuantizedCheckpoint {
             if settings.mode == .static {
                 let scale = try scales(inputScaleName(shape.layer), count: 1, "input scale of \(shape.layer.name)")[0]
                 _ = try entry(inputZeroPointName(shape.layer), .I8, [1], "input zero point of \(shape.layer.name)")
-                grids!.append(Int8Grid(scale: scale, zeroPoint: try file.int8s(inputZeroPointName(shape.layer))[0]))
+                let zeroPoint = try file.int8s(inputZeroPointName(shape.layer))[0]
+                if settings.activations == .symmetric && zeroPoint != 0 {
+                    throw ViTError(path, "tensor '\(inputZeroPointName(shape.layer))' holds \(zeroPoint); the metadata says symmetric activations, whose zero points are 0")
+                }
+                grids!.append(Int8Grid(scale: scale, zeroPoint: zeroPoint))
             }
         }
         let linears = Int8LinearWeights(config: m, inputGrids: grids)

@@ -1,20 +1,35 @@
 import Foundation
 import SwiftProtobuf
 
+/// The runtime an exported file is written for. It decides only how a static int8 model's
+/// Q/DQ tensors are typed; float32 and weights-only int8 models are written the same for both.
+public enum ONNXTarget: String, Sendable, CaseIterable {
+    /// uint8 Q/DQ for static models (weights and zero points shifted by 128), which
+    /// onnxruntime's integer kernels run without saturating on CPUs lacking VNNI.
+    case onnxruntime
+    /// int8 Q/DQ with zero point 0 everywhere, the only form TensorRT's explicit quantization
+    /// takes: activations per tensor, weights per output channel (axis 0). Needs a static model
+    /// calibrated with symmetric grids.
+    case tensorrt
+}
+
 /// How `vit export` writes a model.
 public struct ONNXExportOptions: Sendable, Equatable {
     /// The ONNX operator set: 17 (LayerNormalization) or 13 (LayerNorm decomposed).
     public var opset: Int = 17
     /// A fixed batch size, or nil for a symbolic `batch` dimension.
     public var batch: Int?
+    /// The runtime the file is for.
+    public var target: ONNXTarget = .onnxruntime
 
     public static let supportedOpsets = [13, 17]
     /// The ONNX IR version each operator set shipped with (what onnx and torch.onnx write).
     static func irVersion(opset: Int) -> Int { opset >= 15 ? 8 : 7 }
 
-    public init(opset: Int = 17, batch: Int? = nil) {
+    public init(opset: Int = 17, batch: Int? = nil, target: ONNXTarget = .onnxruntime) {
         self.opset = opset
         self.batch = batch
+        self.target = target
     }
 
     /// Rejects an operator set vit does not write or a batch below 1.
@@ -71,7 +86,20 @@ public enum ONNXExporter {
     /// The ONNX model of `source` as protobuf bytes.
     public static func serialize(_ source: ExportSource, options: ONNXExportOptions, producerVersion: String) throws -> [UInt8] {
         try options.validate()
+        try checkTarget(source, options.target)
         return try model(source, options: options, producerVersion: producerVersion).serializedBytes()
+    }
+
+    /// Rejects a static int8 model whose activation grids TensorRT cannot take (a zero point
+    /// other than 0: affine calibration).
+    static func checkTarget(_ source: ExportSource, _ target: ONNXTarget) throws {
+        guard target == .tensorrt, let q = source.model.quantized, let grids = q.linears.inputGrids else { return }
+        if let index = grids.firstIndex(where: { !$0.isSymmetric }) {
+            let affine = grids.filter { !$0.isSymmetric }.count
+            throw ViTError(source.path, "static int8 activations have nonzero zero points (\(affine) of \(grids.count) linear inputs, first "
+                + "\(q.linears.shapes[index].layer.name) at \(grids[index].zeroPoint)); TensorRT takes int8 activations with zero point 0 only; "
+                + "re-quantize with vit quantize --mode static --activations symmetric")
+        }
     }
 
     /// The ONNX `ModelProto` of `source`.
@@ -88,7 +116,7 @@ public enum ONNXExporter {
         proto.docString = "Vision Transformer \(config.name) (\(source.model.precision)) exported by vit from \(source.path)"
         var writer = ONNXGraphWriter(source.model, options: options)
         proto.graph = writer.graph()
-        proto.metadataProps = metadata(source).map { key, value in
+        proto.metadataProps = metadata(source, target: options.target).map { key, value in
             var entry = Onnx_StringStringEntryProto()
             entry.key = key
             entry.value = value
@@ -97,8 +125,10 @@ public enum ONNXExporter {
         return proto
     }
 
-    /// `metadata_props`: what a serving client needs to prepare images and name the outputs.
-    static func metadata(_ source: ExportSource) -> [(String, String)] {
+    /// `metadata_props`: what a serving client needs to prepare images and name the outputs,
+    /// and the target runtime when it is not the default (a default file's bytes stay as they
+    /// were before targets existed).
+    static func metadata(_ source: ExportSource, target: ONNXTarget = .onnxruntime) -> [(String, String)] {
         let config = source.model.config
         func json(_ values: [Double]) -> String { JSONValue.array(values.map(JSONValue.number)).serialized(pretty: false) }
         let names = source.classNames
@@ -113,7 +143,7 @@ public enum ONNXExporter {
             ("vit_config", config.json().serialized(pretty: false)),
             ("source_checkpoint", (source.path as NSString).lastPathComponent),
             ("source_fingerprint", source.fingerprint),
-        ]
+        ] + (target == .onnxruntime ? [] : [("target", target.rawValue)])
     }
 }
 
@@ -204,9 +234,9 @@ struct ONNXGraphWriter {
 
     /// A linear op's weight as a float32 value in its timm shape: the initializer itself, or for
     /// an int8 model the int8 initializer through `DequantizeLinear` with per-output-channel
-    /// scales (axis 0) and zero points 0. A static model stores the same values shifted to
-    /// uint8 with zero points 128 (see `quantizedInput` for why): q − 0 = (q + 128) − 128, so the
-    /// dequantized weights are identical.
+    /// scales (axis 0) and zero points 0. A static model for onnxruntime stores the same values
+    /// shifted to uint8 with zero points 128 (see `quantizedInput` for why): q − 0 =
+    /// (q + 128) − 128, so the dequantized weights are identical. For TensorRT they stay int8.
     mutating func weight(_ op: OpDescription) -> String {
         let use = op.parameters[0]
         guard let q = source.quantized, let layer = op.linearLayer else { return floatParameter(use) }
@@ -217,7 +247,7 @@ struct ONNXGraphWriter {
                                          floats: UnsafeBufferPointer(start: linears.scales.pointer + linears.scaleOffsets[index], count: shape.outFeatures),
                                          shape: [shape.outFeatures])
         let values: String, zeros: String
-        if linears.inputGrids != nil {
+        if linears.inputGrids != nil && options.target == .onnxruntime {
             values = builder.initializer(use.name, uint8s: int8s.map(Self.shiftedToUInt8), shape: use.shape)
             zeros = builder.initializer(layer.name + ".weight_zero_point", uint8s: [UInt8](repeating: 128, count: shape.outFeatures), shape: [shape.outFeatures])
         } else {
@@ -229,7 +259,8 @@ struct ONNXGraphWriter {
 
     /// A static int8 model rounds every linear input onto its calibrated grid:
     /// QuantizeLinear then DequantizeLinear with the layer's scale and zero point, in uint8
-    /// (values and zero point shifted by 128, the same grid).
+    /// (values and zero point shifted by 128, the same grid) for onnxruntime, in int8 for
+    /// TensorRT (whose zero points are 0: `ONNXExporter.checkTarget`).
     ///
     /// Why uint8: at its default optimization level onnxruntime fuses the
     /// Q/DQ pairs into integer matrix products. With int8 weights it runs them as uint8 × int8,
@@ -241,7 +272,9 @@ struct ONNXGraphWriter {
     mutating func quantizedInput(_ op: OpDescription, _ x: String) -> String {
         guard let layer = op.linearLayer, let grid = source.quantized?.linears.inputGrids?[layer.index(depth: m.depth)] else { return x }
         let scale = builder.initializer(QuantizedCheckpoint.inputScaleName(layer), floats: [grid.scale], shape: [])
-        let zero = builder.initializer(QuantizedCheckpoint.inputZeroPointName(layer), uint8s: [Self.shiftedToUInt8(grid.zeroPoint)], shape: [])
+        let zero = options.target == .onnxruntime
+            ? builder.initializer(QuantizedCheckpoint.inputZeroPointName(layer), uint8s: [Self.shiftedToUInt8(grid.zeroPoint)], shape: [])
+            : builder.initializer(QuantizedCheckpoint.inputZeroPointName(layer), int8s: [grid.zeroPoint], shape: [])
         let q = builder.apply("QuantizeLinear", [x, scale, zero], layer.name + "/input_quantized")
         return builder.apply("DequantizeLinear", [q, scale, zero], layer.name + "/input_dequantized")
     }

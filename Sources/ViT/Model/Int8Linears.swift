@@ -15,6 +15,23 @@ public struct Int8Grid: Sendable, Equatable {
         (scale, zeroPoint) = int8AffineParameters(lower: lower, upper: upper)
     }
 
+    /// The symmetric grid for the clip range [lower, upper]: zero point 0 and
+    /// scale = max(|lower|, |upper|)/127, so ±max(|lower|, |upper|) land on ±127 (a degenerate
+    /// range gets the smallest scale, as `int8AffineParameters` gives it).
+    ///
+    /// Values are still clamped to −128...127, not −127...127: zero point 0 is what TensorRT's
+    /// explicit quantization requires of activations, and its QuantizeLinear, like ONNX's, rounds
+    /// to `clamp(round(x/scale), −128, 127)`; clamping to ±127 here would make vit disagree with
+    /// the exported file below −127.5·scale. The ±127 convention is the weights' (narrow range),
+    /// which `quantizeWeightsPerChannel` keeps.
+    public init(symmetricLower lower: Float, upper: Float) {
+        scale = max(max(abs(lower), abs(upper)) / int8WeightLevels, Float.ulpOfOne)
+        zeroPoint = 0
+    }
+
+    /// Whether 0.0 is level 0 (what TensorRT's int8 Q/DQ path takes).
+    public var isSymmetric: Bool { zeroPoint == 0 }
+
     /// The real values of the smallest and largest level.
     public var range: (lower: Float, upper: Float) {
         ((int8ActivationMin - Float(zeroPoint)) * scale, (int8ActivationMax - Float(zeroPoint)) * scale)

@@ -11,17 +11,31 @@ public enum QuantizationMode: String, Sendable, CaseIterable {
     case `static`
 }
 
+/// The int8 grid of a static model's linear inputs.
+public enum ActivationScheme: String, Sendable, CaseIterable {
+    /// Scale and zero point spanning the clip range [a, b] (`Int8Grid(lower:upper:)`): all 256
+    /// levels cover the range, however lopsided (PyTorch's and onnxruntime's default).
+    case affine
+    /// Zero point 0 and scale max(|a|, |b|)/127 (`Int8Grid(symmetricLower:upper:)`): what
+    /// TensorRT's explicit quantization takes for activations (int8, zero point 0, per tensor).
+    case symmetric
+}
+
 /// How a model was quantized: the `quantization` metadata of an int8 file.
 public struct QuantizationSettings: Sendable, Equatable {
     public var mode: QuantizationMode
+    /// The grid of the linear inputs (static mode; `.affine` in weights mode, where it is unused).
+    public var activations: ActivationScheme = .affine
     /// Calibration batches and the images in them (0 in weights mode).
     public var calibrationBatches = 0
     public var calibrationImages = 0
     /// Bins of each activation histogram the clip range was chosen from (0 in weights mode).
     public var histogramBins = 0
 
-    public init(mode: QuantizationMode, calibrationBatches: Int = 0, calibrationImages: Int = 0, histogramBins: Int = 0) {
+    public init(mode: QuantizationMode, activations: ActivationScheme = .affine, calibrationBatches: Int = 0, calibrationImages: Int = 0,
+                histogramBins: Int = 0) {
         self.mode = mode
+        self.activations = activations
         self.calibrationBatches = calibrationBatches
         self.calibrationImages = calibrationImages
         self.histogramBins = histogramBins
@@ -30,6 +44,8 @@ public struct QuantizationSettings: Sendable, Equatable {
     /// The schemes, spelled out for anyone reading the file with other tools.
     public static let weightScheme = "int8 symmetric per output channel: scale = max|w|/127, q = round_half_even(w/scale) in [-127, 127]"
     public static let activationScheme = "int8 affine per tensor at every linear input: q = round_half_even(x/scale) + zero_point in [-128, 127]"
+    public static let symmetricActivationScheme = "int8 symmetric per tensor at every linear input: zero_point = 0, scale = max(|a|,|b|)/127 "
+        + "of the clip range [a, b], q = round_half_even(x/scale) in [-128, 127]"
     public static let positionScheme = "pos_embed int8 symmetric per token (row), dequantized to float32 when loaded"
     public static let clippingMethod = "histogram MSE: the clip range minimizing the expected squared quantization error"
 
@@ -37,7 +53,7 @@ public struct QuantizationSettings: Sendable, Equatable {
         var members: [(key: String, value: JSONValue)] = [
             ("mode", .string(mode.rawValue)),
             ("weights", .string(Self.weightScheme)),
-            ("activations", mode == .static ? .string(Self.activationScheme) : "float32"),
+            ("activations", mode == .static ? .string(activations == .symmetric ? Self.symmetricActivationScheme : Self.activationScheme) : "float32"),
             ("pos_embed", .string(Self.positionScheme)),
             ("rounding", "half_to_even"),
         ]
@@ -52,13 +68,18 @@ public struct QuantizationSettings: Sendable, Equatable {
     }
 
     /// Reads the `quantization` metadata; only `mode` (and the calibration counts, when present)
-    /// are checked, the scheme strings being descriptive.
+    /// are checked, the scheme strings being descriptive. The activation scheme is symmetric
+    /// when `activations` is `symmetricActivationScheme`, affine otherwise (as files written
+    /// before the symmetric scheme existed are).
     init(json: JSONValue, path: String) throws {
         guard case .object = json else { throw ViTError(path, "metadata 'quantization' must be a JSON object, got \(json.kindName)") }
         guard case .string(let text)? = json["mode"], let mode = QuantizationMode(rawValue: text) else {
             throw ViTError(path, "metadata 'quantization': 'mode' must be \"weights\" or \"static\"")
         }
         self.mode = mode
+        if mode == .static, case .string(let scheme)? = json["activations"], scheme == Self.symmetricActivationScheme {
+            activations = .symmetric
+        }
         func count(_ key: String) throws -> Int {
             guard let value = json[key] else { return 0 }
             guard case .number(let n) = value, n >= 0, n < 1e12, n.rounded() == n else {

@@ -8,21 +8,24 @@ public enum Quantizer {
 
     /// Quantizes `model`: every linear weight to int8 (symmetric, per output channel) and
     /// `pos_embed` per token; in static mode also fixes an int8 grid for every linear input
-    /// from `calibration` (which must then be non-empty).
+    /// from `calibration` (which must then be non-empty), affine or symmetric as `activations`
+    /// says.
     ///
     /// - Parameters:
     ///   - calibration: the calibration batches, by index (static mode); each is read twice.
     ///   - progress: called with the pass (1 for ranges, 2 for histograms) and batches done.
     public static func quantize(_ model: VisionTransformer, config: RunConfig, mode: QuantizationMode,
+                                activations: ActivationScheme = .affine,
                                 calibrationBatches: Int = 0, calibration: ((Int) -> Batch)? = nil,
                                 progress: ((Int, Int) -> Void)? = nil) -> QuantizedModel {
         precondition(model.layout.includesLinearWeights && model.config == config.model, "quantize a float32 model of the config")
-        var settings = QuantizationSettings(mode: mode)
+        var settings = QuantizationSettings(mode: mode, activations: mode == .static ? activations : .affine)
         var records: [CalibrationRecord] = []
         if mode == .static {
             precondition(calibrationBatches > 0 && calibration != nil, "static quantization needs calibration batches")
             var images = 0
-            records = calibrate(model, batches: calibrationBatches, batch: calibration!, progress: progress, imagesSeen: &images)
+            records = calibrate(model, batches: calibrationBatches, batch: calibration!, activations: activations, progress: progress,
+                                imagesSeen: &images)
             settings.calibrationBatches = calibrationBatches
             settings.calibrationImages = images
             settings.histogramBins = histogramBins
@@ -40,13 +43,14 @@ public enum Quantizer {
 
     /// Runs the float model over the calibration batches twice with its linear inputs observed:
     /// first for each input's range, then for its histogram over that range, from which the
-    /// clip range of least squared error is chosen (`int8MSEClipRange`).
+    /// clip range of least squared error is chosen (`int8MSEClipRange`). The grid spans that
+    /// range (affine) or is the symmetric one of the same range (`Int8Grid(symmetricLower:upper:)`).
     ///
     /// - Parameter imagesSeen: set to the number of images in the batches.
     public static func calibrate(_ model: VisionTransformer, batches: Int, batch: (Int) -> Batch,
-                                 bins: Int = histogramBins, progress: ((Int, Int) -> Void)? = nil,
-                                 imagesSeen: inout Int) -> [CalibrationRecord] {
-        let observer = CalibrationObserver(layers: model.config.linearLayers, depth: model.config.depth, bins: bins)
+                                 activations: ActivationScheme = .affine, bins: Int = histogramBins,
+                                 progress: ((Int, Int) -> Void)? = nil, imagesSeen: inout Int) -> [CalibrationRecord] {
+        let observer = CalibrationObserver(layers: model.config.linearLayers, depth: model.config.depth, bins: bins, scheme: activations)
         let previous = model.linearHooks
         model.linearHooks = observer
         defer { model.linearHooks = previous }
@@ -94,13 +98,15 @@ final class CalibrationObserver: LinearLayerHooks {
     let layers: [LinearLayerShape]
     let depth: Int
     let bins: Int
+    let scheme: ActivationScheme
     private var low: [Float], high: [Float]
     private var histograms: [[Int]] = []
 
-    init(layers: [LinearLayerShape], depth: Int, bins: Int) {
+    init(layers: [LinearLayerShape], depth: Int, bins: Int, scheme: ActivationScheme = .affine) {
         self.layers = layers
         self.depth = depth
         self.bins = bins
+        self.scheme = scheme
         low = Array(repeating: .infinity, count: layers.count)
         high = Array(repeating: -.infinity, count: layers.count)
     }
@@ -133,15 +139,27 @@ final class CalibrationObserver: LinearLayerHooks {
         }
     }
 
+    /// The grid of `scheme` for the clip range [lower, upper].
+    func grid(lower: Float, upper: Float) -> Int8Grid {
+        switch scheme {
+        case .affine: Int8Grid(lower: lower, upper: upper)
+        case .symmetric: Int8Grid(symmetricLower: lower, upper: upper)
+        }
+    }
+
+    /// Each layer's grid: the clip range of least squared error on the affine grid
+    /// (`int8MSEClipRange`), as the scheme's grid; its error and that of the scheme's grid over
+    /// the whole span are measured on the histogram.
     func records() -> [CalibrationRecord] {
         layers.indices.map { i in
             let (lower, upper) = span(i)
             return histograms[i].withUnsafeBufferPointer { h in
+                let moments = HistogramMoments(histogram: h.baseAddress!, bins: bins, lower: Double(lower), upper: Double(upper))
                 let best = int8MSEClipRange(histogram: h.baseAddress!, bins: bins, lower: lower, upper: upper)
-                let grid = Int8Grid(lower: best.lower, upper: best.upper)
-                let plain = Int8Grid(lower: lower, upper: upper)
-                let plainError = int8QuantizationError(histogram: h.baseAddress!, bins: bins, lower: Double(lower), upper: Double(upper),
-                                                       scale: Double(plain.scale), zeroPoint: plain.zeroPoint)
+                let grid = self.grid(lower: best.lower, upper: best.upper)
+                let error = scheme == .affine ? best.error : moments.quantizationError(scale: Double(grid.scale), zeroPoint: grid.zeroPoint)
+                let plain = self.grid(lower: lower, upper: upper)
+                let plainError = moments.quantizationError(scale: Double(plain.scale), zeroPoint: plain.zeroPoint)
                 // Values in bins wholly outside the grid's range, as a fraction of all.
                 let (a, b) = grid.range
                 let width = (upper - lower) / Float(bins)
@@ -153,7 +171,7 @@ final class CalibrationObserver: LinearLayerHooks {
                 }
                 return CalibrationRecord(layer: layers[i].layer, observed: (low[i], high[i]), grid: grid,
                                          clippedFraction: total > 0 ? Double(outside) / Double(total) : 0,
-                                         error: best.error, minMaxError: plainError)
+                                         error: error, minMaxError: plainError)
             }
         }
     }

@@ -30,11 +30,13 @@ private func floatSource(_ config: RunConfig, seed: UInt64 = 7) -> ExportSource 
                         fingerprint: "fnv1a64:0123456789abcdef")
 }
 
-/// An int8 model of `config` (static mode calibrated on two batches of random images).
-private func int8Source(_ config: RunConfig, mode: QuantizationMode) -> ExportSource {
+/// An int8 model of `config` (static mode calibrated on two batches of random images, on
+/// `activations` grids).
+private func int8Source(_ config: RunConfig, mode: QuantizationMode, activations: ActivationScheme = .affine) -> ExportSource {
     let model = VisionTransformer(config: config.model, seed: 7)
     let m = config.model
-    let q = Quantizer.quantize(model, config: config, mode: mode, calibrationBatches: mode == .static ? 2 : 0, calibration: { index in
+    let q = Quantizer.quantize(model, config: config, mode: mode, activations: activations, calibrationBatches: mode == .static ? 2 : 0,
+                               calibration: { index in
         var generator = SeededGenerator(seed: 100 + UInt64(index))
         let count = 4 * m.inChannels * m.imageSize * m.imageSize
         return Batch(images: (0..<count).map { _ in Float(generator.nextNormal()) }, labels: [0, 1, 2, 3], targets: nil, count: 4)
@@ -190,6 +192,77 @@ private func expectTopologicalAndComplete(_ graph: Onnx_GraphProto, sourceLocati
         #expect(model.metadataProps.first { $0.key == "precision" }?.value == "int8 \(mode.rawValue)")
     }
 
+    /// TensorRT's explicit quantization takes int8 Q/DQ with zero point 0 only: per tensor on
+    /// activations, per output channel on weights.
+    @Test func tensorrtTargetWritesInt8QDQWithZeroPointZero() throws {
+        let config = exportConfig()
+        let source = int8Source(config, mode: .static, activations: .symmetric)
+        let q = try #require(source.model.quantized)
+        let grids = try #require(q.linears.inputGrids)
+        #expect(grids.allSatisfy { $0.zeroPoint == 0 })
+        let model = try exported(source, ONNXExportOptions(target: .tensorrt))
+        let graph = model.graph
+        expectTopologicalAndComplete(graph)
+        let byName = Dictionary(uniqueKeysWithValues: graph.initializer.map { ($0.name, $0) })
+        let quantizing = graph.node.filter { $0.opType == "QuantizeLinear" || $0.opType == "DequantizeLinear" }
+        let linears = config.model.linearLayers.count
+        // Per linear: one Q and one DQ on its input, one DQ on its weight; and pos_embed's DQ.
+        #expect(quantizing.count == 3 * linears + 1)
+        for node in quantizing {
+            let zero = try #require(byName[node.input[2]], "\(node.name): zero point is not an initializer")
+            #expect(zero.dataType == 3 && zero.rawData.allSatisfy { $0 == 0 }, "\(node.name): zero point \(zero.name) type \(zero.dataType)")
+        }
+        for (index, shape) in config.model.linearLayers.enumerated() {
+            let weight = try #require(byName[shape.weightName])
+            #expect(weight.dataType == 3 && weight.dims == shape.weightShape.map(Int64.init), "\(shape.weightName)")
+            let values = q.linears.values.array(q.linears.valueOffsets[index]..<(q.linears.valueOffsets[index] + shape.weightCount))
+            #expect(weight.rawData.map { Int8(bitPattern: $0) } == values, "\(shape.weightName)")
+            let weightZero = try #require(byName[shape.layer.name + ".weight_zero_point"])
+            #expect(weightZero.dims == [Int64(shape.outFeatures)], "one zero point per output channel")
+            let dequantize = try #require(graph.node.first { $0.opType == "DequantizeLinear" && $0.input[0] == shape.weightName })
+            #expect(dequantize.attribute.first { $0.name == "axis" }?.i == 0)
+            // Activations: per tensor, the checkpoint's scale.
+            let scale = try #require(byName[QuantizedCheckpoint.inputScaleName(shape.layer)])
+            let zero = try #require(byName[QuantizedCheckpoint.inputZeroPointName(shape.layer)])
+            #expect(scale.dims.isEmpty && zero.dims.isEmpty && scale.dataType == 1)
+            #expect(try ONNXReferenceEvaluator.tensor(scale).values == [Double(grids[index].scale)], "\(shape.layer.name) input scale")
+            let quantize = try #require(graph.node.first { $0.opType == "QuantizeLinear" && $0.input[1] == scale.name })
+            #expect(quantize.input[2] == zero.name)
+        }
+        let metadata = Dictionary(uniqueKeysWithValues: model.metadataProps.map { ($0.key, $0.value) })
+        #expect(metadata["target"] == "tensorrt" && metadata["precision"] == "int8 static")
+        // The same graph for onnxruntime differs only in the Q/DQ types (uint8 there).
+        let forOnnxruntime = try exported(source)
+        #expect(forOnnxruntime.graph.node == graph.node)
+        // uint8 there: each linear's weight, its zero points and its input's zero point.
+        #expect(forOnnxruntime.graph.initializer.filter { $0.dataType == 2 }.count == 3 * linears)
+        #expect(!forOnnxruntime.metadataProps.contains { $0.key == "target" })
+    }
+
+    @Test func tensorrtTargetRefusesAffineActivations() throws {
+        let source = int8Source(exportConfig(), mode: .static)
+        let grids = try #require(source.model.quantized?.linears.inputGrids)
+        #expect(grids.contains { $0.zeroPoint != 0 }, "random calibration gives lopsided ranges")
+        do {
+            _ = try ONNXExporter.serialize(source, options: ONNXExportOptions(target: .tensorrt), producerVersion: "test")
+            Issue.record("an affine static model was exported for TensorRT")
+        } catch let error as ViTError {
+            #expect(error.subject == "int8.safetensors")
+            #expect(error.message.contains("zero point") && error.message.contains("--activations symmetric"), "\(error.message)")
+            #expect(error.hint == nil && !error.description.contains("\n"))
+        }
+    }
+
+    /// Float32 and weights-only int8 models are written as for onnxruntime; only the metadata
+    /// names the target.
+    @Test(arguments: [0, 1])
+    func tensorrtTargetLeavesFloatAndWeightOnlyModelsAlone(kind: Int) throws {
+        let source = kind == 0 ? floatSource(exportConfig()) : int8Source(exportConfig(), mode: .weights)
+        let forTensorRT = try exported(source, ONNXExportOptions(target: .tensorrt)), forOnnxruntime = try exported(source)
+        #expect(forTensorRT.graph == forOnnxruntime.graph)
+        #expect(forTensorRT.metadataProps.map(\.key) == forOnnxruntime.metadataProps.map(\.key) + ["target"])
+    }
+
     @Test func metadataDescribesPreprocessingAndSource() throws {
         let config = exportConfig()
         let model = try exported(floatSource(config))
@@ -276,20 +349,22 @@ private func expectTopologicalAndComplete(_ graph: Onnx_GraphProto, sourceLocati
         case 2: ("mean pooling, no qkv bias", floatSource(exportConfig(pool: .mean, qkvBias: false)), 17, 1e-4)
         case 3: ("distillation token", floatSource(exportConfig(distillToken: true)), 17, 1e-4)
         case 4: ("int8 weights", int8Source(exportConfig(), mode: .weights), 17, 1e-4)
-        default: ("int8 static", int8Source(exportConfig(), mode: .static), 13, 1e-4)
+        case 5: ("int8 static", int8Source(exportConfig(), mode: .static), 13, 1e-4)
+        default: ("int8 static symmetric, for TensorRT", int8Source(exportConfig(), mode: .static, activations: .symmetric), 17, 1e-4)
         }
     }
 
-    @Test(arguments: 0..<6)
+    @Test(arguments: 0..<7)
     func exportedGraphComputesTheModelsLogits(index: Int) throws {
         let (name, source, opset, tolerance) = Self.testCase(index)
+        let target: ONNXTarget = index == 6 ? .tensorrt : .onnxruntime
         let m = source.model.config.model
         let B = 3, count = B * m.inChannels * m.imageSize * m.imageSize
         var generator = SeededGenerator(seed: 99)
         let images = (0..<count).map { _ in Float(generator.nextNormal()) }
         let expected = images.withUnsafeBufferPointer { Array(UnsafeBufferPointer(start: source.model.model.predict($0.baseAddress!, batch: B), count: B * m.numClasses)) }
 
-        let model = try exported(source, ONNXExportOptions(opset: opset))
+        let model = try exported(source, ONNXExportOptions(opset: opset, target: target))
         let input = ONNXReferenceEvaluator.Tensor(shape: [B, m.inChannels, m.imageSize, m.imageSize], values: images.map(Double.init))
         let logits = try #require(try ONNXReferenceEvaluator(graph: model.graph).run(["input": input])["logits"])
         #expect(logits.shape == [B, m.numClasses], "\(name)")

@@ -199,6 +199,11 @@ private let damagedInt8Cases: [DamagedInt8Case] = [
     DamagedInt8Case(label: "no quantization metadata", expected: "no 'quantization' in the file's metadata") { $0.metadata["quantization"] = nil },
     DamagedInt8Case(label: "unknown mode", expected: "'mode' must be \"weights\" or \"static\"") { $0.metadata["quantization"] = #"{"mode":"dynamic"}"# },
     DamagedInt8Case(label: "weights mode with input scales", expected: "unexpected tensor") { $0.metadata["quantization"] = #"{"mode":"weights"}"# },
+    DamagedInt8Case(label: "symmetric with a zero point",
+                    expected: "tensor 'patch_embed.proj.input_zero_point' holds 3; the metadata says symmetric activations, whose zero points are 0") { file in
+        file.metadata["quantization"] = QuantizationSettings(mode: .static, activations: .symmetric).json().serialized(pretty: false)
+        file.edit("patch_embed.proj.input_zero_point") { $0.data = .i8([3]) }
+    },
 ]
 
 // MARK: - Tests
@@ -284,6 +289,83 @@ private let damagedInt8Cases: [DamagedInt8Case] = [
         // Rounding the inputs changes the result beyond the weights-only model.
         let weightsOnly = Quantizer.quantize(model, config: config, mode: .weights)
         #expect(logits(q.model, images, batch: 4) != logits(weightsOnly.model, images, batch: 4))
+    }
+
+    /// A symmetric grid has zero point 0 and puts the larger side of the same clip range an
+    /// affine grid would span on ±127.
+    @Test func symmetricCalibrationKeepsZeroPointZeroOverTheSameClipRange() {
+        let m = smallRunConfig().model
+        let shape = m.linearLayers[0]
+        // A lopsided input: |normal| − 0.4 (range about −0.4...3.6), with a few outliers at 9.
+        var generator = SeededGenerator(seed: 21)
+        var values: [Float] = (0..<6_000).map { i in i % 997 == 0 ? 9 : Float(abs(generator.nextNormal()) - 0.4) }
+        func calibrated(_ scheme: ActivationScheme) -> CalibrationRecord {
+            let observer = CalibrationObserver(layers: [shape], depth: m.depth, bins: 2048, scheme: scheme)
+            values.withUnsafeMutableBufferPointer { observer.willMultiply(shape.layer, input: $0.baseAddress!, rows: $0.count, features: 1) }
+            observer.startHistograms()
+            values.withUnsafeMutableBufferPointer { observer.willMultiply(shape.layer, input: $0.baseAddress!, rows: $0.count, features: 1) }
+            return observer.records()[0]
+        }
+        let symmetric = calibrated(.symmetric), affine = calibrated(.affine)
+
+        // The reference: the histogram over the observed span, its least-error clip range.
+        let lower = min(values.min()!, 0), upper = max(values.max()!, 0)
+        var histogram = [Int](repeating: 0, count: 2048)
+        histogram.withUnsafeMutableBufferPointer { histogramAdd($0.baseAddress!, bins: 2048, lower: lower, upper: upper, values, count: values.count) }
+        let clip = histogram.withUnsafeBufferPointer { int8MSEClipRange(histogram: $0.baseAddress!, bins: 2048, lower: lower, upper: upper) }
+        #expect(clip.lower < 0 && clip.upper > 4 * -clip.lower, "the clip range is lopsided: \(clip.lower)...\(clip.upper)")
+        #expect(affine.grid == Int8Grid(lower: clip.lower, upper: clip.upper) && affine.grid.zeroPoint != 0)
+        #expect(symmetric.grid.zeroPoint == 0)
+        #expect(symmetric.grid.scale == max(abs(clip.lower), abs(clip.upper)) / 127)
+        #expect(symmetric.observed == affine.observed)
+        // ±amax on ±127, and the levels below −127 (to −128) kept, as ONNX's QuantizeLinear has them.
+        let (a, b) = symmetric.grid.range
+        #expect(b == 127 * symmetric.grid.scale && a == -128 * symmetric.grid.scale)
+        // Its error is the histogram's under the symmetric grid, larger than the affine grid's
+        // (half the levels cover the negative side, which holds little).
+        let moments = histogram.withUnsafeBufferPointer { HistogramMoments(histogram: $0.baseAddress!, bins: 2048, lower: Double(lower), upper: Double(upper)) }
+        #expect(symmetric.error == moments.quantizationError(scale: Double(symmetric.grid.scale), zeroPoint: 0))
+        #expect(symmetric.error > affine.error && affine.error == clip.error)
+    }
+
+    @Test func symmetricStaticModelRunsOnItsGridsAndRoundTrips() throws {
+        let scratch = try ScratchDirectory("quantization-tests")
+        defer { scratch.remove() }
+        let config = smallRunConfig()
+        let m = config.model
+        let model = randomizedModel(m, seed: 6)
+        let batches = randomBatches(m, count: 3, batch: 4)
+        let q = Quantizer.quantize(model, config: config, mode: .static, activations: .symmetric, calibrationBatches: 3, calibration: batches)
+        #expect(q.settings == QuantizationSettings(mode: .static, activations: .symmetric, calibrationBatches: 3, calibrationImages: 12,
+                                                   histogramBins: Quantizer.histogramBins))
+        let grids = try #require(q.linears.inputGrids)
+        #expect(grids.allSatisfy { $0.zeroPoint == 0 && $0.scale > 0 })
+        #expect(q.calibration.map(\.grid) == grids)
+        // Each scale is the affine calibration's range's larger side over 127: the affine grid
+        // of the same range contains [-amax, 0] or [0, amax] up to half an affine step.
+        let affine = try #require(Quantizer.quantize(model, config: config, mode: .static, calibrationBatches: 3, calibration: batches).linears.inputGrids)
+        for (layer, (s, a)) in zip(LinearLayer.all(depth: m.depth), zip(grids, affine)) {
+            let (lower, upper) = a.range, amax = 127 * s.scale
+            #expect(abs(max(-lower, upper) - amax) <= a.scale, "\(layer.name): affine \(lower)...\(upper), symmetric ±\(amax)")
+        }
+
+        // The model rounds its inputs on these grids (a float64 reimplementation agrees).
+        let reference = dequantizedReference(model, q)
+        let rounding = RecordingHooks()
+        rounding.grids = Dictionary(uniqueKeysWithValues: zip(LinearLayer.all(depth: m.depth), grids))
+        reference.linearHooks = rounding
+        let images = randomImages(m, batch: 4, seed: 7)
+        expectAllClose(logits(q.model, images, batch: 4), logits(reference, images, batch: 4), abs: 2e-6, rel: 2e-6, "symmetric int8 logits")
+
+        // The file records the scheme and reads back the same.
+        let path = scratch.path + "/int8.safetensors"
+        try QuantizedCheckpoint.write(q, to: path)
+        let file = try SafeTensorsFile(path: path)
+        let metadata = try JSONValue.parse(file.metadata["quantization"]!, path: path)
+        #expect(metadata["activations"] == .string(QuantizationSettings.symmetricActivationScheme))
+        let restored = try #require(try InferenceModel.load(path: path).quantized)
+        #expect(restored.settings == q.settings && restored.linears.inputGrids == grids)
+        #expect(logits(restored.model, images, batch: 4) == logits(q.model, images, batch: 4))
     }
 
     @Test(arguments: QuantizationMode.allCases)
