@@ -250,8 +250,11 @@ def tensorrt_form(model, numpy_helper):
         axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
         if node.op_type == "QuantizeLinear" and list(zero.dims) != []:
             problems.append(f"{node.name}: activation zero point of shape {list(zero.dims)}")
-        # pos_embed is per token (axis 1): a constant added to the tokens, not a GEMM's weight.
-        if weight is not None and weight.name != "pos_embed" and len(weight.dims) > 1 and (axis != 0 or list(zero.dims) != [weight.dims[0]]):
+        # TensorRT dequantizes the weights of GEMMs and convolutions; pos_embed, added to the
+        # tokens, must come as float32.
+        if weight is not None and weight.name == "pos_embed":
+            problems.append(f"{node.name}: DequantizeLinear on pos_embed, which feeds an Add")
+        elif weight is not None and len(weight.dims) > 1 and (axis != 0 or list(zero.dims) != [weight.dims[0]]):
             problems.append(f"{node.name}: weight zero points {list(zero.dims)} on axis {axis} for {list(weight.dims)}")
     text = f"{counts['QuantizeLinear']} QuantizeLinear, {counts['DequantizeLinear']} DequantizeLinear, every zero point int8 0"
     return not problems and counts["QuantizeLinear"] > 0, text if not problems else "; ".join(problems[:3])

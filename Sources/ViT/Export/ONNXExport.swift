@@ -321,10 +321,18 @@ struct ONNXGraphWriter {
     }
 
     /// `pos_embed` in float32, or for an int8 model its int8 values with per-token scales
-    /// through DequantizeLinear (axis 1), as the int8 file stores it.
+    /// through DequantizeLinear (axis 1), as the int8 file stores it. For TensorRT the int8
+    /// model's values are written already dequantized (the same floats vit adds): TensorRT
+    /// takes per-axis DequantizeLinear on the weights of a convolution or matrix product, and
+    /// this constant feeds an Add.
     mutating func positionEmbedding(_ use: ParameterUse) -> String {
         guard let q = source.quantized else { return floatParameter(use) }
         let T = m.numTokens
+        if options.target == .tensorrt {
+            let dequantized = UnsafeBufferPointer(start: q.model.parameters.pointer + q.model.layout.positionEmbedding,
+                                                  count: q.positionValues.count)
+            return builder.initializer(use.name, floats: dequantized, shape: use.shape)
+        }
         let values = builder.initializer(use.name, int8s: q.positionValues, shape: use.shape)
         let scales = builder.initializer(QuantizedCheckpoint.positionScaleName, floats: q.positionScales, shape: [T])
         let zeros = builder.initializer("pos_embed_zero_point", int8s: [Int8](repeating: 0, count: T), shape: [T])
