@@ -32,60 +32,45 @@ public func matmulForward(
 ) {
     guard R > 0 else { return }
     BLAS.ensureCallerThreadOnly()
-    // One GEMM over `rows`: out[rows] = inp[rows] · weightᵀ (+ bias).
-    func gemm(_ rows: Range<Int>) {
-        let o = out + rows.lowerBound * OC, x = inp + rows.lowerBound * IC
+    // One GEMM and its epilogue on the block out[rows, columns]: out = inp[rows] · weight[columns]ᵀ
+    // (+ bias[columns]), then the epilogue on that block while it is in cache.
+    func block(_ rows: Range<Int>, _ columns: Range<Int>) {
+        let offset = rows.lowerBound * OC + columns.lowerBound
+        let o = out + offset
         var beta: Float = 0
         if let bias {
             // Broadcast the bias into the output rows, then let sgemm accumulate onto it.
-            for r in 0..<rows.count { (o + r * OC).update(from: bias, count: OC) }
+            for r in 0..<rows.count { (o + r * OC).update(from: bias + columns.lowerBound, count: columns.count) }
             beta = 1
         }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rows.count), Int32(OC), Int32(IC),
-                    1, x, Int32(IC), weight, Int32(IC), beta, o, Int32(OC))
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rows.count), Int32(columns.count), Int32(IC),
+                    1, inp + rows.lowerBound * IC, Int32(IC), weight + columns.lowerBound * IC, Int32(IC), beta, o, Int32(OC))
+        guard let epilogue else { return }
+        // Whole rows are one contiguous run; a column block is one run per row.
+        let (runs, length, stride) = columns.count == OC ? (1, rows.count * OC, 0) : (rows.count, columns.count, OC)
+        for run in 0..<runs {
+            let at = offset + run * stride
+            switch epilogue {
+            case .gelu: geluInPlace(out + at, count: length)
+            case .geluWithDerivative(let derivative): geluInPlaceWithDerivative(out + at, derivative + at, count: length)
+            }
+        }
     }
     // Few rows (one image's tokens at batch 1): the workers split the output columns instead,
     // each one sgemm over all R rows, which keeps OpenBLAS's kernels on full-height panels
     // (measured here at 65 rows: 53–60 GFLOP/s against 43–46 with the rows split in two).
     if R < columnSplitRows * Parallel.threads && OC >= columnSplitMinimum * min(Parallel.threads, 2) {
-        Parallel.forRanges(OC, minimumChunk: columnSplitMinimum) { columns in
-            let o = out + columns.lowerBound, w = weight + columns.lowerBound * IC
-            var beta: Float = 0
-            if let bias {
-                for r in 0..<R { (o + r * OC).update(from: bias + columns.lowerBound, count: columns.count) }
-                beta = 1
-            }
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(R), Int32(columns.count), Int32(IC),
-                        1, inp, Int32(IC), w, Int32(IC), beta, o, Int32(OC))
-            guard let epilogue else { return }
-            for r in 0..<R {
-                let row = o + r * OC
-                switch epilogue {
-                case .gelu: geluInPlace(row, count: columns.count)
-                case .geluWithDerivative(let derivative):
-                    geluInPlaceWithDerivative(row, derivative + r * OC + columns.lowerBound, count: columns.count)
-                }
-            }
-        }
+        Parallel.forRanges(OC, minimumChunk: columnSplitMinimum) { columns in block(0..<R, columns) }
         return
     }
     // Workers take disjoint row blocks; each block is one sgemm on the caller's thread, or with
     // an epilogue one sgemm per row tile, each followed by the epilogue on that tile.
     Parallel.forRanges(R, minimumChunk: gemmRowChunk(IC * OC)) { rows in
-        guard let epilogue else {
-            gemm(rows)
-            return
-        }
-        let tile = epilogueTileRows(outFeatures: OC)
+        let tile = epilogue == nil ? rows.count : epilogueTileRows(outFeatures: OC)
         var start = rows.lowerBound
         while start < rows.upperBound {
             let end = min(rows.upperBound, start + tile)
-            gemm(start..<end)
-            let o = out + start * OC, count = (end - start) * OC
-            switch epilogue {
-            case .gelu: geluInPlace(o, count: count)
-            case .geluWithDerivative(let derivative): geluInPlaceWithDerivative(o, derivative + start * OC, count: count)
-            }
+            block(start..<end, 0..<OC)
             start = end
         }
     }
