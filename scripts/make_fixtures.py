@@ -172,6 +172,25 @@ def canonicalize_header(path):
         f.write(new + b" " * (n - len(new)))
 
 
+def model_metadata(cfg, **extra):
+    """The metadata of a model fixture: its config, the optimizer, anything `extra` adds (each
+    value JSON-encoded), and the versions that made it."""
+    metadata = {"model": json.dumps(cfg), "optim": json.dumps(OPTIM)}
+    metadata.update({key: json.dumps(value) for key, value in extra.items()})
+    metadata.update(timm_version=timm.__version__, torch_version=torch.__version__)
+    return metadata
+
+
+def write_fixture(out_dir, name, tensors, metadata):
+    """Saves `tensors` as <out_dir>/<name>.safetensors with a canonical header, readable by all;
+    returns the path."""
+    path = os.path.join(out_dir, f"{name}.safetensors")
+    save_file({n: t.contiguous() for n, t in tensors.items()}, path, metadata=metadata)
+    canonicalize_header(path)
+    os.chmod(path, 0o644)  # save_file creates it 0600
+    return path
+
+
 def run_trace(model, x, labels):
     """Train in place for total_steps on one batch; returns (losses, lrs, grad norms)."""
     opt = torch.optim.AdamW(
@@ -247,16 +266,7 @@ def make_fixture(name, seed, cfg, batch, out_dir):
     for n, p in model.named_parameters():
         tensors[f"final.{n}"] = f32(p)
 
-    metadata = {
-        "model": json.dumps(cfg),
-        "optim": json.dumps(OPTIM),
-        "timm_version": timm.__version__,
-        "torch_version": torch.__version__,
-    }
-    path = os.path.join(out_dir, f"{name}.safetensors")
-    save_file(tensors, path, metadata=metadata)
-    canonicalize_header(path)
-    os.chmod(path, 0o644)  # save_file creates it 0600
+    path = write_fixture(out_dir, name, tensors, model_metadata(cfg))
 
     print(f"{name}: seed {seed}, batch {batch}, loss {loss.item():.6f}, "
           f"soft.loss {soft_loss.item():.6f}")
@@ -397,17 +407,7 @@ def make_distilled_fixture(out_dir):
     for n, p in model.named_parameters():
         tensors[f"final.{n}"] = f32(p)
 
-    metadata = {
-        "model": json.dumps(cfg),
-        "optim": json.dumps(OPTIM),
-        "distill": json.dumps({"type": "token", "alpha": DISTILLED_ALPHA}),
-        "timm_version": timm.__version__,
-        "torch_version": torch.__version__,
-    }
-    path = os.path.join(out_dir, f"{name}.safetensors")
-    save_file(tensors, path, metadata=metadata)
-    canonicalize_header(path)
-    os.chmod(path, 0o644)
+    path = write_fixture(out_dir, name, tensors, model_metadata(cfg, distill={"type": "token", "alpha": DISTILLED_ALPHA}))
     print(f"{name}: seed {seed}, batch {batch}, token loss {loss.item():.6f}, "
           f"trace {' '.join(f'{v:.5f}' for v in t_loss)}")
     return path
@@ -483,11 +483,7 @@ def make_loss_fixture(out_dir):
         "label_smoothing": json.dumps(OPTIM["label_smoothing"]),
         "torch_version": torch.__version__,
     }
-    path = os.path.join(out_dir, "distill_losses.safetensors")
-    save_file({n: t.contiguous() for n, t in tensors.items()}, path, metadata=metadata)
-    canonicalize_header(path)
-    os.chmod(path, 0o644)
-    return path
+    return write_fixture(out_dir, "distill_losses", tensors, metadata)
 
 
 def verify_distilled(path, losses_path):
@@ -641,17 +637,7 @@ def make_dropout_fixture(name, seed, cfg, batch, out_dir):
     model.eval()
     with torch.no_grad():
         assert (model(x32.double()) - logits).abs().max() > 1e-3
-    metadata = {
-        "model": json.dumps(cfg),
-        "optim": json.dumps(OPTIM),
-        "dropout": json.dumps(DROPOUT_RATES),
-        "timm_version": timm.__version__,
-        "torch_version": torch.__version__,
-    }
-    path = os.path.join(out_dir, f"{name}.safetensors")
-    save_file(tensors, path, metadata=metadata)
-    canonicalize_header(path)
-    os.chmod(path, 0o644)
+    path = write_fixture(out_dir, name, tensors, model_metadata(cfg, dropout=DROPOUT_RATES))
     print(f"{name}: seed {seed}, batch {batch}, loss {loss.item():.6f}, {len(masks)} masks, {os.path.getsize(path)} bytes")
     return path
 
