@@ -3,16 +3,17 @@
 /// A mask value is a function of its position alone: Philox4x32-10 (Salmon, Moraes, Dror and
 /// Shaw, "Parallel random numbers: as easy as 1, 2, 3", SC 2011; the generator of cuRAND and of
 /// PyTorch's CUDA dropout) maps a 128-bit counter and a 64-bit key to four 32-bit words with no
-/// state carried from one value to the next. So there is no sequential chain to walk: the loop
-/// over counters vectorizes (8 counters per AVX2 instruction), any thread can fill any part,
+/// state carried from one value to the next. So there is no sequential chain to walk: a fill runs
+/// 16 counters side by side in vector registers, any thread can fill any part,
 /// and how the work is split never changes a bit.
 
 /// Philox4x32-10 of `counter` under `key`, as Random123's `philox4x32_R(10, ctr, key)`.
 ///
 /// Ten rounds of: (hi₀, lo₀) = 0xD2511F53·x₀, (hi₁, lo₁) = 0xCD9E8D57·x₂ (32×32→64-bit
 /// products), x ← (hi₁ ⊕ x₁ ⊕ k₀, lo₁, hi₀ ⊕ x₃ ⊕ k₁, lo₀), the key bumped by the Weyl
-/// constants (0x9E3779B9, 0xBB67AE85) between rounds. Straight-line code with no branches, so
-/// loops that call it compile to vector instructions.
+/// constants (0x9E3779B9, 0xBB67AE85) between rounds. One counter at a time: the reference
+/// that `fillDropoutMask`'s 16-lane version is tested against (and Random123's known answers
+/// test this one).
 @inline(__always)
 public func philox4x32(_ counter: (UInt32, UInt32, UInt32, UInt32), key: (UInt32, UInt32)) -> (UInt32, UInt32, UInt32, UInt32) {
     var x = counter
@@ -40,8 +41,11 @@ public func philox4x32(_ counter: (UInt32, UInt32, UInt32, UInt32), key: (UInt32
 /// each (image, site) stream, so streams of different images or sites never share a counter.
 public struct DropoutMaskGenerator: Sendable, Equatable {
     /// Counters a fill computes side by side; each group of `lanes` counters gives
-    /// `4 · lanes` consecutive mask values (see `fillDropoutMask`).
+    /// `valuesPerGroup` consecutive mask values (see `fillDropoutMask`).
     public static let lanes = 16
+    /// Mask values of one group of `lanes` counters: two 16-bit uniforms from each of a
+    /// counter's four words.
+    public static let valuesPerGroup = 8 * lanes
 
     /// The Philox key, both words.
     public let key0: UInt32, key1: UInt32
@@ -68,7 +72,7 @@ public struct DropoutMaskGenerator: Sendable, Equatable {
     /// Counters a fill of `count` values takes: whole groups of `lanes`.
     @inline(__always)
     public static func counters(for count: Int) -> Int {
-        (count + 4 * lanes - 1) / (4 * lanes) * lanes
+        (count + valuesPerGroup - 1) / valuesPerGroup * lanes
     }
 
     mutating func advance(by counters: Int) {
@@ -79,48 +83,107 @@ public struct DropoutMaskGenerator: Sendable, Equatable {
 /// Fills `mask` with inverted-dropout factors: 0 with probability `rate`, else 1/(1 − rate),
 /// PyTorch's `F.dropout` scaling (drop path uses it with count 1 per image).
 ///
-/// Value i is dropped when its Philox word u < round(rate · 2³²). With W = `lanes` and the
-/// fill starting at counter c, value i = 4W·g + W·w + l is word w of counter c + W·g + l: each
-/// group of W counters fills 4W values, word by word, so the stores are contiguous. The fill
-/// then moves `generator` past the groups it used (always, even at rate 0), so the next fill
-/// draws fresh counters.
+/// Each 32-bit Philox word gives two 16-bit uniforms, its low half then its high half, so a
+/// counter gives 8 values. Value i is dropped when its uniform u < round(rate · 2¹⁶): the rate
+/// is honoured to 2⁻¹⁶ (0.1 becomes 0.100006), and half the Philox work of one value per word.
+/// With W = `lanes` and the fill starting at counter c, value i = 8W·g + W·j + l is half ⌊j/4⌋
+/// of word j mod 4 of counter c + W·g + l: each group of W counters fills 8W values, plane by
+/// plane, so the stores are contiguous vectors. The fill then moves `generator` past the
+/// groups it used (always, even at rate 0), so the next fill draws fresh counters.
 ///
 /// - Parameters:
 ///   - mask: `[count]`, written.
 ///   - rate: the drop probability, in [0, 1).
 public func fillDropoutMask(_ mask: UnsafeMutablePointer<Float>, count: Int, rate: Double, generator: inout DropoutMaskGenerator) {
     precondition(count >= 0 && rate < 1, "dropout mask needs count ≥ 0 and rate < 1")
-    let W = DropoutMaskGenerator.lanes
     let first = generator.nextCounter
     generator.advance(by: DropoutMaskGenerator.counters(for: count))
     if rate <= 0 {
         mask.update(repeating: 1, count: count)
         return
     }
-    let keep = Float(1 / (1 - rate))
-    let threshold = UInt32(Swift.min((rate * 4_294_967_296).rounded(), 4_294_967_295))
-    let g = generator
-    let fullGroups = count / (4 * W)
+    let fill = MaskGroupFill(generator: generator, rate: rate)
+    let perGroup = DropoutMaskGenerator.valuesPerGroup
+    let fullGroups = count / perGroup
     for group in 0..<fullGroups {
-        let out = mask + group * 4 * W
-        let base = first &+ UInt32(truncatingIfNeeded: group * W)
-        for lane in 0..<W {
-            let u = g.words(at: base &+ UInt32(truncatingIfNeeded: lane))
-            out[lane] = u.0 < threshold ? 0 : keep
-            out[W + lane] = u.1 < threshold ? 0 : keep
-            out[2 * W + lane] = u.2 < threshold ? 0 : keep
-            out[3 * W + lane] = u.3 < threshold ? 0 : keep
-        }
+        fill.write(mask + group * perGroup, firstCounter: first &+ UInt32(truncatingIfNeeded: group * DropoutMaskGenerator.lanes))
     }
-    // The last, partial group: only the counters whose words are needed.
-    let done = fullGroups * 4 * W, rest = count - done
+    // The last, partial group: computed whole on the stack, the values needed copied out.
+    let done = fullGroups * perGroup, rest = count - done
     guard rest > 0 else { return }
-    let base = first &+ UInt32(truncatingIfNeeded: fullGroups * W)
-    for lane in 0..<Swift.min(rest, W) {
-        let u = g.words(at: base &+ UInt32(truncatingIfNeeded: lane))
-        for w in 0..<4 where w * W + lane < rest {
-            let word = w == 0 ? u.0 : w == 1 ? u.1 : w == 2 ? u.2 : u.3
-            mask[done + w * W + lane] = word < threshold ? 0 : keep
+    withUnsafeTemporaryAllocation(of: Float.self, capacity: perGroup) { group in
+        fill.write(group.baseAddress!, firstCounter: first &+ UInt32(truncatingIfNeeded: fullGroups * DropoutMaskGenerator.lanes))
+        (mask + done).update(from: group.baseAddress!, count: rest)
+    }
+}
+
+/// One group of `lanes` = 16 counters at a time: Philox4x32-10 on 16 counters side by side and
+/// the 8 · 16 mask values they give.
+///
+/// The 32×32 → 64-bit products run on 64-bit lanes (x86's `pmuludq`): a vector of 16 words is
+/// viewed as 8 UInt64, its even words multiplied in place and its odd words shifted down first,
+/// and the halves put back. Exactly `philox4x32` per lane.
+private struct MaskGroupFill {
+    typealias Words = SIMD16<UInt32>
+    typealias Pairs = SIMD8<UInt64>
+
+    let key0: UInt32, key1: UInt32
+    let image: Pairs, site: Pairs
+    /// Dropped when the 16-bit uniform is below this.
+    let threshold: Words
+    let keep: SIMD16<Float>
+
+    init(generator: DropoutMaskGenerator, rate: Double) {
+        key0 = generator.key0
+        key1 = generator.key1
+        image = unsafeBitCast(Words(repeating: generator.image), to: Pairs.self)
+        site = unsafeBitCast(Words(repeating: generator.site), to: Pairs.self)
+        threshold = Words(repeating: UInt32(Swift.min((rate * 65_536).rounded(), 65_535)))
+        keep = SIMD16<Float>(repeating: Float(1 / (1 - rate)))
+    }
+
+    /// (hi, lo) words of m · x for each 32-bit word of `x`.
+    @inline(__always)
+    static func multiply(_ x: Pairs, _ m: UInt64) -> (hi: Pairs, lo: Pairs) {
+        let low = Pairs(repeating: 0xFFFF_FFFF)
+        let even = (x & low) &* m, odd = (x &>> 32) &* m
+        return (hi: (even &>> 32) | (odd & ~low), lo: (even & low) | (odd &<< 32))
+    }
+
+    /// The same word in both halves of each UInt64.
+    @inline(__always)
+    static func splat(_ word: UInt32) -> Pairs {
+        Pairs(repeating: UInt64(word) | UInt64(word) << 32)
+    }
+
+    /// Writes the 8 · 16 values of counters `firstCounter ..< firstCounter + 16` to `out`.
+    @inline(__always)
+    func write(_ out: UnsafeMutablePointer<Float>, firstCounter: UInt32) {
+        let lanes = Words(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15)
+        var x0 = unsafeBitCast(Words(repeating: firstCounter) &+ lanes, to: Pairs.self)
+        var x1 = image, x2 = site, x3 = Pairs(repeating: 0)
+        var k0 = key0, k1 = key1
+        for round in 0..<10 {
+            let a = Self.multiply(x0, 0xD251_1F53), b = Self.multiply(x2, 0xCD9E_8D57)
+            x0 = b.hi ^ x1 ^ Self.splat(k0)
+            x2 = a.hi ^ x3 ^ Self.splat(k1)
+            x1 = b.lo
+            x3 = a.lo
+            if round < 9 {
+                k0 &+= 0x9E37_79B9
+                k1 &+= 0xBB67_AE85
+            }
         }
+        let raw = UnsafeMutableRawPointer(out), zero = SIMD16<Float>(repeating: 0), lowHalf = Words(repeating: 0xFFFF)
+        // Plane j of the 8 · 16 values: word j mod 4, its low half for j < 4, its high half after.
+        @inline(__always) func store(_ word: Pairs, plane: Int) {
+            let u = unsafeBitCast(word, to: Words.self)
+            raw.storeBytes(of: keep.replacing(with: zero, where: (u & lowHalf) .< threshold), toByteOffset: 64 * plane, as: SIMD16<Float>.self)
+            raw.storeBytes(of: keep.replacing(with: zero, where: (u &>> 16) .< threshold), toByteOffset: 64 * (plane + 4), as: SIMD16<Float>.self)
+        }
+        store(x0, plane: 0)
+        store(x1, plane: 1)
+        store(x2, plane: 2)
+        store(x3, plane: 3)
     }
 }

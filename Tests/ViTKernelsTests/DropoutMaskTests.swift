@@ -18,16 +18,18 @@ import Testing
         }
     }
 
-    /// What `fillDropoutMask` documents, one value at a time: value i of a fill starting at
-    /// counter c is word (i mod 4W) / W of counter c + W·⌊i / 4W⌋ + i mod W.
+    /// What `fillDropoutMask` documents, one value at a time with the scalar `philox4x32`: value
+    /// i = 8W·g + W·j + l of a fill starting at counter c is half ⌊j/4⌋ (low, then high 16
+    /// bits) of word j mod 4 of counter c + W·g + l, dropped below round(rate · 2¹⁶).
     func referenceMask(_ generator: DropoutMaskGenerator, first: UInt32, count: Int, rate: Double) -> [Float] {
         let W = DropoutMaskGenerator.lanes
-        let threshold = UInt64((rate * 4_294_967_296).rounded())
+        let threshold = UInt32((rate * 65_536).rounded())
         return (0..<count).map { i in
-            let counter = first &+ UInt32(W * (i / (4 * W)) + i % W)
-            let u = generator.words(at: counter)
-            let word = [u.0, u.1, u.2, u.3][(i % (4 * W)) / W]
-            return UInt64(word) < threshold ? 0 : Float(1 / (1 - rate))
+            let g = i / (8 * W), j = (i % (8 * W)) / W, l = i % W
+            let u = generator.words(at: first &+ UInt32(W * g + l))
+            let word = [u.0, u.1, u.2, u.3][j % 4]
+            let uniform = j < 4 ? word & 0xFFFF : word >> 16
+            return uniform < threshold ? 0 : Float(1 / (1 - rate))
         }
     }
 
@@ -40,7 +42,8 @@ import Testing
     @Test func theVectorLoopMatchesOneValueAtATime() {
         var generator = DropoutMaskGenerator(key: 0x0123_4567_89AB_CDEF, image: 5, site: 3)
         var counter: UInt32 = 0
-        for (count, rate) in [(0, 0.5), (1, 0.5), (7, 0.3), (63, 0.1), (64, 0.1), (65, 0.25), (200, 0.5), (1000, 0.9)] {
+        for (count, rate) in [(0, 0.5), (1, 0.5), (7, 0.3), (63, 0.1), (64, 0.1), (65, 0.25), (127, 0.1), (128, 0.2), (129, 0.25),
+                              (200, 0.5), (1000, 0.9), (12_480, 0.1)] {
             let start = generator
             let mask = fill(&generator, count: count, rate: rate)
             #expect(mask == referenceMask(start, first: counter, count: count, rate: rate), "count \(count)")
@@ -48,9 +51,9 @@ import Testing
             counter += UInt32(DropoutMaskGenerator.counters(for: count))
             #expect(generator.nextCounter == counter)
         }
-        // Rate 0 keeps everything and still moves on.
+        // Rate 0 keeps everything and still moves on: 140 values take two groups of counters.
         let before = generator.nextCounter
-        #expect(fill(&generator, count: 70, rate: 0) == [Float](repeating: 1, count: 70))
+        #expect(fill(&generator, count: 140, rate: 0) == [Float](repeating: 1, count: 140))
         #expect(generator.nextCounter == before + UInt32(2 * DropoutMaskGenerator.lanes))
     }
 
@@ -98,8 +101,9 @@ import Testing
             let r = correlation(base, other)
             #expect(Swift.abs(r) < bound, "\(name): r = \(r)")
         }
-        // Neighbouring values (within a group of W and across planes of a group).
-        for lag in [1, DropoutMaskGenerator.lanes, 4 * DropoutMaskGenerator.lanes] {
+        // Neighbouring values: within a plane of W, across planes (the next word, and the other
+        // half of the same word 4 planes on), and across groups.
+        for lag in [1, DropoutMaskGenerator.lanes, 4 * DropoutMaskGenerator.lanes, 8 * DropoutMaskGenerator.lanes] {
             let r = correlation(Array(base.dropLast(lag)), Array(base.dropFirst(lag)))
             #expect(Swift.abs(r) < bound, "lag \(lag): r = \(r)")
         }
