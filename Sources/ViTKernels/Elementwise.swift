@@ -18,7 +18,8 @@ func addRow(_ out: UnsafeMutablePointer<Float>, _ a: UnsafePointer<Float>, _ b: 
     for i in vectorEnd..<count { out[i] = a[i] + b[i] }
 }
 
-/// Applies a dropout mask in place: x *= mask.
+/// Elementwise product in place, x *= factors: a dropout mask, or a saved derivative (the
+/// backward of GELU, which forward saved GELU′ for).
 /// - Parameters: x, mask: `[N]`.
 public func multiplyInPlace(_ x: UnsafeMutablePointer<Float>, _ mask: UnsafePointer<Float>, count N: Int) {
     Parallel.forRanges(N, minimumChunk: 32_768) { range in
@@ -89,14 +90,6 @@ public func meanPoolBackward(_ dx: UnsafeMutablePointer<Float>, _ dout: UnsafePo
     }
 }
 
-/// Elementwise product: out = a · b (the backward of an elementwise function whose derivative
-/// forward saved). `out` may alias `a` or `b`.
-/// - Parameters: out, a, b: `[N]`.
-public func multiplyForward(_ out: UnsafeMutablePointer<Float>, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, count N: Int) {
-    Parallel.forRanges(N, minimumChunk: 32_768) { range in
-        for i in range { out[i] = a[i] * b[i] }
-    }
-}
 
 /// Moves `x` toward `target` by `weight`, as `torch.Tensor.lerp_(target, weight)`:
 /// x ← x + weight·(target − x) for weight < 0.5, else target − (target − x)·(1 − weight).

@@ -33,7 +33,7 @@ public func geluForward(_ out: UnsafeMutablePointer<Float>, _ inp: UnsafePointer
 /// GELU forward that also writes its derivative, so backward is one multiply and the
 /// pre-activation need not be kept: out = x·Φ(x), derivative = Φ(x) + x·φ(x), φ the standard
 /// normal density. This is GELU's backward: the model multiplies the incoming gradient by the
-/// saved derivative (`multiplyForward`).
+/// saved derivative (`multiplyInPlace`).
 ///
 /// - Parameters:
 ///   - out: `[N]`, written; may alias `inp`.

@@ -14,8 +14,8 @@ import Testing
         // Backward is the saved derivative times the incoming gradient, as the model computes it.
         var withDerivative = out, derivative = out
         geluForwardWithDerivative(&withDerivative, &derivative, x, count: n)
-        var dx = [Float](repeating: 0, count: n)
-        multiplyForward(&dx, dout, derivative, count: n)
+        var dx = dout
+        multiplyInPlace(&dx, derivative, count: n)
         let expectedGrad = (0..<n).map { i -> Double in
             let d = Double(x[i])
             let derivative = 0.5 * (1 + Foundation.erf(d / 2.0.squareRoot())) + d * Foundation.exp(-d * d / 2) / (2 * Double.pi).squareRoot()

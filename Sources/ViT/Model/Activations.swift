@@ -20,7 +20,9 @@ struct BlockActivations {
     /// Dropout masks (entries 0 or 1/(1−p)), present only when training with dropout.
     var attnMask, attnDropped: UnsafeMutablePointer<Float>?  // [B, NH, T, T]
     var projMask, fc2Mask: UnsafeMutablePointer<Float>?      // [B, T, C]
-    var geluMask: UnsafeMutablePointer<Float>?               // [B, T, M]
+    /// `[B, T, M]`, one buffer for every block: the forward applies it to GELU′ as well as to
+    /// the GELU, so backward needs no mask and the next block may draw its own into it.
+    var geluMask: UnsafeMutablePointer<Float>?
     /// Drop-path scale per image for the attention and MLP branches (0 or 1/(1−p)): `[B]`.
     var attnPathScale, mlpPathScale: UnsafeMutablePointer<Float>?
 }
@@ -52,7 +54,8 @@ final class Activations {
     let dResidual, dNorm, dAttnOut, dBranch: UnsafeMutablePointer<Float>? // [B, T, C]
     let dQKV: UnsafeMutablePointer<Float>?         // [B, T, 3C]
     let dProbs: UnsafeMutablePointer<Float>?       // [B, NH, T, T]
-    let dGelu, dFC1: UnsafeMutablePointer<Float>?  // [B, T, M]
+    /// `[B, T, M]`: d(GELU output), then in place d(fc1 output).
+    let dGelu: UnsafeMutablePointer<Float>?
     let dPooled, dPooledNorm: UnsafeMutablePointer<Float>? // like pooled
     let dPatchOut: UnsafeMutablePointer<Float>?    // [B, N, C]
     /// With a distillation token: the gradients reaching the two heads, `[2, B, K]`.
@@ -90,7 +93,7 @@ final class Activations {
                 qkv: at(block("qkv")), probs: at(block("probs")), attnOut: at(block("attn_out")),
                 geluDerivative: optional(block("gelu_derivative")), gelu: at(block("gelu")),
                 attnMask: optional(block("attn_mask")), attnDropped: optional(block("attn_dropped")),
-                projMask: optional(block("proj_mask")), fc2Mask: optional(block("fc2_mask")), geluMask: optional(block("gelu_mask")),
+                projMask: optional(block("proj_mask")), fc2Mask: optional(block("fc2_mask")), geluMask: optional("gelu_mask"),
                 attnPathScale: optional(block("attn_path_scale")), mlpPathScale: optional(block("mlp_path_scale"))))
         }
         self.blocks = blocks
@@ -101,7 +104,7 @@ final class Activations {
         distillationLogits = optional("distillation_logits")
         meanLogits = optional("mean_logits")
         dResidual = optional("d_residual"); dNorm = optional("d_norm"); dAttnOut = optional("d_attn_out"); dBranch = optional("d_branch")
-        dQKV = optional("d_qkv"); dProbs = optional("d_probs"); dGelu = optional("d_gelu"); dFC1 = optional("d_fc1")
+        dQKV = optional("d_qkv"); dProbs = optional("d_probs"); dGelu = optional("d_gelu")
         dPooled = optional("d_pooled"); dPooledNorm = optional("d_pooled_norm"); dPatchOut = optional("d_patch_out")
         dHeads = optional("d_heads")
     }

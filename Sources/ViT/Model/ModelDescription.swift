@@ -316,7 +316,9 @@ extension ModelDescription {
             var activated = tensor(p + "mlp.act", [B, T, M], in: buffer("gelu"))
             builder.add(name: p + "mlp.act", label: "gelu", block: i, kind: .gelu, inputs: [hidden], outputs: [activated],
                         saved: training ? [tensor(p + "mlp.act.derivative", [B, T, M], in: buffer("gelu_derivative"))] : [])
-            if dropout { activated = addDropout(p + "mlp.drop1", activated, block: i, mask: buffer("gelu_mask")) }
+            // The mask multiplies the saved GELU′ too (d drop1(gelu(x))/dx = mask · GELU′(x)), so
+            // backward never reads it: one mask buffer serves every block.
+            if dropout { activated = addDropout(p + "mlp.drop1", activated, block: i, mask: "gelu_mask") }
             let mlpOut = linear(.fc2(i), label: "fc2", activated, outFeatures: C, in: "branch")
             let mlpBranch = branchDrops(mlpOut, drop: "mlp.drop2", mask: "fc2_mask", path: "drop_path2", scale: "mlp_path_scale")
             let output = tensor(p + "add2", [B, T, C], in: residualBuffer(2 * i + 2))
@@ -362,10 +364,11 @@ extension ModelDescription {
         }
 
         // Backward scratch, shared by all blocks: residual, LayerNorm-input, attention-output
-        // and branch gradients, and the gradients of qkv, probabilities, GELU and fc1 outputs.
+        // and branch gradients, and the gradients of qkv, probabilities and the GELU output (which
+        // becomes fc1's output gradient in place).
         if training {
             for (name, count) in [("d_residual", B * T * C), ("d_norm", B * T * C), ("d_attn_out", B * T * C), ("d_branch", B * T * C),
-                                  ("d_qkv", B * T * 3 * C), ("d_probs", B * NH * T * T), ("d_gelu", B * T * M), ("d_fc1", B * T * M),
+                                  ("d_qkv", B * T * 3 * C), ("d_probs", B * NH * T * T), ("d_gelu", B * T * M),
                                   ("d_pooled", heads * B * C), ("d_pooled_norm", heads * B * C), ("d_patch_out", B * N * C)] {
                 builder.reserve(name, count)
             }

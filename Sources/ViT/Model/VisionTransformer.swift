@@ -257,7 +257,10 @@ public final class VisionTransformer: @unchecked Sendable {
                    epilogue: act.geluDerivative.map { .geluWithDerivative($0) } ?? .gelu)
             prof?.lap("fc1+gelu", .forward, flops: 2 * BT * C * M, layer: layer)
             if let mask = act.geluMask {
+                // drop1, and its factor folded into GELU′ for backward (this block's mask buffer
+                // is the next block's).
                 multiplyInPlace(act.gelu, mask, count: BT * M)
+                multiplyInPlace(act.geluDerivative!, mask, count: BT * M)
                 prof?.lap("dropout", .forward, layer: layer)
             }
             linear(.fc2(layer), a.branch, act.gelu, weight: w.fc2Weight, bias: p + w.fc2Bias, rows: BT, inFeatures: M, outFeatures: C)
@@ -396,7 +399,7 @@ public final class VisionTransformer: @unchecked Sendable {
         let T = config.numTokens, N = config.numPatches, C = config.dim, M = config.mlpDim
         let NH = config.heads, K = config.numClasses, PD = config.patchValues, BT = B * T
         let dResidual = a.dResidual!, dNorm = a.dNorm!, dAttnOut = a.dAttnOut!, dBranchScratch = a.dBranch!
-        let dQKV = a.dQKV!, dProbs = a.dProbs!, dGelu = a.dGelu!, dFC1 = a.dFC1!
+        let dQKV = a.dQKV!, dProbs = a.dProbs!, dGelu = a.dGelu!
         let dPooled = a.dPooled!, dPooledNorm = a.dPooledNorm!, dPatchOut = a.dPatchOut!
         // Each op's time includes zeroing the gradient buffer it then adds into.
         let prof = profiler
@@ -452,14 +455,12 @@ public final class VisionTransformer: @unchecked Sendable {
             dGelu.update(repeating: 0, count: BT * M)
             matmulBackward(dGelu, g + w.fc2Weight, g + w.fc2Bias, dMLP, act.gelu, p + w.fc2Weight, rows: BT, inFeatures: M, outFeatures: C)
             prof?.lap("fc2", .backward, flops: 4 * BT * M * C, layer: layer)
-            if let mask = act.geluMask {
-                multiplyInPlace(dGelu, mask, count: BT * M)
-                prof?.lap("dropout", .backward, layer: layer)
-            }
-            multiplyForward(dFC1, dGelu, act.geluDerivative!, count: BT * M)
+            // GELU′ already carries drop1's mask (see the forward).
+            // d(fc1 output) = d(GELU output) · GELU′, in place.
+            multiplyInPlace(dGelu, act.geluDerivative!, count: BT * M)
             prof?.lap("gelu", .backward, layer: layer)
             dNorm.update(repeating: 0, count: BT * C)
-            matmulBackward(dNorm, g + w.fc1Weight, g + w.fc1Bias, dFC1, act.norm2, p + w.fc1Weight, rows: BT, inFeatures: C, outFeatures: M)
+            matmulBackward(dNorm, g + w.fc1Weight, g + w.fc1Bias, dGelu, act.norm2, p + w.fc1Weight, rows: BT, inFeatures: C, outFeatures: M)
             prof?.lap("fc1", .backward, flops: 4 * BT * C * M, layer: layer)
             layerNormBackward(dResidual, g + w.norm2Weight, g + w.norm2Bias, dNorm, act.middle, p + w.norm2Weight,
                               act.norm2Mean, act.norm2Rstd, rows: BT, channels: C)
