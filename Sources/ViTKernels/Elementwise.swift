@@ -1,4 +1,4 @@
-/// Elementwise kernels: residual adds, dropout and drop-path masks, pooling.
+/// Elementwise kernels: residual adds, dropout and drop path, pooling.
 
 /// Residual add: out = a + b. `out` may alias `a` or `b`.
 /// - Parameters: out, a, b: `[N]`.
@@ -24,6 +24,43 @@ func addRow(_ out: UnsafeMutablePointer<Float>, _ a: UnsafePointer<Float>, _ b: 
 public func multiplyInPlace(_ x: UnsafeMutablePointer<Float>, _ mask: UnsafePointer<Float>, count N: Int) {
     Parallel.forRanges(N, minimumChunk: 32_768) { range in
         for i in range { x[i] *= mask[i] }
+    }
+}
+
+/// A block branch's inverted dropout and drop path in one pass, forward or backward (the same
+/// factors scale the gradient): out[b, i] = x[b, i] · mask[b, i] · scale[b], with `mask` or
+/// `scale` left out when nil. x · mask is rounded before the scale, as applying the two one after
+/// the other would.
+///
+/// - Parameters:
+///   - out: `[B, perImage]`, written; may alias `x`.
+///   - x: `[B, perImage]`.
+///   - mask: `[B, perImage]`, dropout factors (0 or 1/(1−p)), or nil.
+///   - scale: `[B]`, drop-path factors per image, or nil.
+public func applyDropout(_ out: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, mask: UnsafePointer<Float>?,
+                         scale: UnsafePointer<Float>?, batch B: Int, perImage: Int) {
+    guard mask != nil || scale != nil else {
+        if UnsafePointer(out) != x { out.update(from: x, count: B * perImage) }
+        return
+    }
+    Parallel.forRanges(B * perImage, minimumChunk: 32_768) { range in
+        // The range in runs that stay inside one image, each with its image's factor.
+        var start = range.lowerBound
+        while start < range.upperBound {
+            let image = start / perImage, end = Swift.min(range.upperBound, (image + 1) * perImage)
+            let factor = scale?[image] ?? 1, factor8 = SIMD8<Float>(repeating: factor)
+            let o = out + start, v = x + start, count = end - start, vectorEnd = count / 8 * 8
+            // Explicit 8-wide loads and stores stay vectorized when `out` is `x` (see `addRow`).
+            if let mask {
+                let m = mask + start
+                for i in stride(from: 0, to: vectorEnd, by: 8) { store8(load8(v + i) * load8(m + i) * factor8, o + i) }
+                for i in vectorEnd..<count { o[i] = v[i] * m[i] * factor }
+            } else {
+                for i in stride(from: 0, to: vectorEnd, by: 8) { store8(load8(v + i) * factor8, o + i) }
+                for i in vectorEnd..<count { o[i] = v[i] * factor }
+            }
+            start = end
+        }
     }
 }
 

@@ -74,3 +74,15 @@ func geluInPlaceWithDerivative(_ x: UnsafeMutablePointer<Float>, _ derivative: U
         derivative[i] = slope
     }
 }
+
+/// The same followed by a dropout mask on both: x = GELU(x) · mask, derivative = GELU′ · mask
+/// (each product rounded after GELU, as a separate multiply would).
+@inline(__always)
+func geluInPlaceWithDerivative(_ x: UnsafeMutablePointer<Float>, _ derivative: UnsafeMutablePointer<Float>,
+                               mask: UnsafePointer<Float>, count: Int) {
+    for i in 0..<count {
+        let (value, slope) = geluAndDerivative(x[i])
+        x[i] = value * mask[i]
+        derivative[i] = slope * mask[i]
+    }
+}

@@ -66,4 +66,40 @@ import Testing
         scaleInPlace(&scaled, count: n, by: 0.5)
         #expect(scaled == a.map { $0 * 0.5 })
     }
+
+    /// Dropout and drop path in one pass give the bits of the mask and then the per-image scale
+    /// applied one after the other, in place or not, with either factor absent, on one to three
+    /// workers whose ranges start and end inside images (perImage is no multiple of 8).
+    @Test func dropoutAndDropPathInOnePassMatchTheTwoSteps() {
+        var rng = TestRandom(44)
+        let B = 9, perImage = 12_487
+        let x = rng.floats(B * perImage)
+        let mask: [Float] = (0..<(B * perImage)).map { _ in rng.uniform() < 0.1 ? 0 : 1 / 0.9 }
+        let scale: [Float] = (0..<B).map { $0 % 3 == 1 ? 0 : 1 / 0.95 }
+        #expect(parallelChunks(B * perImage, minimumChunk: 32_768, threads: 3) == 3)
+        for useMask in [true, false] {
+            for useScale in [true, false] {
+                var expected = x
+                if useMask { multiplyInPlace(&expected, mask, count: B * perImage) }
+                if useScale { for b in 0..<B { for i in 0..<perImage { expected[b * perImage + i] *= scale[b] } } }
+                for threads in [1, 2, 3] {
+                    withParallelThreads(threads) {
+                        mask.withUnsafeBufferPointer { m in
+                            scale.withUnsafeBufferPointer { s in
+                                let maskPointer = useMask ? m.baseAddress : nil, scalePointer = useScale ? s.baseAddress : nil
+                                var out = [Float](repeating: .nan, count: B * perImage)
+                                applyDropout(&out, x, mask: maskPointer, scale: scalePointer, batch: B, perImage: perImage)
+                                #expect(out == expected, "mask \(useMask), scale \(useScale), \(threads) threads")
+                                var inPlace = x
+                                inPlace.withUnsafeMutableBufferPointer {
+                                    applyDropout($0.baseAddress!, $0.baseAddress!, mask: maskPointer, scale: scalePointer, batch: B, perImage: perImage)
+                                }
+                                #expect(inPlace == expected, "in place: mask \(useMask), scale \(useScale), \(threads) threads")
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
 }

@@ -25,15 +25,15 @@ import Testing
         }
     }
 
-    /// fc1 + GELU in one call: the epilogue on each row tile gives what the GEMM followed by
-    /// the GELU kernel gives, split over one to three workers with several tiles each (and a
-    /// shorter last tile), with and without bias, and with the derivative when training.
+    /// fc1 + GELU in one call: the epilogue on each worker's row block gives what the GEMM
+    /// followed by the GELU kernel gives, split over one to three workers, with and without
+    /// bias, and with the derivative when training, alone or with drop1's mask.
     @Test func geluEpilogueMatchesMatmulThenGELU() {
         var rng = TestRandom(4)
         let R = 600, IC = 17, OC = 1000
-        let tile = epilogueTileRows(outFeatures: OC), chunk = gemmRowChunk(IC * OC)
-        #expect(tile == 128 && R / 3 > tile && (R / 3) % tile != 0)
+        let chunk = gemmRowChunk(IC * OC)
         let x = rng.floats(R * IC, scale: 2), w = rng.floats(OC * IC, scale: 0.5), b = rng.floats(OC)
+        let mask: [Float] = (0..<(R * OC)).map { _ in rng.uniform() < 0.1 ? 0 : 1 / 0.9 }
         for threads in [1, 2, 3] {
             #expect(parallelChunks(R, minimumChunk: chunk, threads: threads) == threads)
             withParallelThreads(threads) {
@@ -57,6 +57,16 @@ import Testing
                         expectClose(training, expected, abs: 1e-7, rel: 1e-6, "fc1+gelu training (\(threads) threads, bias \(useBias))")
                         expectClose(derivative, expectedDerivative, abs: 1e-7, rel: 1e-6, "gelu derivative (\(threads) threads, bias \(useBias))")
                         #expect(training == fused)
+                        // With drop1's mask: both outputs are the unmasked ones times the mask, bit for bit.
+                        var masked = [Float](repeating: .nan, count: R * OC), maskedDerivative = masked
+                        maskedDerivative.withUnsafeMutableBufferPointer { d in
+                            mask.withUnsafeBufferPointer { dropMask in
+                                matmulForward(&masked, x, w, bias, rows: R, inFeatures: IC, outFeatures: OC,
+                                              epilogue: .geluWithDerivative(d.baseAddress!, mask: dropMask.baseAddress))
+                            }
+                        }
+                        #expect(masked == zip(training, mask).map { $0 * $1 })
+                        #expect(maskedDerivative == zip(derivative, mask).map { $0 * $1 })
                     }
                 }
             }
@@ -118,6 +128,15 @@ import Testing
         expectClose(dinp, eInp, abs: 1e-4, rel: 1e-5, "dinp")
         expectClose(dw, eW, abs: 1e-4, rel: 1e-5, "dweight")
         expectClose(db, eB, abs: 1e-4, rel: 1e-5, "dbias")
+
+        // Overwriting: dinp is dout · weight whatever it held (NaN here), the others still add.
+        var written = [Float](repeating: .nan, count: R * IC)
+        dw = dw0
+        db = db0
+        matmulBackward(&written, &dw, &db, dout, x, w, rows: R, inFeatures: IC, outFeatures: OC, overwritingInputGradient: true)
+        expectClose(written, zip(eInp, dinp0).map { $0 - Double($1) }, abs: 1e-4, rel: 1e-5, "dinp overwritten")
+        expectClose(dw, eW, abs: 1e-4, rel: 1e-5, "dweight (dinp overwritten)")
+        expectClose(db, eB, abs: 1e-4, rel: 1e-5, "dbias (dinp overwritten)")
     }
 
     /// Workers sum disjoint blocks of 64 columns, at least 65,536 / (rows·64) blocks each

@@ -310,8 +310,8 @@ extension ModelDescription {
             builder.add(name: p + "add1", label: "residual", block: i, kind: .add, inputs: [x, attentionBranch], outputs: [middle])
 
             let norm2 = layerNorm("norm2", middle)
-            // fc1 writes the GELU's buffer, and the GELU (fc1's epilogue) replaces each row tile of
-            // it in place; a training forward also keeps GELU'(fc1 output) per block.
+            // fc1 writes the GELU's buffer, and the GELU (fc1's epilogue) replaces each worker's
+            // rows of it in place; a training forward also keeps GELU'(fc1 output) per block.
             let hidden = linear(.fc1(i), label: "fc1", norm2, outFeatures: M, in: buffer("gelu"))
             var activated = tensor(p + "mlp.act", [B, T, M], in: buffer("gelu"))
             builder.add(name: p + "mlp.act", label: "gelu", block: i, kind: .gelu, inputs: [hidden], outputs: [activated],

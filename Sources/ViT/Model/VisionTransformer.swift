@@ -251,18 +251,12 @@ public final class VisionTransformer: @unchecked Sendable {
             addBranch(act.middle, residual: act.input, mask: act.projMask, pathScale: act.attnPathScale, layer: layer,
                       norm: (act.norm2, act.norm2Mean, act.norm2Rstd, w.norm2Weight, w.norm2Bias, "residual+norm2"))
             // MLP branch: x + drop_path(drop(fc2(drop(gelu(fc1(norm2(x))))))). GELU runs as fc1's
-            // epilogue, in place on each row tile of its output; when training it also writes
-            // GELU′(x), all that backward needs of it.
+            // epilogue, in place on each worker's rows of its output; when training it also writes
+            // GELU′(x), all that backward needs of it, and applies drop1's mask to both (so this
+            // block's mask buffer can be the next block's).
             linear(.fc1(layer), act.gelu, act.norm2, weight: w.fc1Weight, bias: p + w.fc1Bias, rows: BT, inFeatures: C, outFeatures: M,
-                   epilogue: act.geluDerivative.map { .geluWithDerivative($0) } ?? .gelu)
+                   epilogue: act.geluDerivative.map { .geluWithDerivative($0, mask: act.geluMask.map { UnsafePointer($0) }) } ?? .gelu)
             prof?.lap("fc1+gelu", .forward, flops: 2 * BT * C * M, layer: layer)
-            if let mask = act.geluMask {
-                // drop1, and its factor folded into GELU′ for backward (this block's mask buffer
-                // is the next block's).
-                multiplyInPlace(act.gelu, mask, count: BT * M)
-                multiplyInPlace(act.geluDerivative!, mask, count: BT * M)
-                prof?.lap("dropout", .forward, layer: layer)
-            }
             linear(.fc2(layer), a.branch, act.gelu, weight: w.fc2Weight, bias: p + w.fc2Bias, rows: BT, inFeatures: M, outFeatures: C)
             prof?.lap("fc2", .forward, flops: 2 * BT * M * C, layer: layer)
             // output = middle + branch and, unless this is the last block, the next block's norm1
@@ -401,7 +395,7 @@ public final class VisionTransformer: @unchecked Sendable {
         let dResidual = a.dResidual!, dNorm = a.dNorm!, dAttnOut = a.dAttnOut!, dBranchScratch = a.dBranch!
         let dQKV = a.dQKV!, dProbs = a.dProbs!, dGelu = a.dGelu!
         let dPooled = a.dPooled!, dPooledNorm = a.dPooledNorm!, dPatchOut = a.dPatchOut!
-        // Each op's time includes zeroing the gradient buffer it then adds into.
+        // Each op's time includes zeroing the gradient buffer it then adds into, where it adds.
         let prof = profiler
         prof?.enter()
 
@@ -452,15 +446,15 @@ public final class VisionTransformer: @unchecked Sendable {
             // MLP branch. dResidual holds d(output); the identity path carries it to d(middle).
             let dMLP = branchGradient(dResidual, scratch: dBranchScratch, mask: act.fc2Mask, pathScale: act.mlpPathScale, batch: B)
             if act.fc2Mask != nil || act.mlpPathScale != nil { prof?.lap("dropout", .backward, layer: layer) }
-            dGelu.update(repeating: 0, count: BT * M)
-            matmulBackward(dGelu, g + w.fc2Weight, g + w.fc2Bias, dMLP, act.gelu, p + w.fc2Weight, rows: BT, inFeatures: M, outFeatures: C)
+            matmulBackward(dGelu, g + w.fc2Weight, g + w.fc2Bias, dMLP, act.gelu, p + w.fc2Weight, rows: BT, inFeatures: M, outFeatures: C,
+                           overwritingInputGradient: true)
             prof?.lap("fc2", .backward, flops: 4 * BT * M * C, layer: layer)
             // GELU′ already carries drop1's mask (see the forward).
             // d(fc1 output) = d(GELU output) · GELU′, in place.
             multiplyInPlace(dGelu, act.geluDerivative!, count: BT * M)
             prof?.lap("gelu", .backward, layer: layer)
-            dNorm.update(repeating: 0, count: BT * C)
-            matmulBackward(dNorm, g + w.fc1Weight, g + w.fc1Bias, dGelu, act.norm2, p + w.fc1Weight, rows: BT, inFeatures: C, outFeatures: M)
+            matmulBackward(dNorm, g + w.fc1Weight, g + w.fc1Bias, dGelu, act.norm2, p + w.fc1Weight, rows: BT, inFeatures: C, outFeatures: M,
+                           overwritingInputGradient: true)
             prof?.lap("fc1", .backward, flops: 4 * BT * C * M, layer: layer)
             layerNormBackward(dResidual, g + w.norm2Weight, g + w.norm2Bias, dNorm, act.middle, p + w.norm2Weight,
                               act.norm2Mean, act.norm2Rstd, rows: BT, channels: C)
@@ -468,16 +462,16 @@ public final class VisionTransformer: @unchecked Sendable {
             // Attention branch. dResidual now holds d(middle); it flows on to d(input).
             let dAttn = branchGradient(dResidual, scratch: dBranchScratch, mask: act.projMask, pathScale: act.attnPathScale, batch: B)
             if act.projMask != nil || act.attnPathScale != nil { prof?.lap("dropout", .backward, layer: layer) }
-            dAttnOut.update(repeating: 0, count: BT * C)
-            matmulBackward(dAttnOut, g + w.projWeight, g + w.projBias, dAttn, act.attnOut, p + w.projWeight, rows: BT, inFeatures: C, outFeatures: C)
+            matmulBackward(dAttnOut, g + w.projWeight, g + w.projBias, dAttn, act.attnOut, p + w.projWeight, rows: BT, inFeatures: C, outFeatures: C,
+                           overwritingInputGradient: true)
             prof?.lap("proj", .backward, flops: 4 * BT * C * C, layer: layer)
             dQKV.update(repeating: 0, count: BT * 3 * C)
             attentionBackward(dQKV, dProbs, dAttnOut, act.qkv, act.probs, dropMask: act.attnMask, dropped: act.attnDropped,
                               batch: B, tokens: T, channels: C, heads: NH)
             // dV, dP, dQ and dK: four GEMMs of 2·T·T·hd FLOPs per image and head.
             prof?.lap("attention", .backward, flops: 8 * B * T * T * C, layer: layer)
-            dNorm.update(repeating: 0, count: BT * C)
-            matmulBackward(dNorm, g + w.qkvWeight, w.qkvBias.map { g + $0 }, dQKV, act.norm1, p + w.qkvWeight, rows: BT, inFeatures: C, outFeatures: 3 * C)
+            matmulBackward(dNorm, g + w.qkvWeight, w.qkvBias.map { g + $0 }, dQKV, act.norm1, p + w.qkvWeight, rows: BT, inFeatures: C, outFeatures: 3 * C,
+                           overwritingInputGradient: true)
             prof?.lap("qkv", .backward, flops: 4 * BT * C * 3 * C, layer: layer)
             // The lowest trainable block above frozen embeddings needs no input gradient.
             let inputGradient = embeddingsTrain || layer > lowestBlock ? dResidual : nil
@@ -504,24 +498,22 @@ public final class VisionTransformer: @unchecked Sendable {
     }
 
     /// The gradient reaching a branch's output from the residual gradient: the same values
-    /// unless dropout or drop path scaled the branch, in which case a scaled copy.
+    /// unless dropout or drop path scaled the branch, in which case a copy scaled the same way.
     private func branchGradient(_ dResidual: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>,
                                 mask: UnsafeMutablePointer<Float>?, pathScale: UnsafeMutablePointer<Float>?, batch B: Int) -> UnsafeMutablePointer<Float> {
         if mask == nil && pathScale == nil { return dResidual }
-        scratch.update(from: dResidual, count: B * config.numTokens * config.dim)
-        scaleBranch(scratch, mask: mask, pathScale: pathScale, batch: B)
+        applyDropout(scratch, dResidual, mask: mask, scale: pathScale, batch: B, perImage: config.numTokens * config.dim)
         return scratch
     }
 
-    /// Multiplies a branch output `[B, T, C]` (or its gradient) in place by its dropout mask and
-    /// per-image drop-path scale, whichever exist. Returns whether anything was applied.
+    /// Multiplies a branch output `[B, T, C]` in place by its dropout mask and per-image
+    /// drop-path scale, whichever exist. Returns whether anything was applied.
     @discardableResult
     private func scaleBranch(_ x: UnsafeMutablePointer<Float>, mask: UnsafeMutablePointer<Float>?,
                              pathScale: UnsafeMutablePointer<Float>?, batch B: Int) -> Bool {
-        let perImage = config.numTokens * config.dim
-        if let mask { multiplyInPlace(x, mask, count: B * perImage) }
-        if let pathScale { scalePerImage(x, pathScale, batch: B, perImage: perImage) }
-        return mask != nil || pathScale != nil
+        guard mask != nil || pathScale != nil else { return false }
+        applyDropout(x, x, mask: mask, scale: pathScale, batch: B, perImage: config.numTokens * config.dim)
+        return true
     }
 }
 
@@ -620,10 +612,6 @@ enum DropoutMaskKind: Hashable, Sendable {
 /// values, into `mask`. Called from several threads at once, each for other images.
 typealias DropoutMaskOverride = @Sendable (_ kind: DropoutMaskKind, _ image: Int, _ mask: UnsafeMutablePointer<Float>, _ count: Int) -> Void
 
-/// Multiplies image b's `perImage` values by scale[b] (drop path).
-func scalePerImage(_ x: UnsafeMutablePointer<Float>, _ scale: UnsafePointer<Float>, batch B: Int, perImage: Int) {
-    for b in 0..<B { scaleInPlace(x + b * perImage, count: perImage, by: scale[b]) }
-}
 
 extension BlockActivations {
     /// Whether training draws any dropout or drop-path mask for this block.

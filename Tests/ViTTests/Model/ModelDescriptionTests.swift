@@ -185,12 +185,15 @@ import Testing
     /// The one forward lap of two consecutive described ops that the model runs as one kernel
     /// (`first` in block `firstBlock`, then `second` in `secondBlock`), named as the model laps
     /// it and timed in the first op's block: a residual add and the LayerNorm after it (the same
-    /// block's norm2, the next block's norm1), fc1 and its GELU. Nil for ops that run apart.
+    /// block's norm2, the next block's norm1), fc1 and its GELU (and drop1 after it, when
+    /// training). Nil for ops that run apart.
     static func fusedForwardLap(_ first: String, _ firstBlock: Int, _ second: String, _ secondBlock: Int) -> String? {
         switch (first, second) {
         case ("residual", "norm2") where secondBlock == firstBlock: "residual+norm2"
         case ("residual", "norm1") where secondBlock == firstBlock + 1: "residual+norm1"
         case ("fc1", "gelu") where secondBlock == firstBlock: "fc1+gelu"
+        // drop1 runs in the same epilogue, on GELU's output.
+        case ("fc1+gelu", "dropout") where secondBlock == firstBlock: "fc1+gelu"
         default: nil
         }
     }
