@@ -74,13 +74,17 @@ figures = [  # name, vit's key, the peer's key, higher is better
     ("batch-1 median ms", "batch1_ms_median", "batch1_ms_median", False),
     ("batch-1 p90 ms", "batch1_ms_p90", "batch1_ms_p90", False),
 ]
-print(f"{'':20}{'vit':>10}{'onnxruntime':>13}{'pytorch':>10}{'vit/ort':>10}{'vit/pytorch':>13}")
+print(f"{'':20}{'vit':>10}{'onnxruntime':>13}{'pytorch':>10}{'vit/ort':>10}{'vit/pytorch':>13}"
+      f"{'rounds: /ort':>14}{'/pytorch':>10}")
 for name, vit_key, peer_key, higher_better in figures:
     v = med(r[vit_key] for r in vit)
     o = med(p["ort"][peer_key] for p in peer)
     t = med(p["torch"][peer_key] for p in peer)
+    # The median of each round's own ratio: steadier when the machine's speed drifts between minutes.
+    ro = med(r[vit_key] / p["ort"][peer_key] for r, p in zip(vit, peer))
+    rt = med(r[vit_key] / p["torch"][peer_key] for r, p in zip(vit, peer))
     note = "" if higher_better else "  (lower is better)"
-    print(f"{name:20}{v:10.2f}{o:13.2f}{t:10.2f}{v / o:9.3g}x{v / t:12.3g}x{note}")
+    print(f"{name:20}{v:10.2f}{o:13.2f}{t:10.2f}{v / o:9.3g}x{v / t:12.3g}x{ro:13.3g}x{rt:9.3g}x{note}")
 best = min(med(p["ort"]["batch1_ms_median"] for p in peer), med(p["torch"]["batch1_ms_median"] for p in peer))
 print(f"\nbatch-1 median latency, vit over the better peer: {med(r['batch1_ms_median'] for r in vit) / best:.2f}x (lower is better)")
 print()

@@ -73,15 +73,24 @@ rows = [
     ("infer img/s", med(v["infer_images_per_second"] for v in vit), med(p["infer_img_s"] for p in peer), True),
     ("peak RSS MiB", med(v["peak_rss_bytes"] / 2**20 for v in vit), med(p["peak_rss_mb"] for p in peer), False),
 ]
-print(f"{'':14}{'vit':>10}{'pytorch':>10}{'vit/pytorch':>13}")
+# Each round runs vit and the peer within a minute of each other; on a machine whose speed
+# drifts between minutes the median of the rounds' own ratios is the steadier figure.
+round_ratios = {
+    "train img/s": med(v["train_images_per_second"] / p["train_img_s"] for v, p in zip(vit, peer)),
+    "infer img/s": med(v["infer_images_per_second"] / p["infer_img_s"] for v, p in zip(vit, peer)),
+    "peak RSS MiB": med(v["peak_rss_bytes"] / 2**20 / p["peak_rss_mb"] for v, p in zip(vit, peer)),
+}
+print(f"{'':14}{'vit':>10}{'pytorch':>10}{'vit/pytorch':>13}{'median of rounds':>18}")
 for name, a, b, higher_better in rows:
     note = "" if higher_better else "  (lower is better)"
-    print(f"{name:14}{a:10.1f}{b:10.1f}{a / b:12.2f}x{note}")
+    print(f"{name:14}{a:10.1f}{b:10.1f}{a / b:12.2f}x{round_ratios[name]:17.2f}x{note}")
 print()
 print("per round (vit / pytorch):")
 for r, (v, p) in enumerate(zip(vit, peer), 1):
-    print(f"  {r}: train {v['train_images_per_second']:.1f} / {p['train_img_s']:.1f}, "
-          f"infer {v['infer_images_per_second']:.1f} / {p['infer_img_s']:.1f}, "
+    print(f"  {r}: train {v['train_images_per_second']:.1f} / {p['train_img_s']:.1f} "
+          f"({v['train_images_per_second'] / p['train_img_s']:.2f}x), "
+          f"infer {v['infer_images_per_second']:.1f} / {p['infer_img_s']:.1f} "
+          f"({v['infer_images_per_second'] / p['infer_img_s']:.2f}x), "
           f"RSS {v['peak_rss_bytes'] / 2**20:.0f} / {p['peak_rss_mb']} MiB")
 print()
 print(f"vit: OpenBLAS {vit[0]['blas_core']}, MFU {med(v['mfu'] for v in vit):.1%} of "
