@@ -67,21 +67,29 @@ public func rowSquaredDeviations(_ x: UnsafePointer<Float>, from center: Float, 
 }
 
 /// max x[i] over `[n]` (n ≥ 1); a NaN anywhere gives NaN or a finite value, never a trap.
+///
+/// Eight running maxima as plain compare-and-select scalars, which the compiler turns into one
+/// vector compare and blend per eight values. `SIMD8`'s `pointwiseMax` and `.max()` compiled to
+/// lane-by-lane shuffles here instead: 169–188 ns against 51–57 ns for a 65-value row
+/// (cifar10-tiny's attention), measured on the Xeon of the README's tables.
 @inline(__always)
 public func rowMaximum(_ x: UnsafePointer<Float>, count n: Int) -> Float {
+    var m0 = -Float.infinity, m1 = m0, m2 = m0, m3 = m0, m4 = m0, m5 = m0, m6 = m0, m7 = m0
     var i = 0
-    var best = -Float.infinity
-    if n >= 8 {
-        var lanes = SIMD8<Float>(repeating: -.infinity)
-        while i + 8 <= n {
-            lanes = pointwiseMax(lanes, load8(x + i))
-            i += 8
-        }
-        best = lanes.max()
+    while i + 8 <= n {
+        let p = x + i
+        m0 = p[0] > m0 ? p[0] : m0; m1 = p[1] > m1 ? p[1] : m1
+        m2 = p[2] > m2 ? p[2] : m2; m3 = p[3] > m3 ? p[3] : m3
+        m4 = p[4] > m4 ? p[4] : m4; m5 = p[5] > m5 ? p[5] : m5
+        m6 = p[6] > m6 ? p[6] : m6; m7 = p[7] > m7 ? p[7] : m7
+        i &+= 8
     }
+    m0 = m4 > m0 ? m4 : m0; m1 = m5 > m1 ? m5 : m1; m2 = m6 > m2 ? m6 : m2; m3 = m7 > m3 ? m7 : m3
+    m0 = m2 > m0 ? m2 : m0; m1 = m3 > m1 ? m3 : m1
+    var best = m1 > m0 ? m1 : m0
     while i < n {
-        best = Swift.max(best, x[i])
-        i += 1
+        best = x[i] > best ? x[i] : best
+        i &+= 1
     }
     return best
 }
