@@ -103,8 +103,22 @@ public func layerNormBackward(
                 continue
             }
             let dx = dinp + r * C
-            var gMean: Float = 0, gxMean: Float = 0
-            for c in 0..<C {
+            // Σ g and Σ g·x̂ in eight vector lanes (then lane by lane in a fixed order, and the
+            // tail), like `rowSum`: one scalar add chain per row kept the whole loop scalar.
+            let vectorEnd = C / 8 * 8
+            let mean8 = SIMD8<Float>(repeating: m), rstd8 = SIMD8<Float>(repeating: s)
+            var gSum8 = SIMD8<Float>(), gxSum8 = SIMD8<Float>()
+            for c in stride(from: 0, to: vectorEnd, by: 8) {
+                let dy8 = load8(dy + c)
+                let xhat = (load8(x + c) - mean8) * rstd8
+                let g = dy8 * load8(weight + c)
+                gSum8 += g
+                gxSum8 += g * xhat
+                store8(load8(pb + c) + dy8, pb + c)
+                store8(load8(pw + c) + dy8 * xhat, pw + c)
+            }
+            var gMean = laneSum(gSum8), gxMean = laneSum(gxSum8)
+            for c in vectorEnd..<C {
                 let xhat = (x[c] - m) * s
                 let g = dy[c] * weight[c]
                 gMean += g
