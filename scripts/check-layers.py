@@ -10,6 +10,8 @@ string literals removed), and fails when:
   - a folder uses a name from a folder above it in LAYERS (that is also how a loop would show);
   - a folder of Sources/ViT is missing from LAYERS (a new folder must be given its place);
   - the command-line target imports ViTKernels (it reaches the kernels through the library);
+  - a target other than ViTProtobuf imports SwiftProtobuf (so that the library compiles beside
+    swift-protobuf, and the protobuf formats stay in one place);
   - two folders under Sources/ or Tests/ differ only by letter case (they merge on a
     case-insensitive file system, macOS's default).
 --graph prints every folder's dependencies. Exit status 0 when all holds, 1 otherwise.
@@ -25,7 +27,7 @@ COMMAND_LINE = os.path.join(ROOT, "Sources", "VitCLI")
 # Lowest first: a folder may use names from the folders before it, never from those after it.
 # "." is the library's top folder (errors, random numbers), usable from everywhere.
 LAYERS = [".", "Formats", "Config", "Images", "Instruments", "Model", "Optim", "Data", "Checkpoints", "Distributed", "Run",
-          "Export", "Visualize"]
+          "Visualize"]
 
 DECLARATION = re.compile(
     r"^(?:@\w+(?:\([^)]*\))?\s+)*(?:(?:public|internal|package|fileprivate|private|final|open|indirect)\s+)*"
@@ -79,7 +81,18 @@ def main():
                     if re.match(r"\s*(@testable\s+)?import\s+(ViTKernels|CBLAS)\b", line):
                         problems.append(f"{os.path.relpath(path, ROOT)}:{number}: the command line imports {line.split()[-1]}")
 
-    # 3. Library folders only use names from the folders below them.
+    # 3. swift-protobuf is ViTProtobuf's alone.
+    for top in ("Sources", "Tests"):
+        for target in sorted(os.listdir(os.path.join(ROOT, top))):
+            if target in ("ViTProtobuf", "ViTTests"):
+                continue  # ViTTests holds ViTProtobuf's tests, which read the messages back
+            for path in swift_files(os.path.join(ROOT, top, target)):
+                with open(path, encoding="utf-8") as f:
+                    for number, line in enumerate(f, 1):
+                        if re.match(r"\s*(@testable\s+)?import\s+SwiftProtobuf\b", line):
+                            problems.append(f"{os.path.relpath(path, ROOT)}:{number}: imports SwiftProtobuf (only Sources/ViTProtobuf may)")
+
+    # 4. Library folders only use names from the folders below them.
     sources = {}
     declared = {}
     for path in swift_files(LIBRARY):

@@ -19,6 +19,6 @@ generate() { # proto file, output directory
     protoc --plugin=protoc-gen-swift="$plugin" --proto_path=proto \
         --swift_opt=Visibility=Internal --swift_out="$2" "$1"
 }
-generate proto/onnx.proto Sources/ViT/Export
-generate proto/tensorboard.proto Sources/ViT/Formats
-echo "gen-protos: wrote Sources/ViT/Export/onnx.pb.swift and Sources/ViT/Formats/tensorboard.pb.swift"
+generate proto/onnx.proto Sources/ViTProtobuf/Export
+generate proto/tensorboard.proto Sources/ViTProtobuf/TensorBoard
+echo "gen-protos: wrote Sources/ViTProtobuf/Export/onnx.pb.swift and Sources/ViTProtobuf/TensorBoard/tensorboard.pb.swift"

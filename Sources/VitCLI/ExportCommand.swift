@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import ViT
+import ViTProtobuf
 
 extension VitCommand {
     /// `vit export`: a checkpoint to an ONNX model, optionally inside a Triton model repository.

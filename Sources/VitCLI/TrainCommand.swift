@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import ViT
+import ViTProtobuf
 
 extension VitCommand {
     /// `vit train`: trains a ViT from a JSON config and writes checkpoints and metrics.

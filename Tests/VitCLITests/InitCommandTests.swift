@@ -3,6 +3,7 @@ import Foundation
 import Testing
 @testable import VitCLI
 @testable import ViT
+import ViTProtobuf
 
 /// `vit init` and the `--image-size` options of eval, predict and export.
 @Suite struct InitCommandTests {

@@ -201,14 +201,14 @@ private func systemWrite(_ descriptor: Int32, _ buffer: UnsafeRawPointer, _ coun
 }
 
 /// Small POSIX helpers shared by the readers and writers in IO/.
-enum PosixFile {
+public enum PosixFile {
     /// The system's one-line description of an errno value, such as "No such file or directory".
-    static func errorText(_ code: Int32) -> String {
+    public static func errorText(_ code: Int32) -> String {
         String(cString: strerror(code))
     }
 
     /// Whether `path` names a directory (following symbolic links).
-    static func isDirectory(_ path: String) -> Bool {
+    public static func isDirectory(_ path: String) -> Bool {
         var info = stat()
         return stat(path, &info) == 0 && (info.st_mode & S_IFMT) == S_IFDIR
     }
@@ -217,7 +217,7 @@ enum PosixFile {
     ///
     /// - Parameter path: the file to read.
     /// - Throws: `ViTError(path, "cannot read: <reason>")` when it cannot be opened or read.
-    static func readAll(_ path: String) throws -> [UInt8] {
+    public static func readAll(_ path: String) throws -> [UInt8] {
         let descriptor = open(path, O_RDONLY | O_CLOEXEC)
         guard descriptor >= 0 else { throw ViTError(path, "cannot read: \(errorText(errno))") }
         defer { close(descriptor) }

@@ -2,6 +2,7 @@ import Foundation
 import SwiftProtobuf
 import Testing
 @testable import ViT
+@testable import ViTProtobuf
 
 /// A small model of each kind the exporter handles.
 private func exportConfig(pool: Pooling = .cls, qkvBias: Bool = true, distillToken: Bool = false) -> RunConfig {

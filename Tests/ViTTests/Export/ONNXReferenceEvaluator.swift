@@ -1,5 +1,6 @@
 import Foundation
 @testable import ViT
+@testable import ViTProtobuf
 
 /// A naive evaluator for the ONNX ops `vit export` writes, straight from the operator
 /// definitions (numpy broadcasting, Double arithmetic), so the tests can run an exported graph

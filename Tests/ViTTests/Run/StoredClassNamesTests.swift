@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import ViT
+@testable import ViTProtobuf
 
 /// A model trained on an image folder keeps its class names in the checkpoint; every command
 /// that names classes shows those, not the indices or the names of the data it reads.

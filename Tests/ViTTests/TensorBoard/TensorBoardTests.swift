@@ -2,6 +2,7 @@ import Foundation
 import SwiftProtobuf
 import Testing
 @testable import ViT
+@testable import ViTProtobuf
 
 // MARK: - A TFRecord reader that checks every checksum
 

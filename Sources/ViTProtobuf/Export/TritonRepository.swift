@@ -1,4 +1,5 @@
 import Foundation
+import ViT
 
 /// A Triton Inference Server model repository entry for an exported ONNX model:
 /// `<repository>/<name>/config.pbtxt`, `<repository>/<name>/labels.txt` and

@@ -1,6 +1,7 @@
 /// Building an ONNX `GraphProto` node by node (the types generated from proto/onnx.proto).
 
 import Foundation
+import ViT
 
 /// ONNX element types (`TensorProto.DataType`) vit writes.
 enum ONNXElementType: Int32 {

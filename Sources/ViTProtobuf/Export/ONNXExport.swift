@@ -1,4 +1,5 @@
 import Foundation
+import ViT
 import SwiftProtobuf
 
 /// The runtime an exported file is written for. It decides only how a static int8 model's

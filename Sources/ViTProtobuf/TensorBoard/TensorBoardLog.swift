@@ -1,4 +1,5 @@
 import Foundation
+import ViT
 
 /// A run's training curves as a TensorBoard event file in its run directory, fed by the
 /// trainer's events: every `stepInterval` optimizer steps (and at each epoch's last step)

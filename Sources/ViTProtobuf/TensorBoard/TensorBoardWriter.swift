@@ -2,6 +2,7 @@
 /// scalar and text summaries (the types generated from proto/tensorboard.proto).
 
 import Foundation
+import ViT
 import SwiftProtobuf
 
 #if canImport(Glibc)
