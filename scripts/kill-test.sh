@@ -115,9 +115,14 @@ for ((round = 1; round <= rounds; round++)); do
         # checkpoint, else whichever file comes first (best.safetensors, metrics.jsonl, ...).
         if ((round % 4 == 2)); then pattern='.step-*.tmp-*'; else pattern='.*.tmp-*'; fi
         how="while writing a file"
+        # The name is kept from the look that found it: a second look before the kill would let
+        # a short write finish first.
         deadline=$((SECONDS + 300))
-        while kill -0 "$pid" 2>/dev/null && [[ -z "$(temporaries "$pattern")" ]] && ((SECONDS < deadline)); do :; done
-        writing=$(temporaries "$pattern" | head -n 1)
+        writing=""
+        while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do
+            writing=$(temporaries "$pattern" | head -n 1)
+            [[ -z "$writing" ]] || break
+        done
     else
         # A random moment, counted in training steps so that the test does the same on a fast
         # machine and a slow one: 1-15 steps after resuming or, for a new run, after its first
