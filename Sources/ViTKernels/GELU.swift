@@ -30,25 +30,36 @@ public func geluForward(_ out: UnsafeMutablePointer<Float>, _ inp: UnsafePointer
     }
 }
 
-/// GELU forward that also writes its derivative, so backward is one multiply and the
-/// pre-activation need not be kept: out = x·Φ(x), derivative = Φ(x) + x·φ(x), φ the standard
-/// normal density. This is GELU's backward: the model multiplies the incoming gradient by the
-/// saved derivative (`multiplyInPlace`).
+/// What GELU's backward needs, recomputed from the saved pre-activation: activated = GELU(x)
+/// (the input of the layer after it, for that layer's weight gradient) and, in place of x, the
+/// derivative GELU′(x) = Φ(x) + x·φ(x), φ the standard normal density, which the model then
+/// multiplies into the incoming gradient (`multiplyInPlace`). With a dropout mask both are
+/// multiplied by it: the MLP's drop1, whose derivative is mask · GELU′.
+///
+/// Training keeps only fc1's output `[B, T, M]` per block instead of the GELU and its
+/// derivative (one buffer instead of two); the values are the bits `matmulForward`'s
+/// `.geluInto` epilogue wrote in the forward.
 ///
 /// - Parameters:
-///   - out: `[N]`, written; may alias `inp`.
-///   - derivative: `[N]`, written; may alias `inp` (each element is read before it is written).
-///   - inp: `[N]`, read.
-public func geluForwardWithDerivative(_ out: UnsafeMutablePointer<Float>, _ derivative: UnsafeMutablePointer<Float>,
-                                      _ inp: UnsafePointer<Float>, count N: Int) {
+///   - activated: `[N]`, written; must not overlap `x`.
+///   - x: `[N]`, the pre-activation; overwritten with the (masked) derivative.
+///   - mask: `[N]` or nil.
+public func geluRecompute(_ activated: UnsafeMutablePointer<Float>, derivativeInPlace x: UnsafeMutablePointer<Float>,
+                          mask: UnsafePointer<Float>?, count N: Int) {
     Parallel.forRanges(N, minimumChunk: 16_384) { range in
-        if UnsafePointer(out) == inp {
-            geluInPlaceWithDerivative(out + range.lowerBound, derivative + range.lowerBound, count: range.count)
+        let a = activated + range.lowerBound, v = x + range.lowerBound
+        if let mask {
+            let m = mask + range.lowerBound
+            for i in 0..<range.count {
+                let (value, slope) = geluAndDerivative(v[i])
+                a[i] = value * m[i]
+                v[i] = slope * m[i]
+            }
         } else {
-            for i in range {
-                let (value, slope) = geluAndDerivative(inp[i])
-                out[i] = value
-                derivative[i] = slope
+            for i in 0..<range.count {
+                let (value, slope) = geluAndDerivative(v[i])
+                a[i] = value
+                v[i] = slope
             }
         }
     }
@@ -64,25 +75,15 @@ func geluInPlace(_ x: UnsafeMutablePointer<Float>, count: Int) {
     for i in 0..<count { x[i] = gelu(x[i]) }
 }
 
-/// x = GELU(x) and derivative = GELU′(x before) over `count` values on the calling thread
-/// (vectorized when `derivative` does not overlap `x`).
+/// activated = GELU(x) · mask (or GELU(x) without a mask) over `count` values on the calling
+/// thread, leaving x as it is: the training forward's fc1 epilogue, which keeps the
+/// pre-activation for backward (`geluRecompute`). Each product is rounded after the GELU, as a
+/// separate multiply would round it.
 @inline(__always)
-func geluInPlaceWithDerivative(_ x: UnsafeMutablePointer<Float>, _ derivative: UnsafeMutablePointer<Float>, count: Int) {
-    for i in 0..<count {
-        let (value, slope) = geluAndDerivative(x[i])
-        x[i] = value
-        derivative[i] = slope
-    }
-}
-
-/// The same followed by a dropout mask on both: x = GELU(x) · mask, derivative = GELU′ · mask
-/// (each product rounded after GELU, as a separate multiply would).
-@inline(__always)
-func geluInPlaceWithDerivative(_ x: UnsafeMutablePointer<Float>, _ derivative: UnsafeMutablePointer<Float>,
-                               mask: UnsafePointer<Float>, count: Int) {
-    for i in 0..<count {
-        let (value, slope) = geluAndDerivative(x[i])
-        x[i] = value * mask[i]
-        derivative[i] = slope * mask[i]
+func gelu(_ x: UnsafePointer<Float>, into activated: UnsafeMutablePointer<Float>, mask: UnsafePointer<Float>?, count: Int) {
+    if let mask {
+        for i in 0..<count { activated[i] = gelu(x[i]) * mask[i] }
+    } else {
+        for i in 0..<count { activated[i] = gelu(x[i]) }
     }
 }

@@ -54,17 +54,49 @@ public func residualLayerNormForward(
 func layerNormRow(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>,
                   _ weight: UnsafePointer<Float>, _ bias: UnsafePointer<Float>,
                   channels C: Int, eps: Float) -> (mean: Float, rstd: Float) {
-    let vectorEnd = C / 8 * 8
     let m = rowSum(x, count: C) / Float(C)
     let s = 1 / (rowSquaredDeviations(x, from: m, count: C) / Float(C) + eps).squareRoot()
 
+    normalizeRow(y, x, mean: m, rstd: s, weight, bias, channels: C)
+    return (m, s)
+}
+
+/// y = (x − mean)·rstd·weight + bias over one row of `C` values: the elementwise half of a
+/// LayerNorm, shared by the forward and by `layerNormRecompute` so that both give the same bits.
+@inline(__always)
+func normalizeRow(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, mean m: Float, rstd s: Float,
+                  _ weight: UnsafePointer<Float>, _ bias: UnsafePointer<Float>, channels C: Int) {
+    let vectorEnd = C / 8 * 8
     let mean8 = SIMD8<Float>(repeating: m)
     let rstd8 = SIMD8<Float>(repeating: s)
     for c in stride(from: 0, to: vectorEnd, by: 8) {
         store8((load8(x + c) - mean8) * rstd8 * load8(weight + c) + load8(bias + c), y + c)
     }
     for c in vectorEnd..<C { y[c] = (x[c] - m) * s * weight[c] + bias[c] }
-    return (m, s)
+}
+
+/// A LayerNorm's output again, from its input and the mean and rstd its forward saved: the same
+/// bits as `layerNormForward` wrote. Training keeps only the input of each LayerNorm (the
+/// residual stream, which it keeps anyway) and `[R]` statistics, and backward recomputes the
+/// output for the weight gradient of the linear layer that reads it (one pass over `[R, C]`,
+/// against keeping two `[B, T, C]` buffers per block).
+///
+/// - Parameters:
+///   - out: `[R, C]`, written; must not alias `inp`.
+///   - inp: `[R, C]`, the forward's input.
+///   - mean, rstd: `[R]`, as the forward saved them.
+///   - weight, bias: `[C]`.
+public func layerNormRecompute(
+    _ out: UnsafeMutablePointer<Float>, _ inp: UnsafePointer<Float>,
+    _ mean: UnsafePointer<Float>, _ rstd: UnsafePointer<Float>,
+    _ weight: UnsafePointer<Float>, _ bias: UnsafePointer<Float>,
+    rows R: Int, channels C: Int
+) {
+    Parallel.forRanges(R, minimumChunk: max(1, 8192 / max(1, C))) { rows in
+        for r in rows {
+            normalizeRow(out + r * C, inp + r * C, mean: mean[r], rstd: rstd[r], weight, bias, channels: C)
+        }
+    }
 }
 
 /// LayerNorm backward. Adds into `dinp`, `dweight` and `dbias`.

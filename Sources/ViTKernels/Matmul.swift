@@ -15,12 +15,11 @@ import CBLAS
 public enum MatmulEpilogue {
     /// out = GELU(out), in place (the MLP's fc1 + GELU).
     case gelu
-    /// out = GELU(out) in place, and the derivative GELU′ of each pre-activation written to the
-    /// buffer, `[R, OC]` like `out` and not overlapping it (fc1 + GELU when training; see
-    /// `geluForwardWithDerivative`). With a dropout mask (`[R, OC]`) both are multiplied by it:
-    /// out = GELU(out) · mask, the MLP's drop1, and derivative = GELU′ · mask, all that its
-    /// backward needs.
-    case geluWithDerivative(UnsafeMutablePointer<Float>, mask: UnsafePointer<Float>? = nil)
+    /// out keeps the linear output (GELU's pre-activation, which a training forward saves for
+    /// backward) and `activated` (`[R, OC]` like `out`, not overlapping it) receives GELU(out),
+    /// times the dropout mask (`[R, OC]`) when there is one: the MLP's fc1 + GELU + drop1 when
+    /// training. Backward recomputes GELU and its derivative from out (`geluRecompute`).
+    case geluInto(UnsafeMutablePointer<Float>, mask: UnsafePointer<Float>? = nil)
 }
 
 /// Linear layer forward, `torch.nn.functional.linear`: out = inp · weightᵀ + bias, then the
@@ -60,9 +59,7 @@ public func matmulForward(
             let at = offset + run * stride
             switch epilogue {
             case .gelu: geluInPlace(out + at, count: length)
-            case .geluWithDerivative(let derivative, mask: nil): geluInPlaceWithDerivative(out + at, derivative + at, count: length)
-            case .geluWithDerivative(let derivative, mask: let mask?):
-                geluInPlaceWithDerivative(out + at, derivative + at, mask: mask + at, count: length)
+            case .geluInto(let activated, let mask): gelu(out + at, into: activated + at, mask: mask.map { $0 + at }, count: length)
             }
         }
     }

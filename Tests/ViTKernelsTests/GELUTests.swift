@@ -11,9 +11,11 @@ import Testing
         geluForward(&out, x, count: n)
         let expected = x.map { v -> Double in let d = Double(v); return 0.5 * d * (1 + Foundation.erf(d / 2.0.squareRoot())) }
         expectClose(out, expected, abs: 1e-6, rel: 1e-6, "gelu out")
-        // Backward is the saved derivative times the incoming gradient, as the model computes it.
-        var withDerivative = out, derivative = out
-        geluForwardWithDerivative(&withDerivative, &derivative, x, count: n)
+        // Backward recomputes GELU and its derivative from the saved input, then multiplies the
+        // incoming gradient by the derivative, as the model does.
+        var derivative = x, activated = out
+        geluRecompute(&activated, derivativeInPlace: &derivative, mask: nil, count: n)
+        #expect(activated == out)
         var dx = dout
         multiplyInPlace(&dx, derivative, count: n)
         let expectedGrad = (0..<n).map { i -> Double in
@@ -24,39 +26,43 @@ import Testing
         expectClose(dx, expectedGrad, abs: 2e-6, rel: 1e-5, "gelu dinp")
     }
 
-    @Test func forwardWithDerivativeMatchesForwardInPlace() {
+    /// The recomputed GELU is the forward's, bit for bit, and a mask multiplies the GELU and
+    /// the derivative after they are computed (drop1 and its backward).
+    @Test func recomputeMatchesForwardAndAppliesTheMask() {
         var rng = TestRandom(13)
         let n = 777
         let x = rng.floats(n, scale: 3)
-        var out = [Float](repeating: 0, count: n), plain = out
-        var derivative = x // aliasing the input is allowed
-        derivative.withUnsafeMutableBufferPointer { d in
-            geluForwardWithDerivative(&out, d.baseAddress!, d.baseAddress!, count: n)
-        }
+        let mask: [Float] = (0..<n).map { _ in rng.uniform() < 0.2 ? 0 : 1 / 0.8 }
+        var plain = [Float](repeating: 0, count: n)
         geluForward(&plain, x, count: n)
-        #expect(out == plain)
-        var separate = [Float](repeating: 0, count: n)
-        geluForwardWithDerivative(&plain, &separate, x, count: n)
-        #expect(derivative == separate)
+        var activated = [Float](repeating: .nan, count: n), derivative = x
+        geluRecompute(&activated, derivativeInPlace: &derivative, mask: nil, count: n)
+        #expect(activated == plain)
+        var maskedActivated = [Float](repeating: .nan, count: n), maskedDerivative = x
+        geluRecompute(&maskedActivated, derivativeInPlace: &maskedDerivative, mask: mask, count: n)
+        #expect(maskedActivated == zip(plain, mask).map { $0 * $1 })
+        #expect(maskedDerivative == zip(derivative, mask).map { $0 * $1 })
+        #expect(mask.contains(0) && maskedActivated != activated)
     }
 
-    /// In place (out = inp) the kernels take the single-pointer loops; the values must not change.
-    @Test func inPlaceGivesTheSameValues() {
+    /// In place (out = inp) the kernels take the single-pointer loops; the values must not
+    /// change, and neither do they with the work split over several workers.
+    @Test func inPlaceAndSplitGiveTheSameValues() {
         var rng = TestRandom(14)
         let n = 50_000 + 3 // several workers' ranges when threads > 1
         let x = rng.floats(n, scale: 4)
+        var firstDerivative: [Float]?
         for threads in [1, 3] {
             withParallelThreads(threads) {
-                var separate = [Float](repeating: 0, count: n), derivative = separate
+                var separate = [Float](repeating: 0, count: n)
                 geluForward(&separate, x, count: n)
                 var inPlace = x
                 inPlace.withUnsafeMutableBufferPointer { geluForward($0.baseAddress!, $0.baseAddress!, count: n) }
                 #expect(inPlace == separate)
-                var expectedDerivative = separate
-                geluForwardWithDerivative(&separate, &expectedDerivative, x, count: n)
-                inPlace = x
-                inPlace.withUnsafeMutableBufferPointer { geluForwardWithDerivative($0.baseAddress!, &derivative, $0.baseAddress!, count: n) }
-                #expect(inPlace == separate && derivative == expectedDerivative)
+                var activated = [Float](repeating: .nan, count: n), derivative = x
+                geluRecompute(&activated, derivativeInPlace: &derivative, mask: nil, count: n)
+                #expect(activated == separate)
+                if let firstDerivative { #expect(derivative == firstDerivative) } else { firstDerivative = derivative }
             }
         }
     }

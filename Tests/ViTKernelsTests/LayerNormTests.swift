@@ -95,4 +95,21 @@ private func layerNormReference(_ x: [Double], _ w: [Double], _ b: [Double], row
         residualLayerNormForward(&sum, &out, &mean, &rstd, residual, branch, w, b, rows: R, channels: C, eps: Float(eps))
         expectClose(out, reference, abs: 1e-5, rel: 1e-5, "residual + layernorm out")
     }
+
+    /// Backward's recompute of a LayerNorm's output from its input and saved statistics gives
+    /// the forward's bits, on one to three workers (C = 21: two 8-wide steps and a tail of 5).
+    @Test func recomputeGivesTheForwardsBits() {
+        var rng = TestRandom(33)
+        let R = 1500, C = 21
+        let x = rng.floats(R * C, scale: 3).map { $0 - 0.7 }, w = rng.floats(C), b = rng.floats(C)
+        var out = [Float](repeating: 0, count: R * C), mean = [Float](repeating: 0, count: R), rstd = mean
+        layerNormForward(&out, &mean, &rstd, x, w, b, rows: R, channels: C, eps: 1e-6)
+        for threads in [1, 2, 3] {
+            withParallelThreads(threads) {
+                var again = [Float](repeating: .nan, count: R * C)
+                layerNormRecompute(&again, x, mean, rstd, w, b, rows: R, channels: C)
+                #expect(again == out, "\(threads) threads")
+            }
+        }
+    }
 }

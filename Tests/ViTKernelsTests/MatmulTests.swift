@@ -27,7 +27,8 @@ import Testing
 
     /// fc1 + GELU in one call: the epilogue on each worker's row block gives what the GEMM
     /// followed by the GELU kernel gives, split over one to three workers, with and without
-    /// bias, and with the derivative when training, alone or with drop1's mask.
+    /// bias; when training, into a second buffer with the linear output kept, alone or with
+    /// drop1's mask, and backward's recompute from that output gives the same bits again.
     @Test func geluEpilogueMatchesMatmulThenGELU() {
         var rng = TestRandom(4)
         let R = 600, IC = 17, OC = 1000
@@ -42,31 +43,30 @@ import Testing
                         let bias = useBias ? biasBuffer.baseAddress : nil
                         var linear = [Float](repeating: .nan, count: R * OC)
                         matmulForward(&linear, x, w, bias, rows: R, inFeatures: IC, outFeatures: OC)
-                        var expected = linear, expectedDerivative = linear
+                        var expected = linear
                         geluForward(&expected, linear, count: R * OC)
-                        geluForwardWithDerivative(&expected, &expectedDerivative, linear, count: R * OC)
 
                         var fused = [Float](repeating: .nan, count: R * OC)
                         matmulForward(&fused, x, w, bias, rows: R, inFeatures: IC, outFeatures: OC, epilogue: .gelu)
                         expectClose(fused, expected, abs: 1e-7, rel: 1e-6, "fc1+gelu (\(threads) threads, bias \(useBias))")
-                        var training = [Float](repeating: .nan, count: R * OC), derivative = training
-                        derivative.withUnsafeMutableBufferPointer { d in
-                            matmulForward(&training, x, w, bias, rows: R, inFeatures: IC, outFeatures: OC,
-                                          epilogue: .geluWithDerivative(d.baseAddress!))
+                        var kept = [Float](repeating: .nan, count: R * OC), activated = kept
+                        activated.withUnsafeMutableBufferPointer { a in
+                            matmulForward(&kept, x, w, bias, rows: R, inFeatures: IC, outFeatures: OC, epilogue: .geluInto(a.baseAddress!))
                         }
-                        expectClose(training, expected, abs: 1e-7, rel: 1e-6, "fc1+gelu training (\(threads) threads, bias \(useBias))")
-                        expectClose(derivative, expectedDerivative, abs: 1e-7, rel: 1e-6, "gelu derivative (\(threads) threads, bias \(useBias))")
-                        #expect(training == fused)
-                        // With drop1's mask: both outputs are the unmasked ones times the mask, bit for bit.
-                        var masked = [Float](repeating: .nan, count: R * OC), maskedDerivative = masked
-                        maskedDerivative.withUnsafeMutableBufferPointer { d in
+                        #expect(kept == linear, "the linear output is kept (\(threads) threads, bias \(useBias))")
+                        #expect(activated == fused)
+                        // With drop1's mask: the unmasked GELU times the mask, bit for bit.
+                        var masked = [Float](repeating: .nan, count: R * OC)
+                        masked.withUnsafeMutableBufferPointer { a in
                             mask.withUnsafeBufferPointer { dropMask in
-                                matmulForward(&masked, x, w, bias, rows: R, inFeatures: IC, outFeatures: OC,
-                                              epilogue: .geluWithDerivative(d.baseAddress!, mask: dropMask.baseAddress))
+                                matmulForward(&kept, x, w, bias, rows: R, inFeatures: IC, outFeatures: OC,
+                                              epilogue: .geluInto(a.baseAddress!, mask: dropMask.baseAddress))
                             }
                         }
-                        #expect(masked == zip(training, mask).map { $0 * $1 })
-                        #expect(maskedDerivative == zip(derivative, mask).map { $0 * $1 })
+                        #expect(masked == zip(activated, mask).map { $0 * $1 })
+                        var recomputed = [Float](repeating: .nan, count: R * OC)
+                        geluRecompute(&recomputed, derivativeInPlace: &kept, mask: mask, count: R * OC)
+                        #expect(recomputed == masked)
                     }
                 }
             }
@@ -102,15 +102,16 @@ import Testing
                     var again = [Float](repeating: .nan, count: R * OC)
                     matmulForward(&again, x, w, bias.baseAddress, rows: R, inFeatures: IC, outFeatures: OC)
                     #expect(again == out, "matmul, \(threads) threads, run twice")
-                    var gelu = out, derivative = out
-                    geluForwardWithDerivative(&gelu, &derivative, out, count: R * OC)
-                    var fused = [Float](repeating: .nan, count: R * OC), fusedDerivative = fused
-                    fusedDerivative.withUnsafeMutableBufferPointer { d in
-                        matmulForward(&fused, x, w, bias.baseAddress, rows: R, inFeatures: IC, outFeatures: OC,
-                                      epilogue: .geluWithDerivative(d.baseAddress!))
-                    }
+                    var gelu = out
+                    geluForward(&gelu, out, count: R * OC)
+                    var fused = [Float](repeating: .nan, count: R * OC)
+                    matmulForward(&fused, x, w, bias.baseAddress, rows: R, inFeatures: IC, outFeatures: OC, epilogue: .gelu)
                     expectClose(fused, gelu, abs: 1e-7, rel: 1e-6, "fc1+gelu, \(threads) threads")
-                    expectClose(fusedDerivative, derivative, abs: 1e-7, rel: 1e-6, "derivative, \(threads) threads")
+                    var kept = [Float](repeating: .nan, count: R * OC), activated = kept
+                    activated.withUnsafeMutableBufferPointer { a in
+                        matmulForward(&kept, x, w, bias.baseAddress, rows: R, inFeatures: IC, outFeatures: OC, epilogue: .geluInto(a.baseAddress!))
+                    }
+                    #expect(kept == out && activated == fused, "fc1+gelu into a second buffer, \(threads) threads")
                 }
             }
         }

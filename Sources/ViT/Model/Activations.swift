@@ -8,20 +8,21 @@ import ViTKernels
 struct BlockActivations {
     /// Residual stream entering the block, after the attention branch, and leaving it: `[B, T, C]`.
     var input, middle, output: UnsafeMutablePointer<Float>
-    var norm1, norm2: UnsafeMutablePointer<Float>            // [B, T, C]
     var norm1Mean, norm1Rstd, norm2Mean, norm2Rstd: UnsafeMutablePointer<Float> // [B, T]
     var qkv: UnsafeMutablePointer<Float>                     // [B, T, 3C]
     var probs: UnsafeMutablePointer<Float>                   // [B, NH, T, T]
     var attnOut: UnsafeMutablePointer<Float>                 // [B, T, C], heads concatenated
-    /// `[B, T, M]`: GELU'(fc1 output), written by a training forward for backward; nil in inference.
-    var geluDerivative: UnsafeMutablePointer<Float>?
-    /// `[B, T, M]`: fc1's output, then GELU of it in place (fc1's epilogue), then dropout.
+    /// `[B, T, M]`: fc1's output (GELU's pre-activation). Training keeps it per block, and
+    /// backward turns it into GELU′ in place; in inference it is `gelu` (GELU runs in place).
+    var hidden: UnsafeMutablePointer<Float>
+    /// `[B, T, M]`: GELU of fc1's output, then drop1, the input of fc2. Training shares one such
+    /// buffer among all blocks (backward recomputes it into the same buffer).
     var gelu: UnsafeMutablePointer<Float>
     /// Dropout masks (entries 0 or 1/(1−p)), present only when training with dropout.
     var attnMask, attnDropped: UnsafeMutablePointer<Float>?  // [B, NH, T, T]
     var projMask, fc2Mask: UnsafeMutablePointer<Float>?      // [B, T, C]
-    /// `[B, T, M]`, one buffer for every block: the forward applies it to GELU′ as well as to
-    /// the GELU, so backward needs no mask and the next block may draw its own into it.
+    /// `[B, T, M]`, drop1's mask on the GELU output, which backward applies again to the
+    /// recomputed GELU and GELU′.
     var geluMask: UnsafeMutablePointer<Float>?
     /// Drop-path scale per image for the attention and MLP branches (0 or 1/(1−p)): `[B]`.
     var attnPathScale, mlpPathScale: UnsafeMutablePointer<Float>?
@@ -38,6 +39,9 @@ final class Activations {
     let patches: UnsafeMutablePointer<Float>       // [B, N, IC·p·p]
     let patchOut: UnsafeMutablePointer<Float>      // [B, N, C]
     let positionMask: UnsafeMutablePointer<Float>? // [B, T, C]
+    /// `[B, T, C]`: the output of whichever LayerNorm ran last (every block's norm1 and norm2
+    /// write it and the next linear layer reads it; backward recomputes them into it).
+    let norm: UnsafeMutablePointer<Float>
     let blocks: [BlockActivations]
     let branch: UnsafeMutablePointer<Float>        // [B, T, C] projection / fc2 output (scratch)
     /// The pooled token of each image, `[B, C]`; with a distillation token the class tokens then
@@ -80,6 +84,7 @@ final class Activations {
         patches = at("patches")
         patchOut = at("patch_out")
         positionMask = optional("position_mask")
+        norm = at("norm")
         var blocks: [BlockActivations] = []
         for layer in 0..<config.depth {
             // Training keeps a set per block; inference shares one set and one residual buffer.
@@ -87,13 +92,12 @@ final class Activations {
             func residual(_ k: Int) -> String { training ? "residual.\(k)" : "residual" }
             blocks.append(BlockActivations(
                 input: at(residual(2 * layer)), middle: at(residual(2 * layer + 1)), output: at(residual(2 * layer + 2)),
-                norm1: at(block("norm1")), norm2: at(block("norm2")),
                 norm1Mean: at(block("norm1_mean")), norm1Rstd: at(block("norm1_rstd")),
                 norm2Mean: at(block("norm2_mean")), norm2Rstd: at(block("norm2_rstd")),
                 qkv: at(block("qkv")), probs: at(block("probs")), attnOut: at(block("attn_out")),
-                geluDerivative: optional(block("gelu_derivative")), gelu: at(block("gelu")),
+                hidden: at(block(training ? "fc1" : "gelu")), gelu: at(training ? "gelu" : block("gelu")),
                 attnMask: optional(block("attn_mask")), attnDropped: optional(block("attn_dropped")),
-                projMask: optional(block("proj_mask")), fc2Mask: optional(block("fc2_mask")), geluMask: optional("gelu_mask"),
+                projMask: optional(block("proj_mask")), fc2Mask: optional(block("fc2_mask")), geluMask: optional(block("gelu_mask")),
                 attnPathScale: optional(block("attn_path_scale")), mlpPathScale: optional(block("mlp_path_scale"))))
         }
         self.blocks = blocks

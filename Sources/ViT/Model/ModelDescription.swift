@@ -125,7 +125,8 @@ public struct OpDescription: Sendable {
         /// probabilities · V, heads concatenated → `[B, T, C]`. Saves the probabilities
         /// `[B, heads, T, T]` (and the dropout mask and dropped probabilities).
         case attention(heads: Int, headDim: Int, scale: Double, dropout: Double)
-        /// GELU, the exact erf form: x · ½ · (1 + erf(x/√2)). In training it saves GELU'(x).
+        /// GELU, the exact erf form: x · ½ · (1 + erf(x/√2)). Training keeps its input (fc1's
+        /// output) and backward recomputes GELU and GELU′ from it.
         case gelu
         /// Inverted dropout: multiplies by a saved mask of 0 or 1/(1−rate). Training only.
         case dropout(rate: Double)
@@ -155,7 +156,7 @@ public struct OpDescription: Sendable {
     public let outputs: [TensorDescription]
     public let parameters: [ParameterUse]
     /// Buffers the op writes besides its outputs, read by its backward (LayerNorm's mean and
-    /// rstd, attention's probabilities, dropout masks, GELU'(x)). Inference still writes
+    /// rstd, attention's probabilities, dropout masks). Inference still writes
     /// the ones its kernels need (mean, rstd, probabilities).
     public let saved: [TensorDescription]
     /// For a linear op, the layer as int8 hooks and quantization know it; nil for other ops
@@ -274,9 +275,12 @@ extension ModelDescription {
                 }
                 return y
             }
-            // `norm1` or `norm2`: LayerNorm over C, saving mean and rstd `[B, T]`.
+            // `norm1` or `norm2`: LayerNorm over C, saving mean and rstd `[B, T]`. Every LayerNorm
+            // of every block writes one shared buffer: its output is read once, by the next linear
+            // layer, and backward recomputes it from the input (kept as the residual stream) and
+            // the saved statistics.
             func layerNorm(_ part: String, _ input: TensorDescription) -> TensorDescription {
-                let out = tensor(p + part, [B, T, C], in: buffer(part))
+                let out = tensor(p + part, [B, T, C], in: "norm")
                 builder.add(name: p + part, label: part, block: i, kind: .layerNorm(eps: m.layerNormEps), inputs: [input], outputs: [out],
                             parameters: norm(p + part, C),
                             saved: [tensor(p + part + ".mean", [B, T], in: buffer(part + "_mean")), tensor(p + part + ".rstd", [B, T], in: buffer(part + "_rstd"))])
@@ -310,15 +314,16 @@ extension ModelDescription {
             builder.add(name: p + "add1", label: "residual", block: i, kind: .add, inputs: [x, attentionBranch], outputs: [middle])
 
             let norm2 = layerNorm("norm2", middle)
-            // fc1 writes the GELU's buffer, and the GELU (fc1's epilogue) replaces each worker's
-            // rows of it in place; a training forward also keeps GELU'(fc1 output) per block.
-            let hidden = linear(.fc1(i), label: "fc1", norm2, outFeatures: M, in: buffer("gelu"))
-            var activated = tensor(p + "mlp.act", [B, T, M], in: buffer("gelu"))
-            builder.add(name: p + "mlp.act", label: "gelu", block: i, kind: .gelu, inputs: [hidden], outputs: [activated],
-                        saved: training ? [tensor(p + "mlp.act.derivative", [B, T, M], in: buffer("gelu_derivative"))] : [])
-            // The mask multiplies the saved GELU′ too (d drop1(gelu(x))/dx = mask · GELU′(x)), so
-            // backward never reads it: one mask buffer serves every block.
-            if dropout { activated = addDropout(p + "mlp.drop1", activated, block: i, mask: "gelu_mask") }
+            // Inference: fc1 writes the GELU's buffer and the GELU (fc1's epilogue) replaces each
+            // worker's rows of it in place. Training keeps fc1's output per block and the epilogue
+            // writes the GELU (and drop1) into one buffer shared by all blocks; backward recomputes
+            // GELU and GELU′ from the kept output (one [B, T, M] buffer per block instead of two).
+            let hidden = linear(.fc1(i), label: "fc1", norm2, outFeatures: M, in: buffer(training ? "fc1" : "gelu"))
+            let activatedBuffer = training ? "gelu" : buffer("gelu")
+            var activated = tensor(p + "mlp.act", [B, T, M], in: activatedBuffer)
+            builder.add(name: p + "mlp.act", label: "gelu", block: i, kind: .gelu, inputs: [hidden], outputs: [activated])
+            // drop1's mask is kept per block: backward applies it to the recomputed GELU and GELU′.
+            if dropout { activated = addDropout(p + "mlp.drop1", activated, block: i, mask: buffer("gelu_mask")) }
             let mlpOut = linear(.fc2(i), label: "fc2", activated, outFeatures: C, in: "branch")
             let mlpBranch = branchDrops(mlpOut, drop: "mlp.drop2", mask: "fc2_mask", path: "drop_path2", scale: "mlp_path_scale")
             let output = tensor(p + "add2", [B, T, C], in: residualBuffer(2 * i + 2))

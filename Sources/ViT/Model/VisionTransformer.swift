@@ -234,11 +234,11 @@ public final class VisionTransformer: @unchecked Sendable {
             // Attention branch: x + drop_path(proj_drop(proj(attn(norm1(x))))). Only the first
             // block's norm1 runs alone; every other block's ran with the residual add before it.
             if layer == 0 {
-                layerNormForward(act.norm1, act.norm1Mean, act.norm1Rstd, act.input, p + w.norm1Weight, p + w.norm1Bias,
+                layerNormForward(a.norm, act.norm1Mean, act.norm1Rstd, act.input, p + w.norm1Weight, p + w.norm1Bias,
                                  rows: BT, channels: C, eps: eps)
                 prof?.lap("norm1", .forward, layer: layer)
             }
-            linear(.qkv(layer), act.qkv, act.norm1, weight: w.qkvWeight, bias: w.qkvBias.map { p + $0 }, rows: BT, inFeatures: C, outFeatures: 3 * C)
+            linear(.qkv(layer), act.qkv, a.norm, weight: w.qkvWeight, bias: w.qkvBias.map { p + $0 }, rows: BT, inFeatures: C, outFeatures: 3 * C)
             prof?.lap("qkv", .forward, flops: 2 * BT * C * 3 * C, layer: layer)
             attentionForward(act.attnOut, act.probs, act.qkv, dropMask: act.attnMask, dropped: act.attnDropped,
                              batch: B, tokens: T, channels: C, heads: NH)
@@ -249,13 +249,13 @@ public final class VisionTransformer: @unchecked Sendable {
             prof?.lap("proj", .forward, flops: 2 * BT * C * C, layer: layer)
             // middle = x + branch, and norm2(middle) in the same pass.
             addBranch(act.middle, residual: act.input, mask: act.projMask, pathScale: act.attnPathScale, layer: layer,
-                      norm: (act.norm2, act.norm2Mean, act.norm2Rstd, w.norm2Weight, w.norm2Bias, "residual+norm2"))
+                      norm: (a.norm, act.norm2Mean, act.norm2Rstd, w.norm2Weight, w.norm2Bias, "residual+norm2"))
             // MLP branch: x + drop_path(drop(fc2(drop(gelu(fc1(norm2(x))))))). GELU runs as fc1's
-            // epilogue, in place on each worker's rows of its output; when training it also writes
-            // GELU′(x), all that backward needs of it, and applies drop1's mask to both (so this
-            // block's mask buffer can be the next block's).
-            linear(.fc1(layer), act.gelu, act.norm2, weight: w.fc1Weight, bias: p + w.fc1Bias, rows: BT, inFeatures: C, outFeatures: M,
-                   epilogue: act.geluDerivative.map { .geluWithDerivative($0, mask: act.geluMask.map { UnsafePointer($0) }) } ?? .gelu)
+            // epilogue on each worker's rows of its output: in place for inference; when training
+            // into the shared GELU buffer with drop1's mask, keeping fc1's output, all that
+            // backward needs (it recomputes GELU and GELU′ from it).
+            linear(.fc1(layer), act.hidden, a.norm, weight: w.fc1Weight, bias: p + w.fc1Bias, rows: BT, inFeatures: C, outFeatures: M,
+                   epilogue: training ? .geluInto(act.gelu, mask: act.geluMask.map { UnsafePointer($0) }) : .gelu)
             prof?.lap("fc1+gelu", .forward, flops: 2 * BT * C * M, layer: layer)
             linear(.fc2(layer), a.branch, act.gelu, weight: w.fc2Weight, bias: p + w.fc2Bias, rows: BT, inFeatures: M, outFeatures: C)
             prof?.lap("fc2", .forward, flops: 2 * BT * M * C, layer: layer)
@@ -264,7 +264,7 @@ public final class VisionTransformer: @unchecked Sendable {
             if layer + 1 < L.blocks.count {
                 let next = a.blocks[layer + 1], nextWeights = L.blocks[layer + 1]
                 addBranch(act.output, residual: act.middle, mask: act.fc2Mask, pathScale: act.mlpPathScale, layer: layer,
-                          norm: (next.norm1, next.norm1Mean, next.norm1Rstd, nextWeights.norm1Weight, nextWeights.norm1Bias, "residual+norm1"))
+                          norm: (a.norm, next.norm1Mean, next.norm1Rstd, nextWeights.norm1Weight, nextWeights.norm1Bias, "residual+norm1"))
             } else {
                 addBranch(act.output, residual: act.middle, mask: act.fc2Mask, pathScale: act.mlpPathScale, layer: layer, norm: nil)
             }
@@ -360,7 +360,7 @@ public final class VisionTransformer: @unchecked Sendable {
     ///   `forward` returned (for a model with a distillation token, the mean of the two heads).
     public func backward(_ dlogits: UnsafePointer<Float>, batch B: Int) {
         guard let a = trainingActivations, B == lastTrainingBatch else {
-            preconditionFailure("backward needs a training forward of the same batch first")
+            preconditionFailure("backward needs a training forward of the same batch first, and one forward allows one backward")
         }
         guard let dHeads = a.dHeads else {
             backward(classHead: dlogits, distillationHead: nil, activations: a, batch: B)
@@ -381,13 +381,16 @@ public final class VisionTransformer: @unchecked Sendable {
     ///   - dDistillation: `[B, K]`, d loss / d x_dist.
     public func backward(classHead dClass: UnsafePointer<Float>, distillationHead dDistillation: UnsafePointer<Float>, batch B: Int) {
         guard let a = trainingActivations, B == lastTrainingBatch, config.distillToken else {
-            preconditionFailure("backward(classHead:distillationHead:) needs a training forward of a model with a distillation token, same batch")
+            preconditionFailure("backward(classHead:distillationHead:) needs a training forward of a model with a distillation token, same batch, and one forward allows one backward")
         }
         backward(classHead: dClass, distillationHead: dDistillation, activations: a, batch: B)
     }
 
     private func backward(classHead dlogits: UnsafePointer<Float>, distillationHead dDistillation: UnsafePointer<Float>?,
                           activations a: Activations, batch B: Int) {
+        // Backward turns each block's kept fc1 output into GELU′ in place, so a forward's
+        // activations serve one backward (as PyTorch's graph does without retain_graph).
+        lastTrainingBatch = 0
         let p = UnsafePointer(parameters.pointer), g = gradients.pointer
         let L = layout
         let T = config.numTokens, N = config.numPatches, C = config.dim, M = config.mlpDim
@@ -446,14 +449,19 @@ public final class VisionTransformer: @unchecked Sendable {
             // MLP branch. dResidual holds d(output); the identity path carries it to d(middle).
             let dMLP = branchGradient(dResidual, scratch: dBranchScratch, mask: act.fc2Mask, pathScale: act.mlpPathScale, batch: B)
             if act.fc2Mask != nil || act.mlpPathScale != nil { prof?.lap("dropout", .backward, layer: layer) }
+            // fc2's input and GELU′, both with drop1's mask, from fc1's kept output (which becomes
+            // GELU′ in place): the bits of the forward.
+            geluRecompute(act.gelu, derivativeInPlace: act.hidden, mask: act.geluMask.map { UnsafePointer($0) }, count: BT * M)
+            prof?.lap("recompute", .backward, layer: layer)
             matmulBackward(dGelu, g + w.fc2Weight, g + w.fc2Bias, dMLP, act.gelu, p + w.fc2Weight, rows: BT, inFeatures: M, outFeatures: C,
                            overwritingInputGradient: true)
             prof?.lap("fc2", .backward, flops: 4 * BT * M * C, layer: layer)
-            // GELU′ already carries drop1's mask (see the forward).
             // d(fc1 output) = d(GELU output) · GELU′, in place.
-            multiplyInPlace(dGelu, act.geluDerivative!, count: BT * M)
+            multiplyInPlace(dGelu, act.hidden, count: BT * M)
             prof?.lap("gelu", .backward, layer: layer)
-            matmulBackward(dNorm, g + w.fc1Weight, g + w.fc1Bias, dGelu, act.norm2, p + w.fc1Weight, rows: BT, inFeatures: C, outFeatures: M,
+            layerNormRecompute(a.norm, act.middle, act.norm2Mean, act.norm2Rstd, p + w.norm2Weight, p + w.norm2Bias, rows: BT, channels: C)
+            prof?.lap("recompute", .backward, layer: layer)
+            matmulBackward(dNorm, g + w.fc1Weight, g + w.fc1Bias, dGelu, a.norm, p + w.fc1Weight, rows: BT, inFeatures: C, outFeatures: M,
                            overwritingInputGradient: true)
             prof?.lap("fc1", .backward, flops: 4 * BT * C * M, layer: layer)
             layerNormBackward(dResidual, g + w.norm2Weight, g + w.norm2Bias, dNorm, act.middle, p + w.norm2Weight,
@@ -470,7 +478,9 @@ public final class VisionTransformer: @unchecked Sendable {
                               batch: B, tokens: T, channels: C, heads: NH)
             // dV, dP, dQ and dK: four GEMMs of 2·T·T·hd FLOPs per image and head.
             prof?.lap("attention", .backward, flops: 8 * B * T * T * C, layer: layer)
-            matmulBackward(dNorm, g + w.qkvWeight, w.qkvBias.map { g + $0 }, dQKV, act.norm1, p + w.qkvWeight, rows: BT, inFeatures: C, outFeatures: 3 * C,
+            layerNormRecompute(a.norm, act.input, act.norm1Mean, act.norm1Rstd, p + w.norm1Weight, p + w.norm1Bias, rows: BT, channels: C)
+            prof?.lap("recompute", .backward, layer: layer)
+            matmulBackward(dNorm, g + w.qkvWeight, w.qkvBias.map { g + $0 }, dQKV, a.norm, p + w.qkvWeight, rows: BT, inFeatures: C, outFeatures: 3 * C,
                            overwritingInputGradient: true)
             prof?.lap("qkv", .backward, flops: 4 * BT * C * 3 * C, layer: layer)
             // The lowest trainable block above frozen embeddings needs no input gradient.

@@ -65,6 +65,8 @@ import Testing
             #expect(calls(name, .backward) == 0, "\(name) backward")
         }
         for name in Self.backwardBlockOps { #expect(calls(name, .backward) == m.depth * steps, "\(name) backward") }
+        // Backward recomputes norm1's, norm2's and the GELU's outputs, which training does not keep.
+        #expect(calls("recompute", .backward) == 3 * m.depth * steps)
         for name in ["norm2", "fc1", "gelu"] { #expect(calls(name, .forward) == 0, "\(name) forward runs fused") }
         // The first block's norm1 runs alone, every other one with the residual add before it;
         // the last block's output goes to the pooling without a LayerNorm.

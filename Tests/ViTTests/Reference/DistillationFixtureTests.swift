@@ -78,6 +78,10 @@ private func tokenLoss(classHead: UnsafePointer<Float>, distillationHead: Unsafe
         model.zeroGradients()
         model.backward(dMean, batch: B)
         let viaMean = model.gradients.array()
+        // One forward allows one backward (it turns the kept fc1 outputs into GELU′): the
+        // same forward again, from the same seed, for the second.
+        generator = SeededGenerator(seed: 0)
+        _ = images.withUnsafeBufferPointer { model.forward($0.baseAddress!, batch: B, training: true, generator: &generator) }
         model.zeroGradients()
         let half = dMean.map { $0 * 0.5 }
         model.backward(classHead: half, distillationHead: half, batch: B)
