@@ -5,68 +5,70 @@ import CBLAS
 ///
 /// qkv rows hold Q | K | V, each `[C]` with the NH heads contiguous (`hd` channels each), as
 /// timm's `qkv.reshape(B, T, 3, NH, hd)`. Q, K and V are read in place with a leading
-/// dimension of 3C: nothing is copied or transposed.
+/// dimension of 3C: nothing is copied or transposed. Each head's P is built in a `[T, T]`
+/// scratch of its worker, where P·V reads it while it is still in cache; only a caller that
+/// wants the probabilities (attention maps) has them copied out. Backward recomputes P from
+/// qkv (`attentionBackward`), so training keeps no `[B, NH, T, T]` buffer per block.
 /// - Parameters:
 ///   - out: `[B, T, C]`, written (O, heads concatenated).
-///   - probs: `[B, NH, T, T]`, written (P, saved for backward).
+///   - probs: `[B, NH, T, T]` to receive P, or nil.
 ///   - qkv: `[B, T, 3C]`, read.
-///   - dropMask: `[B, NH, T, T]` or nil: attention dropout, each entry 0 or 1/(1−p). When given,
-///     `dropped` `[B, NH, T, T]` receives P·mask and O = (P·mask)·V.
+///   - dropMask: `[B, NH, T, T]` or nil: attention dropout, each entry 0 or 1/(1−p); then
+///     O = (P·mask)·V.
 public func attentionForward(
-    _ out: UnsafeMutablePointer<Float>, _ probs: UnsafeMutablePointer<Float>,
-    _ qkv: UnsafePointer<Float>,
-    dropMask: UnsafePointer<Float>? = nil, dropped: UnsafeMutablePointer<Float>? = nil,
+    _ out: UnsafeMutablePointer<Float>, _ probs: UnsafeMutablePointer<Float>?,
+    _ qkv: UnsafePointer<Float>, dropMask: UnsafePointer<Float>? = nil,
     batch B: Int, tokens T: Int, channels C: Int, heads NH: Int
 ) {
-    AttentionHead.forEach(batch: B, tokens: T, channels: C, heads: NH) { head in
-        let q = qkv + head.qkv, k = q + C, v = q + 2 * C
-        let p = probs + head.probs
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(T), Int32(T), Int32(head.dim),
-                    head.scale, q, Int32(3 * C), k, Int32(3 * C), 0, p, Int32(T))
-        for t in 0..<T { softmaxRowInPlace(p + t * T, count: T) }
-        var weights = UnsafePointer(p)
-        if let dropMask, let dropped {
-            let d = dropped + head.probs, m = dropMask + head.probs
-            for i in 0..<(T * T) { d[i] = p[i] * m[i] }
-            weights = UnsafePointer(d)
-        }
+    AttentionHead.forEach(batch: B, tokens: T, channels: C, heads: NH, scratchMatrices: 1) { head, scratch in
+        let v = qkv + head.qkv + 2 * C
+        let p = scratch
+        head.probabilities(p, qkv: qkv, channels: C)
+        probs?.advanced(by: head.probs).update(from: p, count: T * T)
+        if let dropMask { head.applyMask(p, dropMask) }
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(T), Int32(head.dim), Int32(T),
-                    1, weights, Int32(T), v, Int32(3 * C), 0, out + head.out, Int32(C))
+                    1, p, Int32(T), v, Int32(3 * C), 0, out + head.out, Int32(C))
     }
 }
 
-/// Attention core backward. Adds into `dqkv`; uses `dprobs` as scratch.
+/// Attention core backward. Adds into `dqkv`.
 ///
-/// dV += Pᵀ·dO, dP = dO·Vᵀ, dS = softmax'(dP), dQ += dS·K·s, dK += dSᵀ·Q·s (s = hd^-½);
-/// with dropout, P is replaced by P·mask in dV and dP is multiplied by the mask first.
+/// Recomputes P from qkv as the forward computed it (the same bits), then dV += Pᵀ·dO,
+/// dP = dO·Vᵀ, dS = softmax'(dP), dQ += dS·K·s, dK += dSᵀ·Q·s (s = hd^-½); with dropout, P is
+/// replaced by P·mask in dV and dP is multiplied by the mask first. P and dP live in two
+/// `[T, T]` scratch matrices of the worker.
 /// - Parameters:
 ///   - dqkv: `[B, T, 3C]`, added into.
-///   - dprobs: `[B, NH, T, T]`, scratch (overwritten).
 ///   - dout: `[B, T, C]`, the gradient of O.
-///   - qkv: `[B, T, 3C]`; probs: `[B, NH, T, T]` as saved by the forward pass.
+///   - qkv: `[B, T, 3C]`, as the forward read it.
+///   - dropMask: the forward's mask, or nil.
 public func attentionBackward(
-    _ dqkv: UnsafeMutablePointer<Float>, _ dprobs: UnsafeMutablePointer<Float>,
-    _ dout: UnsafePointer<Float>, _ qkv: UnsafePointer<Float>, _ probs: UnsafePointer<Float>,
-    dropMask: UnsafePointer<Float>? = nil, dropped: UnsafePointer<Float>? = nil,
+    _ dqkv: UnsafeMutablePointer<Float>, _ dout: UnsafePointer<Float>, _ qkv: UnsafePointer<Float>,
+    dropMask: UnsafePointer<Float>? = nil,
     batch B: Int, tokens T: Int, channels C: Int, heads NH: Int
 ) {
-    AttentionHead.forEach(batch: B, tokens: T, channels: C, heads: NH) { head in
+    // With dropout a third matrix holds P·mask beside P, which the softmax backward still needs.
+    let matrices = dropMask == nil ? 2 : 3
+    AttentionHead.forEach(batch: B, tokens: T, channels: C, heads: NH, scratchMatrices: matrices) { head, scratch in
         let q = qkv + head.qkv, k = q + C, v = q + 2 * C
         let dq = dqkv + head.qkv, dk = dq + C, dv = dq + 2 * C
-        let p = probs + head.probs, dp = dprobs + head.probs
+        let p = scratch, dp = scratch + T * T
         let dO = dout + head.out
-        var weights = p
-        if dropMask != nil, let dropped { weights = dropped + head.probs }
+        head.probabilities(p, qkv: qkv, channels: C)
+        var weights = UnsafePointer(p)
+        if let dropMask {
+            let dropped = scratch + 2 * T * T
+            dropped.update(from: p, count: T * T)
+            head.applyMask(dropped, dropMask)
+            weights = UnsafePointer(dropped)
+        }
         // dV += weightsᵀ · dO
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(T), Int32(head.dim), Int32(T),
                     1, weights, Int32(T), dO, Int32(C), 1, dv, Int32(3 * C))
         // dP = dO · Vᵀ
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(T), Int32(T), Int32(head.dim),
                     1, dO, Int32(C), v, Int32(3 * C), 0, dp, Int32(T))
-        if let dropMask {
-            let m = dropMask + head.probs
-            for i in 0..<(T * T) { dp[i] *= m[i] }
-        }
+        if let dropMask { head.applyMask(dp, dropMask) }
         for t in 0..<T { softmaxBackwardRowInPlace(dp + t * T, p + t * T, count: T) }
         // dQ += s · dS · K ; dK += s · dSᵀ · Q
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(T), Int32(head.dim), Int32(T),
@@ -88,18 +90,47 @@ struct AttentionHead {
     let qkv: Int
     /// The head's columns in out (and dout) `[B, T, C]`, leading dimension C.
     let out: Int
-    /// The head's `[T, T]` block in probs, dropMask, dropped and dprobs `[B, NH, T, T]`.
+    /// The head's `[T, T]` block in probs and dropMask `[B, NH, T, T]`.
     let probs: Int
 
-    /// Calls `body` for every (image, head) pair, b·NH + h in order, spread over the workers;
-    /// each call writes only its own pair's slices, and the GEMMs inside stay single-threaded.
-    static func forEach(batch B: Int, tokens T: Int, channels C: Int, heads NH: Int, _ body: (AttentionHead) -> Void) {
+    /// Tokens per image.
+    let tokens: Int
+
+    /// P = softmax(Q·Kᵀ · hd^-½) of this head into `p` `[T, T]`: the forward's and the
+    /// backward's recompute run this same code, so both give the same bits.
+    @inline(__always)
+    func probabilities(_ p: UnsafeMutablePointer<Float>, qkv: UnsafePointer<Float>, channels C: Int) {
+        let T = tokens
+        let q = qkv + self.qkv, k = q + C
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(T), Int32(T), Int32(dim),
+                    scale, q, Int32(3 * C), k, Int32(3 * C), 0, p, Int32(T))
+        for t in 0..<T { softmaxRowInPlace(p + t * T, count: T) }
+    }
+
+    /// m = m · mask over this head's `[T, T]` block of a `[B, NH, T, T]` mask.
+    @inline(__always)
+    func applyMask(_ m: UnsafeMutablePointer<Float>, _ mask: UnsafePointer<Float>) {
+        let block = mask + probs
+        for i in 0..<(tokens * tokens) { m[i] *= block[i] }
+    }
+
+    /// Calls `body` for every (image, head) pair, b·NH + h in order, spread over the workers,
+    /// with `scratchMatrices` `[T, T]` matrices of scratch that belong to the calling worker
+    /// (allocated once per worker per call); each call writes only its own pair's slices, and
+    /// the GEMMs inside stay single-threaded.
+    static func forEach(batch B: Int, tokens T: Int, channels C: Int, heads NH: Int, scratchMatrices: Int,
+                        _ body: (AttentionHead, UnsafeMutablePointer<Float>) -> Void) {
         let dim = C / NH
         let scale = 1 / Float(dim).squareRoot()
         BLAS.ensureCallerThreadOnly()
-        Parallel.forEach(B * NH) { bh in
-            let b = bh / NH, h = bh % NH
-            body(AttentionHead(dim: dim, scale: scale, qkv: b * T * 3 * C + h * dim, out: b * T * C + h * dim, probs: bh * T * T))
+        Parallel.forRanges(B * NH) { pairs in
+            let scratch = UnsafeMutablePointer<Float>.allocate(capacity: scratchMatrices * T * T)
+            defer { scratch.deallocate() }
+            for bh in pairs {
+                let b = bh / NH, h = bh % NH
+                body(AttentionHead(dim: dim, scale: scale, qkv: b * T * 3 * C + h * dim, out: b * T * C + h * dim,
+                                   probs: bh * T * T, tokens: T), scratch)
+            }
         }
     }
 }

@@ -43,24 +43,34 @@ private func attentionReference(_ qkv: [Double], mask: [Double]?, B: Int, T: Int
         }
     }
 
+    /// The probabilities are written only when asked for; the output is the same bits either way.
+    @Test func probabilitiesAreOptional() {
+        var rng = TestRandom(22)
+        let qkv = rng.floats(B * T * 3 * C)
+        var out = [Float](repeating: 0, count: B * T * C), probs = [Float](repeating: .nan, count: B * NH * T * T)
+        attentionForward(&out, &probs, qkv, batch: B, tokens: T, channels: C, heads: NH)
+        var alone = [Float](repeating: .nan, count: B * T * C)
+        attentionForward(&alone, nil, qkv, batch: B, tokens: T, channels: C, heads: NH)
+        #expect(alone == out && !probs.contains { $0.isNaN })
+    }
+
     @Test(arguments: [false, true])
     func backwardMatchesFiniteDifferences(withDropout: Bool) {
         var rng = TestRandom(21)
         let qkv = rng.floats(B * T * 3 * C), dout = rng.floats(B * T * C)
         let mask: [Float]? = withDropout ? (0..<(B * NH * T * T)).map { _ in rng.uniform() < 0.3 ? 0 : 1 / 0.7 } : nil
-        var out = [Float](repeating: 0, count: B * T * C), probs = [Float](repeating: 0, count: B * NH * T * T)
-        var dropped = [Float](repeating: 0, count: B * NH * T * T)
-        var dqkv = [Float](repeating: 0, count: B * T * 3 * C), scratch = [Float](repeating: 0, count: B * NH * T * T)
-        if let mask {
-            attentionForward(&out, &probs, qkv, dropMask: mask, dropped: &dropped, batch: B, tokens: T, channels: C, heads: NH)
-            expectClose(out, attentionReference(doubles(qkv), mask: doubles(mask), B: B, T: T, C: C, NH: NH), abs: 1e-5, rel: 1e-5, "attention out with dropout")
-            attentionBackward(&dqkv, &scratch, dout, qkv, probs, dropMask: mask, dropped: dropped, batch: B, tokens: T, channels: C, heads: NH)
-        } else {
-            attentionForward(&out, &probs, qkv, batch: B, tokens: T, channels: C, heads: NH)
-            attentionBackward(&dqkv, &scratch, dout, qkv, probs, batch: B, tokens: T, channels: C, heads: NH)
-        }
+        var out = [Float](repeating: 0, count: B * T * C)
+        var dqkv = [Float](repeating: 0, count: B * T * 3 * C)
+        attentionForward(&out, nil, qkv, dropMask: mask, batch: B, tokens: T, channels: C, heads: NH)
+        expectClose(out, attentionReference(doubles(qkv), mask: mask.map(doubles), B: B, T: T, C: C, NH: NH), abs: 1e-5, rel: 1e-5,
+                    "attention out (dropout \(withDropout))")
+        attentionBackward(&dqkv, dout, qkv, dropMask: mask, batch: B, tokens: T, channels: C, heads: NH)
         let g = doubles(dout), m = mask.map(doubles)
         let expected = numericalGradient(doubles(qkv)) { dot(attentionReference($0, mask: m, B: B, T: T, C: C, NH: NH), g) }
         expectClose(dqkv, expected, abs: 1e-4, rel: 1e-4, "attention dqkv (dropout \(withDropout))")
+        // Backward adds into dqkv: a second call doubles it.
+        var twice = dqkv
+        attentionBackward(&twice, dout, qkv, dropMask: mask, batch: B, tokens: T, channels: C, heads: NH)
+        expectClose(twice, dqkv.map { Double($0) * 2 }, abs: 1e-6, rel: 1e-6, "attention dqkv added twice")
     }
 }

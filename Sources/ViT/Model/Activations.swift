@@ -10,7 +10,9 @@ struct BlockActivations {
     var input, middle, output: UnsafeMutablePointer<Float>
     var norm1Mean, norm1Rstd, norm2Mean, norm2Rstd: UnsafeMutablePointer<Float> // [B, T]
     var qkv: UnsafeMutablePointer<Float>                     // [B, T, 3C]
-    var probs: UnsafeMutablePointer<Float>                   // [B, NH, T, T]
+    /// `[B, NH, T, T]`: attention probabilities for an observer, inference only (training
+    /// recomputes them in backward).
+    var probs: UnsafeMutablePointer<Float>?
     var attnOut: UnsafeMutablePointer<Float>                 // [B, T, C], heads concatenated
     /// `[B, T, M]`: fc1's output (GELU's pre-activation). Training keeps it per block, and
     /// backward turns it into GELU′ in place; in inference it is `gelu` (GELU runs in place).
@@ -19,7 +21,7 @@ struct BlockActivations {
     /// buffer among all blocks (backward recomputes it into the same buffer).
     var gelu: UnsafeMutablePointer<Float>
     /// Dropout masks (entries 0 or 1/(1−p)), present only when training with dropout.
-    var attnMask, attnDropped: UnsafeMutablePointer<Float>?  // [B, NH, T, T]
+    var attnMask: UnsafeMutablePointer<Float>?               // [B, NH, T, T]
     var projMask, fc2Mask: UnsafeMutablePointer<Float>?      // [B, T, C]
     /// `[B, T, M]`, drop1's mask on the GELU output, which backward applies again to the
     /// recomputed GELU and GELU′.
@@ -37,7 +39,7 @@ final class Activations {
     private let storage: FloatBuffer
 
     let patches: UnsafeMutablePointer<Float>       // [B, N, IC·p·p]
-    let patchOut: UnsafeMutablePointer<Float>      // [B, N, C]
+    let patchOut: UnsafeMutablePointer<Float>      // [B, N, C], in `norm` (free until block 0's norm1)
     let positionMask: UnsafeMutablePointer<Float>? // [B, T, C]
     /// `[B, T, C]`: the output of whichever LayerNorm ran last (every block's norm1 and norm2
     /// write it and the next linear layer reads it; backward recomputes them into it).
@@ -55,13 +57,14 @@ final class Activations {
     let distillationLogits, meanLogits: UnsafeMutablePointer<Float>?
 
     // Backward scratch (training only).
-    let dResidual, dNorm, dAttnOut, dBranch: UnsafeMutablePointer<Float>? // [B, T, C]
-    let dQKV: UnsafeMutablePointer<Float>?         // [B, T, 3C]
-    let dProbs: UnsafeMutablePointer<Float>?       // [B, NH, T, T]
+    let dResidual, dNorm, dBranch: UnsafeMutablePointer<Float>? // [B, T, C]
+    /// `[B, T, 3C]` and `[B, T, C]`: the attention backward's gradients, in the MLP backward's
+    /// `dGelu` buffer (a block's MLP backward is done before its attention backward starts).
+    let dQKV, dAttnOut: UnsafeMutablePointer<Float>?
     /// `[B, T, M]`: d(GELU output), then in place d(fc1 output).
     let dGelu: UnsafeMutablePointer<Float>?
     let dPooled, dPooledNorm: UnsafeMutablePointer<Float>? // like pooled
-    let dPatchOut: UnsafeMutablePointer<Float>?    // [B, N, C]
+    let dPatchOut: UnsafeMutablePointer<Float>?    // [B, N, C], in `dNorm` (free once block 0's backward is done)
     /// With a distillation token: the gradients reaching the two heads, `[2, B, K]`.
     let dHeads: UnsafeMutablePointer<Float>?
 
@@ -82,7 +85,7 @@ final class Activations {
         }
 
         patches = at("patches")
-        patchOut = at("patch_out")
+        patchOut = at("norm")
         positionMask = optional("position_mask")
         norm = at("norm")
         var blocks: [BlockActivations] = []
@@ -94,9 +97,9 @@ final class Activations {
                 input: at(residual(2 * layer)), middle: at(residual(2 * layer + 1)), output: at(residual(2 * layer + 2)),
                 norm1Mean: at(block("norm1_mean")), norm1Rstd: at(block("norm1_rstd")),
                 norm2Mean: at(block("norm2_mean")), norm2Rstd: at(block("norm2_rstd")),
-                qkv: at(block("qkv")), probs: at(block("probs")), attnOut: at(block("attn_out")),
+                qkv: at(block("qkv")), probs: optional(block("probs")), attnOut: at(block("attn_out")),
                 hidden: at(block(training ? "fc1" : "gelu")), gelu: at(training ? "gelu" : block("gelu")),
-                attnMask: optional(block("attn_mask")), attnDropped: optional(block("attn_dropped")),
+                attnMask: optional(block("attn_mask")),
                 projMask: optional(block("proj_mask")), fc2Mask: optional(block("fc2_mask")), geluMask: optional(block("gelu_mask")),
                 attnPathScale: optional(block("attn_path_scale")), mlpPathScale: optional(block("mlp_path_scale"))))
         }
@@ -107,9 +110,11 @@ final class Activations {
         logits = at("logits")
         distillationLogits = optional("distillation_logits")
         meanLogits = optional("mean_logits")
-        dResidual = optional("d_residual"); dNorm = optional("d_norm"); dAttnOut = optional("d_attn_out"); dBranch = optional("d_branch")
-        dQKV = optional("d_qkv"); dProbs = optional("d_probs"); dGelu = optional("d_gelu")
-        dPooled = optional("d_pooled"); dPooledNorm = optional("d_pooled_norm"); dPatchOut = optional("d_patch_out")
+        dResidual = optional("d_residual"); dNorm = optional("d_norm"); dBranch = optional("d_branch")
+        dGelu = optional("d_hidden")
+        dQKV = dGelu
+        dAttnOut = dGelu.map { $0 + B * config.numTokens * 3 * config.dim }
+        dPooled = optional("d_pooled"); dPooledNorm = optional("d_pooled_norm"); dPatchOut = dNorm
         dHeads = optional("d_heads")
     }
 

@@ -5,8 +5,9 @@ import Foundation
 /// turns into a crash) or the kernel's out-of-memory killer.
 extension ModelConfig {
     /// Bytes of float32 buffers a model with this architecture holds: parameters and gradients,
-    /// AdamW's two moments when training, and the activations of one training batch and one
-    /// inference batch, exactly as `Activations` lays them out (`ModelDescription.buffers`).
+    /// AdamW's two moments when training, and the activations of one training batch and of one
+    /// inference batch larger than it (a smaller one runs in the training batch's buffers),
+    /// exactly as `Activations` lays them out (`ModelDescription.buffers`).
     /// The training step's own scratch (`[B, K]` logits gradient and probabilities) is left
     /// out: under 1% of a step's memory.
     ///
@@ -20,7 +21,10 @@ extension ModelConfig {
         let parameters = Double(ModelDescription(config: self, batch: 1, training: false).parameterCount)
         var floats = parameters * (trainingBatch == nil ? 2 : 4)
         if let trainingBatch { floats += activationFloats(batch: trainingBatch, training: true) }
-        if let inferenceBatch { floats += activationFloats(batch: inferenceBatch, training: false) }
+        // Inference runs in the training set of buffers when that is large enough.
+        if let inferenceBatch, inferenceBatch > trainingBatch ?? 0 {
+            floats += activationFloats(batch: inferenceBatch, training: false)
+        }
         return floats * Double(MemoryLayout<Float>.stride)
     }
 

@@ -122,8 +122,8 @@ public struct OpDescription: Sendable {
         /// Multi-head self-attention on qkv `[B, T, 3C]` (rows Q then K then V, heads contiguous,
         /// head h in columns h·headDim ..< (h+1)·headDim): scores Q·Kᵀ·scale per head, softmax
         /// over keys, dropout on the probabilities at rate `dropout` (training only), then
-        /// probabilities · V, heads concatenated → `[B, T, C]`. Saves the probabilities
-        /// `[B, heads, T, T]` (and the dropout mask and dropped probabilities).
+        /// probabilities · V, heads concatenated → `[B, T, C]`. Training saves only the dropout
+        /// mask, when there is one: backward recomputes the probabilities from qkv.
         case attention(heads: Int, headDim: Int, scale: Double, dropout: Double)
         /// GELU, the exact erf form: x · ½ · (1 + erf(x/√2)). Training keeps its input (fc1's
         /// output) and backward recomputes GELU and GELU′ from it.
@@ -156,8 +156,8 @@ public struct OpDescription: Sendable {
     public let outputs: [TensorDescription]
     public let parameters: [ParameterUse]
     /// Buffers the op writes besides its outputs, read by its backward (LayerNorm's mean and
-    /// rstd, attention's probabilities, dropout masks). Inference still writes
-    /// the ones its kernels need (mean, rstd, probabilities).
+    /// rstd, dropout masks). Inference still writes the ones its kernels need (mean, rstd),
+    /// and attention's probabilities for an observer.
     public let saved: [TensorDescription]
     /// For a linear op, the layer as int8 hooks and quantization know it; nil for other ops
     /// and for `head_dist`, which the hooks do not see.
@@ -246,7 +246,8 @@ extension ModelDescription {
         // Patch embedding and tokens.
         let patches = tensor("patches", [B, N, m.patchValues])
         builder.add(name: "patch_embed.patchify", label: "patch_embed", kind: .patchify(patchSize: P), inputs: [images], outputs: [patches])
-        let embedded = tensor("patch_embed.proj", [B, N, C], in: "patch_out")
+        // The patch embeddings live in the LayerNorm buffer, which no block has written yet.
+        let embedded = tensor("patch_embed.proj", [B, N, C], in: "norm")
         builder.add(name: "patch_embed.proj", label: "patch_embed", kind: .linear, inputs: [patches], outputs: [embedded],
                     parameters: weight("patch_embed.proj", [C, m.inChannels, P, P]) + bias("patch_embed.proj", C), linear: .patchEmbed)
         let residualBuffer = { (k: Int) in training ? "residual.\(k)" : "residual" }
@@ -299,10 +300,14 @@ extension ModelDescription {
             let norm1 = layerNorm("norm1", x)
             let qkv = linear(.qkv(i), label: "qkv", norm1, outFeatures: 3 * C, in: buffer("qkv"), hasBias: m.qkvBias)
             let attended = tensor(p + "attn.sdpa", [B, T, C], in: buffer("attn_out"))
-            var attentionSaved = [tensor(p + "attn.probs", [B, NH, T, T], in: buffer("probs"))]
-            if attnDropout {
-                attentionSaved += [tensor(p + "attn.attn_drop.mask", [B, NH, T, T], in: buffer("attn_mask")),
-                                   tensor(p + "attn.attn_drop", [B, NH, T, T], in: buffer("attn_dropped"))]
+            // Training keeps no probabilities (backward recomputes them from qkv) but the dropout
+            // mask when there is one; inference has a buffer for them, filled only for an
+            // observer that reads attention maps.
+            var attentionSaved: [TensorDescription] = []
+            if training {
+                if attnDropout { attentionSaved = [tensor(p + "attn.attn_drop.mask", [B, NH, T, T], in: buffer("attn_mask"))] }
+            } else {
+                attentionSaved = [tensor(p + "attn.probs", [B, NH, T, T], in: buffer("probs"))]
             }
             let headDim = m.headDim
             builder.add(name: p + "attn.sdpa", label: "attention", block: i,
@@ -368,16 +373,20 @@ extension ModelDescription {
                         outputs: [tensor("logits_mean", [B, K], in: "mean_logits")])
         }
 
-        // Backward scratch, shared by all blocks: residual, LayerNorm-input, attention-output
-        // and branch gradients, and the gradients of qkv, probabilities and the GELU output (which
+        // Backward scratch, shared by all blocks: residual, LayerNorm-input and branch
+        // gradients, and the gradients of qkv, the attention output and the GELU output (which
         // becomes fc1's output gradient in place).
         if training {
-            for (name, count) in [("d_residual", B * T * C), ("d_norm", B * T * C), ("d_attn_out", B * T * C), ("d_branch", B * T * C),
-                                  ("d_qkv", B * T * 3 * C), ("d_probs", B * NH * T * T), ("d_gelu", B * T * M),
-                                  ("d_pooled", heads * B * C), ("d_pooled_norm", heads * B * C), ("d_patch_out", B * N * C)] {
+            // `d_hidden` holds d(GELU output) in a block's MLP backward, and dQKV then d(attention
+            // output) after it in the attention backward, which never overlap in time.
+            for (name, count) in [("d_residual", B * T * C), ("d_norm", B * T * C), ("d_branch", B * T * C),
+                                  ("d_hidden", B * T * max(M, 4 * C)),
+                                  ("d_pooled", heads * B * C), ("d_pooled_norm", heads * B * C)] {
                 builder.reserve(name, count)
             }
             if heads == 2 { builder.reserve("d_heads", 2 * B * K) }
+            // The patch embeddings' gradient, after the last block's backward: in `d_norm`.
+            builder.reserve("d_norm", B * N * C)
         }
 
         self.config = m

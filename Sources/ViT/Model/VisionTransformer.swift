@@ -27,7 +27,7 @@ public final class VisionTransformer: @unchecked Sendable {
     /// each hook is one nil check per op. Profiling changes no result.
     public var profiler: Profiler?
 
-    /// When set, `forward` calls it once per block, in order, with the block index, that
+    /// When set, an inference `forward` calls it once per block, in order, with the block index, that
     /// block's attention probabilities `[B, NH, T, T]` (softmax rows over keys, before attention
     /// dropout; valid only during the call) and the batch size: how `vit attention`,
     /// `vit predict` and `vit report` read attention without a second forward.
@@ -137,6 +137,13 @@ public final class VisionTransformer: @unchecked Sendable {
             return a
         } else {
             if let a = inferenceActivations, a.maxBatch >= B { return a }
+            // Evaluating while training: the training set has every buffer an inference forward
+            // uses (all but the probabilities an observer reads), so no second set is allocated.
+            // It then no longer holds a training forward's activations for backward.
+            if attentionObserver == nil, let a = trainingActivations, a.maxBatch >= B {
+                lastTrainingBatch = 0
+                return a
+            }
             inferenceActivations = nil
             let a = Activations(config: config, maxBatch: B, training: false)
             inferenceActivations = a
@@ -217,7 +224,7 @@ public final class VisionTransformer: @unchecked Sendable {
                       distillationToken: L.distillationToken.map { UnsafePointer(p + $0) })
         prof?.lap("pos_embed", .forward)
         let masks = DropoutMasks(stream: generator, firstImage: firstImage, override: maskOverride)
-        if let mask = a.positionMask {
+        if training, let mask = a.positionMask {
             masks.fill(images: B, stream: .position) { b, image in
                 image.fill(.position, mask + b * T * C, count: T * C, rate: config.dropout)
             }
@@ -226,7 +233,8 @@ public final class VisionTransformer: @unchecked Sendable {
         }
 
         for (layer, w) in L.blocks.enumerated() {
-            let act = a.blocks[layer]
+            // An inference forward on the training set of buffers leaves its masks alone.
+            let act = training ? a.blocks[layer] : a.blocks[layer].withoutMasks
             if training {
                 prepareMasks(act, layer: layer, batch: B, masks: masks)
                 if act.hasMasks { prof?.lap("dropout_masks", .forward, layer: layer) }
@@ -240,11 +248,12 @@ public final class VisionTransformer: @unchecked Sendable {
             }
             linear(.qkv(layer), act.qkv, a.norm, weight: w.qkvWeight, bias: w.qkvBias.map { p + $0 }, rows: BT, inFeatures: C, outFeatures: 3 * C)
             prof?.lap("qkv", .forward, flops: 2 * BT * C * 3 * C, layer: layer)
-            attentionForward(act.attnOut, act.probs, act.qkv, dropMask: act.attnMask, dropped: act.attnDropped,
-                             batch: B, tokens: T, channels: C, heads: NH)
+            // The probabilities are copied out only for an observer (inference only).
+            let observed = attentionObserver == nil ? nil : act.probs
+            attentionForward(act.attnOut, observed, act.qkv, dropMask: act.attnMask, batch: B, tokens: T, channels: C, heads: NH)
             // Q·Kᵀ and P·V: 2·T·T·hd FLOPs each per image and head.
             prof?.lap("attention", .forward, flops: 4 * B * T * T * C, layer: layer)
-            attentionObserver?(layer, act.probs, B)
+            if let observer = attentionObserver, let observed { observer(layer, observed, B) }
             linear(.proj(layer), a.branch, act.attnOut, weight: w.projWeight, bias: p + w.projBias, rows: BT, inFeatures: C, outFeatures: C)
             prof?.lap("proj", .forward, flops: 2 * BT * C * C, layer: layer)
             // middle = x + branch, and norm2(middle) in the same pass.
@@ -255,7 +264,7 @@ public final class VisionTransformer: @unchecked Sendable {
             // into the shared GELU buffer with drop1's mask, keeping fc1's output, all that
             // backward needs (it recomputes GELU and GELU′ from it).
             linear(.fc1(layer), act.hidden, a.norm, weight: w.fc1Weight, bias: p + w.fc1Bias, rows: BT, inFeatures: C, outFeatures: M,
-                   epilogue: training ? .geluInto(act.gelu, mask: act.geluMask.map { UnsafePointer($0) }) : .gelu)
+                   epilogue: act.hidden == act.gelu ? .gelu : .geluInto(act.gelu, mask: act.geluMask.map { UnsafePointer($0) }))
             prof?.lap("fc1+gelu", .forward, flops: 2 * BT * C * M, layer: layer)
             linear(.fc2(layer), a.branch, act.gelu, weight: w.fc2Weight, bias: p + w.fc2Bias, rows: BT, inFeatures: M, outFeatures: C)
             prof?.lap("fc2", .forward, flops: 2 * BT * M * C, layer: layer)
@@ -284,7 +293,7 @@ public final class VisionTransformer: @unchecked Sendable {
                          rows: heads * B, channels: C, eps: eps)
         prof?.lap("final_norm", .forward)
         // timm's head_drop (its `drop_rate`) on each head's input.
-        if let mask = a.headMask {
+        if training, let mask = a.headMask {
             masks.fill(images: B, stream: .head) { b, image in
                 image.fill(.head, mask + b * C, count: C, rate: config.dropout)
                 if heads == 2 { image.fill(.distillationHead, mask + (B + b) * C, count: C, rate: config.dropout) }
@@ -396,7 +405,7 @@ public final class VisionTransformer: @unchecked Sendable {
         let T = config.numTokens, N = config.numPatches, C = config.dim, M = config.mlpDim
         let NH = config.heads, K = config.numClasses, PD = config.patchValues, BT = B * T
         let dResidual = a.dResidual!, dNorm = a.dNorm!, dAttnOut = a.dAttnOut!, dBranchScratch = a.dBranch!
-        let dQKV = a.dQKV!, dProbs = a.dProbs!, dGelu = a.dGelu!
+        let dQKV = a.dQKV!, dGelu = a.dGelu!
         let dPooled = a.dPooled!, dPooledNorm = a.dPooledNorm!, dPatchOut = a.dPatchOut!
         // Each op's time includes zeroing the gradient buffer it then adds into, where it adds.
         let prof = profiler
@@ -474,9 +483,9 @@ public final class VisionTransformer: @unchecked Sendable {
                            overwritingInputGradient: true)
             prof?.lap("proj", .backward, flops: 4 * BT * C * C, layer: layer)
             dQKV.update(repeating: 0, count: BT * 3 * C)
-            attentionBackward(dQKV, dProbs, dAttnOut, act.qkv, act.probs, dropMask: act.attnMask, dropped: act.attnDropped,
-                              batch: B, tokens: T, channels: C, heads: NH)
-            // dV, dP, dQ and dK: four GEMMs of 2·T·T·hd FLOPs per image and head.
+            attentionBackward(dQKV, dAttnOut, act.qkv, dropMask: act.attnMask, batch: B, tokens: T, channels: C, heads: NH)
+            // dV, dP, dQ and dK: four GEMMs of 2·T·T·hd FLOPs per image and head (the model's
+            // FLOPs; recomputing P costs another Q·Kᵀ).
             prof?.lap("attention", .backward, flops: 8 * B * T * T * C, layer: layer)
             layerNormRecompute(a.norm, act.input, act.norm1Mean, act.norm1Rstd, p + w.norm1Weight, p + w.norm1Bias, rows: BT, channels: C)
             prof?.lap("recompute", .backward, layer: layer)
@@ -627,6 +636,14 @@ extension BlockActivations {
     /// Whether training draws any dropout or drop-path mask for this block.
     fileprivate var hasMasks: Bool {
         attnMask != nil || projMask != nil || geluMask != nil || fc2Mask != nil || attnPathScale != nil || mlpPathScale != nil
+    }
+
+    /// The same buffers without dropout and drop path, for an inference forward.
+    fileprivate var withoutMasks: BlockActivations {
+        var plain = self
+        plain.attnMask = nil; plain.projMask = nil; plain.geluMask = nil; plain.fc2Mask = nil
+        plain.attnPathScale = nil; plain.mlpPathScale = nil
+        return plain
     }
 }
 

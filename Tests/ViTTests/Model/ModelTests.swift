@@ -137,6 +137,12 @@ import Testing
         let first = images.withUnsafeBufferPointer { Array(UnsafeBufferPointer(start: model.predict($0.baseAddress!, batch: 4), count: 12)) }
         let second = images.withUnsafeBufferPointer { Array(UnsafeBufferPointer(start: model.predict($0.baseAddress!, batch: 4), count: 12)) }
         #expect(first == second)
+        // After training forwards, inference runs in the training forward's buffers and leaves
+        // their masks alone: the logits of the same model that never trained, bit for bit.
+        let (fresh, _, _) = tinyModel(dropout: 0.3, attnDropout: 0.1, dropPath: 0.2, pool: .cls)
+        let alone = images.withUnsafeBufferPointer { Array(UnsafeBufferPointer(start: fresh.predict($0.baseAddress!, batch: 4), count: 12)) }
+        #expect(first == alone)
+        #expect(fresh.activationBytes < model.activationBytes, "the fresh model holds inference buffers only")
         // Without dropout, training and inference forwards agree.
         let (plain, _, _) = tinyModel(dropout: 0, attnDropout: 0, dropPath: 0, pool: .cls)
         var g = SeededGenerator(seed: 0)
