@@ -20,14 +20,15 @@ public func attentionForward(
     _ qkv: UnsafePointer<Float>, dropMask: UnsafePointer<Float>? = nil,
     batch B: Int, tokens T: Int, channels C: Int, heads NH: Int
 ) {
-    AttentionHead.forEach(batch: B, tokens: T, channels: C, heads: NH, scratchMatrices: 1) { head, scratch in
+    AttentionHead.forEach(batch: B, tokens: T, channels: C, heads: NH, scratchMatrices: 1, slicingQueries: true) { head, queries, scratch in
         let v = qkv + head.qkv + 2 * C
         let p = scratch
-        head.probabilities(p, qkv: qkv, channels: C)
-        probs?.advanced(by: head.probs).update(from: p, count: T * T)
-        if let dropMask { head.applyMask(p, dropMask) }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(T), Int32(head.dim), Int32(T),
-                    1, p, Int32(T), v, Int32(3 * C), 0, out + head.out, Int32(C))
+        head.probabilities(p, qkv: qkv, channels: C, queries: queries)
+        let rows = queries.lowerBound * T, count = queries.count * T
+        probs?.advanced(by: head.probs + rows).update(from: p + rows, count: count)
+        if let dropMask { head.applyMask(p, dropMask, from: rows, count: count) }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(queries.count), Int32(head.dim), Int32(T),
+                    1, p + rows, Int32(T), v, Int32(3 * C), 0, out + head.out + queries.lowerBound * C, Int32(C))
     }
 }
 
@@ -49,17 +50,17 @@ public func attentionBackward(
 ) {
     // With dropout a third matrix holds P·mask beside P, which the softmax backward still needs.
     let matrices = dropMask == nil ? 2 : 3
-    AttentionHead.forEach(batch: B, tokens: T, channels: C, heads: NH, scratchMatrices: matrices) { head, scratch in
+    AttentionHead.forEach(batch: B, tokens: T, channels: C, heads: NH, scratchMatrices: matrices, slicingQueries: false) { head, _, scratch in
         let q = qkv + head.qkv, k = q + C, v = q + 2 * C
         let dq = dqkv + head.qkv, dk = dq + C, dv = dq + 2 * C
         let p = scratch, dp = scratch + T * T
         let dO = dout + head.out
-        head.probabilities(p, qkv: qkv, channels: C)
+        for slice in 0..<head.querySlices { head.probabilities(p, qkv: qkv, channels: C, queries: head.queries(slice)) }
         var weights = UnsafePointer(p)
         if let dropMask {
             let dropped = scratch + 2 * T * T
             dropped.update(from: p, count: T * T)
-            head.applyMask(dropped, dropMask)
+            head.applyMask(dropped, dropMask, from: 0, count: T * T)
             weights = UnsafePointer(dropped)
         }
         // dV += weightsᵀ · dO
@@ -68,7 +69,7 @@ public func attentionBackward(
         // dP = dO · Vᵀ
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(T), Int32(T), Int32(head.dim),
                     1, dO, Int32(C), v, Int32(3 * C), 0, dp, Int32(T))
-        if let dropMask { head.applyMask(dp, dropMask) }
+        if let dropMask { head.applyMask(dp, dropMask, from: 0, count: T * T) }
         for t in 0..<T { softmaxBackwardRowInPlace(dp + t * T, p + t * T, count: T) }
         // dQ += s · dS · K ; dK += s · dSᵀ · Q
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(T), Int32(head.dim), Int32(T),
@@ -95,41 +96,57 @@ struct AttentionHead {
 
     /// Tokens per image.
     let tokens: Int
+    /// How many slices of query rows the forward splits this head into (1, or the worker count
+    /// when there are too few (image, head) pairs to keep every worker busy: batch 1 with 3
+    /// heads on 2 workers). Backward recomputes P in the same slices, so in the same bits.
+    let querySlices: Int
 
-    /// P = softmax(Q·Kᵀ · hd^-½) of this head into `p` `[T, T]`: the forward's and the
-    /// backward's recompute run this same code, so both give the same bits.
+    /// Query rows `[T·s/S, T·(s+1)/S)` of slice s.
     @inline(__always)
-    func probabilities(_ p: UnsafeMutablePointer<Float>, qkv: UnsafePointer<Float>, channels C: Int) {
+    func queries(_ slice: Int) -> Range<Int> { tokens * slice / querySlices..<tokens * (slice + 1) / querySlices }
+
+    /// Rows `queries` of P = softmax(Q·Kᵀ · hd^-½) of this head into the same rows of `p`
+    /// `[T, T]`: the forward's and the backward's recompute run this same code, so both give
+    /// the same bits.
+    @inline(__always)
+    func probabilities(_ p: UnsafeMutablePointer<Float>, qkv: UnsafePointer<Float>, channels C: Int, queries: Range<Int>) {
         let T = tokens
-        let q = qkv + self.qkv, k = q + C
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(T), Int32(T), Int32(dim),
-                    scale, q, Int32(3 * C), k, Int32(3 * C), 0, p, Int32(T))
-        for t in 0..<T { softmaxRowInPlace(p + t * T, count: T) }
+        let q = qkv + self.qkv + queries.lowerBound * 3 * C, k = qkv + self.qkv + C
+        let rows = p + queries.lowerBound * T
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(queries.count), Int32(T), Int32(dim),
+                    scale, q, Int32(3 * C), k, Int32(3 * C), 0, rows, Int32(T))
+        for t in 0..<queries.count { softmaxRowInPlace(rows + t * T, count: T) }
     }
 
-    /// m = m · mask over this head's `[T, T]` block of a `[B, NH, T, T]` mask.
+    /// m[i] = m[i] · mask[i] for i in `from..<from + count` of this head's `[T, T]` block of a
+    /// `[B, NH, T, T]` mask.
     @inline(__always)
-    func applyMask(_ m: UnsafeMutablePointer<Float>, _ mask: UnsafePointer<Float>) {
+    func applyMask(_ m: UnsafeMutablePointer<Float>, _ mask: UnsafePointer<Float>, from: Int, count: Int) {
         let block = mask + probs
-        for i in 0..<(tokens * tokens) { m[i] *= block[i] }
+        for i in from..<(from + count) { m[i] *= block[i] }
     }
 
-    /// Calls `body` for every (image, head) pair, b·NH + h in order, spread over the workers,
-    /// with `scratchMatrices` `[T, T]` matrices of scratch that belong to the calling worker
-    /// (allocated once per worker per call); each call writes only its own pair's slices, and
-    /// the GEMMs inside stay single-threaded.
-    static func forEach(batch B: Int, tokens T: Int, channels C: Int, heads NH: Int, scratchMatrices: Int,
-                        _ body: (AttentionHead, UnsafeMutablePointer<Float>) -> Void) {
+    /// Calls `body` for every (image, head) pair, b·NH + h in order, or with `slicingQueries`
+    /// for every slice of query rows of each pair, spread over the workers, with
+    /// `scratchMatrices` `[T, T]` matrices of scratch that belong to the calling worker
+    /// (allocated once per worker per call); each call writes only its own pair's (or
+    /// slice's) part of the outputs, and the GEMMs inside stay single-threaded.
+    static func forEach(batch B: Int, tokens T: Int, channels C: Int, heads NH: Int, scratchMatrices: Int, slicingQueries: Bool,
+                        _ body: (AttentionHead, Range<Int>, UnsafeMutablePointer<Float>) -> Void) {
         let dim = C / NH
         let scale = 1 / Float(dim).squareRoot()
+        let workers = Parallel.threads
+        let slices = B * NH % workers == 0 || B * NH >= 4 * workers ? 1 : min(workers, max(1, T / 16))
+        let perPair = slicingQueries ? slices : 1
         BLAS.ensureCallerThreadOnly()
-        Parallel.forRanges(B * NH) { pairs in
+        Parallel.forRanges(B * NH * perPair) { units in
             let scratch = UnsafeMutablePointer<Float>.allocate(capacity: scratchMatrices * T * T)
             defer { scratch.deallocate() }
-            for bh in pairs {
-                let b = bh / NH, h = bh % NH
-                body(AttentionHead(dim: dim, scale: scale, qkv: b * T * 3 * C + h * dim, out: b * T * C + h * dim,
-                                   probs: bh * T * T, tokens: T), scratch)
+            for unit in units {
+                let bh = unit / perPair, b = bh / NH, h = bh % NH
+                let head = AttentionHead(dim: dim, scale: scale, qkv: b * T * 3 * C + h * dim, out: b * T * C + h * dim,
+                                         probs: bh * T * T, tokens: T, querySlices: slices)
+                body(head, slicingQueries ? head.queries(unit % perPair) : 0..<T, scratch)
             }
         }
     }

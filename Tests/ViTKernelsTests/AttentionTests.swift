@@ -73,4 +73,26 @@ private func attentionReference(_ qkv: [Double], mask: [Double]?, B: Int, T: Int
         attentionBackward(&twice, dout, qkv, dropMask: mask, batch: B, tokens: T, channels: C, heads: NH)
         expectClose(twice, dqkv.map { Double($0) * 2 }, abs: 1e-6, rel: 1e-6, "attention dqkv added twice")
     }
+
+    /// One image with 3 heads on 2 workers: the forward splits each head's query rows between
+    /// the workers. Output, probabilities and gradients still match the reference, and the
+    /// backward's recompute of P (in the same slices) gives the forward's probabilities.
+    @Test func oneImageSplitsQueryRowsAcrossWorkers() {
+        var rng = TestRandom(23)
+        let T = 40, B = 1
+        let qkv = rng.floats(B * T * 3 * C), dout = rng.floats(B * T * C)
+        withParallelThreads(2) {
+            var out = [Float](repeating: .nan, count: B * T * C), probs = [Float](repeating: .nan, count: B * NH * T * T)
+            attentionForward(&out, &probs, qkv, batch: B, tokens: T, channels: C, heads: NH)
+            expectClose(out, attentionReference(doubles(qkv), mask: nil, B: B, T: T, C: C, NH: NH), abs: 1e-5, rel: 1e-5, "sliced attention out")
+            for row in 0..<(B * NH * T) {
+                #expect(Swift.abs(probs[(row * T)..<((row + 1) * T)].reduce(0, +) - 1) < 1e-5)
+            }
+            var dqkv = [Float](repeating: 0, count: B * T * 3 * C)
+            attentionBackward(&dqkv, dout, qkv, batch: B, tokens: T, channels: C, heads: NH)
+            let g = doubles(dout)
+            let expected = numericalGradient(doubles(qkv)) { dot(attentionReference($0, mask: nil, B: B, T: T, C: C, NH: NH), g) }
+            expectClose(dqkv, expected, abs: 1e-4, rel: 1e-4, "sliced attention dqkv")
+        }
+    }
 }
