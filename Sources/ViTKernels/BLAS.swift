@@ -36,7 +36,9 @@ extension BLAS {
     /// it, or nil when detection is fine.
     ///
     /// Debian's OpenBLAS 0.3.21 does not know AMD Zen 4/5 and picks its AVX2 "Haswell"/"Zen"
-    /// kernels, about half the sgemm speed of its AVX-512 "SkylakeX" kernels on these CPUs.
+    /// kernels, about half the sgemm speed of its AVX-512 "SkylakeX" kernels on these CPUs; on
+    /// an Intel Xeon of family 6 model 207 it falls back to "Prescott" (SSE3: 22.6 GFLOP/s on
+    /// one core at fc1's shape against SkylakeX's 134).
     /// SkylakeX needs AVX-512 F, CD, BW, DQ and VL, read here from /proc/cpuinfo.
     public static func preferredCoreType(cpuFlags: Set<Substring>? = nil, detectedCore: String? = nil) -> String? {
         let core = detectedCore ?? coreName
