@@ -85,9 +85,9 @@ final class Activations {
         }
 
         patches = at("patches")
-        patchOut = at("norm")
-        positionMask = optional("position_mask")
         norm = at("norm")
+        patchOut = norm
+        positionMask = optional("position_mask")
         var blocks: [BlockActivations] = []
         for layer in 0..<config.depth {
             // Training keeps a set per block; inference shares one set and one residual buffer.
