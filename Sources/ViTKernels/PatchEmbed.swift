@@ -13,19 +13,18 @@ public func patchifyForward(
     batch B: Int, inChannels IC: Int, imageSize H: Int, patchSize P: Int
 ) {
     let grid = H / P, N = grid * grid, PD = IC * P * P
-    Parallel.forEach(B, minimumChunk: max(1, 16_384 / max(1, IC * H * H))) { b in
-        let image = images + b * IC * H * H
-        for gy in 0..<grid {
+    // Work units are (image, row of patches) pairs, so that a single image (batch-1 latency)
+    // still spreads over every worker; each patch row of a channel is one run of P floats.
+    Parallel.forRanges(B * grid, minimumChunk: max(1, 16_384 / max(1, IC * P * H))) { units in
+        for unit in units {
+            let b = unit / grid, gy = unit % grid
+            let image = images + b * IC * H * H
             for gx in 0..<grid {
-                let patch = patches + (b * N + gy * grid + gx) * PD
-                var i = 0
+                var patch = patches + (b * N + gy * grid + gx) * PD
                 for c in 0..<IC {
                     for py in 0..<P {
-                        let source = image + (c * H + gy * P + py) * H + gx * P
-                        for px in 0..<P {
-                            patch[i] = source[px]
-                            i += 1
-                        }
+                        patch.update(from: image + (c * H + gy * P + py) * H + gx * P, count: P)
+                        patch += P
                     }
                 }
             }

@@ -24,6 +24,26 @@ import Testing
         expectClose(out, expected, abs: 1e-5, rel: 1e-5, "patch embedding")
     }
 
+    /// One image large enough to be split by patch rows: every worker count gives each patch
+    /// element from the pixel the convolution reads, in (channel, row, column) order.
+    @Test func patchifySplitsOneImageAcrossWorkers() {
+        let IC = 3, H = 128, P = 8, grid = H / P, N = grid * grid, PD = IC * P * P
+        var rng = TestRandom(42)
+        let images = rng.floats(IC * H * H)
+        for workers in [1, 2, 3] {
+            var patches = [Float](repeating: .nan, count: N * PD)
+            withParallelThreads(workers) {
+                patchifyForward(&patches, images, batch: 1, inChannels: IC, imageSize: H, patchSize: P)
+            }
+            var mismatches = 0
+            for gy in 0..<grid { for gx in 0..<grid { for c in 0..<IC { for ky in 0..<P { for kx in 0..<P {
+                let got = patches[(gy * grid + gx) * PD + (c * P + ky) * P + kx]
+                if got != images[(c * H + gy * P + ky) * H + gx * P + kx] { mismatches += 1 }
+            } } } } }
+            #expect(mismatches == 0, "\(workers) workers")
+        }
+    }
+
     @Test func tokensForwardAndBackward() {
         var rng = TestRandom(41)
         let N = 4, C = 3, T = N + 1
