@@ -116,6 +116,7 @@ extension VitCommand {
         private func printBackEnd() {
             let threads = Runtime.threads
             print("OpenBLAS core \(Runtime.blasCore), \(threads) thread\(threads == 1 ? "" : "s")")
+            if let note = Runtime.blasCoreNote() { print(note) }
             fflush(nil)
         }
 

@@ -49,6 +49,7 @@ extension VitCommand {
                 print("data-parallel: \(trainer.communicator.size) processes of \(c.train.batchSize / trainer.communicator.size) images per batch")
             }
             print("output: \(trainer.outputDirectory)")
+            if let note = Runtime.blasCoreNote() { print(note) }
             if let report = trainer.initReport {
                 for line in report.lines { print(line) }
             }

@@ -42,6 +42,25 @@ public enum Runtime {
         unsetenv("OPENBLAS_CORETYPE")
     }
 
+    /// One line for the user when their own `OPENBLAS_CORETYPE` holds OpenBLAS to slower kernels
+    /// than this CPU runs, or nil.
+    ///
+    /// `ensureBestBLASCore` leaves a user's setting alone (they may have set it to avoid a bug),
+    /// so without this note a run would silently take about twice as long on an AVX-512 CPU
+    /// (AMD Zen 5, `OPENBLAS_CORETYPE=Haswell`: 398 against 213 GFLOP/s measured for sgemm at
+    /// cifar10-tiny's shapes).
+    ///
+    /// - Parameters: the process environment, and (for tests) the CPU's flags and the core
+    ///   OpenBLAS is running, as `BLAS.preferredCoreType` takes them.
+    public static func blasCoreNote(environment: [String: String] = ProcessInfo.processInfo.environment,
+                                    cpuFlags: Set<Substring>? = nil, detectedCore: String? = nil) -> String? {
+        // VIT_BLAS_REEXEC: the variable is vit's own choice, not the user's.
+        guard let pinned = environment["OPENBLAS_CORETYPE"], environment["VIT_BLAS_REEXEC"] == nil,
+              let better = BLAS.preferredCoreType(cpuFlags: cpuFlags, detectedCore: detectedCore) else { return nil }
+        return "note: OPENBLAS_CORETYPE=\(pinned) in the environment keeps OpenBLAS on its \(detectedCore ?? BLAS.coreName) kernels; "
+            + "this CPU has AVX-512 for its \(better) kernels (about twice the GEMM speed): unset OPENBLAS_CORETYPE to let vit choose"
+    }
+
     /// Resident memory now, in bytes (`/proc/self/statm`), or nil where there is no /proc.
     public static func currentResidentBytes() -> Int? {
         guard let text = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8) else { return nil }
