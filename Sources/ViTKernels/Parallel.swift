@@ -6,8 +6,23 @@ import Synchronization
 /// The kernels parallelize over rows (tokens or images): each worker gets one contiguous range,
 /// so no two workers write the same output and results do not depend on scheduling.
 public enum Parallel {
-    /// Worker threads for elementwise kernels; set once at start-up from `--threads`.
-    nonisolated(unsafe) public static var threads: Int = max(1, ProcessInfo.processInfo.activeProcessorCount)
+    /// Worker threads the kernels split their work over: the count `withThreads` gives the
+    /// calling task, else the process's, set once at start-up from `--threads`.
+    public static var threads: Int {
+        get { scopedThreads ?? processThreads }
+        set { processThreads = max(1, newValue) }
+    }
+
+    nonisolated(unsafe) private static var processThreads = max(1, ProcessInfo.processInfo.activeProcessorCount)
+    @TaskLocal private static var scopedThreads: Int?
+
+    /// Runs `body` with the kernels it calls splitting their work over `count` threads, without
+    /// changing the count anything else running at the same time sees (another task, or a test
+    /// beside this one that compares two runs bit for bit: a GEMM split another way may round
+    /// differently).
+    public static func withThreads<T>(_ count: Int, _ body: () throws -> T) rethrows -> T {
+        try $scopedThreads.withValue(max(1, count)) { try body() }
+    }
 
     /// Runs `body` over `0..<count` split into at most `threads` contiguous ranges, each at
     /// least `minimumChunk` long (small jobs stay on the calling thread).

@@ -59,22 +59,14 @@ func doubles(_ a: [Float]) -> [Double] { a.map(Double.init) }
 
 // MARK: - Process-wide settings
 
-/// Held by every test that changes a process-wide setting (`Parallel.threads`, `BLAS.threads`),
-/// so that two such tests never interleave: suites run in parallel, and a test that compares
-/// thread counts must see the count it set.
+/// Held by every test that changes OpenBLAS's thread count (`BLAS.threads`), so that two such
+/// tests never interleave: suites run in parallel.
 private let globalSettingsLock = NSLock()
 
-/// Runs `body` with `Parallel.threads` set to `threads`, holding the settings lock, and restores
-/// the previous count afterwards whatever happens.
+/// Runs `body` with the kernels splitting their work over `threads` workers, for this test's
+/// task only (`Parallel.withThreads`), so tests running beside it keep their own count.
 func withParallelThreads<T>(_ threads: Int, _ body: () throws -> T) rethrows -> T {
-    globalSettingsLock.lock()
-    let saved = Parallel.threads
-    defer {
-        Parallel.threads = saved
-        globalSettingsLock.unlock()
-    }
-    Parallel.threads = threads
-    return try body()
+    try Parallel.withThreads(threads, body)
 }
 
 /// Runs `body` holding the settings lock with OpenBLAS's thread count as it was, and restores

@@ -85,13 +85,9 @@ import ViTKernels
     }
 
     @Test func masksAreTheSameWhateverTheThreadCount() {
-        let saved = Parallel.threads
-        defer { Parallel.threads = saved }
         let stream = SeededGenerator(seed: 9)
-        Parallel.threads = 1
-        let one = masks(stream, first: 4, count: 16, perImage: 300, rate: 0.1)
-        Parallel.threads = 3
-        let three = masks(stream, first: 4, count: 16, perImage: 300, rate: 0.1)
+        let one = Parallel.withThreads(1) { masks(stream, first: 4, count: 16, perImage: 300, rate: 0.1) }
+        let three = Parallel.withThreads(3) { masks(stream, first: 4, count: 16, perImage: 300, rate: 0.1) }
         #expect(one == three)
         #expect(!one.contains(-1))
     }
