@@ -78,6 +78,8 @@ extension VitCommand {
             if !json {
                 print("profiling \(runConfig.name): \(runConfig.model.summary), batch \(batchSize ?? runConfig.train.batchSize)")
                 printBackEnd()
+            } else {
+                noteBLASCoreOnStandardError()
             }
             let report = try ProfileReport.measureTraining(config: runConfig, batch: batchSize, steps: steps, latency: latency) {
                 if showProgress { Console.status($0) }
@@ -101,6 +103,8 @@ extension VitCommand {
             if !json {
                 print("profiling \(path) (\(loaded.precision)): \(loaded.config.model.summary), batch \(batchSize ?? loaded.config.train.batchSize), inference")
                 printBackEnd()
+            } else {
+                noteBLASCoreOnStandardError()
             }
             let report = ProfileReport.measureInference(loaded, path: path, batch: batchSize, steps: steps, latency: latency) {
                 if !json && Console.isTerminal { Console.status($0) }
@@ -111,6 +115,12 @@ extension VitCommand {
             } else {
                 printInferenceTables(report)
             }
+        }
+
+        /// With --json, stdout stays one JSON object; the note about OPENBLAS_CORETYPE goes to
+        /// stderr, which the bench scripts pass through to whoever runs them.
+        private func noteBLASCoreOnStandardError() {
+            if let note = Runtime.blasCoreNote() { Console.error(note) }
         }
 
         private func printBackEnd() {
