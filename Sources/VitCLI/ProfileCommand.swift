@@ -77,10 +77,8 @@ extension VitCommand {
             let showProgress = !json && Console.isTerminal
             if !json {
                 print("profiling \(runConfig.name): \(runConfig.model.summary), batch \(batchSize ?? runConfig.train.batchSize)")
-                printBackEnd()
-            } else {
-                noteBLASCoreOnStandardError()
             }
+            printBackEnd()
             let report = try ProfileReport.measureTraining(config: runConfig, batch: batchSize, steps: steps, latency: latency) {
                 if showProgress { Console.status($0) }
             }
@@ -102,10 +100,8 @@ extension VitCommand {
             let loaded = try InferenceModel.load(path: path, config: explicit)
             if !json {
                 print("profiling \(path) (\(loaded.precision)): \(loaded.config.model.summary), batch \(batchSize ?? loaded.config.train.batchSize), inference")
-                printBackEnd()
-            } else {
-                noteBLASCoreOnStandardError()
             }
+            printBackEnd()
             let report = ProfileReport.measureInference(loaded, path: path, batch: batchSize, steps: steps, latency: latency) {
                 if !json && Console.isTerminal { Console.status($0) }
             }
@@ -117,16 +113,18 @@ extension VitCommand {
             }
         }
 
-        /// With --json, stdout stays one JSON object; the note about OPENBLAS_CORETYPE goes to
-        /// stderr, which the bench scripts pass through to whoever runs them.
-        private func noteBLASCoreOnStandardError() {
-            if let note = Runtime.blasCoreNote() { Console.error(note) }
-        }
-
+        /// The OpenBLAS core and thread count, then the note about `OPENBLAS_CORETYPE` if there
+        /// is one. With --json stdout stays one JSON object: only the note is written, on stderr,
+        /// which the bench scripts pass through to whoever runs them.
         private func printBackEnd() {
+            let note = Runtime.blasCoreNote()
+            guard !json else {
+                if let note { Console.error(note) }
+                return
+            }
             let threads = Runtime.threads
             print("OpenBLAS core \(Runtime.blasCore), \(threads) thread\(threads == 1 ? "" : "s")")
-            if let note = Runtime.blasCoreNote() { print(note) }
+            if let note { print(note) }
             fflush(nil)
         }
 

@@ -54,10 +54,11 @@ public enum Runtime {
     ///   OpenBLAS is running, as `BLAS.preferredCoreType` takes them.
     public static func blasCoreNote(environment: [String: String] = ProcessInfo.processInfo.environment,
                                     cpuFlags: Set<Substring>? = nil, detectedCore: String? = nil) -> String? {
+        let core = detectedCore ?? BLAS.coreName
         // VIT_BLAS_REEXEC: the variable is vit's own choice, not the user's.
         guard let pinned = environment["OPENBLAS_CORETYPE"], environment["VIT_BLAS_REEXEC"] == nil,
-              let better = BLAS.preferredCoreType(cpuFlags: cpuFlags, detectedCore: detectedCore) else { return nil }
-        return "note: OPENBLAS_CORETYPE=\(pinned) in the environment keeps OpenBLAS on its \(detectedCore ?? BLAS.coreName) kernels; "
+              let better = BLAS.preferredCoreType(cpuFlags: cpuFlags, detectedCore: core) else { return nil }
+        return "note: OPENBLAS_CORETYPE=\(pinned) in the environment keeps OpenBLAS on its \(core) kernels; "
             + "this CPU has AVX-512 for its \(better) kernels (about twice the GEMM speed): unset OPENBLAS_CORETYPE to let vit choose"
     }
 
