@@ -5,16 +5,17 @@ import CBLAS
 ///
 /// qkv rows hold Q | K | V, each `[C]` with the NH heads contiguous (`hd` channels each), as
 /// timm's `qkv.reshape(B, T, 3, NH, hd)`. Q, K and V are read in place with a leading
-/// dimension of 3C: nothing is copied or transposed. Each head's P is built in a `[T, T]`
-/// scratch of its worker, where P·V reads it while it is still in cache; only a caller that
-/// wants the probabilities (attention maps) has them copied out. Backward recomputes P from
-/// qkv (`attentionBackward`), so training keeps no `[B, NH, T, T]` buffer per block.
+/// dimension of 3C: nothing is copied or transposed. Each head's P is built where the caller
+/// wants it kept (`probs`: attention maps, or a training forward whose backward reads it back)
+/// or else in a `[T, T]` scratch of its worker; either way P·V reads it while it is still in
+/// cache. A training forward that keeps no probabilities leaves `attentionBackward` to
+/// recompute them from qkv, in the same bits.
 /// - Parameters:
 ///   - out: `[B, T, C]`, written (O, heads concatenated).
 ///   - probs: `[B, NH, T, T]` to receive P, or nil.
 ///   - qkv: `[B, T, 3C]`, read.
 ///   - dropMask: `[B, NH, T, T]` or nil: attention dropout, each entry 0 or 1/(1−p); then
-///     O = (P·mask)·V.
+///     O = (P·mask)·V, and `probs` receives P without the mask.
 public func attentionForward(
     _ out: UnsafeMutablePointer<Float>, _ probs: UnsafeMutablePointer<Float>?,
     _ qkv: UnsafePointer<Float>, dropMask: UnsafePointer<Float>? = nil,
@@ -22,60 +23,78 @@ public func attentionForward(
 ) {
     AttentionHead.forEach(batch: B, tokens: T, channels: C, heads: NH, scratchMatrices: 1, slicingQueries: true) { head, queries, scratch in
         let v = qkv + head.qkv + 2 * C
-        let p = scratch
+        let p = probs.map { $0 + head.probs } ?? scratch
         head.probabilities(p, qkv: qkv, channels: C, queries: queries)
         let rows = queries.lowerBound * T, count = queries.count * T
-        probs?.advanced(by: head.probs + rows).update(from: p + rows, count: count)
-        if let dropMask { head.applyMask(p, dropMask, from: rows, count: count) }
+        var weights = UnsafePointer(p)
+        if let dropMask {
+            // The mask goes on a copy when P itself is kept.
+            if probs != nil { (scratch + rows).update(from: p + rows, count: count) }
+            head.applyMask(scratch, dropMask, from: rows, count: count)
+            weights = UnsafePointer(scratch)
+        }
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(queries.count), Int32(head.dim), Int32(T),
-                    1, p + rows, Int32(T), v, Int32(3 * C), 0, out + head.out + queries.lowerBound * C, Int32(C))
+                    1, weights + rows, Int32(T), v, Int32(3 * C), 0, out + head.out + queries.lowerBound * C, Int32(C))
     }
 }
 
-/// Attention core backward. Adds into `dqkv`.
+/// Attention core backward. Writes `dqkv`.
 ///
-/// Recomputes P from qkv as the forward computed it (the same bits), then dV += Pᵀ·dO,
-/// dP = dO·Vᵀ, dS = softmax'(dP), dQ += dS·K·s, dK += dSᵀ·Q·s (s = hd^-½); with dropout, P is
-/// replaced by P·mask in dV and dP is multiplied by the mask first. P and dP live in two
-/// `[T, T]` scratch matrices of the worker.
+/// Takes P as the forward kept it, or recomputes it from qkv as the forward computed it (the
+/// same bits either way), then dV = Pᵀ·dO, dP = dO·Vᵀ, dS = softmax'(dP), dQ = dS·K·s,
+/// dK = dSᵀ·Q·s (s = hd^-½); with dropout, P is replaced by P·mask in dV and dP is
+/// multiplied by the mask first. dP (and a recomputed P) live in `[T, T]` scratch matrices of
+/// the worker. Each (image, head) pair owns its columns of dqkv outright, so its three GEMMs
+/// write them (sgemm's β = 0) and the caller need not zero the buffer first: a
+/// single-threaded pass over `[B, T, 3C]` per block saved.
 /// - Parameters:
-///   - dqkv: `[B, T, 3C]`, added into.
+///   - dqkv: `[B, T, 3C]`, written.
 ///   - dout: `[B, T, C]`, the gradient of O.
 ///   - qkv: `[B, T, 3C]`, as the forward read it.
+///   - probs: `[B, NH, T, T]`, the probabilities the forward kept, or nil to recompute them
+///     (one more Q·Kᵀ and softmax per head).
 ///   - dropMask: the forward's mask, or nil.
 public func attentionBackward(
     _ dqkv: UnsafeMutablePointer<Float>, _ dout: UnsafePointer<Float>, _ qkv: UnsafePointer<Float>,
-    dropMask: UnsafePointer<Float>? = nil,
+    probs: UnsafePointer<Float>? = nil, dropMask: UnsafePointer<Float>? = nil,
     batch B: Int, tokens T: Int, channels C: Int, heads NH: Int
 ) {
-    // With dropout a third matrix holds P·mask beside P, which the softmax backward still needs.
-    let matrices = dropMask == nil ? 2 : 3
-    AttentionHead.forEach(batch: B, tokens: T, channels: C, heads: NH, scratchMatrices: matrices, slicingQueries: false) { head, _, scratch in
+    // Scratch: dP, then P when it is recomputed, then P·mask with dropout (the softmax backward
+    // still needs P itself).
+    let recomputed = probs == nil ? 1 : 0, dropped = dropMask == nil ? 0 : 1
+    AttentionHead.forEach(batch: B, tokens: T, channels: C, heads: NH, scratchMatrices: 1 + recomputed + dropped, slicingQueries: false) { head, _, scratch in
         let q = qkv + head.qkv, k = q + C, v = q + 2 * C
         let dq = dqkv + head.qkv, dk = dq + C, dv = dq + 2 * C
-        let p = scratch, dp = scratch + T * T
-        let dO = dout + head.out
-        for slice in 0..<head.querySlices { head.probabilities(p, qkv: qkv, channels: C, queries: head.queries(slice)) }
-        var weights = UnsafePointer(p)
-        if let dropMask {
-            let dropped = scratch + 2 * T * T
-            dropped.update(from: p, count: T * T)
-            head.applyMask(dropped, dropMask, from: 0, count: T * T)
-            weights = UnsafePointer(dropped)
+        let dp = scratch
+        let p: UnsafePointer<Float>
+        if let probs {
+            p = probs + head.probs
+        } else {
+            let rebuilt = scratch + T * T
+            for slice in 0..<head.querySlices { head.probabilities(rebuilt, qkv: qkv, channels: C, queries: head.queries(slice)) }
+            p = UnsafePointer(rebuilt)
         }
-        // dV += weightsᵀ · dO
+        let dO = dout + head.out
+        var weights = p
+        if let dropMask {
+            let masked = scratch + (1 + recomputed) * T * T
+            masked.update(from: p, count: T * T)
+            head.applyMask(masked, dropMask, from: 0, count: T * T)
+            weights = UnsafePointer(masked)
+        }
+        // dV = weightsᵀ · dO
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(T), Int32(head.dim), Int32(T),
-                    1, weights, Int32(T), dO, Int32(C), 1, dv, Int32(3 * C))
+                    1, weights, Int32(T), dO, Int32(C), 0, dv, Int32(3 * C))
         // dP = dO · Vᵀ
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(T), Int32(T), Int32(head.dim),
                     1, dO, Int32(C), v, Int32(3 * C), 0, dp, Int32(T))
         if let dropMask { head.applyMask(dp, dropMask, from: 0, count: T * T) }
         for t in 0..<T { softmaxBackwardRowInPlace(dp + t * T, p + t * T, count: T) }
-        // dQ += s · dS · K ; dK += s · dSᵀ · Q
+        // dQ = s · dS · K ; dK = s · dSᵀ · Q
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(T), Int32(head.dim), Int32(T),
-                    head.scale, dp, Int32(T), k, Int32(3 * C), 1, dq, Int32(3 * C))
+                    head.scale, dp, Int32(T), k, Int32(3 * C), 0, dq, Int32(3 * C))
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(T), Int32(head.dim), Int32(T),
-                    head.scale, dp, Int32(T), q, Int32(3 * C), 1, dk, Int32(3 * C))
+                    head.scale, dp, Int32(T), q, Int32(3 * C), 0, dk, Int32(3 * C))
     }
 }
 

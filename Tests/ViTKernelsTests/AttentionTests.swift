@@ -60,7 +60,7 @@ private func attentionReference(_ qkv: [Double], mask: [Double]?, B: Int, T: Int
         let qkv = rng.floats(B * T * 3 * C), dout = rng.floats(B * T * C)
         let mask: [Float]? = withDropout ? (0..<(B * NH * T * T)).map { _ in rng.uniform() < 0.3 ? 0 : 1 / 0.7 } : nil
         var out = [Float](repeating: 0, count: B * T * C)
-        var dqkv = [Float](repeating: 0, count: B * T * 3 * C)
+        var dqkv = [Float](repeating: .nan, count: B * T * 3 * C)
         attentionForward(&out, nil, qkv, dropMask: mask, batch: B, tokens: T, channels: C, heads: NH)
         expectClose(out, attentionReference(doubles(qkv), mask: mask.map(doubles), B: B, T: T, C: C, NH: NH), abs: 1e-5, rel: 1e-5,
                     "attention out (dropout \(withDropout))")
@@ -68,10 +68,33 @@ private func attentionReference(_ qkv: [Double], mask: [Double]?, B: Int, T: Int
         let g = doubles(dout), m = mask.map(doubles)
         let expected = numericalGradient(doubles(qkv)) { dot(attentionReference($0, mask: m, B: B, T: T, C: C, NH: NH), g) }
         expectClose(dqkv, expected, abs: 1e-4, rel: 1e-4, "attention dqkv (dropout \(withDropout))")
-        // Backward adds into dqkv: a second call doubles it.
-        var twice = dqkv
-        attentionBackward(&twice, dout, qkv, dropMask: mask, batch: B, tokens: T, channels: C, heads: NH)
-        expectClose(twice, dqkv.map { Double($0) * 2 }, abs: 1e-6, rel: 1e-6, "attention dqkv added twice")
+        // Backward writes every entry of dqkv, whatever the buffer held: the same bits again.
+        var overwritten = [Float](repeating: .nan, count: B * T * 3 * C)
+        attentionBackward(&overwritten, dout, qkv, dropMask: mask, batch: B, tokens: T, channels: C, heads: NH)
+        #expect(overwritten == dqkv, "attention dqkv written over NaN (dropout \(withDropout))")
+    }
+
+    /// Backward given the probabilities the forward kept computes the same bits as backward
+    /// recomputing them, with and without dropout, also when the forward split one image's
+    /// query rows across workers; the kept probabilities are P itself, not P·mask.
+    @Test(arguments: [(2, false), (2, true), (1, false), (1, true)])
+    func backwardWithTheKeptProbabilitiesIsTheRecompute(batch B: Int, withDropout: Bool) {
+        var rng = TestRandom(24)
+        let T = 40
+        let qkv = rng.floats(B * T * 3 * C), dout = rng.floats(B * T * C)
+        let mask: [Float]? = withDropout ? (0..<(B * NH * T * T)).map { _ in rng.uniform() < 0.3 ? 0 : 1 / 0.7 } : nil
+        withParallelThreads(2) {
+            var out = [Float](repeating: .nan, count: B * T * C), kept = [Float](repeating: .nan, count: B * NH * T * T)
+            attentionForward(&out, &kept, qkv, dropMask: mask, batch: B, tokens: T, channels: C, heads: NH)
+            var plainOut = [Float](repeating: .nan, count: B * T * C), observed = [Float](repeating: .nan, count: B * NH * T * T)
+            attentionForward(&plainOut, nil, qkv, dropMask: mask, batch: B, tokens: T, channels: C, heads: NH)
+            attentionForward(&plainOut, &observed, qkv, batch: B, tokens: T, channels: C, heads: NH)
+            #expect(kept == observed, "the kept probabilities are P without the mask")
+            var recomputed = [Float](repeating: .nan, count: B * T * 3 * C), fromKept = recomputed
+            attentionBackward(&recomputed, dout, qkv, dropMask: mask, batch: B, tokens: T, channels: C, heads: NH)
+            attentionBackward(&fromKept, dout, qkv, probs: kept, dropMask: mask, batch: B, tokens: T, channels: C, heads: NH)
+            #expect(fromKept == recomputed && !recomputed.contains { $0.isNaN })
+        }
     }
 
     /// One image with 3 heads on 2 workers: the forward splits each head's query rows between

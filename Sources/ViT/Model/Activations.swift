@@ -10,8 +10,8 @@ struct BlockActivations {
     var input, middle, output: UnsafeMutablePointer<Float>
     var norm1Mean, norm1Rstd, norm2Mean, norm2Rstd: UnsafeMutablePointer<Float> // [B, T]
     var qkv: UnsafeMutablePointer<Float>                     // [B, T, 3C]
-    /// `[B, NH, T, T]`: attention probabilities for an observer, inference only (training
-    /// recomputes them in backward).
+    /// `[B, NH, T, T]`: attention probabilities, for an observer in inference, and in training
+    /// for backward when the model description keeps them (else backward recomputes them).
     var probs: UnsafeMutablePointer<Float>?
     var attnOut: UnsafeMutablePointer<Float>                 // [B, T, C], heads concatenated
     /// `[B, T, M]`: fc1's output (GELU's pre-activation). Training keeps it per block, and

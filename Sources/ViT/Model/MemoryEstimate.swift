@@ -31,7 +31,8 @@ extension ModelConfig {
     /// The floats `Activations(config: self, maxBatch: batch, training:)` allocates: each
     /// buffer of the one-image description times the batch, rounded up to 16 floats.
     func activationFloats(batch: Int, training: Bool) -> Double {
-        ModelDescription(config: self, batch: 1, training: training).buffers.reduce(0.0) {
+        let keepsProbabilities = training && ModelDescription.keepsAttentionProbabilities(self, batch: batch)
+        return ModelDescription(config: self, batch: 1, training: training, keepingProbabilities: keepsProbabilities).buffers.reduce(0.0) {
             $0 + ((Double(batch) * Double($1.count)) / 16).rounded(.up) * 16
         }
     }

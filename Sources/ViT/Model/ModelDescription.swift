@@ -218,8 +218,13 @@ extension ModelDescription {
     ///   - training: a training forward (dropout, drop path, buffers kept per block, backward
     ///     scratch) rather than inference (one set of block buffers shared by all blocks, the
     ///     residual stream updated in place).
-    public init(config m: ModelConfig, batch B: Int, training: Bool) {
+    ///   - keepingProbabilities: whether a training forward keeps each block's attention
+    ///     probabilities for backward; nil decides by `keepsAttentionProbabilities(_:batch:)` at
+    ///     `batch` (the memory estimate, which describes one image, passes the decision for the
+    ///     real batch).
+    public init(config m: ModelConfig, batch B: Int, training: Bool, keepingProbabilities: Bool? = nil) {
         precondition(B > 0, "empty batch")
+        let keepsProbabilities = training && (keepingProbabilities ?? Self.keepsAttentionProbabilities(m, batch: B))
         let T = m.numTokens, N = m.numPatches, C = m.dim, M = m.mlpDim, NH = m.heads, K = m.numClasses
         let P = m.patchSize, heads = m.distillToken ? 2 : 1
         let dropout = training && m.dropout > 0, attnDropout = training && m.attnDropout > 0
@@ -300,12 +305,13 @@ extension ModelDescription {
             let norm1 = layerNorm("norm1", x)
             let qkv = linear(.qkv(i), label: "qkv", norm1, outFeatures: 3 * C, in: buffer("qkv"), hasBias: m.qkvBias)
             let attended = tensor(p + "attn.sdpa", [B, T, C], in: buffer("attn_out"))
-            // Training keeps no probabilities (backward recomputes them from qkv) but the dropout
-            // mask when there is one; inference has a buffer for them, filled only for an
-            // observer that reads attention maps.
+            // Training keeps the dropout mask when there is one, and the probabilities when they
+            // are small enough (else backward recomputes them from qkv); inference has a buffer
+            // for them, filled only for an observer that reads attention maps.
             var attentionSaved: [TensorDescription] = []
             if training {
                 if attnDropout { attentionSaved = [tensor(p + "attn.attn_drop.mask", [B, NH, T, T], in: buffer("attn_mask"))] }
+                if keepsProbabilities { attentionSaved.append(tensor(p + "attn.probs", [B, NH, T, T], in: buffer("probs"))) }
             } else {
                 attentionSaved = [tensor(p + "attn.probs", [B, NH, T, T], in: buffer("probs"))]
             }
@@ -395,6 +401,21 @@ extension ModelDescription {
         self.input = images
         self.ops = builder.ops
         self.buffers = builder.plannedBuffers()
+    }
+
+    /// Whether a training forward of `batch` images keeps every block's attention probabilities
+    /// `[B, NH, T, T]` for backward: when all of them together fit in 64 MiB.
+    ///
+    /// Kept, they spare backward a Q·Kᵀ and a softmax per image and head; recomputed, they cost
+    /// no memory. Small models are where the recompute weighs most (head dim 16 on
+    /// fashion-mnist: Q·Kᵀ and softmax are a fifth of the attention's time) and the
+    /// probabilities least (20 MiB at batch 128; cifar10-tiny 39 MiB); ViT-Ti/16 at 224 px
+    /// would need 358 MiB at batch 64, a quarter more memory for a few percent of its step,
+    /// and recomputes them. Computed in `Double`, so absurd sizes do not overflow.
+    public static func keepsAttentionProbabilities(_ m: ModelConfig, batch B: Int) -> Bool {
+        let tokens = Double(m.numTokens)
+        let bytes = Double(m.depth) * Double(B) * Double(m.heads) * tokens * tokens * Double(MemoryLayout<Float>.stride)
+        return bytes <= 64 * 1024 * 1024
     }
 
     /// Collects ops and the buffers they touch, in order of first use.

@@ -248,8 +248,9 @@ public final class VisionTransformer: @unchecked Sendable {
             }
             linear(.qkv(layer), act.qkv, a.norm, weight: w.qkvWeight, bias: w.qkvBias.map { p + $0 }, rows: BT, inFeatures: C, outFeatures: 3 * C)
             prof?.lap("qkv", .forward, flops: 2 * BT * C * 3 * C, layer: layer)
-            // The probabilities are copied out only for an observer (inference only).
-            let observed = attentionObserver == nil ? nil : act.probs
+            // The probabilities are kept for backward when training has a buffer for them, and
+            // written for an observer in inference.
+            let observed = training || attentionObserver != nil ? act.probs : nil
             attentionForward(act.attnOut, observed, act.qkv, dropMask: act.attnMask, batch: B, tokens: T, channels: C, heads: NH)
             // Q·Kᵀ and P·V: 2·T·T·hd FLOPs each per image and head.
             prof?.lap("attention", .forward, flops: 4 * B * T * T * C, layer: layer)
@@ -482,10 +483,9 @@ public final class VisionTransformer: @unchecked Sendable {
             matmulBackward(dAttnOut, g + w.projWeight, g + w.projBias, dAttn, act.attnOut, p + w.projWeight, rows: BT, inFeatures: C, outFeatures: C,
                            overwritingInputGradient: true)
             prof?.lap("proj", .backward, flops: 4 * BT * C * C, layer: layer)
-            dQKV.update(repeating: 0, count: BT * 3 * C)
-            attentionBackward(dQKV, dAttnOut, act.qkv, dropMask: act.attnMask, batch: B, tokens: T, channels: C, heads: NH)
+            attentionBackward(dQKV, dAttnOut, act.qkv, probs: act.probs, dropMask: act.attnMask, batch: B, tokens: T, channels: C, heads: NH)
             // dV, dP, dQ and dK: four GEMMs of 2·T·T·hd FLOPs per image and head (the model's
-            // FLOPs; recomputing P costs another Q·Kᵀ).
+            // FLOPs; recomputing P, when the forward kept none, costs another Q·Kᵀ).
             prof?.lap("attention", .backward, flops: 8 * B * T * T * C, layer: layer)
             layerNormRecompute(a.norm, act.input, act.norm1Mean, act.norm1Rstd, p + w.norm1Weight, p + w.norm1Bias, rows: BT, channels: C)
             prof?.lap("recompute", .backward, layer: layer)

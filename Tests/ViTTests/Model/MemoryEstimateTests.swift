@@ -33,6 +33,35 @@ import Testing
         #expect(estimate > 0.97 * allocated, "estimate \(estimate), allocated \(allocated)")
     }
 
+    /// Training keeps the attention probabilities of cifar10-tiny and fashion-mnist at batch
+    /// 128 (39 and 20 MiB) and recomputes ViT-Ti/16-224's (358 MiB at batch 64); the estimate
+    /// counts them exactly when they are kept.
+    @Test func attentionProbabilitiesAreKeptWhenSmall() {
+        func config(image: Int, patch: Int, channels: Int, dim: Int, depth: Int, heads: Int, mlp: Int) -> ModelConfig {
+            var c = ModelConfig()
+            c.imageSize = image; c.patchSize = patch; c.inChannels = channels; c.dim = dim; c.depth = depth; c.heads = heads; c.mlpDim = mlp
+            return c
+        }
+        let tiny = config(image: 32, patch: 4, channels: 3, dim: 192, depth: 6, heads: 3, mlp: 768)
+        let fashion = config(image: 28, patch: 4, channels: 1, dim: 64, depth: 4, heads: 4, mlp: 128)
+        let vit224 = config(image: 224, patch: 16, channels: 3, dim: 192, depth: 12, heads: 3, mlp: 768)
+        #expect(ModelDescription.keepsAttentionProbabilities(tiny, batch: 128))
+        #expect(ModelDescription.keepsAttentionProbabilities(fashion, batch: 128))
+        #expect(!ModelDescription.keepsAttentionProbabilities(vit224, batch: 64))
+        #expect(!ModelDescription.keepsAttentionProbabilities(tiny, batch: 256))
+        #expect(!ModelDescription.keepsAttentionProbabilities(tiny, batch: 1 << 50))
+        for (c, batch) in [(tiny, 128), (tiny, 256), (vit224, 64)] {
+            let keeps = ModelDescription.keepsAttentionProbabilities(c, batch: batch)
+            let probabilities = Double(c.depth * batch * c.heads * c.numTokens * c.numTokens * 4)
+            let kept = c.estimatedBytes(trainingBatch: batch, inferenceBatch: nil)
+            let without = ModelDescription(config: c, batch: batch, training: true, keepingProbabilities: false).activationFloats
+            let with = ModelDescription(config: c, batch: batch, training: true, keepingProbabilities: true).activationFloats
+            #expect(Double(with - without) * 4 >= probabilities && Double(with - without) * 4 < probabilities + Double(c.depth * 64))
+            let parameters = Double(4 * 4 * ModelDescription(config: c, batch: 1, training: false).parameterCount)
+            #expect(abs(kept - parameters - Double(4 * (keeps ? with : without))) < 0.01 * kept, "\(c.imageSize) px at batch \(batch)")
+        }
+    }
+
     @Test func aBatchBeyondTheMachinesMemoryIsAnError() throws {
         var config = ModelConfig()
         config.imageSize = 32; config.patchSize = 4; config.dim = 192; config.depth = 6; config.heads = 3; config.mlpDim = 768

@@ -169,21 +169,23 @@ import Testing
         #expect(shapes.map(\.outFeatures) == [12, 36, 12, 20, 12, 36, 12, 20, 12, 5])
     }
 
-    @Test(arguments: [false, true])
-    func buffersAreAlignedAndDisjoint(training: Bool) {
-        let d = ModelDescription(config: Self.small(depth: 3, dropout: 0.1, attnDropout: 0.1, dropPath: 0.1), batch: 5, training: training)
+    @Test(arguments: [false, true], [false, true])
+    func buffersAreAlignedAndDisjoint(training: Bool, keepingProbabilities: Bool) {
+        let d = ModelDescription(config: Self.small(depth: 3, dropout: 0.1, attnDropout: 0.1, dropPath: 0.1), batch: 5, training: training,
+                                 keepingProbabilities: keepingProbabilities)
         #expect(Set(d.buffers.map(\.name)).count == d.buffers.count)
         for (a, b) in zip(d.buffers, d.buffers.dropFirst()) {
             #expect(a.offset % 16 == 0 && a.offset + a.count <= b.offset)
         }
         // Inference shares one set of block buffers and one residual stream across blocks.
         // Training keeps per block what backward cannot recompute cheaply (qkv, fc1's output,
-        // the masks), not the probabilities, LayerNorm outputs or GELU.
+        // the masks) and the probabilities when asked to, never the LayerNorm outputs or GELU.
         #expect(d.buffers.contains { $0.name == "blocks.2.qkv" } == training)
         #expect(d.buffers.contains { $0.name == "blocks.2.fc1" } == training)
         #expect(d.buffers.contains { $0.name == "blocks.2.attn_mask" } == training)
         #expect(d.buffers.contains { $0.name == "block.probs" } == !training)
-        #expect(!d.buffers.contains { $0.name.hasPrefix("blocks.2.") && ["probs", "norm1", "norm2", "gelu"].contains($0.name.dropFirst(9)) })
+        #expect(d.buffers.contains { $0.name == "blocks.2.probs" } == (training && keepingProbabilities))
+        #expect(!d.buffers.contains { $0.name.hasPrefix("blocks.2.") && ["norm1", "norm2", "gelu"].contains($0.name.dropFirst(9)) })
         #expect(d.buffers.contains { $0.name == "residual" } == !training)
         #expect(d.buffers.contains { $0.name == "d_hidden" } == training)
     }
