@@ -83,7 +83,7 @@ private func attentionReference(_ qkv: [Double], mask: [Double]?, B: Int, T: Int
         let T = 40
         let qkv = rng.floats(B * T * 3 * C), dout = rng.floats(B * T * C)
         let mask: [Float]? = withDropout ? (0..<(B * NH * T * T)).map { _ in rng.uniform() < 0.3 ? 0 : 1 / 0.7 } : nil
-        withParallelThreads(2) {
+        Parallel.withThreads(2) {
             var out = [Float](repeating: .nan, count: B * T * C), kept = [Float](repeating: .nan, count: B * NH * T * T)
             attentionForward(&out, &kept, qkv, dropMask: mask, batch: B, tokens: T, channels: C, heads: NH)
             var plainOut = [Float](repeating: .nan, count: B * T * C), observed = [Float](repeating: .nan, count: B * NH * T * T)
@@ -104,7 +104,7 @@ private func attentionReference(_ qkv: [Double], mask: [Double]?, B: Int, T: Int
         var rng = TestRandom(23)
         let T = 40, B = 1
         let qkv = rng.floats(B * T * 3 * C), dout = rng.floats(B * T * C)
-        withParallelThreads(2) {
+        Parallel.withThreads(2) {
             var out = [Float](repeating: .nan, count: B * T * C), probs = [Float](repeating: .nan, count: B * NH * T * T)
             attentionForward(&out, &probs, qkv, batch: B, tokens: T, channels: C, heads: NH)
             expectClose(out, attentionReference(doubles(qkv), mask: nil, B: B, T: T, C: C, NH: NH), abs: 1e-5, rel: 1e-5, "sliced attention out")

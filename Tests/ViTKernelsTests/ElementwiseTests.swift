@@ -83,7 +83,7 @@ import Testing
                 if useMask { multiplyInPlace(&expected, mask, count: B * perImage) }
                 if useScale { for b in 0..<B { for i in 0..<perImage { expected[b * perImage + i] *= scale[b] } } }
                 for threads in [1, 2, 3] {
-                    withParallelThreads(threads) {
+                    Parallel.withThreads(threads) {
                         mask.withUnsafeBufferPointer { m in
                             scale.withUnsafeBufferPointer { s in
                                 let maskPointer = useMask ? m.baseAddress : nil, scalePointer = useScale ? s.baseAddress : nil

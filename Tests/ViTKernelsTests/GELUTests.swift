@@ -53,7 +53,7 @@ import Testing
         let x = rng.floats(n, scale: 4)
         var firstDerivative: [Float]?
         for threads in [1, 3] {
-            withParallelThreads(threads) {
+            Parallel.withThreads(threads) {
                 var separate = [Float](repeating: 0, count: n)
                 geluForward(&separate, x, count: n)
                 var inPlace = x

@@ -68,7 +68,7 @@ private func layerNormReference(_ x: [Double], _ w: [Double], _ b: [Double], row
         #expect(parallelChunks(R, minimumChunk: 8192 / C, threads: 3) == 3)
         let residual = rng.floats(R * C, scale: 2).map { $0 + 0.5 }, branch = rng.floats(R * C), w = rng.floats(C), b = rng.floats(C)
         for threads in [1, 2, 3] {
-            withParallelThreads(threads) {
+            Parallel.withThreads(threads) {
                 var sum = [Float](repeating: 0, count: R * C), out = sum, mean = [Float](repeating: 0, count: R), rstd = mean
                 addForward(&sum, residual, branch, count: R * C)
                 layerNormForward(&out, &mean, &rstd, sum, w, b, rows: R, channels: C, eps: Float(eps))
@@ -105,7 +105,7 @@ private func layerNormReference(_ x: [Double], _ w: [Double], _ b: [Double], row
         var out = [Float](repeating: 0, count: R * C), mean = [Float](repeating: 0, count: R), rstd = mean
         layerNormForward(&out, &mean, &rstd, x, w, b, rows: R, channels: C, eps: 1e-6)
         for threads in [1, 2, 3] {
-            withParallelThreads(threads) {
+            Parallel.withThreads(threads) {
                 var again = [Float](repeating: .nan, count: R * C)
                 layerNormRecompute(&again, x, mean, rstd, w, b, rows: R, channels: C)
                 #expect(again == out, "\(threads) threads")

@@ -37,7 +37,7 @@ import Testing
         let mask: [Float] = (0..<(R * OC)).map { _ in rng.uniform() < 0.1 ? 0 : 1 / 0.9 }
         for threads in [1, 2, 3] {
             #expect(parallelChunks(R, minimumChunk: chunk, threads: threads) == threads)
-            withParallelThreads(threads) {
+            Parallel.withThreads(threads) {
                 for useBias in [true, false] {
                     b.withUnsafeBufferPointer { biasBuffer in
                         let bias = useBias ? biasBuffer.baseAddress : nil
@@ -93,7 +93,7 @@ import Testing
         } }
         var outputs: [[Float]] = []
         for threads in [1, 2, 3] {
-            withParallelThreads(threads) {
+            Parallel.withThreads(threads) {
                 b.withUnsafeBufferPointer { bias in
                     var out = [Float](repeating: .nan, count: R * OC)
                     matmulForward(&out, x, w, bias.baseAddress, rows: R, inFeatures: IC, outFeatures: OC)
@@ -159,7 +159,7 @@ import Testing
         for threads in [1, 2, 3] {
             #expect(parallelChunks(blocks, minimumChunk: blocksPerWorker, threads: threads) == threads)
             var s = [Float](repeating: 1, count: columns)
-            withParallelThreads(threads) { columnSumAdd(&s, m, rows: rows, columns: columns) }
+            Parallel.withThreads(threads) { columnSumAdd(&s, m, rows: rows, columns: columns) }
             sums.append(s)
         }
         #expect(sums[0] == sums[1] && sums[1] == sums[2])

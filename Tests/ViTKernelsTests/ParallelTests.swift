@@ -5,7 +5,7 @@ import Testing
 @Suite struct ParallelTests {
     @Test func parallelRangesCoverEveryIndexOnce() {
         for threads in 1...4 {
-            withParallelThreads(threads) {
+            Parallel.withThreads(threads) {
                 for count in [0, 1, 5, 1000] {
                     var hits = [Int](repeating: 0, count: count)
                     hits.withUnsafeMutableBufferPointer { h in
@@ -23,7 +23,7 @@ import Testing
     /// multiples of the minimum chunk.
     @Test func chunkCountRuleMatchesTheRangesHandedOut() {
         for threads in 1...4 {
-            withParallelThreads(threads) {
+            Parallel.withThreads(threads) {
                 for (count, minimumChunk) in [(0, 1), (1, 1), (5, 1), (1000, 1), (7, 4), (8, 4), (9, 4), (300, 255), (800, 255), (10, 3)] {
                     let lock = NSLock()
                     var ranges: [Range<Int>] = []
@@ -38,7 +38,7 @@ import Testing
     /// A call made from inside a worker's range finds the pool owned and runs its ranges on
     /// that thread: every index is still covered once, with the ranges a lone call would use.
     @Test func nestedCallsCoverEveryIndexOnce() {
-        withParallelThreads(3) {
+        Parallel.withThreads(3) {
             let outer = 7, inner = 1000
             var hits = [Int](repeating: 0, count: outer * inner)
             hits.withUnsafeMutableBufferPointer { h in
@@ -57,7 +57,7 @@ import Testing
     /// loses or repeats an index, over many back-to-back calls (the workers' spin-then-park
     /// path, and the caller taking back chunks a worker has not started, both get exercised).
     @Test func concurrentCallersEachCoverEveryIndexOnce() {
-        withParallelThreads(2) {
+        Parallel.withThreads(2) {
             let calls = 2_000, count = 512
             let sums = UnsafeMutablePointer<Int>.allocate(capacity: 2 * count)
             defer { sums.deallocate() }
@@ -80,7 +80,7 @@ import Testing
     /// Each range runs exactly once whether a worker or the caller runs it: a worker that is
     /// parked when a call arrives (after an idle pause) still sees every later call.
     @Test func callsAfterIdlePausesCoverEveryIndexOnce() {
-        withParallelThreads(4) {
+        Parallel.withThreads(4) {
             for pause in [0, 1_000, 20_000] {
                 usleep(UInt32(pause))
                 var hits = [Int](repeating: 0, count: 4_096)

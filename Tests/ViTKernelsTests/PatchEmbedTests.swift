@@ -32,7 +32,7 @@ import Testing
         let images = rng.floats(IC * H * H)
         for workers in [1, 2, 3] {
             var patches = [Float](repeating: .nan, count: N * PD)
-            withParallelThreads(workers) {
+            Parallel.withThreads(workers) {
                 patchifyForward(&patches, images, batch: 1, inChannels: IC, imageSize: H, patchSize: P)
             }
             var mismatches = 0

@@ -114,7 +114,7 @@ private func histogram(_ values: [Float], bins: Int, lower: Float, upper: Float)
         let q = (0..<(OC * IC)).map { _ in Int8(truncatingIfNeeded: Int(rng.next() % 255) - 127) }
         let scales = (0..<OC).map { _ in Float(rng.uniform() * 0.1 + 1e-4) }
         var out = [Float](repeating: .nan, count: OC * IC)
-        withParallelThreads(threads) { dequantizeWeightsPerChannel(&out, q, scales, rows: OC, columns: IC) }
+        Parallel.withThreads(threads) { dequantizeWeightsPerChannel(&out, q, scales, rows: OC, columns: IC) }
         let expected = (0..<(OC * IC)).map { Double(q[$0]) * Double(scales[$0 / IC]) }
         // A product of an integer below 2⁸ and a float is exact in float64, and rounded once in float32.
         expectClose(out, expected, abs: 0, rel: 6e-8, "dequantized")
@@ -177,7 +177,7 @@ private func histogram(_ values: [Float], bins: Int, lower: Float, upper: Float)
         x[0] = -100; x[1] = 100; x[2] = .nan; x[3] = -2; x[4] = 2 // outside, NaN, both edges
         // Three workers of at least 131,072 values each (Quantize.swift), adding into one histogram.
         #expect(parallelChunks(x.count, minimumChunk: 131_072, threads: 3) == 3)
-        let counts = withParallelThreads(3) { histogram(x, bins: 97, lower: -2, upper: 2) }
+        let counts = Parallel.withThreads(3) { histogram(x, bins: 97, lower: -2, upper: 2) }
         #expect(counts == referenceHistogram(x, bins: 97, lower: -2, upper: 2))
         #expect(counts.reduce(0, +) == x.count - 1)
         var twice = counts

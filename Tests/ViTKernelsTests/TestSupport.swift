@@ -63,12 +63,6 @@ func doubles(_ a: [Float]) -> [Double] { a.map(Double.init) }
 /// tests never interleave: suites run in parallel.
 private let globalSettingsLock = NSLock()
 
-/// Runs `body` with the kernels splitting their work over `threads` workers, for this test's
-/// task only (`Parallel.withThreads`), so tests running beside it keep their own count.
-func withParallelThreads<T>(_ threads: Int, _ body: () throws -> T) rethrows -> T {
-    try Parallel.withThreads(threads, body)
-}
-
 /// Runs `body` holding the settings lock with OpenBLAS's thread count as it was, and restores
 /// that count afterwards (for tests that change it themselves).
 func withBLASThreadsRestored<T>(_ body: () throws -> T) rethrows -> T {

@@ -37,14 +37,9 @@ import Testing
     /// 128 (39 and 20 MiB) and recomputes ViT-Ti/16-224's (358 MiB at batch 64); the estimate
     /// counts them exactly when they are kept.
     @Test func attentionProbabilitiesAreKeptWhenSmall() {
-        func config(image: Int, patch: Int, channels: Int, dim: Int, depth: Int, heads: Int, mlp: Int) -> ModelConfig {
-            var c = ModelConfig()
-            c.imageSize = image; c.patchSize = patch; c.inChannels = channels; c.dim = dim; c.depth = depth; c.heads = heads; c.mlpDim = mlp
-            return c
-        }
-        let tiny = config(image: 32, patch: 4, channels: 3, dim: 192, depth: 6, heads: 3, mlp: 768)
-        let fashion = config(image: 28, patch: 4, channels: 1, dim: 64, depth: 4, heads: 4, mlp: 128)
-        let vit224 = config(image: 224, patch: 16, channels: 3, dim: 192, depth: 12, heads: 3, mlp: 768)
+        let tiny = modelConfig(imageSize: 32, patchSize: 4, numClasses: 10, dim: 192, depth: 6, heads: 3, mlpDim: 768)
+        let fashion = modelConfig(imageSize: 28, patchSize: 4, inChannels: 1, numClasses: 10, dim: 64, depth: 4, heads: 4, mlpDim: 128)
+        let vit224 = modelConfig(imageSize: 224, patchSize: 16, numClasses: 10, dim: 192, depth: 12, heads: 3, mlpDim: 768)
         #expect(ModelDescription.keepsAttentionProbabilities(tiny, batch: 128))
         #expect(ModelDescription.keepsAttentionProbabilities(fashion, batch: 128))
         #expect(!ModelDescription.keepsAttentionProbabilities(vit224, batch: 64))
