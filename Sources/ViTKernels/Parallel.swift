@@ -24,22 +24,27 @@ public enum Parallel {
         try $scopedThreads.withValue(max(1, count)) { try body() }
     }
 
-    /// Runs `body` over `0..<count` split into at most `threads` contiguous ranges, each at
-    /// least `minimumChunk` long (small jobs stay on the calling thread).
+    /// Runs `body` over `0..<count` split into at most `threads · chunksPerThread` contiguous
+    /// ranges (one range on a single thread), each at least `minimumChunk` long (small jobs stay
+    /// on the calling thread).
     ///
-    /// The ranges are the same however they end up being run: on the pool's workers, or one
-    /// after another on the calling thread when the pool is busy (a call from inside a worker,
-    /// or from a second thread), so results never depend on which happened.
+    /// The ranges are fixed by the count alone; which thread runs which is not: each thread takes
+    /// the next range not yet taken until none is left. With more ranges than threads, a thread
+    /// that falls behind (descheduled by a busy host, or slowed by the other's memory traffic)
+    /// is made up for by the others instead of waited for. The ranges are the same however they
+    /// end up being run: on the pool's workers, or one after another on the calling thread when
+    /// the pool is busy (a call from inside a worker, or from a second thread), so results never
+    /// depend on which happened.
     @inline(__always)
-    public static func forRanges(_ count: Int, minimumChunk: Int = 1, _ body: (Range<Int>) -> Void) {
+    public static func forRanges(_ count: Int, minimumChunk: Int = 1, chunksPerThread: Int = 1, _ body: (Range<Int>) -> Void) {
         guard count > 0 else { return }
-        let chunks = min(threads, max(1, count / max(1, minimumChunk)))
+        let chunks = chunkCount(count, minimumChunk: minimumChunk, chunksPerThread: chunksPerThread)
         if chunks <= 1 {
             body(0..<count)
             return
         }
         let range = { (chunk: Int) in count * chunk / chunks..<count * (chunk + 1) / chunks }
-        let ran = WorkerPool.shared.run(chunks: chunks) { chunk in
+        let ran = WorkerPool.shared.run(chunks: chunks, threads: min(threads, chunks)) { chunk in
             let r = range(chunk)
             if !r.isEmpty { body(r) }
         }
@@ -49,6 +54,15 @@ public enum Parallel {
                 if !r.isEmpty { body(r) }
             }
         }
+    }
+
+    /// How many ranges `forRanges` splits `count` into.
+    @inline(__always)
+    public static func chunkCount(_ count: Int, minimumChunk: Int = 1, chunksPerThread: Int = 1) -> Int {
+        let threads = self.threads
+        guard count > 0 else { return 0 }
+        guard threads > 1 else { return 1 }
+        return min(threads * max(1, chunksPerThread), max(1, count / max(1, minimumChunk)))
     }
 
     /// Runs `body(i)` for every `i` in `0..<count`, spread over the workers in contiguous ranges.
@@ -68,10 +82,11 @@ public enum Parallel {
 /// these workers instead spin on their mailbox for a short while after each job, so a call
 /// that follows soon after starts at once, and park on a condition only when idle for longer.
 ///
-/// One caller at a time owns the pool; chunk 0 runs on the caller, chunk i on worker i − 1,
-/// unless the caller finishes first and takes back a chunk its worker has not started (a parked
-/// or descheduled thread is then never waited for). The caller returns only when every chunk
-/// has run and no worker holds the job, so the non-escaping closure never outlives the call.
+/// One caller at a time owns the pool. It posts the job to its workers and takes chunks
+/// itself like any of them; once none is left it takes the job back from a worker that has not
+/// picked it up yet (a parked or descheduled thread is then never waited for) and waits for
+/// the others. The caller returns only when every chunk has run and no worker holds the job,
+/// so the non-escaping closure never outlives the call.
 final class WorkerPool: @unchecked Sendable {
     static let shared = WorkerPool()
 
@@ -80,37 +95,55 @@ final class WorkerPool: @unchecked Sendable {
     /// Grown on demand by the owner, never shrunk; only the owner reads or writes it.
     private var workers: [Worker] = []
 
-    /// Runs `body(chunk)` for every chunk in `0..<chunks`, chunk 0 on the calling thread.
-    /// Returns false, having run nothing, when the pool is owned by another call.
-    func run(chunks: Int, _ body: (Int) -> Void) -> Bool {
+    /// Runs `body(chunk)` for every chunk in `0..<chunks` on the calling thread and
+    /// `threads − 1` workers, each taking the next chunk not yet taken. Returns false, having
+    /// run nothing, when the pool is owned by another call.
+    func run(chunks: Int, threads: Int, _ body: (Int) -> Void) -> Bool {
         guard owned.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged else { return false }
         defer { owned.store(false, ordering: .releasing) }
-        while workers.count < chunks - 1 { workers.append(Worker()) }
+        let helpers = max(0, min(threads, chunks) - 1)
+        while workers.count < helpers { workers.append(Worker()) }
         withoutActuallyEscaping(body) { body in
-            let job = Job(body)
-            for chunk in 1..<chunks { workers[chunk - 1].post(job, chunk: chunk) }
-            body(0)
-            // A chunk its worker has not picked up yet (the thread is parked, or descheduled on
-            // a busy machine) runs here instead of being waited for.
-            for chunk in 1..<chunks {
-                if workers[chunk - 1].takeBack() { body(chunk) }
+            let job = Job(body, chunks: chunks)
+            for worker in workers.prefix(helpers) { worker.post(job) }
+            job.runChunks()
+            // Every chunk has been taken. A worker that has not picked the job up yet (parked,
+            // or descheduled on a busy machine) is told to leave it; the others are waited for.
+            for worker in workers.prefix(helpers) {
+                worker.takeBack()
+                worker.waitUntilFinished()
             }
-            for chunk in 1..<chunks { workers[chunk - 1].waitUntilFinished() }
         }
         return true
     }
 }
 
-/// One call's work, shared by the workers it was posted to.
+/// One call's work, shared by the threads it was posted to: `chunks` chunks, taken one at a
+/// time by whichever thread asks next.
 private final class Job: @unchecked Sendable {
     let body: (Int) -> Void
-    init(_ body: @escaping (Int) -> Void) { self.body = body }
+    let chunks: Int
+    private let taken = Atomic<Int>(0)
+
+    init(_ body: @escaping (Int) -> Void, chunks: Int) {
+        self.body = body
+        self.chunks = chunks
+    }
+
+    /// Runs chunks until none is left.
+    func runChunks() {
+        while true {
+            let chunk = taken.wrappingAdd(1, ordering: .relaxed).oldValue
+            guard chunk < chunks else { return }
+            body(chunk)
+        }
+    }
 }
 
 /// One worker thread and its mailbox. `posted`, `claimed` and `finished` count jobs: the owner
 /// writes the job, then bumps `posted`; whoever first moves `claimed` up to it (the worker, or
-/// the owner taking the chunk back) runs the chunk; the worker sets `finished` when it has run
-/// one, after dropping its reference to the job.
+/// the owner taking the job back) decides whether the worker joins in; the worker sets
+/// `finished` when it has run chunks until none was left, after dropping its reference to the job.
 private final class Worker: @unchecked Sendable {
     /// Spins on the mailbox before parking: about 0.1–0.3 ms, longer than the gaps between the
     /// parallel calls of one forward or backward pass, far shorter than a scheduler tick.
@@ -124,7 +157,6 @@ private final class Worker: @unchecked Sendable {
     // Written by the owner before `posted` is bumped; read by the worker only after it has
     // claimed that job, which keeps the owner waiting until `finished` says it is done.
     private var job: Job?
-    private var chunk = 0
     // The owner's count of jobs posted, and whether the owner ran the last one itself.
     private var generation = 0
     private var takenBack = false
@@ -136,10 +168,9 @@ private final class Worker: @unchecked Sendable {
         thread.start()
     }
 
-    /// Called by the owner: hands `chunk` of `job` to this worker and wakes it if parked.
-    func post(_ job: Job, chunk: Int) {
+    /// Called by the owner: hands `job` to this worker and wakes it if parked.
+    func post(_ job: Job) {
         self.job = job
-        self.chunk = chunk
         generation += 1
         takenBack = false
         posted.store(generation, ordering: .sequentiallyConsistent)
@@ -152,13 +183,16 @@ private final class Worker: @unchecked Sendable {
         }
     }
 
-    /// Called by the owner: claims the posted chunk if the worker has not; true if it did.
+    /// Called by the owner: claims the posted job if the worker has not; true if it did (the
+    /// worker then leaves it alone).
+    @discardableResult
     func takeBack() -> Bool {
         takenBack = claimed.compareExchange(expected: generation - 1, desired: generation, ordering: .acquiringAndReleasing).exchanged
         return takenBack
     }
 
-    /// Called by the owner: waits until the worker has run the chunk it claimed.
+    /// Called by the owner, after `takeBack`: waits until the worker is done with the job if it
+    /// claimed it, then drops the mailbox's reference to the job.
     func waitUntilFinished() {
         if !takenBack {
             var spins = 0
@@ -187,9 +221,9 @@ private final class Worker: @unchecked Sendable {
                 }
             }
             seen = posted.load(ordering: .acquiring)
-            // A late worker finds its chunk taken back and leaves the job alone.
+            // A late worker finds the job taken back and leaves it alone.
             if claimed.compareExchange(expected: seen - 1, desired: seen, ordering: .acquiringAndReleasing).exchanged {
-                runPostedChunk()
+                runPostedJob()
                 finished.store(seen, ordering: .releasing)
             }
         }
@@ -197,7 +231,7 @@ private final class Worker: @unchecked Sendable {
 
     /// Kept out of line so the job's reference is released before `finished` is stored.
     @inline(never)
-    private func runPostedChunk() {
-        job.unsafelyUnwrapped.body(chunk)
+    private func runPostedJob() {
+        job.unsafelyUnwrapped.runChunks()
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Testing
 @testable import ViTKernels
 
@@ -20,19 +21,51 @@ import Testing
 
     /// `parallelChunks`, which other tests use to show that their sizes split, is the rule
     /// `forRanges` follows: the number of ranges it hands out, for counts below, at and above
-    /// multiples of the minimum chunk.
+    /// multiples of the minimum chunk, with one range per thread or several; and the ranges
+    /// tile the count in order, whichever thread ran which.
     @Test func chunkCountRuleMatchesTheRangesHandedOut() {
         for threads in 1...4 {
             Parallel.withThreads(threads) {
                 for (count, minimumChunk) in [(0, 1), (1, 1), (5, 1), (1000, 1), (7, 4), (8, 4), (9, 4), (300, 255), (800, 255), (10, 3)] {
-                    let lock = NSLock()
-                    var ranges: [Range<Int>] = []
-                    Parallel.forRanges(count, minimumChunk: minimumChunk) { range in lock.withLock { ranges.append(range) } }
-                    #expect(ranges.count == parallelChunks(count, minimumChunk: minimumChunk, threads: threads),
-                            "threads \(threads) count \(count) minimum chunk \(minimumChunk): \(ranges)")
+                    for chunksPerThread in [1, 4] {
+                        let lock = NSLock()
+                        var ranges: [Range<Int>] = []
+                        Parallel.forRanges(count, minimumChunk: minimumChunk, chunksPerThread: chunksPerThread) { range in
+                            lock.withLock { ranges.append(range) }
+                        }
+                        let expected = parallelChunks(count, minimumChunk: minimumChunk, threads: threads, chunksPerThread: chunksPerThread)
+                        let context = "threads \(threads) count \(count) minimum chunk \(minimumChunk) per thread \(chunksPerThread): \(ranges)"
+                        #expect(ranges.count == expected, "\(context)")
+                        #expect(Parallel.chunkCount(count, minimumChunk: minimumChunk, chunksPerThread: chunksPerThread) == expected, "\(context)")
+                        let tiles = (0..<expected).map { count * $0 / expected..<count * ($0 + 1) / expected }
+                        #expect(ranges.sorted { $0.lowerBound < $1.lowerBound } == tiles, "\(context)")
+                    }
                 }
             }
         }
+    }
+
+    /// Chunks go to whichever thread asks next, not to a thread fixed in advance: the first
+    /// chunk taken blocks until every other chunk has run, which only finishes if the other
+    /// thread takes all seven (a fixed split would leave three of them to the blocked thread).
+    /// A pool of the test's own, so no other test can own it meanwhile.
+    @Test func aBlockedThreadsChunksAreTakenByTheOther() {
+        let pool = WorkerPool()
+        let others = Atomic<Int>(0)
+        let allOthersRan = DispatchSemaphore(value: 0)
+        let first = Atomic<Int>(-1)
+        let released = Atomic<Bool>(false)
+        let ran = pool.run(chunks: 8, threads: 2) { chunk in
+            if first.compareExchange(expected: -1, desired: chunk, ordering: .relaxed).exchanged {
+                released.store(allOthersRan.wait(timeout: .now() + 10) == .success, ordering: .relaxed)
+            } else if others.wrappingAdd(1, ordering: .relaxed).newValue == 7 {
+                allOthersRan.signal()
+            }
+        }
+        let othersRan = others.load(ordering: .relaxed), firstWasReleased = released.load(ordering: .relaxed)
+        #expect(ran)
+        #expect(othersRan == 7)
+        #expect(firstWasReleased)
     }
 
     /// A call made from inside a worker's range finds the pool owned and runs its ranges on

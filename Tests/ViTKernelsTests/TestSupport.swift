@@ -75,9 +75,10 @@ func withBLASThreadsRestored<T>(_ body: () throws -> T) rethrows -> T {
     return try body()
 }
 
-/// How many ranges `Parallel.forRanges(count, minimumChunk:)` makes with `threads` workers: the
-/// rule in Parallel.swift, restated so that a test can show its sizes really split
-/// (`ParallelTests` checks this against the ranges `forRanges` hands out).
-func parallelChunks(_ count: Int, minimumChunk: Int, threads: Int) -> Int {
-    count > 0 ? min(threads, max(1, count / max(1, minimumChunk))) : 0
+/// How many ranges `Parallel.forRanges(count, minimumChunk:, chunksPerThread:)` makes with
+/// `threads` workers: the rule in Parallel.swift, restated so that a test can show its sizes
+/// really split (`ParallelTests` checks this against the ranges `forRanges` hands out).
+func parallelChunks(_ count: Int, minimumChunk: Int, threads: Int, chunksPerThread: Int = 1) -> Int {
+    guard count > 0 else { return 0 }
+    return threads > 1 ? min(threads * chunksPerThread, max(1, count / max(1, minimumChunk))) : 1
 }
