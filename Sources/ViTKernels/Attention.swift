@@ -148,9 +148,8 @@ struct AttentionHead {
     /// Calls `body` for every (image, head) pair, b·NH + h in order, or with `slicingQueries`
     /// for every slice of query rows of each pair, spread over the workers, with
     /// `scratchMatrices` `[T, T]` matrices of scratch that belong to the calling worker
-    /// (allocated once per range of pairs a worker takes; each worker takes about four ranges
-    /// per call, the next one free when it is done with one, so none waits long for the
-    /// other); each call writes only its own pair's (or slice's) part of the outputs, and the
+    /// (allocated once per range of pairs a worker takes; a worker takes the next free range
+    /// when done with one, so none waits long for the other); each call writes only its own pair's (or slice's) part of the outputs, and the
     /// GEMMs inside stay single-threaded.
     static func forEach(batch B: Int, tokens T: Int, channels C: Int, heads NH: Int, scratchMatrices: Int, slicingQueries: Bool,
                         _ body: (AttentionHead, Range<Int>, UnsafeMutablePointer<Float>) -> Void) {
@@ -160,7 +159,7 @@ struct AttentionHead {
         let slices = B * NH % workers == 0 || B * NH >= 4 * workers ? 1 : min(workers, max(1, T / 16))
         let perPair = slicingQueries ? slices : 1
         BLAS.ensureCallerThreadOnly()
-        Parallel.forRanges(B * NH * perPair, chunksPerThread: 4) { units in
+        Parallel.forRanges(B * NH * perPair, chunksPerThread: Parallel.balancingChunksPerThread) { units in
             let scratch = UnsafeMutablePointer<Float>.allocate(capacity: scratchMatrices * T * T)
             defer { scratch.deallocate() }
             for unit in units {

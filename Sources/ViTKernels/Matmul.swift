@@ -71,18 +71,13 @@ public func matmulForward(
         return
     }
     // Workers take disjoint row blocks; each block is one sgemm, then its epilogue.
-    Parallel.forRanges(R, minimumChunk: gemmRowChunk(IC * OC), chunksPerThread: gemmChunksPerThread) { rows in block(rows, 0..<OC) }
+    Parallel.forRanges(R, minimumChunk: gemmRowChunk(IC * OC), chunksPerThread: Parallel.balancingChunksPerThread) { rows in block(rows, 0..<OC) }
 }
 
 /// Rows per worker below which `matmulForward` splits the output columns rather than the rows,
 /// and the fewest columns a worker then takes.
 let columnSplitRows = 128
 let columnSplitMinimum = 32
-
-/// Row blocks per worker of a GEMM split by rows. More than one, so a worker slowed down
-/// (a busy host takes its core for a while) leaves its remaining blocks to the other instead of
-/// being waited for; each block costs one more packing of the weights.
-let gemmChunksPerThread = 4
 
 /// Rows per worker below which splitting a GEMM costs more than it saves (about 2 MFLOP).
 @inline(__always)
@@ -112,7 +107,7 @@ public func matmulBackward(
     BLAS.ensureCallerThreadOnly()
     if let dinp {
         let beta: Float = overwritingInputGradient ? 0 : 1
-        Parallel.forRanges(R, minimumChunk: gemmRowChunk(IC * OC), chunksPerThread: gemmChunksPerThread) { rows in
+        Parallel.forRanges(R, minimumChunk: gemmRowChunk(IC * OC), chunksPerThread: Parallel.balancingChunksPerThread) { rows in
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(rows.count), Int32(IC), Int32(OC),
                         1, dout + rows.lowerBound * OC, Int32(OC), weight, Int32(IC), beta, dinp + rows.lowerBound * IC, Int32(IC))
         }

@@ -38,13 +38,14 @@ public enum Parallel {
     @inline(__always)
     public static func forRanges(_ count: Int, minimumChunk: Int = 1, chunksPerThread: Int = 1, _ body: (Range<Int>) -> Void) {
         guard count > 0 else { return }
-        let chunks = chunkCount(count, minimumChunk: minimumChunk, chunksPerThread: chunksPerThread)
+        let threads = self.threads
+        let chunks = chunkCount(count, minimumChunk: minimumChunk, chunksPerThread: chunksPerThread, threads: threads)
         if chunks <= 1 {
             body(0..<count)
             return
         }
         let range = { (chunk: Int) in count * chunk / chunks..<count * (chunk + 1) / chunks }
-        let ran = WorkerPool.shared.run(chunks: chunks, threads: min(threads, chunks)) { chunk in
+        let ran = WorkerPool.shared.run(chunks: chunks, threads: threads) { chunk in
             let r = range(chunk)
             if !r.isEmpty { body(r) }
         }
@@ -56,10 +57,15 @@ public enum Parallel {
         }
     }
 
-    /// How many ranges `forRanges` splits `count` into.
+    /// Ranges per thread for the long jobs (row-split GEMMs, attention): enough that a thread
+    /// slowed down for a while (by a busy host, or the other's memory traffic) leaves its
+    /// remaining ranges to the other instead of being waited for, few enough that what each
+    /// range repeats (a GEMM's packing of its weights) stays small.
+    public static let balancingChunksPerThread = 4
+
+    /// How many ranges `forRanges` splits `count` into on `threads` threads.
     @inline(__always)
-    public static func chunkCount(_ count: Int, minimumChunk: Int = 1, chunksPerThread: Int = 1) -> Int {
-        let threads = self.threads
+    static func chunkCount(_ count: Int, minimumChunk: Int = 1, chunksPerThread: Int = 1, threads: Int = Parallel.threads) -> Int {
         guard count > 0 else { return 0 }
         guard threads > 1 else { return 1 }
         return min(threads * max(1, chunksPerThread), max(1, count / max(1, minimumChunk)))
@@ -95,9 +101,9 @@ final class WorkerPool: @unchecked Sendable {
     /// Grown on demand by the owner, never shrunk; only the owner reads or writes it.
     private var workers: [Worker] = []
 
-    /// Runs `body(chunk)` for every chunk in `0..<chunks` on the calling thread and
-    /// `threads − 1` workers, each taking the next chunk not yet taken. Returns false, having
-    /// run nothing, when the pool is owned by another call.
+    /// Runs `body(chunk)` for every chunk in `0..<chunks` on the calling thread and up to
+    /// `threads − 1` workers (no more than there are chunks), each taking the next chunk not yet
+    /// taken. Returns false, having run nothing, when the pool is owned by another call.
     func run(chunks: Int, threads: Int, _ body: (Int) -> Void) -> Bool {
         guard owned.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged else { return false }
         defer { owned.store(false, ordering: .releasing) }
@@ -109,10 +115,7 @@ final class WorkerPool: @unchecked Sendable {
             job.runChunks()
             // Every chunk has been taken. A worker that has not picked the job up yet (parked,
             // or descheduled on a busy machine) is told to leave it; the others are waited for.
-            for worker in workers.prefix(helpers) {
-                worker.takeBack()
-                worker.waitUntilFinished()
-            }
+            for worker in workers.prefix(helpers) { worker.finish() }
         }
         return true
     }
@@ -157,9 +160,8 @@ private final class Worker: @unchecked Sendable {
     // Written by the owner before `posted` is bumped; read by the worker only after it has
     // claimed that job, which keeps the owner waiting until `finished` says it is done.
     private var job: Job?
-    // The owner's count of jobs posted, and whether the owner ran the last one itself.
+    // The owner's count of jobs posted.
     private var generation = 0
-    private var takenBack = false
 
     init() {
         let thread = Thread { [unowned self] in self.serve() }
@@ -172,7 +174,6 @@ private final class Worker: @unchecked Sendable {
     func post(_ job: Job) {
         self.job = job
         generation += 1
-        takenBack = false
         posted.store(generation, ordering: .sequentiallyConsistent)
         // Sequentially consistent with the worker's `parked` store and `posted` re-check: either
         // the worker sees the new job before waiting, or this sees it parked and signals.
@@ -183,17 +184,11 @@ private final class Worker: @unchecked Sendable {
         }
     }
 
-    /// Called by the owner: claims the posted job if the worker has not; true if it did (the
-    /// worker then leaves it alone).
-    @discardableResult
-    func takeBack() -> Bool {
-        takenBack = claimed.compareExchange(expected: generation - 1, desired: generation, ordering: .acquiringAndReleasing).exchanged
-        return takenBack
-    }
-
-    /// Called by the owner, after `takeBack`: waits until the worker is done with the job if it
-    /// claimed it, then drops the mailbox's reference to the job.
-    func waitUntilFinished() {
+    /// Called by the owner once every chunk of the posted job is taken: claims the job if the
+    /// worker has not (the worker then leaves it alone), else waits until the worker is done with
+    /// it; then drops the mailbox's reference to the job.
+    func finish() {
+        let takenBack = claimed.compareExchange(expected: generation - 1, desired: generation, ordering: .acquiringAndReleasing).exchanged
         if !takenBack {
             var spins = 0
             while finished.load(ordering: .acquiring) != generation {
