@@ -105,28 +105,37 @@ public func matmulBackward(
 ) {
     guard R > 0 else { return }
     BLAS.ensureCallerThreadOnly()
-    if let dinp {
-        let beta: Float = overwritingInputGradient ? 0 : 1
-        Parallel.forRanges(R, minimumChunk: gemmRowChunk(IC * OC), chunksPerThread: Parallel.balancingChunksPerThread) { rows in
+    let threads = Parallel.threads
+    // The three gradients are independent, so they are one parallel job of tasks: the weight
+    // gradient's blocks first (the largest pieces), then dinp's row blocks, then dbias's column
+    // blocks. The thread done first with its weight block goes on to the row blocks instead of
+    // waiting for the other at a barrier. Each task is the block a call of its own would have
+    // run, so the results are the same bits.
+    // dweight sums over all rows, so its blocks split its larger dimension instead; each block
+    // repacks the whole of inp (or dout), hence one block per thread.
+    let splitsOutputs = OC >= IC
+    let weightChunks = Parallel.chunkCount(splitsOutputs ? OC : IC, minimumChunk: max(4, 1_000_000 / max(1, R * min(IC, OC))), threads: threads)
+    let rowChunks = dinp == nil ? 0 : Parallel.chunkCount(R, minimumChunk: gemmRowChunk(IC * OC), chunksPerThread: Parallel.balancingChunksPerThread, threads: threads)
+    let biasChunks = dbias == nil ? 0 : columnSumChunkCount(rows: R, columns: OC, threads: threads)
+    let beta: Float = overwritingInputGradient ? 0 : 1
+    Parallel.forEachTask(weightChunks + rowChunks + biasChunks, threads: threads) { task in
+        if task < weightChunks {
+            if splitsOutputs {
+                let outs = Parallel.chunkRange(task, of: weightChunks, count: OC)
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(outs.count), Int32(IC), Int32(R),
+                            1, dout + outs.lowerBound, Int32(OC), inp, Int32(IC), 1, dweight + outs.lowerBound * IC, Int32(IC))
+            } else {
+                let ins = Parallel.chunkRange(task, of: weightChunks, count: IC)
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(OC), Int32(ins.count), Int32(R),
+                            1, dout, Int32(OC), inp + ins.lowerBound, Int32(IC), 1, dweight + ins.lowerBound, Int32(IC))
+            }
+        } else if task < weightChunks + rowChunks, let dinp {
+            let rows = Parallel.chunkRange(task - weightChunks, of: rowChunks, count: R)
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(rows.count), Int32(IC), Int32(OC),
                         1, dout + rows.lowerBound * OC, Int32(OC), weight, Int32(IC), beta, dinp + rows.lowerBound * IC, Int32(IC))
+        } else if let dbias {
+            columnSumAdd(dbias, dout, rows: R, columns: OC, chunk: task - weightChunks - rowChunks, of: biasChunks)
         }
-    }
-    // dweight sums over all rows, so workers split its larger dimension instead.
-    let minimum = max(4, 1_000_000 / max(1, R * min(IC, OC)))
-    if OC >= IC {
-        Parallel.forRanges(OC, minimumChunk: minimum) { outs in
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(outs.count), Int32(IC), Int32(R),
-                        1, dout + outs.lowerBound, Int32(OC), inp, Int32(IC), 1, dweight + outs.lowerBound * IC, Int32(IC))
-        }
-    } else {
-        Parallel.forRanges(IC, minimumChunk: minimum) { ins in
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(OC), Int32(ins.count), Int32(R),
-                        1, dout, Int32(OC), inp + ins.lowerBound, Int32(IC), 1, dweight + ins.lowerBound, Int32(IC))
-        }
-    }
-    if let dbias {
-        columnSumAdd(dbias, dout, rows: R, columns: OC)
     }
 }
 
@@ -138,14 +147,28 @@ public func matmulBackward(
 ///   - sums: `[columns]`, added into.
 ///   - matrix: `[rows, columns]`, read.
 public func columnSumAdd(_ sums: UnsafeMutablePointer<Float>, _ matrix: UnsafePointer<Float>, rows: Int, columns: Int) {
-    let blocks = (columns + 63) / 64
-    Parallel.forRanges(blocks, minimumChunk: max(1, 65_536 / max(1, rows * 64))) { blockRange in
-        let start = blockRange.lowerBound * 64
-        let end = min(columns, blockRange.upperBound * 64)
-        for r in 0..<rows {
-            let row = matrix + r * columns
-            for c in start..<end { sums[c] += row[c] }
-        }
+    let chunks = columnSumChunkCount(rows: rows, columns: columns, threads: Parallel.threads)
+    Parallel.forEachTask(chunks) { chunk in columnSumAdd(sums, matrix, rows: rows, columns: columns, chunk: chunk, of: chunks) }
+}
+
+/// How many column blocks `columnSumAdd` splits its work into: blocks of 64 columns, at least
+/// about 64 Ki values each.
+@inline(__always)
+func columnSumChunkCount(rows: Int, columns: Int, threads: Int) -> Int {
+    Parallel.chunkCount((columns + 63) / 64, minimumChunk: max(1, 65_536 / max(1, rows * 64)), threads: threads)
+}
+
+/// Chunk `chunk` of `chunks` of `columnSumAdd`: its share of the 64-column blocks, each column
+/// summed over the rows in order (so the result does not depend on how the blocks are shared).
+@inline(__always)
+func columnSumAdd(_ sums: UnsafeMutablePointer<Float>, _ matrix: UnsafePointer<Float>, rows: Int, columns: Int, chunk: Int, of chunks: Int) {
+    let blocks = Parallel.chunkRange(chunk, of: chunks, count: (columns + 63) / 64)
+    let start = blocks.lowerBound * 64
+    let end = min(columns, blocks.upperBound * 64)
+    guard start < end else { return }
+    for r in 0..<rows {
+        let row = matrix + r * columns
+        for c in start..<end { sums[c] += row[c] }
     }
 }
 

@@ -44,17 +44,32 @@ public enum Parallel {
             body(0..<count)
             return
         }
-        let range = { (chunk: Int) in count * chunk / chunks..<count * (chunk + 1) / chunks }
-        let ran = WorkerPool.shared.run(chunks: chunks, threads: threads) { chunk in
-            let r = range(chunk)
+        forEachTask(chunks, threads: threads) { chunk in
+            let r = chunkRange(chunk, of: chunks, count: count)
             if !r.isEmpty { body(r) }
         }
-        if !ran {
-            for chunk in 0..<chunks {
-                let r = range(chunk)
-                if !r.isEmpty { body(r) }
-            }
+    }
+
+    /// Runs `body(task)` once for every task in `0..<count`, each task whole on one thread:
+    /// every thread takes the next task not yet taken, so tasks start in index order. For a
+    /// few independent pieces of unequal size (a linear layer's backward: its weight-gradient
+    /// GEMMs first, then its input-gradient row blocks), where the thread done first with a large
+    /// piece goes on to the small ones instead of waiting for the other at a barrier between them.
+    /// Like `forRanges`, the tasks run one after another on the calling thread when the pool is
+    /// busy (a call from inside a worker, or from a second thread), and with one thread.
+    @inline(__always)
+    static func forEachTask(_ count: Int, threads: Int = Parallel.threads, _ body: (Int) -> Void) {
+        guard count > 0 else { return }
+        if count == 1 || threads <= 1 || !WorkerPool.shared.run(chunks: count, threads: threads, body) {
+            for task in 0..<count { body(task) }
         }
+    }
+
+    /// Range `chunk` of `0..<count` cut into `chunks` contiguous ranges as evenly as integers
+    /// allow (`forRanges`'s ranges, for callers that hand them to `forEachTask` themselves).
+    @inline(__always)
+    static func chunkRange(_ chunk: Int, of chunks: Int, count: Int) -> Range<Int> {
+        count * chunk / chunks..<count * (chunk + 1) / chunks
     }
 
     /// Ranges per thread for the long jobs (row-split GEMMs, attention): enough that a thread

@@ -148,6 +148,49 @@ import Testing
         expectClose(db, eB, abs: 1e-4, rel: 1e-5, "dbias (dinp overwritten)")
     }
 
+    /// At shapes large enough to split, backward is one job of weight-gradient blocks,
+    /// input-gradient row blocks and bias column blocks (Matmul.swift's rules, restated by
+    /// `parallelChunks`: 2 and 3 threads make several of each, and two bias tasks when OC is
+    /// 200). Whichever thread takes which, every gradient matches
+    /// the float64 reference, with the weight split by its outputs (OC ≥ IC) and by its
+    /// inputs (OC < IC).
+    @Test func backwardSplitIntoTasksMatchesTheReference() {
+        var rng = TestRandom(4)
+        let R = 512
+        for (IC, OC) in [(64, 200), (200, 64)] {
+            let x = rng.floats(R * IC), w = rng.floats(OC * IC), dout = rng.floats(R * OC)
+            let dinp0 = rng.floats(R * IC), dw0 = rng.floats(OC * IC), db0 = rng.floats(OC)
+            var eInp = doubles(dinp0), eW = doubles(dw0), eB = doubles(db0)
+            for r in 0..<R { for o in 0..<OC {
+                let g = Double(dout[r * OC + o])
+                eB[o] += g
+                for i in 0..<IC {
+                    eInp[r * IC + i] += g * Double(w[o * IC + i])
+                    eW[o * IC + i] += g * Double(x[r * IC + i])
+                }
+            } }
+            for threads in [1, 2, 3] {
+                let context = "IC \(IC) OC \(OC) threads \(threads)"
+                if threads > 1 {
+                    let minimum = max(4, 1_000_000 / (R * min(IC, OC)))
+                    #expect(parallelChunks(max(IC, OC), minimumChunk: minimum, threads: threads) == threads, "\(context): weight blocks")
+                    #expect(parallelChunks(R, minimumChunk: max(8, 1_000_000 / (IC * OC)), threads: threads,
+                                           chunksPerThread: Parallel.balancingChunksPerThread) > threads, "\(context): row blocks")
+                    let biasBlocks = parallelChunks((OC + 63) / 64, minimumChunk: max(1, 65_536 / (R * 64)), threads: threads)
+                    // OC 200: 4 blocks of 64 columns, at least 2 per task at 512 rows; OC 64: 1 block.
+                    #expect(biasBlocks == (OC == 200 ? 2 : 1), "\(context): bias tasks")
+                }
+                var dinp = dinp0, dw = dw0, db = db0
+                Parallel.withThreads(threads) {
+                    matmulBackward(&dinp, &dw, &db, dout, x, w, rows: R, inFeatures: IC, outFeatures: OC)
+                }
+                expectClose(dinp, eInp, abs: 1e-4, rel: 1e-5, "\(context): dinp")
+                expectClose(dw, eW, abs: 1e-4, rel: 1e-5, "\(context): dweight")
+                expectClose(db, eB, abs: 1e-4, rel: 1e-5, "\(context): dbias")
+            }
+        }
+    }
+
     /// Workers sum disjoint blocks of 64 columns, at least 65,536 / (rows·64) blocks each
     /// (Matmul.swift): 600 columns of 301 rows are 10 blocks, one range per thread up to three.
     @Test func columnSumIsIndependentOfThreadCount() {

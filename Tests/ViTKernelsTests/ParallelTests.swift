@@ -45,6 +45,31 @@ import Testing
         }
     }
 
+    /// `forEachTask` runs each task exactly once, on one thread or several, inside a worker
+    /// (the pool busy: the tasks run in order on that thread) or not.
+    @Test func forEachTaskRunsEveryTaskOnce() {
+        for threads in 1...3 {
+            Parallel.withThreads(threads) {
+                let lock = NSLock()
+                for count in [0, 1, 2, 7, 64] {
+                    var runs = [Int](repeating: 0, count: count)
+                    Parallel.forEachTask(count) { task in lock.withLock { runs[task] += 1 } }
+                    #expect(runs.allSatisfy { $0 == 1 }, "threads \(threads) count \(count)")
+                }
+                var nested = [Int](repeating: 0, count: 5 * 9)
+                Parallel.forEachTask(5) { outer in
+                    var order: [Int] = []
+                    Parallel.forEachTask(9) { inner in
+                        lock.withLock { nested[outer * 9 + inner] += 1 }
+                        order.append(inner)
+                    }
+                    #expect(order == Array(0..<9), "nested, threads \(threads)")
+                }
+                #expect(nested.allSatisfy { $0 == 1 }, "nested, threads \(threads)")
+            }
+        }
+    }
+
     /// Chunks go to whichever thread asks next, not to a thread fixed in advance: the first
     /// chunk taken blocks until every other chunk has run, which only finishes if the other
     /// thread takes all seven (a fixed split would leave three of them to the blocked thread).
