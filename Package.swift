@@ -4,10 +4,20 @@ import PackageDescription
 /// The kernels' elementwise loops vectorize 8 wide with AVX2 and FMA (the Haswell feature set: every x86
 /// server CPU since 2013) instead of baseline SSE2's 4: about twice the speed of GELU, softmax
 /// and LayerNorm. GEMMs are OpenBLAS's and pick their own kernels at run time.
+///
+/// The same loops are compiled a second time, in `ViTVectorMath512`, for AVX-512 (F, CD, BW, DQ
+/// and VL: Skylake-X and later Intel servers, AMD Zen 4 and later) with 512-bit vectors, which
+/// LLVM's tuning for Intel CPUs would otherwise leave at 256 bits; ViTKernels calls that build
+/// only on a CPU that has AVX-512.
 #if arch(x86_64)
 let kernelSettings: [SwiftSetting] = [.unsafeFlags(["-target-cpu", "haswell"])]
+let avx512Settings: [SwiftSetting] = [.unsafeFlags([
+    "-target-cpu", "skylake-avx512",
+    "-Xcc", "-Xclang", "-Xcc", "-target-feature", "-Xcc", "-Xclang", "-Xcc", "-prefer-256-bit",
+])]
 #else
 let kernelSettings: [SwiftSetting] = []
+let avx512Settings: [SwiftSetting] = []
 #endif
 
 let package = Package(
@@ -63,10 +73,26 @@ let package = Package(
 
         // MARK: - Kernels
 
+        /// The elementwise kernels' math and row loops (fast exp and erf, row reductions,
+        /// softmax rows, GELU): single-threaded, no BLAS, all `@inlinable`, so that each kernel
+        /// module below compiles them for its own vector width.
+        .target(
+            name: "ViTVectorMath",
+            swiftSettings: kernelSettings
+        ),
+
+        /// The compute-bound loops of ViTVectorMath compiled for AVX-512; called by ViTKernels
+        /// only on a CPU that has it.
+        .target(
+            name: "ViTVectorMath512",
+            dependencies: ["ViTVectorMath"],
+            swiftSettings: avx512Settings
+        ),
+
         /// Forward/backward kernels on raw float buffers; the only target that calls CBLAS.
         .target(
             name: "ViTKernels",
-            dependencies: ["CBLAS"],
+            dependencies: ["CBLAS", "ViTVectorMath", "ViTVectorMath512"],
             swiftSettings: kernelSettings
         ),
 
@@ -106,7 +132,7 @@ let package = Package(
 
         // MARK: - Tests
 
-        .testTarget(name: "ViTKernelsTests", dependencies: ["ViTKernels"]),
+        .testTarget(name: "ViTKernelsTests", dependencies: ["ViTKernels", "ViTVectorMath"]),
         .testTarget(
             name: "ViTTests",
             dependencies: ["ViT", "ViTProtobuf", "ViTKernels"],

@@ -9,7 +9,10 @@ Sources/ViT declares, then which of those names every other folder's code uses (
 string literals removed), and fails when:
   - a folder uses a name from a folder above it in LAYERS (that is also how a loop would show);
   - a folder of Sources/ViT is missing from LAYERS (a new folder must be given its place);
-  - the command-line target imports ViTKernels (it reaches the kernels through the library);
+  - the command-line target imports ViTKernels or its vector-math modules (it reaches the
+    kernels through the library);
+  - a target other than ViTKernels imports ViTVectorMath512, the AVX-512 build of the loops
+    (ViTKernels calls it only after checking that the CPU has AVX-512);
   - a target other than ViTProtobuf imports SwiftProtobuf (so that the library compiles beside
     swift-protobuf, and the protobuf formats stay in one place);
   - two folders under Sources/ or Tests/ differ only by letter case (they merge on a
@@ -78,10 +81,22 @@ def main():
         for path in swift_files(COMMAND_LINE):
             with open(path, encoding="utf-8") as f:
                 for number, line in enumerate(f, 1):
-                    if re.match(r"\s*(@testable\s+)?import\s+(ViTKernels|CBLAS)\b", line):
+                    if re.match(r"\s*(@testable\s+)?import\s+(ViTKernels|ViTVectorMath|ViTVectorMath512|CBLAS)\b", line):
                         problems.append(f"{os.path.relpath(path, ROOT)}:{number}: the command line imports {line.split()[-1]}")
 
-    # 3. swift-protobuf is ViTProtobuf's alone.
+    # 3. The AVX-512 build of the loops is reached only through ViTKernels, which checks the CPU
+    #    first (anywhere else it would stop the process with an illegal instruction).
+    for top in ("Sources", "Tests"):
+        for target in sorted(os.listdir(os.path.join(ROOT, top))):
+            if target in ("ViTKernels", "ViTVectorMath512"):
+                continue
+            for path in swift_files(os.path.join(ROOT, top, target)):
+                with open(path, encoding="utf-8") as f:
+                    for number, line in enumerate(f, 1):
+                        if re.match(r"\s*(@testable\s+)?import\s+ViTVectorMath512\b", line):
+                            problems.append(f"{os.path.relpath(path, ROOT)}:{number}: imports ViTVectorMath512 (only Sources/ViTKernels may, after checking the CPU)")
+
+    # 4. swift-protobuf is ViTProtobuf's alone.
     for top in ("Sources", "Tests"):
         for target in sorted(os.listdir(os.path.join(ROOT, top))):
             if target in ("ViTProtobuf", "ViTTests"):
@@ -92,7 +107,7 @@ def main():
                         if re.match(r"\s*(@testable\s+)?import\s+SwiftProtobuf\b", line):
                             problems.append(f"{os.path.relpath(path, ROOT)}:{number}: imports SwiftProtobuf (only Sources/ViTProtobuf may)")
 
-    # 4. Library folders only use names from the folders below them.
+    # 5. Library folders only use names from the folders below them.
     sources = {}
     declared = {}
     for path in swift_files(LIBRARY):

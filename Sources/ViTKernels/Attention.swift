@@ -1,4 +1,5 @@
 import CBLAS
+import ViTVectorMath
 
 /// Multi-head self-attention core, as timm's `Attention.forward` between `qkv` and `proj`:
 /// per image b and head h, P = softmax(Q·Kᵀ · hd^-½), O = P·V, heads concatenated.
@@ -134,7 +135,7 @@ struct AttentionHead {
         let rows = p + queries.lowerBound * T
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(queries.count), Int32(T), Int32(dim),
                     scale, q, Int32(3 * C), k, Int32(3 * C), 0, rows, Int32(T))
-        for t in 0..<queries.count { softmaxRowInPlace(rows + t * T, count: T) }
+        Loops.softmaxRowsInPlace(rows, rows: queries.count, length: T)
     }
 
     /// m[i] = m[i] · mask[i] for i in `from..<from + count` of this head's `[T, T]` block of a

@@ -1,7 +1,4 @@
 import CBLAS
-#if canImport(Glibc)
-import Glibc
-#endif
 
 /// Process-wide settings of the BLAS library that every GEMM in vit goes through.
 public enum BLAS {
@@ -39,31 +36,11 @@ extension BLAS {
     /// kernels, about half the sgemm speed of its AVX-512 "SkylakeX" kernels on these CPUs; on
     /// an Intel Xeon of family 6 model 207 it falls back to "Prescott" (SSE3: 22.6 GFLOP/s on
     /// one core at fc1's shape against SkylakeX's 134).
-    /// SkylakeX needs AVX-512 F, CD, BW, DQ and VL, read here from /proc/cpuinfo.
+    /// SkylakeX needs AVX-512 F, CD, BW, DQ and VL (`CPU.hasAVX512`).
     public static func preferredCoreType(cpuFlags: Set<Substring>? = nil, detectedCore: String? = nil) -> String? {
         let core = detectedCore ?? coreName
         let avx512Cores: Set<String> = ["SkylakeX", "Cooperlake", "SapphireRapids"]
         guard !avx512Cores.contains(core) else { return nil }
-        let flags = cpuFlags ?? currentCPUFlags()
-        let needed: [Substring] = ["avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl"]
-        return needed.allSatisfy(flags.contains) ? "SkylakeX" : nil
-    }
-
-    /// The feature flags of the first CPU in /proc/cpuinfo (empty when unreadable).
-    static func currentCPUFlags() -> Set<Substring> {
-        guard let file = fopen("/proc/cpuinfo", "r") else { return [] }
-        defer { fclose(file) }
-        var line: UnsafeMutablePointer<CChar>? = nil
-        var capacity = 0
-        defer { free(line) }
-        while getline(&line, &capacity, file) > 0 {
-            guard let line else { break }
-            let text = String(cString: line)
-            if text.hasPrefix("flags") {
-                guard let colon = text.firstIndex(of: ":") else { return [] }
-                return Set(text[text.index(after: colon)...].split(whereSeparator: { $0 == " " || $0 == "\n" }))
-            }
-        }
-        return []
+        return CPU.hasAVX512(flags: cpuFlags ?? CPU.flags) ? "SkylakeX" : nil
     }
 }

@@ -1,3 +1,5 @@
+import ViTVectorMath
+
 /// Elementwise kernels: residual adds, dropout and drop path, pooling.
 
 /// Residual add: out = a + b. `out` may alias `a` or `b`.

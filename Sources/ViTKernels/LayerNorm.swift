@@ -1,3 +1,5 @@
+import ViTVectorMath
+
 /// LayerNorm over the last dimension, `torch.nn.LayerNorm(C, eps)`:
 /// out = (x − mean) / sqrt(var + eps) · weight + bias, with the biased variance.
 ///

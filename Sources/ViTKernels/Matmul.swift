@@ -58,8 +58,8 @@ public func matmulForward(
         for run in 0..<runs {
             let at = offset + run * stride
             switch epilogue {
-            case .gelu: geluInPlace(out + at, count: length)
-            case .geluInto(let activated, let mask): gelu(out + at, into: activated + at, mask: mask.map { $0 + at }, count: length)
+            case .gelu: Loops.geluInPlace(out + at, count: length)
+            case .geluInto(let activated, let mask): Loops.gelu(out + at, into: activated + at, mask: mask.map { $0 + at }, count: length)
             }
         }
     }

@@ -1,5 +1,6 @@
 import Testing
 @testable import ViTKernels
+import ViTVectorMath
 
 /// The vectorized row reductions against double-precision sums, at lengths that exercise the
 /// 16-wide loop, the 8-wide maximum loop and the scalar tails (every n up to 40, then the

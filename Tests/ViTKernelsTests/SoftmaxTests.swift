@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import ViTKernels
+import ViTVectorMath
 
 @Suite struct SoftmaxTests {
     @Test func rowSoftmaxAndBackward() {

@@ -7,7 +7,7 @@
 /// not depend on alignment, threads or anything else at run time.
 
 /// Σ x[i] over `[n]`.
-@inline(__always)
+@inlinable @inline(__always)
 public func rowSum(_ x: UnsafePointer<Float>, count n: Int) -> Float {
     var low = SIMD8<Float>(), high = SIMD8<Float>()
     var i = 0
@@ -25,7 +25,7 @@ public func rowSum(_ x: UnsafePointer<Float>, count n: Int) -> Float {
 }
 
 /// Σ x[i]·y[i] over `[n]`.
-@inline(__always)
+@inlinable @inline(__always)
 public func rowDot(_ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>, count n: Int) -> Float {
     var low = SIMD8<Float>(), high = SIMD8<Float>()
     var i = 0
@@ -45,7 +45,7 @@ public func rowDot(_ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>, count n
 }
 
 /// Σ (x[i] − center)² over `[n]`: the variance's numerator, two-pass for accuracy.
-@inline(__always)
+@inlinable @inline(__always)
 public func rowSquaredDeviations(_ x: UnsafePointer<Float>, from center: Float, count n: Int) -> Float {
     let c = SIMD8<Float>(repeating: center)
     var low = SIMD8<Float>(), high = SIMD8<Float>()
@@ -72,7 +72,7 @@ public func rowSquaredDeviations(_ x: UnsafePointer<Float>, from center: Float, 
 /// vector compare and blend per eight values. `SIMD8`'s `pointwiseMax` and `.max()` compiled to
 /// lane-by-lane shuffles here instead: 169–188 ns against 51–57 ns for a 65-value row
 /// (cifar10-tiny's attention), measured on the Xeon of the README's tables.
-@inline(__always)
+@inlinable @inline(__always)
 public func rowMaximum(_ x: UnsafePointer<Float>, count n: Int) -> Float {
     var m0 = -Float.infinity, m1 = m0, m2 = m0, m3 = m0, m4 = m0, m5 = m0, m6 = m0, m7 = m0
     var i = 0

@@ -11,7 +11,7 @@
 /// Range reduction x = n·ln2 + r with |r| ≤ ln2/2, a degree-7 Taylor polynomial for e^r, and
 /// 2^n built in the exponent bits. Inputs below -87.3 return ~1e-38 (not 0), above 88.3
 /// saturate; NaN stays NaN.
-@inline(__always)
+@inlinable @inline(__always)
 public func fastExp(_ x: Float) -> Float {
     let clamped = Swift.min(Swift.max(x, -87.3), 88.3)
     // Adding 1.5·2²³ rounds to the nearest integer in float arithmetic itself (no call to
@@ -42,8 +42,7 @@ public func fastExp(_ x: Float) -> Float {
 /// rounding, in a fused multiply-add), so `s` keeps its relative precision for small z where
 /// 1 − 1/p¹⁶ would cancel. z is clamped to
 /// 10 (erf is 1 in float32 long before, and p¹⁶ stays finite); NaN stays NaN.
-@inline(__always)
-@usableFromInline
+@inlinable @inline(__always)
 func erfPowerExcess(_ z: Float) -> Float {
     let z = Swift.min(z, 10)
     var q: Float = 0.000_043_063_8
@@ -65,7 +64,7 @@ func erfPowerExcess(_ z: Float) -> Float {
 ///
 /// Abramowitz & Stegun 7.1.28 (`erfPowerExcess`) and odd symmetry: six multiply-adds, four
 /// squarings and one division, no exponential.
-@inline(__always)
+@inlinable @inline(__always)
 public func fastErf(_ x: Float) -> Float {
     let s = erfPowerExcess(Swift.abs(x))
     let magnitude = s / (1 + s)
@@ -77,7 +76,7 @@ public func fastErf(_ x: Float) -> Float {
 ///
 /// Computed from the tail ½·erfc(|x|/√2) = ½/(1 + s) (`erfPowerExcess`), so Φ of a negative
 /// x is not 1 minus something close to 1.
-@inline(__always)
+@inlinable @inline(__always)
 public func fastNormalCDF(_ x: Float) -> Float {
     let s = erfPowerExcess(Swift.abs(x) * inverseSqrt2)
     let tail = 0.5 / (1 + s)
@@ -87,20 +86,20 @@ public func fastNormalCDF(_ x: Float) -> Float {
 // MARK: - 8-wide loads and stores
 
 /// Eight floats from `p` (any alignment).
-@inline(__always)
-func load8(_ p: UnsafePointer<Float>) -> SIMD8<Float> {
+@inlinable @inline(__always)
+public func load8(_ p: UnsafePointer<Float>) -> SIMD8<Float> {
     UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Float>.self)
 }
 
 /// Stores eight floats at `p` (any alignment).
-@inline(__always)
-func store8(_ v: SIMD8<Float>, _ p: UnsafeMutablePointer<Float>) {
+@inlinable @inline(__always)
+public func store8(_ v: SIMD8<Float>, _ p: UnsafeMutablePointer<Float>) {
     UnsafeMutableRawPointer(p).storeBytes(of: v, as: SIMD8<Float>.self)
 }
 
 /// The sum of the eight lanes, always in the same order (halves added pairwise).
-@inline(__always)
-func laneSum(_ v: SIMD8<Float>) -> Float {
+@inlinable @inline(__always)
+public func laneSum(_ v: SIMD8<Float>) -> Float {
     let four = v.lowHalf + v.highHalf
     let two = four.lowHalf + four.highHalf
     return two[0] + two[1]
