@@ -80,6 +80,15 @@ enum Loops {
     }
 
     @inline(__always)
+    static func fillMaskGroups(_ out: UnsafeMutablePointer<Float>, groups: Int, firstCounter: UInt32, _ fill: MaskGroupFill) {
+        if CPU.usesAVX512 {
+            AVX512Loops.fillMaskGroups(out, groups: groups, firstCounter: firstCounter, fill)
+        } else {
+            ElementLoops.fillMaskGroups(out, groups: groups, firstCounter: firstCounter, fill)
+        }
+    }
+
+    @inline(__always)
     static func softmaxRowsInPlace(_ matrix: UnsafeMutablePointer<Float>, rows: Int, length: Int) {
         if CPU.usesAVX512 {
             AVX512Loops.softmaxRowsInPlace(matrix, rows: rows, length: length)

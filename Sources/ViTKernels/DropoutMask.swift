@@ -1,3 +1,5 @@
+import ViTVectorMath
+
 /// Dropout and drop-path masks from a counter-based generator.
 ///
 /// A mask value is a function of its position alone: Philox4x32-10 (Salmon, Moraes, Dror and
@@ -42,10 +44,10 @@ public func philox4x32(_ counter: (UInt32, UInt32, UInt32, UInt32), key: (UInt32
 public struct DropoutMaskGenerator: Sendable, Equatable {
     /// Counters a fill computes side by side; each group of `lanes` counters gives
     /// `valuesPerGroup` consecutive mask values (see `fillDropoutMask`).
-    public static let lanes = 16
+    public static let lanes = MaskGroupFill.lanes
     /// Mask values of one group of `lanes` counters: two 16-bit uniforms from each of a
     /// counter's four words.
-    public static let valuesPerGroup = 8 * lanes
+    public static let valuesPerGroup = MaskGroupFill.valuesPerGroup
 
     /// The Philox key, both words.
     public let key0: UInt32, key1: UInt32
@@ -102,88 +104,15 @@ public func fillDropoutMask(_ mask: UnsafeMutablePointer<Float>, count: Int, rat
         mask.update(repeating: 1, count: count)
         return
     }
-    let fill = MaskGroupFill(generator: generator, rate: rate)
+    let fill = MaskGroupFill(key0: generator.key0, key1: generator.key1, image: generator.image, site: generator.site, rate: rate)
     let perGroup = DropoutMaskGenerator.valuesPerGroup
     let fullGroups = count / perGroup
-    for group in 0..<fullGroups {
-        fill.write(mask + group * perGroup, firstCounter: first &+ UInt32(truncatingIfNeeded: group * DropoutMaskGenerator.lanes))
-    }
+    Loops.fillMaskGroups(mask, groups: fullGroups, firstCounter: first, fill)
     // The last, partial group: computed whole on the stack, the values needed copied out.
     let done = fullGroups * perGroup, rest = count - done
     guard rest > 0 else { return }
     withUnsafeTemporaryAllocation(of: Float.self, capacity: perGroup) { group in
         fill.write(group.baseAddress!, firstCounter: first &+ UInt32(truncatingIfNeeded: fullGroups * DropoutMaskGenerator.lanes))
         (mask + done).update(from: group.baseAddress!, count: rest)
-    }
-}
-
-/// One group of `lanes` = 16 counters at a time: Philox4x32-10 on 16 counters side by side and
-/// the 8 · 16 mask values they give.
-///
-/// The 32×32 → 64-bit products run on 64-bit lanes (x86's `pmuludq`): a vector of 16 words is
-/// viewed as 8 UInt64, its even words multiplied in place and its odd words shifted down first,
-/// and the halves put back. Exactly `philox4x32` per lane.
-private struct MaskGroupFill {
-    typealias Words = SIMD16<UInt32>
-    typealias Pairs = SIMD8<UInt64>
-
-    let key0: UInt32, key1: UInt32
-    let image: Pairs, site: Pairs
-    /// Dropped when the 16-bit uniform is below this.
-    let threshold: Words
-    let keep: SIMD16<Float>
-
-    init(generator: DropoutMaskGenerator, rate: Double) {
-        key0 = generator.key0
-        key1 = generator.key1
-        image = unsafeBitCast(Words(repeating: generator.image), to: Pairs.self)
-        site = unsafeBitCast(Words(repeating: generator.site), to: Pairs.self)
-        threshold = Words(repeating: UInt32(Swift.min((rate * 65_536).rounded(), 65_535)))
-        keep = SIMD16<Float>(repeating: Float(1 / (1 - rate)))
-    }
-
-    /// (hi, lo) words of m · x for each 32-bit word of `x`.
-    @inline(__always)
-    static func multiply(_ x: Pairs, _ m: UInt64) -> (hi: Pairs, lo: Pairs) {
-        let low = Pairs(repeating: 0xFFFF_FFFF)
-        let even = (x & low) &* m, odd = (x &>> 32) &* m
-        return (hi: (even &>> 32) | (odd & ~low), lo: (even & low) | (odd &<< 32))
-    }
-
-    /// The same word in both halves of each UInt64.
-    @inline(__always)
-    static func splat(_ word: UInt32) -> Pairs {
-        Pairs(repeating: UInt64(word) | UInt64(word) << 32)
-    }
-
-    /// Writes the 8 · 16 values of counters `firstCounter ..< firstCounter + 16` to `out`.
-    @inline(__always)
-    func write(_ out: UnsafeMutablePointer<Float>, firstCounter: UInt32) {
-        let lanes = Words(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15)
-        var x0 = unsafeBitCast(Words(repeating: firstCounter) &+ lanes, to: Pairs.self)
-        var x1 = image, x2 = site, x3 = Pairs(repeating: 0)
-        var k0 = key0, k1 = key1
-        for round in 0..<10 {
-            let a = Self.multiply(x0, 0xD251_1F53), b = Self.multiply(x2, 0xCD9E_8D57)
-            x0 = b.hi ^ x1 ^ Self.splat(k0)
-            x2 = a.hi ^ x3 ^ Self.splat(k1)
-            x1 = b.lo
-            x3 = a.lo
-            if round < 9 {
-                k0 &+= 0x9E37_79B9
-                k1 &+= 0xBB67_AE85
-            }
-        }
-        let raw = UnsafeMutableRawPointer(out), zero = SIMD16<Float>(repeating: 0), lowHalf = Words(repeating: 0xFFFF)
-        // Plane j of the 8 · 16 values: word j mod 4, its low half for j < 4, its high half after.
-        @inline(__always) func store(_ word: Pairs, plane: Int) {
-            let u = unsafeBitCast(word, to: Words.self)
-            raw.storeBytes(of: keep.replacing(with: zero, where: (u & lowHalf) .< threshold), toByteOffset: 64 * plane, as: SIMD16<Float>.self)
-            raw.storeBytes(of: keep.replacing(with: zero, where: (u &>> 16) .< threshold), toByteOffset: 64 * (plane + 4), as: SIMD16<Float>.self)
-        }
-        store(x0, plane: 0)
-        store(x1, plane: 1)
-        store(x2, plane: 2)
-        store(x3, plane: 3)
     }
 }
