@@ -183,23 +183,6 @@ fi
 check "the same config trains without interruption" "$work/reference.log" \
     "$vit" train --config "$config" --out "$reference" --force "${threads[@]}"
 check "the killed-and-resumed run ends on the unbroken run's weights, bit for bit" "$work/compare.log" \
-    python3 - "$run/model.safetensors" "$reference/model.safetensors" <<'EOF'
-import json, struct, sys
-
-def tensors(path):
-    with open(path, "rb") as f:
-        blob = f.read()
-    (length,) = struct.unpack("<Q", blob[:8])
-    header = json.loads(blob[8:8 + length])
-    header.pop("__metadata__", None)
-    base = 8 + length
-    return {name: blob[base + e["data_offsets"][0]:base + e["data_offsets"][1]] for name, e in header.items()}
-
-killed, unbroken = tensors(sys.argv[1]), tensors(sys.argv[2])
-assert killed.keys() == unbroken.keys(), sorted(set(killed) ^ set(unbroken))
-different = [name for name in killed if killed[name] != unbroken[name]]
-assert not different, f"{len(different)} tensors differ, first {different[0]}"
-print(f"{len(killed)} tensors identical")
-EOF
+    python3 scripts/same-weights.py "$run/model.safetensors" "$reference/model.safetensors"
 
 summary

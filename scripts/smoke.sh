@@ -90,24 +90,7 @@ if grep -qw avx512f /proc/cpuinfo && grep -qw avx512cd /proc/cpuinfo && grep -qw
     check "the same 5 steps with the AVX2 loops (VIT_AVX512=0) exit 0" "$work/train-avx2.log" \
         env VIT_AVX512=0 "$vit" train --config "$config" --out "$work/run-avx2" --max-steps 5 "${threads[@]}"
     check "the AVX-512 and AVX2 loops end on the same weights, bit for bit" "$work/avx512-compare.log" \
-        python3 - "$run/checkpoints/step-00000005.safetensors" "$work/run-avx2/checkpoints/step-00000005.safetensors" <<'EOF'
-import json, struct, sys
-
-def tensors(path):
-    with open(path, "rb") as f:
-        blob = f.read()
-    (length,) = struct.unpack("<Q", blob[:8])
-    header = json.loads(blob[8:8 + length])
-    header.pop("__metadata__", None)
-    base = 8 + length
-    return {name: blob[base + e["data_offsets"][0]:base + e["data_offsets"][1]] for name, e in header.items()}
-
-wide, narrow = tensors(sys.argv[1]), tensors(sys.argv[2])
-assert wide.keys() == narrow.keys(), sorted(set(wide) ^ set(narrow))
-different = [name for name in wide if wide[name] != narrow[name]]
-assert not different, f"{len(different)} of {len(wide)} tensors differ: {different[:5]}"
-print(f"{len(wide)} tensors identical")
-EOF
+        python3 scripts/same-weights.py "$run/checkpoints/step-00000005.safetensors" "$work/run-avx2/checkpoints/step-00000005.safetensors"
 else
     skip "the AVX-512 and AVX2 loops end on the same weights, bit for bit" "this CPU has no AVX-512"
 fi

@@ -119,21 +119,29 @@ import Testing
         expectClose(outputs[2], outputs[0], abs: 1e-6, rel: 1e-6, "3 threads against 1")
     }
 
+    /// What `matmulBackward` adds into its three gradients, in float64: dinp + dout · weight,
+    /// dweight + doutᵀ · inp and dbias + Σ_rows dout.
+    func backwardReference(_ dinp: [Float], _ dweight: [Float], _ dbias: [Float], _ dout: [Float], _ inp: [Float], _ weight: [Float],
+                           rows R: Int, inFeatures IC: Int, outFeatures OC: Int) -> (dinp: [Double], dweight: [Double], dbias: [Double]) {
+        var eInp = doubles(dinp), eW = doubles(dweight), eB = doubles(dbias)
+        for r in 0..<R { for o in 0..<OC {
+            let g = Double(dout[r * OC + o])
+            eB[o] += g
+            for i in 0..<IC {
+                eInp[r * IC + i] += g * Double(weight[o * IC + i])
+                eW[o * IC + i] += g * Double(inp[r * IC + i])
+            }
+        } }
+        return (eInp, eW, eB)
+    }
+
     @Test func backwardAddsTheThreeGradients() {
         var rng = TestRandom(2)
         let x = rng.floats(R * IC), w = rng.floats(OC * IC), dout = rng.floats(R * OC)
         let dinp0 = rng.floats(R * IC), dw0 = rng.floats(OC * IC), db0 = rng.floats(OC)
         var dinp = dinp0, dw = dw0, db = db0
         matmulBackward(&dinp, &dw, &db, dout, x, w, rows: R, inFeatures: IC, outFeatures: OC)
-        var eInp = doubles(dinp0), eW = doubles(dw0), eB = doubles(db0)
-        for r in 0..<R { for o in 0..<OC {
-            let g = Double(dout[r * OC + o])
-            eB[o] += g
-            for i in 0..<IC {
-                eInp[r * IC + i] += g * Double(w[o * IC + i])
-                eW[o * IC + i] += g * Double(x[r * IC + i])
-            }
-        } }
+        let (eInp, eW, eB) = backwardReference(dinp0, dw0, db0, dout, x, w, rows: R, inFeatures: IC, outFeatures: OC)
         expectClose(dinp, eInp, abs: 1e-4, rel: 1e-5, "dinp")
         expectClose(dw, eW, abs: 1e-4, rel: 1e-5, "dweight")
         expectClose(db, eB, abs: 1e-4, rel: 1e-5, "dbias")
@@ -151,24 +159,15 @@ import Testing
     /// At shapes large enough to split, backward is one job of weight-gradient blocks,
     /// input-gradient row blocks and bias column blocks (Matmul.swift's rules, restated by
     /// `parallelChunks`: 2 and 3 threads make several of each, and two bias tasks when OC is
-    /// 200). Whichever thread takes which, every gradient matches
-    /// the float64 reference, with the weight split by its outputs (OC ≥ IC) and by its
-    /// inputs (OC < IC).
+    /// 200). Whichever thread takes which, every gradient matches the float64 reference, with
+    /// the weight split by its outputs (OC ≥ IC) and by its inputs (OC < IC).
     @Test func backwardSplitIntoTasksMatchesTheReference() {
         var rng = TestRandom(4)
         let R = 512
         for (IC, OC) in [(64, 200), (200, 64)] {
             let x = rng.floats(R * IC), w = rng.floats(OC * IC), dout = rng.floats(R * OC)
             let dinp0 = rng.floats(R * IC), dw0 = rng.floats(OC * IC), db0 = rng.floats(OC)
-            var eInp = doubles(dinp0), eW = doubles(dw0), eB = doubles(db0)
-            for r in 0..<R { for o in 0..<OC {
-                let g = Double(dout[r * OC + o])
-                eB[o] += g
-                for i in 0..<IC {
-                    eInp[r * IC + i] += g * Double(w[o * IC + i])
-                    eW[o * IC + i] += g * Double(x[r * IC + i])
-                }
-            } }
+            let (eInp, eW, eB) = backwardReference(dinp0, dw0, db0, dout, x, w, rows: R, inFeatures: IC, outFeatures: OC)
             for threads in [1, 2, 3] {
                 let context = "IC \(IC) OC \(OC) threads \(threads)"
                 if threads > 1 {
