@@ -11,10 +11,16 @@ import PackageDescription
 /// only on a CPU that has AVX-512.
 #if arch(x86_64)
 let kernelSettings: [SwiftSetting] = [.unsafeFlags(["-target-cpu", "haswell"])]
-let avx512Settings: [SwiftSetting] = [.unsafeFlags([
-    "-target-cpu", "skylake-avx512",
-    "-Xcc", "-Xclang", "-Xcc", "-target-feature", "-Xcc", "-Xclang", "-Xcc", "-prefer-256-bit",
-])]
+let avx512Settings: [SwiftSetting] = [
+    .unsafeFlags([
+        "-target-cpu", "skylake-avx512",
+        "-Xcc", "-Xclang", "-Xcc", "-target-feature", "-Xcc", "-Xclang", "-Xcc", "-prefer-256-bit",
+    ]),
+    // Optimized in debug builds too: unoptimized, its wrappers would not inline the loops and
+    // would call ViTVectorMath's AVX2 build, so the tests that compare the two builds would
+    // compare the AVX2 one with itself.
+    .unsafeFlags(["-O"], .when(configuration: .debug)),
+]
 #else
 let kernelSettings: [SwiftSetting] = []
 let avx512Settings: [SwiftSetting] = []

@@ -54,15 +54,19 @@ public enum CPU {
 /// The loops of `ElementLoops` at the widest vectors this CPU runs: the AVX-512 build
 /// (`AVX512Loops`) where `CPU.usesAVX512`, else the AVX2 build this module compiles itself.
 /// The same bits either way.
+///
+/// `wide` picks the build; the kernels leave it at its default, and the tests pass both to
+/// compare them (`wide: true` only on a CPU that has AVX-512).
 enum Loops {
     @inline(__always)
-    static func geluInPlace(_ x: UnsafeMutablePointer<Float>, count: Int) {
-        if CPU.usesAVX512 { AVX512Loops.geluInPlace(x, count: count) } else { ElementLoops.geluInPlace(x, count: count) }
+    static func geluInPlace(_ x: UnsafeMutablePointer<Float>, count: Int, wide: Bool = CPU.usesAVX512) {
+        if wide { AVX512Loops.geluInPlace(x, count: count) } else { ElementLoops.geluInPlace(x, count: count) }
     }
 
     @inline(__always)
-    static func gelu(_ x: UnsafePointer<Float>, into activated: UnsafeMutablePointer<Float>, mask: UnsafePointer<Float>?, count: Int) {
-        if CPU.usesAVX512 {
+    static func gelu(_ x: UnsafePointer<Float>, into activated: UnsafeMutablePointer<Float>, mask: UnsafePointer<Float>?, count: Int,
+                     wide: Bool = CPU.usesAVX512) {
+        if wide {
             AVX512Loops.gelu(x, into: activated, mask: mask, count: count)
         } else {
             ElementLoops.gelu(x, into: activated, mask: mask, count: count)
@@ -71,8 +75,8 @@ enum Loops {
 
     @inline(__always)
     static func geluRecompute(_ activated: UnsafeMutablePointer<Float>, derivativeInPlace x: UnsafeMutablePointer<Float>,
-                              mask: UnsafePointer<Float>?, count: Int) {
-        if CPU.usesAVX512 {
+                              mask: UnsafePointer<Float>?, count: Int, wide: Bool = CPU.usesAVX512) {
+        if wide {
             AVX512Loops.geluRecompute(activated, derivativeInPlace: x, mask: mask, count: count)
         } else {
             ElementLoops.geluRecompute(activated, derivativeInPlace: x, mask: mask, count: count)
@@ -80,8 +84,9 @@ enum Loops {
     }
 
     @inline(__always)
-    static func fillMaskGroups(_ out: UnsafeMutablePointer<Float>, groups: Int, firstCounter: UInt32, _ fill: MaskGroupFill) {
-        if CPU.usesAVX512 {
+    static func fillMaskGroups(_ out: UnsafeMutablePointer<Float>, groups: Int, firstCounter: UInt32, _ fill: MaskGroupFill,
+                               wide: Bool = CPU.usesAVX512) {
+        if wide {
             AVX512Loops.fillMaskGroups(out, groups: groups, firstCounter: firstCounter, fill)
         } else {
             ElementLoops.fillMaskGroups(out, groups: groups, firstCounter: firstCounter, fill)
@@ -89,8 +94,8 @@ enum Loops {
     }
 
     @inline(__always)
-    static func softmaxRowsInPlace(_ matrix: UnsafeMutablePointer<Float>, rows: Int, length: Int) {
-        if CPU.usesAVX512 {
+    static func softmaxRowsInPlace(_ matrix: UnsafeMutablePointer<Float>, rows: Int, length: Int, wide: Bool = CPU.usesAVX512) {
+        if wide {
             AVX512Loops.softmaxRowsInPlace(matrix, rows: rows, length: length)
         } else {
             ElementLoops.softmaxRowsInPlace(matrix, rows: rows, length: length)
