@@ -174,7 +174,9 @@ public enum Checkpoint {
         // Names and shapes are checked before the model is allocated, so metadata that claims a
         // huge architecture fails on the first missing tensor instead of allocating for it.
         try checkTensors(of: file, against: ParameterLayout(config: config.model))
-        let model = VisionTransformer(config: config.model, seed: 0)
+        // Whoever trains from a checkpoint (a resumed run) copies its weights into a model of
+        // its own, so the one read here only runs inference.
+        let model = VisionTransformer(config: config.model, seed: 0, forTraining: false)
         try copyWeights(from: file, into: model)
         return Loaded(model: model, config: config, file: file)
     }

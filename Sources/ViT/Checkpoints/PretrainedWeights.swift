@@ -106,7 +106,8 @@ public enum PretrainedWeights {
     }
 
     /// `model` at another image size: a new model whose position embeddings are resampled to
-    /// the new patch grid (everything else copied), with `config.model.image_size` changed.
+    /// the new patch grid (everything else copied), with `config.model.image_size` changed;
+    /// it has a gradient buffer only when `model` has one.
     /// - Throws: `ViTError` when the size does not suit the model (not a multiple of the patch size).
     public static func resampled(_ model: VisionTransformer, config: RunConfig, imageSize: Int,
                                  source: String) throws -> (model: VisionTransformer, config: RunConfig, report: WeightTransferReport) {
@@ -116,7 +117,7 @@ public enum PretrainedWeights {
             throw ViTError("--image-size \(imageSize)", "is not a multiple of the model's patch size \(config.model.patchSize)")
         }
         try config.model.validate(file: "--image-size \(imageSize)")
-        let target = VisionTransformer(config: config.model, seed: 0)
+        let target = VisionTransformer(config: config.model, seed: 0, forTraining: model.gradients.count > 0)
         let tensors = model.layout.tensors
         let weights = WeightSource(path: source, tensors: tensors.map { ($0.name, $0.shape) }, config: model.config, classNames: nil,
                                    read: { name in
@@ -330,7 +331,8 @@ extension InferenceModel {
 
 extension PretrainedWeights {
     /// The model of `config` (seeded by `train.seed`) started from `train.init_from`, without
-    /// reading the data (`vit init`); `source` names the config in errors.
+    /// reading the data (`vit init`), to be written out: it has no gradient buffer; `source`
+    /// names the config in errors.
     /// - Throws: `ViTError` for a bad model section, a config without `train.init_from`, and
     ///   everything `load` throws.
     public static func initialize(config: RunConfig, source: String) throws -> (model: VisionTransformer, report: WeightTransferReport) {
@@ -339,7 +341,7 @@ extension PretrainedWeights {
         guard !path.isEmpty else {
             throw ViTError("\(source): train.init_from", "is not set; name the weights file there or with --from")
         }
-        let model = VisionTransformer(config: config.model, seed: config.train.seed)
+        let model = VisionTransformer(config: config.model, seed: config.train.seed, forTraining: false)
         let report = try load(path: path, into: model, classNames: nil)
         return (model, report)
     }

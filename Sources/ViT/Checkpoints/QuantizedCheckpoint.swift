@@ -186,8 +186,8 @@ public struct InferenceModel {
     /// "float32", or "int8 weights" / "int8 static".
     public var precision: String { quantized.map { "int8 \($0.settings.mode.rawValue)" } ?? "float32" }
 
-    /// Bytes of model state in memory: parameters (and, for a float32 model, its gradient
-    /// buffer, which every `VisionTransformer` made for training has), or the int8 model's.
+    /// Bytes of model state in memory: the float32 parameters (a model read for inference has
+    /// no gradient buffer), or the int8 model's.
     public var residentBytes: Int {
         quantized?.residentBytes ?? (model.parameters.count + model.gradients.count) * MemoryLayout<Float>.stride
     }

@@ -58,11 +58,15 @@ public final class VisionTransformer: @unchecked Sendable {
     var maskOverride: DropoutMaskOverride?
 
     /// Creates a model with timm's default initialization drawn from `seed`.
-    public init(config: ModelConfig, seed: UInt64 = 0) {
+    ///
+    /// - Parameter forTraining: false for a model that only runs inference (a checkpoint read
+    ///   for eval, predict, export or as a distillation teacher): it has no gradient buffer,
+    ///   which would double the float32 state it holds.
+    public init(config: ModelConfig, seed: UInt64 = 0, forTraining: Bool = true) {
         self.config = config
         layout = ParameterLayout(config: config)
         parameters = FloatBuffer(count: layout.totalCount)
-        gradients = FloatBuffer(count: layout.totalCount)
+        gradients = FloatBuffer(count: forTraining ? layout.totalCount : 0)
         var generator = SeededGenerator(seed: seed)
         initializeParameters(using: &generator)
     }
@@ -401,6 +405,7 @@ public final class VisionTransformer: @unchecked Sendable {
         // Backward turns each block's kept fc1 output into GELU′ in place, so a forward's
         // activations serve one backward (as PyTorch's graph does without retain_graph).
         lastTrainingBatch = 0
+        precondition(gradients.count == layout.totalCount, "an inference-only model has no gradients to add into")
         let p = UnsafePointer(parameters.pointer), g = gradients.pointer
         let L = layout
         let T = config.numTokens, N = config.numPatches, C = config.dim, M = config.mlpDim
