@@ -4,8 +4,9 @@ import Foundation
 /// clear error before anything is allocated, instead of an allocation failure (which Swift
 /// turns into a crash) or the kernel's out-of-memory killer.
 extension ModelConfig {
-    /// Bytes of float32 buffers a model with this architecture holds: parameters and gradients,
-    /// AdamW's two moments when training, and the activations of one training batch and of one
+    /// Bytes of float32 buffers a model with this architecture holds: parameters, with their
+    /// gradients and AdamW's two moments when training (a model for inference only has no
+    /// gradient buffer), and the activations of one training batch and of one
     /// inference batch larger than it (a smaller one runs in the training batch's buffers),
     /// exactly as `Activations` lays them out (`ModelDescription.buffers`).
     /// The training step's own scratch (`[B, K]` logits gradient and probabilities) is left
@@ -19,7 +20,7 @@ extension ModelConfig {
     ///   - inferenceBatch: images per inference forward, or nil when there is none.
     public func estimatedBytes(trainingBatch: Int?, inferenceBatch: Int?) -> Double {
         let parameters = Double(ModelDescription(config: self, batch: 1, training: false).parameterCount)
-        var floats = parameters * (trainingBatch == nil ? 2 : 4)
+        var floats = parameters * (trainingBatch == nil ? 1 : 4)
         if let trainingBatch { floats += activationFloats(batch: trainingBatch, training: true) }
         // Inference runs in the training set of buffers when that is large enough.
         if let inferenceBatch, inferenceBatch > trainingBatch ?? 0 {

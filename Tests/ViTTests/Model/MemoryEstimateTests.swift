@@ -33,6 +33,24 @@ import Testing
         #expect(estimate > 0.97 * allocated, "estimate \(estimate), allocated \(allocated)")
     }
 
+    /// A model read for inference holds its parameters and one inference batch's buffers, no
+    /// gradients: the estimate without a training batch counts the same.
+    @Test func inferenceOnlyEstimateMatchesTheAllocatedBuffers() {
+        var config = smallModelConfig()
+        config.dim = 16
+        config.mlpDim = 48
+        config.depth = 3
+        let model = VisionTransformer(config: config, seed: 1, forTraining: false)
+        #expect(model.gradients.count == 0)
+        let batch = 7
+        let images = [Float](repeating: 0.25, count: batch * 3 * 8 * 8)
+        images.withUnsafeBufferPointer { _ = model.predict($0.baseAddress!, batch: batch) }
+        let allocated = Double(model.activationBytes + 4 * model.parameters.count)
+        let estimate = config.estimatedBytes(trainingBatch: nil, inferenceBatch: batch)
+        #expect(estimate <= allocated)
+        #expect(estimate > 0.97 * allocated, "estimate \(estimate), allocated \(allocated)")
+    }
+
     /// Training keeps the attention probabilities of cifar10-tiny and fashion-mnist at batch
     /// 128 (39 and 20 MiB) and recomputes ViT-Ti/16-224's (358 MiB at batch 64); the estimate
     /// counts them exactly when they are kept.
