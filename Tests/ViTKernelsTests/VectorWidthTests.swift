@@ -32,7 +32,7 @@ struct VectorWidthTests {
 
     @Test(arguments: [1, 15, 16, 17, 1000 + 13])
     func geluInPlace(count n: Int) {
-        let x = inputs(max(n, 18), seed: 40)[..<n].map { $0 }
+        let x = Array(inputs(max(n, 18), seed: 40).prefix(n))
         var narrow = x, wide = x
         Loops.geluInPlace(&narrow, count: n, wide: false)
         Loops.geluInPlace(&wide, count: n, wide: true)
@@ -44,14 +44,15 @@ struct VectorWidthTests {
     func geluIntoAndRecompute(masked: Bool) {
         let n = 4096 + 9
         let x = inputs(n, seed: 41)
-        let mask = masked ? dropoutMask(n, seed: 42) : nil
+        let maskValues = dropoutMask(n, seed: 42)
         var results: [[Float]] = []
         for wide in [false, true] {
             var activated = [Float](repeating: .nan, count: n)
-            mask.withOptionalPointer { m in Loops.gelu(x, into: &activated, mask: m, count: n, wide: wide) }
             var recomputed = [Float](repeating: .nan, count: n), derivative = x
-            mask.withOptionalPointer { m in
-                Loops.geluRecompute(&recomputed, derivativeInPlace: &derivative, mask: m, count: n, wide: wide)
+            maskValues.withUnsafeBufferPointer { values in
+                let mask = masked ? values.baseAddress : nil
+                Loops.gelu(x, into: &activated, mask: mask, count: n, wide: wide)
+                Loops.geluRecompute(&recomputed, derivativeInPlace: &derivative, mask: mask, count: n, wide: wide)
             }
             #expect(recomputed == activated)
             results.append(activated + derivative)
@@ -85,13 +86,5 @@ struct VectorWidthTests {
         #expect(firstDifference(wide, narrow) == nil)
         let kept = narrow.filter { $0 != 0 }.count
         #expect(kept > 0 && kept < count)
-    }
-}
-
-extension Optional where Wrapped == [Float] {
-    /// Calls `body` with a pointer to the array's elements, or with nil.
-    func withOptionalPointer<R>(_ body: (UnsafePointer<Float>?) -> R) -> R {
-        guard let array = self else { return body(nil) }
-        return array.withUnsafeBufferPointer { body($0.baseAddress) }
     }
 }

@@ -117,7 +117,7 @@ public enum PretrainedWeights {
             throw ViTError("--image-size \(imageSize)", "is not a multiple of the model's patch size \(config.model.patchSize)")
         }
         try config.model.validate(file: "--image-size \(imageSize)")
-        let target = VisionTransformer(config: config.model, seed: 0, forTraining: model.gradients.count > 0)
+        let target = VisionTransformer(config: config.model, seed: 0, forTraining: model.hasGradients)
         let tensors = model.layout.tensors
         let weights = WeightSource(path: source, tensors: tensors.map { ($0.name, $0.shape) }, config: model.config, classNames: nil,
                                    read: { name in

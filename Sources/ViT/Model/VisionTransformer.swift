@@ -18,6 +18,10 @@ public final class VisionTransformer: @unchecked Sendable {
     public let parameters: FloatBuffer
     public let gradients: FloatBuffer
 
+    /// Whether the model can be trained: it has a gradient for every parameter (a model made
+    /// for inference only has an empty gradient buffer).
+    public var hasGradients: Bool { gradients.count == layout.totalCount }
+
     private var trainingActivations: Activations?
     private var inferenceActivations: Activations?
     /// Batch size of the last training forward, which backward must match.
@@ -405,7 +409,7 @@ public final class VisionTransformer: @unchecked Sendable {
         // Backward turns each block's kept fc1 output into GELU′ in place, so a forward's
         // activations serve one backward (as PyTorch's graph does without retain_graph).
         lastTrainingBatch = 0
-        precondition(gradients.count == layout.totalCount, "an inference-only model has no gradients to add into")
+        precondition(hasGradients, "an inference-only model has no gradients to add into")
         let p = UnsafePointer(parameters.pointer), g = gradients.pointer
         let L = layout
         let T = config.numTokens, N = config.numPatches, C = config.dim, M = config.mlpDim

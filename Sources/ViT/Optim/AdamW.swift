@@ -65,7 +65,7 @@ public final class AdamW: @unchecked Sendable {
     /// gradients in `model.gradients`, for the tensors from `trainableFrom` on.
     public func update(_ model: VisionTransformer, lr: Double) {
         precondition(model.layout.totalCount == layout.totalCount, "optimizer built for another model")
-        precondition(model.gradients.count == layout.totalCount, "an inference-only model has no gradients to step with")
+        precondition(model.hasGradients, "an inference-only model has no gradients to step with")
         step += 1
         let tensors = layout.tensors
         for index in trainableFrom..<tensors.count { tensorSteps[index] += 1 }

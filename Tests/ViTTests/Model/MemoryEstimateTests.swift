@@ -3,16 +3,22 @@ import Testing
 @testable import ViT
 
 @Suite struct MemoryEstimateTests {
+    /// A small model with three blocks, whose buffers the estimates are checked against.
+    func threeBlockConfig() -> ModelConfig {
+        var config = smallModelConfig()
+        config.dim = 16
+        config.mlpDim = 48
+        config.depth = 3
+        return config
+    }
+
     /// The estimate must agree with what the model really allocates (buffers are rounded up
     /// to 16 floats, so it may be a little below), with every dropout buffer switched on: an
     /// inference batch no larger than the training batch runs in the training buffers, a
     /// larger one gets its own.
     @Test(arguments: [5, 9])
     func estimateMatchesTheAllocatedBuffers(inferenceBatch: Int) {
-        var config = smallModelConfig()
-        config.dim = 16
-        config.mlpDim = 48
-        config.depth = 3
+        var config = threeBlockConfig()
         config.dropout = 0.1
         config.attnDropout = 0.1
         let model = VisionTransformer(config: config, seed: 1)
@@ -36,10 +42,7 @@ import Testing
     /// A model read for inference holds its parameters and one inference batch's buffers, no
     /// gradients: the estimate without a training batch counts the same.
     @Test func inferenceOnlyEstimateMatchesTheAllocatedBuffers() {
-        var config = smallModelConfig()
-        config.dim = 16
-        config.mlpDim = 48
-        config.depth = 3
+        let config = threeBlockConfig()
         let model = VisionTransformer(config: config, seed: 1, forTraining: false)
         #expect(model.gradients.count == 0)
         let batch = 7
