@@ -55,14 +55,40 @@ public func applyDropout(_ out: UnsafeMutablePointer<Float>, _ x: UnsafePointer<
             // Explicit 8-wide loads and stores stay vectorized when `out` is `x` (see `addRow`).
             if let mask {
                 let m = mask + start
-                for i in stride(from: 0, to: vectorEnd, by: 8) { store8(load8(v + i) * load8(m + i) * factor8, o + i) }
-                for i in vectorEnd..<count { o[i] = v[i] * m[i] * factor }
+                for i in stride(from: 0, to: vectorEnd, by: 8) { store8(droppedOut(load8(v + i), load8(m + i), factor8), o + i) }
+                for i in vectorEnd..<count { o[i] = droppedOut(v[i], m[i], factor) }
             } else {
                 for i in stride(from: 0, to: vectorEnd, by: 8) { store8(load8(v + i) * factor8, o + i) }
                 for i in vectorEnd..<count { o[i] = v[i] * factor }
             }
             start = end
         }
+    }
+}
+
+/// x · mask · factor with x · mask rounded first: one value (or eight) of `applyDropout`, and
+/// of the residual add that applies a branch's dropout on the way (`addDroppedOutRow`).
+@inline(__always)
+func droppedOut<V: SIMD>(_ x: V, _ mask: V, _ factor: V) -> V where V.Scalar == Float { x * mask * factor }
+
+@inline(__always)
+func droppedOut(_ x: Float, _ mask: Float, _ factor: Float) -> Float { x * mask * factor }
+
+/// out = residual + branch · mask · factor (or branch · factor without a mask) over `count`
+/// values on the calling thread: `applyDropout` on the branch and `addRow` in one pass, the
+/// same bits.
+@inline(__always)
+func addDroppedOutRow(_ out: UnsafeMutablePointer<Float>, _ residual: UnsafePointer<Float>, _ branch: UnsafePointer<Float>,
+                      mask: UnsafePointer<Float>?, factor: Float, count: Int) {
+    let vectorEnd = count / 8 * 8, factor8 = SIMD8<Float>(repeating: factor)
+    if let mask {
+        for i in stride(from: 0, to: vectorEnd, by: 8) {
+            store8(load8(residual + i) + droppedOut(load8(branch + i), load8(mask + i), factor8), out + i)
+        }
+        for i in vectorEnd..<count { out[i] = residual[i] + droppedOut(branch[i], mask[i], factor) }
+    } else {
+        for i in stride(from: 0, to: vectorEnd, by: 8) { store8(load8(residual + i) + load8(branch + i) * factor8, out + i) }
+        for i in vectorEnd..<count { out[i] = residual[i] + branch[i] * factor }
     }
 }
 

@@ -25,23 +25,38 @@ public func layerNormForward(
 /// (the same bits as `addForward` followed by `layerNormForward`). Each row is normalized
 /// while it is still in L1, instead of the whole stream being read back from memory.
 ///
+/// When training with dropout or drop path on the branch, `branchMask` and `branchScale` scale
+/// it on the way in, sum = residual + branch · mask · scale, as `applyDropout` would have done
+/// in a pass of its own (x · mask rounded first), so the same bits without writing the scaled
+/// branch back.
+///
 /// - Parameters:
 ///   - sum: `[R, C]`, written; may alias `residual` or `branch` (the residual stream updated in place).
 ///   - normalized: `[R, C]`, written; must not alias the others.
 ///   - mean, rstd: `[R]`, written, as `layerNormForward` saves them for backward.
 ///   - residual, branch: `[R, C]`, read.
 ///   - weight, bias: `[C]`.
+///   - branchMask: `[R, C]`, the branch's dropout factors (0 or 1/(1−p)), or nil.
+///   - branchScale: `[R / rowsPerImage]`, the branch's drop-path factor of each image, or nil.
+///   - rowsPerImage: rows (tokens) of one image, to find a row's drop-path factor.
 public func residualLayerNormForward(
     _ sum: UnsafeMutablePointer<Float>, _ normalized: UnsafeMutablePointer<Float>,
     _ mean: UnsafeMutablePointer<Float>, _ rstd: UnsafeMutablePointer<Float>,
     _ residual: UnsafePointer<Float>, _ branch: UnsafePointer<Float>,
     _ weight: UnsafePointer<Float>, _ bias: UnsafePointer<Float>,
-    rows R: Int, channels C: Int, eps: Float
+    rows R: Int, channels C: Int, eps: Float,
+    branchMask: UnsafePointer<Float>? = nil, branchScale: UnsafePointer<Float>? = nil, rowsPerImage: Int = 1
 ) {
+    let scaled = branchMask != nil || branchScale != nil
     Parallel.forRanges(R, minimumChunk: max(1, 8192 / max(1, C))) { rows in
         for r in rows {
             let row = sum + r * C
-            addRow(row, residual + r * C, branch + r * C, count: C)
+            if scaled {
+                addDroppedOutRow(row, residual + r * C, branch + r * C, mask: branchMask.map { $0 + r * C },
+                                 factor: branchScale?[r / rowsPerImage] ?? 1, count: C)
+            } else {
+                addRow(row, residual + r * C, branch + r * C, count: C)
+            }
             (mean[r], rstd[r]) = layerNormRow(normalized + r * C, row, weight, bias, channels: C, eps: eps)
         }
     }

@@ -96,6 +96,44 @@ private func layerNormReference(_ x: [Double], _ w: [Double], _ b: [Double], row
         expectClose(out, reference, abs: 1e-5, rel: 1e-5, "residual + layernorm out")
     }
 
+    /// With the branch's dropout mask and drop-path factors fused in: the same bits as
+    /// `applyDropout` on the branch, then `addForward` and `layerNormForward`, with a mask and
+    /// factors, factors alone and a mask alone, on one to three workers whose row ranges start
+    /// inside an image (1211 rows: 173 images of 7 tokens, cut at rows 605, or 403 and 807).
+    @Test func residualLayerNormAppliesTheBranchDropoutExactly() {
+        var rng = TestRandom(17)
+        let C = 21, T = 7, B = 173, R = B * T
+        #expect(parallelChunks(R, minimumChunk: 8192 / C, threads: 3) == 3)
+        let residual = rng.floats(R * C, scale: 2), branch = rng.floats(R * C), w = rng.floats(C), b = rng.floats(C)
+        let mask = (0..<(R * C)).map { _ in rng.uniform() < 0.1 ? Float(0) : Float(1 / 0.9) }
+        let pathScale = (0..<B).map { _ in rng.uniform() < 0.2 ? Float(0) : Float(1 / 0.8) }
+        mask.withUnsafeBufferPointer { maskBuffer in
+            pathScale.withUnsafeBufferPointer { scaleBuffer in
+                for (useMask, useScale) in [(true, true), (false, true), (true, false)] {
+                    let m = useMask ? maskBuffer.baseAddress : nil, f = useScale ? scaleBuffer.baseAddress : nil
+                    var dropped = branch
+                    dropped.withUnsafeMutableBufferPointer { d in
+                        applyDropout(d.baseAddress!, d.baseAddress!, mask: m, scale: f, batch: B, perImage: T * C)
+                    }
+                    var sum = [Float](repeating: 0, count: R * C), out = sum, mean = [Float](repeating: 0, count: R), rstd = mean
+                    addForward(&sum, residual, dropped, count: R * C)
+                    layerNormForward(&out, &mean, &rstd, sum, w, b, rows: R, channels: C, eps: Float(eps))
+                    #expect(dropped != branch, "the dropout changes the branch")
+                    for threads in [1, 2, 3] {
+                        Parallel.withThreads(threads) {
+                            var fusedSum = [Float](repeating: .nan, count: R * C), fusedOut = fusedSum
+                            var fusedMean = [Float](repeating: .nan, count: R), fusedRstd = fusedMean
+                            residualLayerNormForward(&fusedSum, &fusedOut, &fusedMean, &fusedRstd, residual, branch, w, b,
+                                                     rows: R, channels: C, eps: Float(eps), branchMask: m, branchScale: f, rowsPerImage: T)
+                            #expect(fusedSum == sum && fusedOut == out && fusedMean == mean && fusedRstd == rstd,
+                                    "mask \(useMask), drop path \(useScale), \(threads) threads")
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     /// Backward's recompute of a LayerNorm's output from its input and saved statistics gives
     /// the forward's bits, on one to three workers (C = 21: two 8-wide steps and a tail of 5).
     @Test func recomputeGivesTheForwardsBits() {

@@ -206,21 +206,23 @@ public final class VisionTransformer: @unchecked Sendable {
         // The end of a block's branch, whose last linear layer wrote `a.branch`: its dropout and
         // drop path (when training with them), then out = residual + branch and, when the
         // stream goes on into a LayerNorm (`norm`: its output, mean, rstd and parameters),
-        // that LayerNorm in the same pass over the rows.
+        // that LayerNorm. With a LayerNorm all three are one pass over the rows; the last
+        // block's output (no LayerNorm follows) scales its branch in a pass of its own.
         func addBranch(_ out: UnsafeMutablePointer<Float>, residual: UnsafePointer<Float>, mask: UnsafeMutablePointer<Float>?,
                        pathScale: UnsafeMutablePointer<Float>?, layer: Int,
                        norm: (out: UnsafeMutablePointer<Float>, mean: UnsafeMutablePointer<Float>, rstd: UnsafeMutablePointer<Float>,
                               weight: Int, bias: Int, name: StaticString)?) {
-            if scaleBranch(a.branch, mask: mask, pathScale: pathScale, batch: B) {
-                prof?.lap("dropout", .forward, layer: layer)
-            }
             guard let norm else {
+                if scaleBranch(a.branch, mask: mask, pathScale: pathScale, batch: B) {
+                    prof?.lap("dropout", .forward, layer: layer)
+                }
                 addForward(out, residual, a.branch, count: BT * C)
                 prof?.lap("residual", .forward, layer: layer)
                 return
             }
             residualLayerNormForward(out, norm.out, norm.mean, norm.rstd, residual, a.branch, p + norm.weight, p + norm.bias,
-                                     rows: BT, channels: C, eps: eps)
+                                     rows: BT, channels: C, eps: eps,
+                                     branchMask: mask.map { UnsafePointer($0) }, branchScale: pathScale.map { UnsafePointer($0) }, rowsPerImage: T)
             prof?.lap(norm.name, .forward, layer: layer)
         }
 
