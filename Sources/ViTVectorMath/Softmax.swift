@@ -33,8 +33,8 @@ extension ElementLoops {
     /// 1; a group leaves at most one partial vector. Groups of about 16 KiB stay in L1 between
     /// the passes. x − max is rounded to a float either way before the exponential, so the
     /// results are the row function's. Measured alone on the Xeon of the README's tables
-    /// (AVX-512 build, `[T, T]` blocks): 2.1–2.2 μs → 1.7–1.9 μs at T = 50, 2.8–3.2 → 2.6–2.9 μs
-    /// at 65, unchanged (25–28 μs) at 197.
+    /// (AVX-512 build, one `[T, T]` block, best of 30 rounds, 6 runs): 2.1–2.2 μs → 1.7–1.9 μs
+    /// at T = 50, 2.8–3.2 → 2.6–2.9 μs at 65, no change beyond the noise (22–29 μs) at 197.
     @inlinable @inline(__always)
     public static func softmaxRowsInPlace(_ matrix: UnsafeMutablePointer<Float>, rows: Int, length n: Int) {
         let rowsPerGroup = Swift.max(1, 4096 / Swift.max(1, n))
