@@ -17,12 +17,16 @@ import ViTVectorMath
 ///   - qkv: `[B, T, 3C]`, read.
 ///   - dropMask: `[B, NH, T, T]` or nil: attention dropout, each entry 0 or 1/(1−p); then
 ///     O = (P·mask)·V, and `probs` receives P without the mask.
+///   - kept: when training drops some images' attention branch (drop path), the images to
+///     compute; the others' rows of `out` are zeroed and their `probs` left as they are.
 public func attentionForward(
     _ out: UnsafeMutablePointer<Float>, _ probs: UnsafeMutablePointer<Float>?,
     _ qkv: UnsafePointer<Float>, dropMask: UnsafePointer<Float>? = nil,
-    batch B: Int, tokens T: Int, channels C: Int, heads NH: Int
+    batch B: Int, tokens T: Int, channels C: Int, heads NH: Int, keeping kept: KeptImages? = nil
 ) {
-    AttentionHead.forEach(batch: B, tokens: T, channels: C, heads: NH, scratchMatrices: 1, slicingQueries: true) { head, queries, scratch in
+    kept?.zeroDroppedRows(out, width: C)
+    AttentionHead.forEach(batch: B, tokens: T, channels: C, heads: NH, scratchMatrices: 1, slicingQueries: true,
+                          images: kept) { head, queries, scratch in
         let v = qkv + head.qkv + 2 * C
         let p = probs.map { $0 + head.probs } ?? scratch
         head.probabilities(p, qkv: qkv, channels: C, queries: queries)
@@ -55,15 +59,19 @@ public func attentionForward(
 ///   - probs: `[B, NH, T, T]`, the probabilities the forward kept, or nil to recompute them
 ///     (one more Q·Kᵀ and softmax per head).
 ///   - dropMask: the forward's mask, or nil.
+///   - kept: the images the forward computed (drop path); the others' `dout` is zero, and so
+///     their rows of `dqkv`, which are written as zeros.
 public func attentionBackward(
     _ dqkv: UnsafeMutablePointer<Float>, _ dout: UnsafePointer<Float>, _ qkv: UnsafePointer<Float>,
     probs: UnsafePointer<Float>? = nil, dropMask: UnsafePointer<Float>? = nil,
-    batch B: Int, tokens T: Int, channels C: Int, heads NH: Int
+    batch B: Int, tokens T: Int, channels C: Int, heads NH: Int, keeping kept: KeptImages? = nil
 ) {
+    kept?.zeroDroppedRows(dqkv, width: 3 * C)
     // Scratch: dP, then P when it is recomputed, then P·mask with dropout (the softmax backward
     // still needs P itself).
     let recomputed = probs == nil ? 1 : 0, dropped = dropMask == nil ? 0 : 1
-    AttentionHead.forEach(batch: B, tokens: T, channels: C, heads: NH, scratchMatrices: 1 + recomputed + dropped, slicingQueries: false) { head, _, scratch in
+    AttentionHead.forEach(batch: B, tokens: T, channels: C, heads: NH, scratchMatrices: 1 + recomputed + dropped, slicingQueries: false,
+                          images: kept) { head, _, scratch in
         let q = qkv + head.qkv, k = q + C, v = q + 2 * C
         let dq = dqkv + head.qkv, dk = dq + C, dv = dq + 2 * C
         let dp = scratch
@@ -151,20 +159,23 @@ struct AttentionHead {
     /// `scratchMatrices` `[T, T]` matrices of scratch that belong to the calling worker
     /// (allocated once per range of pairs a worker takes; a worker takes the next free range
     /// when done with one, so none waits long for the other); each call writes only its own pair's (or slice's) part of the outputs, and the
-    /// GEMMs inside stay single-threaded.
+    /// GEMMs inside stay single-threaded. With `images`, only the pairs of those images.
     static func forEach(batch B: Int, tokens T: Int, channels C: Int, heads NH: Int, scratchMatrices: Int, slicingQueries: Bool,
-                        _ body: (AttentionHead, Range<Int>, UnsafeMutablePointer<Float>) -> Void) {
+                        images kept: KeptImages? = nil, _ body: (AttentionHead, Range<Int>, UnsafeMutablePointer<Float>) -> Void) {
         let dim = C / NH
         let scale = 1 / Float(dim).squareRoot()
         let workers = Parallel.threads
-        let slices = B * NH % workers == 0 || B * NH >= 4 * workers ? 1 : min(workers, max(1, T / 16))
+        let images = kept?.images.count ?? B
+        guard images > 0 else { return }
+        let slices = images * NH % workers == 0 || images * NH >= 4 * workers ? 1 : min(workers, max(1, T / 16))
         let perPair = slicingQueries ? slices : 1
         BLAS.ensureCallerThreadOnly()
-        Parallel.forRanges(B * NH * perPair, chunksPerThread: Parallel.balancingChunksPerThread) { units in
+        Parallel.forRanges(images * NH * perPair, chunksPerThread: Parallel.balancingChunksPerThread) { units in
             let scratch = UnsafeMutablePointer<Float>.allocate(capacity: scratchMatrices * T * T)
             defer { scratch.deallocate() }
             for unit in units {
-                let bh = unit / perPair, b = bh / NH, h = bh % NH
+                let pair = unit / perPair, image = pair / NH, h = pair % NH
+                let b = kept?.images[image] ?? image, bh = b * NH + h
                 let head = AttentionHead(dim: dim, scale: scale, qkv: b * T * 3 * C + h * dim, out: b * T * C + h * dim,
                                          probs: bh * T * T, tokens: T, querySlices: slices)
                 body(head, slicingQueries ? head.queries(unit % perPair) : 0..<T, scratch)

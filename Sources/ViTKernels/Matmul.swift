@@ -31,14 +31,28 @@ public enum MatmulEpilogue {
 ///   - weight: `[OC, IC]` (PyTorch's layout), read.
 ///   - bias: `[OC]` or nil, read.
 ///   - epilogue: nil for the plain linear layer.
+///   - kept: when training drops some images' branch (drop path), the images whose rows to
+///     compute; the others' rows of `out` (and of the epilogue's `activated`) are zeroed.
 public func matmulForward(
     _ out: UnsafeMutablePointer<Float>, _ inp: UnsafePointer<Float>,
     _ weight: UnsafePointer<Float>, _ bias: UnsafePointer<Float>?,
     rows R: Int, inFeatures IC: Int, outFeatures OC: Int,
-    epilogue: MatmulEpilogue? = nil
+    epilogue: MatmulEpilogue? = nil, keeping kept: KeptImages? = nil
 ) {
     guard R > 0 else { return }
     BLAS.ensureCallerThreadOnly()
+    if let kept {
+        precondition(R % kept.rowsPerImage == 0, "rows are not whole images")
+        kept.zeroDroppedRows(out, width: OC)
+        if case .geluInto(let activated, _) = epilogue { kept.zeroDroppedRows(activated, width: OC) }
+    }
+    // The rows computed, numbered 0..<computedRows (the kept images' rows, when some are
+    // dropped), and the ranges of actual rows that a range of them stands for.
+    let computedRows = kept?.keptRows ?? R
+    guard computedRows > 0 else { return }
+    func forEachRowRange(_ rows: Range<Int>, _ body: (Range<Int>) -> Void) {
+        if let kept { kept.forEachRowRange(ofKept: rows, body) } else { body(rows) }
+    }
     // One GEMM and its epilogue on the block out[rows, columns]: out = inp[rows] · weight[columns]ᵀ
     // (+ bias[columns]), then the epilogue on that block.
     func block(_ rows: Range<Int>, _ columns: Range<Int>) {
@@ -66,12 +80,17 @@ public func matmulForward(
     // Few rows (one image's tokens at batch 1): the workers split the output columns instead,
     // each one sgemm over all R rows, which keeps OpenBLAS's kernels on full-height panels
     // (measured here at 65 rows: 53–60 GFLOP/s against 43–46 with the rows split in two).
-    if R < columnSplitRows * Parallel.threads && OC >= columnSplitMinimum * min(Parallel.threads, 2) {
-        Parallel.forRanges(OC, minimumChunk: columnSplitMinimum) { columns in block(0..<R, columns) }
+    if computedRows < columnSplitRows * Parallel.threads && OC >= columnSplitMinimum * min(Parallel.threads, 2) {
+        Parallel.forRanges(OC, minimumChunk: columnSplitMinimum) { columns in
+            forEachRowRange(0..<computedRows) { rows in block(rows, columns) }
+        }
         return
     }
-    // Workers take disjoint row blocks; each block is one sgemm, then its epilogue.
-    Parallel.forRanges(R, minimumChunk: gemmRowChunk(IC * OC), chunksPerThread: Parallel.balancingChunksPerThread) { rows in block(rows, 0..<OC) }
+    // Workers take disjoint row blocks; each block is one sgemm (one per run of kept images it
+    // spans), then its epilogue.
+    Parallel.forRanges(computedRows, minimumChunk: gemmRowChunk(IC * OC), chunksPerThread: Parallel.balancingChunksPerThread) { rows in
+        forEachRowRange(rows) { block($0, 0..<OC) }
+    }
 }
 
 /// Rows per worker below which `matmulForward` splits the output columns rather than the rows,
@@ -97,14 +116,22 @@ func gemmRowChunk(_ flopsPerRow: Int) -> Int { max(8, 1_000_000 / max(1, flopsPe
 ///   - dout: `[R, OC]`, the incoming gradient.
 ///   - inp: `[R, IC]`, the forward input.
 ///   - weight: `[OC, IC]`.
+///   - kept: when training dropped some images' branch (drop path), the images whose rows of
+///     `dinp` to compute: the others' rows of `dout` must be zero (their gradient), so their
+///     rows of `dinp` are zero, which `overwritingInputGradient` writes and adding leaves out.
+///     The weight and bias gradients still sum over every row, zeros included, so they keep the
+///     bits of a backward without `kept`.
 public func matmulBackward(
     _ dinp: UnsafeMutablePointer<Float>?, _ dweight: UnsafeMutablePointer<Float>,
     _ dbias: UnsafeMutablePointer<Float>?,
     _ dout: UnsafePointer<Float>, _ inp: UnsafePointer<Float>, _ weight: UnsafePointer<Float>,
-    rows R: Int, inFeatures IC: Int, outFeatures OC: Int, overwritingInputGradient: Bool = false
+    rows R: Int, inFeatures IC: Int, outFeatures OC: Int, overwritingInputGradient: Bool = false,
+    keeping kept: KeptImages? = nil
 ) {
     guard R > 0 else { return }
     BLAS.ensureCallerThreadOnly()
+    if let kept, let dinp, overwritingInputGradient { kept.zeroDroppedRows(dinp, width: IC) }
+    let inputRows = kept?.keptRows ?? R
     let threads = Parallel.threads
     // The three gradients are independent, so they are one parallel job of tasks: the weight
     // gradient's blocks first (the largest pieces), then dinp's row blocks, then dbias's column
@@ -115,7 +142,8 @@ public func matmulBackward(
     // repacks the whole of inp (or dout), hence one block per thread.
     let splitsOutputs = OC >= IC
     let weightChunks = Parallel.chunkCount(splitsOutputs ? OC : IC, minimumChunk: max(4, 1_000_000 / max(1, R * min(IC, OC))), threads: threads)
-    let rowChunks = dinp == nil ? 0 : Parallel.chunkCount(R, minimumChunk: gemmRowChunk(IC * OC), chunksPerThread: Parallel.balancingChunksPerThread, threads: threads)
+    let rowChunks = dinp == nil || inputRows == 0 ? 0
+        : Parallel.chunkCount(inputRows, minimumChunk: gemmRowChunk(IC * OC), chunksPerThread: Parallel.balancingChunksPerThread, threads: threads)
     let biasChunks = dbias == nil ? 0 : columnSumChunkCount(rows: R, columns: OC, threads: threads)
     let beta: Float = overwritingInputGradient ? 0 : 1
     Parallel.forEachTask(weightChunks + rowChunks + biasChunks, threads: threads) { task in
@@ -130,9 +158,14 @@ public func matmulBackward(
                             1, dout, Int32(OC), inp + ins.lowerBound, Int32(IC), 1, dweight + ins.lowerBound, Int32(IC))
             }
         } else if task < weightChunks + rowChunks, let dinp {
-            let rows = Parallel.chunkRange(task - weightChunks, of: rowChunks, count: R)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(rows.count), Int32(IC), Int32(OC),
-                        1, dout + rows.lowerBound * OC, Int32(OC), weight, Int32(IC), beta, dinp + rows.lowerBound * IC, Int32(IC))
+            // dinp rows = dout rows · weight, for the rows this task's share of the computed rows
+            // stands for (one sgemm per run of kept images when some are dropped).
+            func inputGradient(_ rows: Range<Int>) {
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(rows.count), Int32(IC), Int32(OC),
+                            1, dout + rows.lowerBound * OC, Int32(OC), weight, Int32(IC), beta, dinp + rows.lowerBound * IC, Int32(IC))
+            }
+            let rows = Parallel.chunkRange(task - weightChunks, of: rowChunks, count: inputRows)
+            if let kept { kept.forEachRowRange(ofKept: rows, inputGradient) } else { inputGradient(rows) }
         } else if let dbias {
             columnSumAdd(dbias, dout, rows: R, columns: OC, chunk: task - weightChunks - rowChunks, of: biasChunks)
         }

@@ -192,7 +192,8 @@ public final class VisionTransformer: @unchecked Sendable {
         let hooks = training ? nil : linearHooks
         // One linear layer: its weights from the hooks when they have them, else from `p`.
         func linear(_ layer: LinearLayer, _ out: UnsafeMutablePointer<Float>, _ input: UnsafeMutablePointer<Float>, weight: Int,
-                    bias: UnsafePointer<Float>?, rows: Int, inFeatures: Int, outFeatures: Int, epilogue: MatmulEpilogue? = nil) {
+                    bias: UnsafePointer<Float>?, rows: Int, inFeatures: Int, outFeatures: Int, epilogue: MatmulEpilogue? = nil,
+                    keeping kept: KeptImages? = nil) {
             var weights: UnsafePointer<Float>? = L.includesLinearWeights ? p + weight : nil
             if let hooks {
                 hooks.willMultiply(layer, input: input, rows: rows, features: inFeatures)
@@ -201,7 +202,8 @@ public final class VisionTransformer: @unchecked Sendable {
                 prof?.lap("int8", .forward, layer: layer.block)
             }
             guard let weights else { preconditionFailure("no weights for \(layer.name)") }
-            matmulForward(out, input, weights, bias, rows: rows, inFeatures: inFeatures, outFeatures: outFeatures, epilogue: epilogue)
+            matmulForward(out, input, weights, bias, rows: rows, inFeatures: inFeatures, outFeatures: outFeatures, epilogue: epilogue,
+                          keeping: kept)
         }
         // The end of a block's branch, whose last linear layer wrote `a.branch`: its dropout and
         // drop path (when training with them), then out = residual + branch and, when the
@@ -256,16 +258,23 @@ public final class VisionTransformer: @unchecked Sendable {
                                  rows: BT, channels: C, eps: eps)
                 prof?.lap("norm1", .forward, layer: layer)
             }
-            linear(.qkv(layer), act.qkv, a.norm, weight: w.qkvWeight, bias: w.qkvBias.map { p + $0 }, rows: BT, inFeatures: C, outFeatures: 3 * C)
+            // Images that drop path drops from a branch skip its work (`KeptImages`); the
+            // profile still counts the model's FLOPs, which timm computes and multiplies by 0.
+            let keptByAttention = act.attnPathScale.flatMap { KeptImages(pathScale: $0, batch: B, rowsPerImage: T) }
+            let keptByMLP = act.mlpPathScale.flatMap { KeptImages(pathScale: $0, batch: B, rowsPerImage: T) }
+            linear(.qkv(layer), act.qkv, a.norm, weight: w.qkvWeight, bias: w.qkvBias.map { p + $0 }, rows: BT, inFeatures: C, outFeatures: 3 * C,
+                   keeping: keptByAttention)
             prof?.lap("qkv", .forward, flops: 2 * BT * C * 3 * C, layer: layer)
             // The probabilities are kept for backward when training has a buffer for them, and
             // written for an observer in inference.
             let observed = training || attentionObserver != nil ? act.probs : nil
-            attentionForward(act.attnOut, observed, act.qkv, dropMask: act.attnMask, batch: B, tokens: T, channels: C, heads: NH)
+            attentionForward(act.attnOut, observed, act.qkv, dropMask: act.attnMask, batch: B, tokens: T, channels: C, heads: NH,
+                             keeping: keptByAttention)
             // Q·Kᵀ and P·V: 2·T·T·hd FLOPs each per image and head.
             prof?.lap("attention", .forward, flops: 4 * B * T * T * C, layer: layer)
             if let observer = attentionObserver, let observed { observer(layer, observed, B) }
-            linear(.proj(layer), a.branch, act.attnOut, weight: w.projWeight, bias: p + w.projBias, rows: BT, inFeatures: C, outFeatures: C)
+            linear(.proj(layer), a.branch, act.attnOut, weight: w.projWeight, bias: p + w.projBias, rows: BT, inFeatures: C, outFeatures: C,
+                   keeping: keptByAttention)
             prof?.lap("proj", .forward, flops: 2 * BT * C * C, layer: layer)
             // middle = x + branch, and norm2(middle) in the same pass.
             addBranch(act.middle, residual: act.input, mask: act.projMask, pathScale: act.attnPathScale, layer: layer,
@@ -275,9 +284,11 @@ public final class VisionTransformer: @unchecked Sendable {
             // into the shared GELU buffer with drop1's mask, keeping fc1's output, all that
             // backward needs (it recomputes GELU and GELU′ from it).
             linear(.fc1(layer), act.hidden, a.norm, weight: w.fc1Weight, bias: p + w.fc1Bias, rows: BT, inFeatures: C, outFeatures: M,
-                   epilogue: act.hidden == act.gelu ? .gelu : .geluInto(act.gelu, mask: act.geluMask.map { UnsafePointer($0) }))
+                   epilogue: act.hidden == act.gelu ? .gelu : .geluInto(act.gelu, mask: act.geluMask.map { UnsafePointer($0) }),
+                   keeping: keptByMLP)
             prof?.lap("fc1+gelu", .forward, flops: 2 * BT * C * M, layer: layer)
-            linear(.fc2(layer), a.branch, act.gelu, weight: w.fc2Weight, bias: p + w.fc2Bias, rows: BT, inFeatures: M, outFeatures: C)
+            linear(.fc2(layer), a.branch, act.gelu, weight: w.fc2Weight, bias: p + w.fc2Bias, rows: BT, inFeatures: M, outFeatures: C,
+                   keeping: keptByMLP)
             prof?.lap("fc2", .forward, flops: 2 * BT * M * C, layer: layer)
             // output = middle + branch and, unless this is the last block, the next block's norm1
             // (timed as this block's op). The last block's output goes to the pooling.
@@ -467,6 +478,10 @@ public final class VisionTransformer: @unchecked Sendable {
 
         for layer in stride(from: depth - 1, through: lowestBlock, by: -1) {
             let w = L.blocks[layer], act = a.blocks[layer]
+            // The images the forward computed each branch for; the others' branch gradients are
+            // zero, and so are the input gradients of that branch's layers.
+            let keptByAttention = act.attnPathScale.flatMap { KeptImages(pathScale: $0, batch: B, rowsPerImage: T) }
+            let keptByMLP = act.mlpPathScale.flatMap { KeptImages(pathScale: $0, batch: B, rowsPerImage: T) }
             // MLP branch. dResidual holds d(output); the identity path carries it to d(middle).
             let dMLP = branchGradient(dResidual, scratch: dBranchScratch, mask: act.fc2Mask, pathScale: act.mlpPathScale, batch: B)
             if act.fc2Mask != nil || act.mlpPathScale != nil { prof?.lap("dropout", .backward, layer: layer) }
@@ -475,7 +490,7 @@ public final class VisionTransformer: @unchecked Sendable {
             geluRecompute(act.gelu, derivativeInPlace: act.hidden, mask: act.geluMask.map { UnsafePointer($0) }, count: BT * M)
             prof?.lap("recompute", .backward, layer: layer)
             matmulBackward(dGelu, g + w.fc2Weight, g + w.fc2Bias, dMLP, act.gelu, p + w.fc2Weight, rows: BT, inFeatures: M, outFeatures: C,
-                           overwritingInputGradient: true)
+                           overwritingInputGradient: true, keeping: keptByMLP)
             prof?.lap("fc2", .backward, flops: 4 * BT * M * C, layer: layer)
             // d(fc1 output) = d(GELU output) · GELU′, in place.
             multiplyInPlace(dGelu, act.hidden, count: BT * M)
@@ -483,7 +498,7 @@ public final class VisionTransformer: @unchecked Sendable {
             layerNormRecompute(a.norm, act.middle, act.norm2Mean, act.norm2Rstd, p + w.norm2Weight, p + w.norm2Bias, rows: BT, channels: C)
             prof?.lap("recompute", .backward, layer: layer)
             matmulBackward(dNorm, g + w.fc1Weight, g + w.fc1Bias, dGelu, a.norm, p + w.fc1Weight, rows: BT, inFeatures: C, outFeatures: M,
-                           overwritingInputGradient: true)
+                           overwritingInputGradient: true, keeping: keptByMLP)
             prof?.lap("fc1", .backward, flops: 4 * BT * C * M, layer: layer)
             layerNormBackward(dResidual, g + w.norm2Weight, g + w.norm2Bias, dNorm, act.middle, p + w.norm2Weight,
                               act.norm2Mean, act.norm2Rstd, rows: BT, channels: C)
@@ -492,16 +507,17 @@ public final class VisionTransformer: @unchecked Sendable {
             let dAttn = branchGradient(dResidual, scratch: dBranchScratch, mask: act.projMask, pathScale: act.attnPathScale, batch: B)
             if act.projMask != nil || act.attnPathScale != nil { prof?.lap("dropout", .backward, layer: layer) }
             matmulBackward(dAttnOut, g + w.projWeight, g + w.projBias, dAttn, act.attnOut, p + w.projWeight, rows: BT, inFeatures: C, outFeatures: C,
-                           overwritingInputGradient: true)
+                           overwritingInputGradient: true, keeping: keptByAttention)
             prof?.lap("proj", .backward, flops: 4 * BT * C * C, layer: layer)
-            attentionBackward(dQKV, dAttnOut, act.qkv, probs: act.probs, dropMask: act.attnMask, batch: B, tokens: T, channels: C, heads: NH)
+            attentionBackward(dQKV, dAttnOut, act.qkv, probs: act.probs, dropMask: act.attnMask, batch: B, tokens: T, channels: C, heads: NH,
+                              keeping: keptByAttention)
             // dV, dP, dQ and dK: four GEMMs of 2·T·T·hd FLOPs per image and head (the model's
             // FLOPs; recomputing P, when the forward kept none, costs another Q·Kᵀ).
             prof?.lap("attention", .backward, flops: 8 * B * T * T * C, layer: layer)
             layerNormRecompute(a.norm, act.input, act.norm1Mean, act.norm1Rstd, p + w.norm1Weight, p + w.norm1Bias, rows: BT, channels: C)
             prof?.lap("recompute", .backward, layer: layer)
             matmulBackward(dNorm, g + w.qkvWeight, w.qkvBias.map { g + $0 }, dQKV, a.norm, p + w.qkvWeight, rows: BT, inFeatures: C, outFeatures: 3 * C,
-                           overwritingInputGradient: true)
+                           overwritingInputGradient: true, keeping: keptByAttention)
             prof?.lap("qkv", .backward, flops: 4 * BT * C * 3 * C, layer: layer)
             // The lowest trainable block above frozen embeddings needs no input gradient.
             let inputGradient = embeddingsTrain || layer > lowestBlock ? dResidual : nil
