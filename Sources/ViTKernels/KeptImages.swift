@@ -3,12 +3,13 @@
 ///
 /// timm's `drop_path` multiplies a dropped image's branch output by 0, so nothing of that
 /// branch reaches the loss: PyTorch computes it and throws it away. Kernels given a selection
-/// compute only the kept images' rows, in the same bits as without one (a row of a GEMM does
-/// not depend on which other rows share the call, nor a row of attention on other images), and
-/// write zeros into the dropped images' rows of their outputs, so that no later kernel reads a
-/// stale value (and a resumed run, whose buffers start from zero, reads what the first run did).
-/// With a drop-path rate rising linearly to p over the blocks, about p/2 of the branch work of a
-/// training step is skipped.
+/// compute only the kept images' rows and write zeros into the dropped images' rows of their
+/// outputs, so that no later kernel reads a stale value (and a resumed run, whose buffers start
+/// from zero, reads what the first run did). Attention rows come out in the bits of a call on
+/// the whole batch; GEMM rows within rounding of them, since OpenBLAS's result for a row
+/// depends on how many rows share the call (its small-matrix and edge kernels add in another
+/// order). With a drop-path rate rising linearly to p over the blocks, about p/2 of the branch
+/// work of a training step is skipped.
 public struct KeptImages: Sendable {
     /// Kept images, ascending.
     public let images: [Int]
