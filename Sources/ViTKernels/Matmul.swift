@@ -116,11 +116,11 @@ func gemmRowChunk(_ flopsPerRow: Int) -> Int { max(8, 1_000_000 / max(1, flopsPe
 ///   - dout: `[R, OC]`, the incoming gradient.
 ///   - inp: `[R, IC]`, the forward input.
 ///   - weight: `[OC, IC]`.
-///   - kept: when training dropped some images' branch (drop path), the images whose rows of
-///     `dinp` to compute: the others' rows of `dout` must be zero (their gradient), so their
-///     rows of `dinp` are zero, which `overwritingInputGradient` writes and adding leaves out.
-///     The weight and bias gradients still sum over every row, zeros included, so they keep the
-///     bits of a backward without `kept`.
+///   - kept: when training dropped some images' branch (drop path), the images whose rows to
+///     use: the others' rows of `dout` must be zero (their gradient), so their rows of `dinp`
+///     are zero, which `overwritingInputGradient` writes and adding leaves out, and they add
+///     nothing to the weight gradient, which sums the kept rows only (one sgemm per run of kept
+///     images, so within rounding of a sum over every row). The bias gradient sums every row.
 public func matmulBackward(
     _ dinp: UnsafeMutablePointer<Float>?, _ dweight: UnsafeMutablePointer<Float>,
     _ dbias: UnsafeMutablePointer<Float>?,
@@ -131,7 +131,7 @@ public func matmulBackward(
     guard R > 0 else { return }
     BLAS.ensureCallerThreadOnly()
     if let kept, let dinp, overwritingInputGradient { kept.zeroDroppedRows(dinp, width: IC) }
-    let inputRows = kept?.keptRows ?? R
+    let computedRows = kept?.keptRows ?? R
     let threads = Parallel.threads
     // The three gradients are independent, so they are one parallel job of tasks: the weight
     // gradient's blocks first (the largest pieces), then dinp's row blocks, then dbias's column
@@ -141,22 +141,27 @@ public func matmulBackward(
     // dweight sums over all rows, so its blocks split its larger dimension instead; each block
     // repacks the whole of inp (or dout), hence one block per thread.
     let splitsOutputs = OC >= IC
-    let weightChunks = Parallel.chunkCount(splitsOutputs ? OC : IC, minimumChunk: max(4, 1_000_000 / max(1, R * min(IC, OC))), threads: threads)
-    let rowChunks = dinp == nil || inputRows == 0 ? 0
-        : Parallel.chunkCount(inputRows, minimumChunk: gemmRowChunk(IC * OC), chunksPerThread: Parallel.balancingChunksPerThread, threads: threads)
+    let weightChunks = Parallel.chunkCount(splitsOutputs ? OC : IC, minimumChunk: max(4, 1_000_000 / max(1, computedRows * min(IC, OC))), threads: threads)
+    let rowChunks = dinp == nil || computedRows == 0 ? 0
+        : Parallel.chunkCount(computedRows, minimumChunk: gemmRowChunk(IC * OC), chunksPerThread: Parallel.balancingChunksPerThread, threads: threads)
     let biasChunks = dbias == nil ? 0 : columnSumChunkCount(rows: R, columns: OC, threads: threads)
     let beta: Float = overwritingInputGradient ? 0 : 1
     Parallel.forEachTask(weightChunks + rowChunks + biasChunks, threads: threads) { task in
         if task < weightChunks {
-            if splitsOutputs {
-                let outs = Parallel.chunkRange(task, of: weightChunks, count: OC)
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(outs.count), Int32(IC), Int32(R),
-                            1, dout + outs.lowerBound, Int32(OC), inp, Int32(IC), 1, dweight + outs.lowerBound * IC, Int32(IC))
-            } else {
-                let ins = Parallel.chunkRange(task, of: weightChunks, count: IC)
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(OC), Int32(ins.count), Int32(R),
-                            1, dout, Int32(OC), inp + ins.lowerBound, Int32(IC), 1, dweight + ins.lowerBound, Int32(IC))
+            // dweight += dout[rows]ᵀ · inp[rows] over every row, or over each run of kept images
+            // in turn when some are dropped (their rows of dout are zero).
+            let block = Parallel.chunkRange(task, of: weightChunks, count: splitsOutputs ? OC : IC)
+            func weightGradient(_ rows: Range<Int>) {
+                let d = dout + rows.lowerBound * OC, x = inp + rows.lowerBound * IC
+                if splitsOutputs {
+                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(block.count), Int32(IC), Int32(rows.count),
+                                1, d + block.lowerBound, Int32(OC), x, Int32(IC), 1, dweight + block.lowerBound * IC, Int32(IC))
+                } else {
+                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(OC), Int32(block.count), Int32(rows.count),
+                                1, d, Int32(OC), x + block.lowerBound, Int32(IC), 1, dweight + block.lowerBound, Int32(IC))
+                }
             }
+            if let kept { kept.forEachRowRange(ofKept: 0..<computedRows, weightGradient) } else { weightGradient(0..<R) }
         } else if task < weightChunks + rowChunks, let dinp {
             // dinp rows = dout rows · weight, for the rows this task's share of the computed rows
             // stands for (one sgemm per run of kept images when some are dropped).
@@ -164,7 +169,7 @@ public func matmulBackward(
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(rows.count), Int32(IC), Int32(OC),
                             1, dout + rows.lowerBound * OC, Int32(OC), weight, Int32(IC), beta, dinp + rows.lowerBound * IC, Int32(IC))
             }
-            let rows = Parallel.chunkRange(task - weightChunks, of: rowChunks, count: inputRows)
+            let rows = Parallel.chunkRange(task - weightChunks, of: rowChunks, count: computedRows)
             if let kept { kept.forEachRowRange(ofKept: rows, inputGradient) } else { inputGradient(rows) }
         } else if let dbias {
             columnSumAdd(dbias, dout, rows: R, columns: OC, chunk: task - weightChunks - rowChunks, of: biasChunks)

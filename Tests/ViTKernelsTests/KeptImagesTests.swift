@@ -3,9 +3,10 @@ import Testing
 
 /// Kernels told which images drop path keeps compute those images' rows as a call on the whole
 /// batch does and zero the others' rows; a backward whose dropped rows of the gradient are zero
-/// gives the whole batch's weight and bias gradients, bit for bit. GEMM rows come out within
-/// rounding of the whole batch's, not in its bits: OpenBLAS's result for a row depends on how
-/// many rows share the call (its small-matrix and edge kernels sum in another order).
+/// gives the whole batch's weight and bias gradients. GEMM results come out within rounding of
+/// the whole batch's, not in its bits: OpenBLAS's result for a row depends on how many rows
+/// share the call (its small-matrix and edge kernels sum in another order), and the weight
+/// gradient sums the kept rows run by run.
 @Suite struct KeptImagesTests {
     /// Drop-path factors of 7 images, images 1, 2 and 5 dropped.
     static let pathScale: [Float] = [1.25, 0, 0, 1.25, 1.25, 0, 1.25]
@@ -71,9 +72,9 @@ import Testing
         }
     }
 
-    /// With the dropped images' rows of dout zero (their branch gradient), the weight and bias
-    /// gradients are the whole batch's bits; dinp's kept rows too, and its dropped rows are
-    /// zero when overwritten and left as they were when added into.
+    /// With the dropped images' rows of dout zero (their branch gradient), the weight gradient
+    /// is the whole batch's within rounding and the bias gradient in its bits; dinp's kept rows
+    /// too, and its dropped rows are zero when overwritten and left as they were when added into.
     @Test(arguments: [false, true])
     func backwardSkipsTheDroppedRowsOfTheInputGradient(overwriting: Bool) throws {
         var rng = TestRandom(71)
@@ -89,7 +90,9 @@ import Testing
                 var dxKept = start, dwKept = dwStart, dbKept = dbStart
                 matmulBackward(&dxKept, &dwKept, &dbKept, dout, x, w, rows: R, inFeatures: IC, outFeatures: OC,
                                overwritingInputGradient: overwriting, keeping: kept)
-                #expect(dwKept.map(\.bitPattern) == dw.map(\.bitPattern) && dbKept.map(\.bitPattern) == db.map(\.bitPattern))
+                expectClose(dwKept, dw, abs: 1e-5, rel: 1e-5, "dweight, \(threads) threads")
+                #expect(dwKept != dwStart)
+                #expect(dbKept.map(\.bitPattern) == db.map(\.bitPattern))
                 // The whole batch's dropped rows are dout · W of zero rows: 0 when overwritten,
                 // the previous values when added into.
                 expectClose(dxKept, dx, abs: 1e-6, rel: 1e-5, "dinp, \(threads) threads")
