@@ -260,8 +260,7 @@ public final class VisionTransformer: @unchecked Sendable {
             }
             // Images that drop path drops from a branch skip its work (`KeptImages`); the
             // profile still counts the model's FLOPs, which timm computes and multiplies by 0.
-            let keptByAttention = act.attnPathScale.flatMap { KeptImages(pathScale: $0, batch: B, rowsPerImage: T) }
-            let keptByMLP = act.mlpPathScale.flatMap { KeptImages(pathScale: $0, batch: B, rowsPerImage: T) }
+            let (keptByAttention, keptByMLP) = keptImages(act, batch: B)
             linear(.qkv(layer), act.qkv, a.norm, weight: w.qkvWeight, bias: w.qkvBias.map { p + $0 }, rows: BT, inFeatures: C, outFeatures: 3 * C,
                    keeping: keptByAttention)
             prof?.lap("qkv", .forward, flops: 2 * BT * C * 3 * C, layer: layer)
@@ -379,6 +378,15 @@ public final class VisionTransformer: @unchecked Sendable {
         }
     }
 
+    /// The images each branch of a training block keeps (nonzero drop-path factor), or nil for a
+    /// branch that drops none (or a forward without drop path): the forward computes a branch
+    /// for those images only, and backward takes its gradients from them.
+    private func keptImages(_ act: BlockActivations, batch B: Int) -> (attention: KeptImages?, mlp: KeptImages?) {
+        let T = config.numTokens
+        return (act.attnPathScale.flatMap { KeptImages(pathScale: $0, batch: B, rowsPerImage: T) },
+                act.mlpPathScale.flatMap { KeptImages(pathScale: $0, batch: B, rowsPerImage: T) })
+    }
+
     /// Stochastic-depth rate of block `layer`: `torch.linspace(0, drop_path, depth)[layer]`.
     public func dropPathRate(layer: Int) -> Double { config.dropPathRate(block: layer) }
 
@@ -479,9 +487,8 @@ public final class VisionTransformer: @unchecked Sendable {
         for layer in stride(from: depth - 1, through: lowestBlock, by: -1) {
             let w = L.blocks[layer], act = a.blocks[layer]
             // The images the forward computed each branch for; the others' branch gradients are
-            // zero, and so are the input gradients of that branch's layers.
-            let keptByAttention = act.attnPathScale.flatMap { KeptImages(pathScale: $0, batch: B, rowsPerImage: T) }
-            let keptByMLP = act.mlpPathScale.flatMap { KeptImages(pathScale: $0, batch: B, rowsPerImage: T) }
+            // zero, and so is all they would add to that branch's input and weight gradients.
+            let (keptByAttention, keptByMLP) = keptImages(act, batch: B)
             // MLP branch. dResidual holds d(output); the identity path carries it to d(middle).
             let dMLP = branchGradient(dResidual, scratch: dBranchScratch, mask: act.fc2Mask, pathScale: act.mlpPathScale, batch: B)
             if act.fc2Mask != nil || act.mlpPathScale != nil { prof?.lap("dropout", .backward, layer: layer) }
