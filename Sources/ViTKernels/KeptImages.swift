@@ -67,6 +67,13 @@ public struct KeptImages: Sendable {
         }
     }
 
+    /// `forEachRowRange(ofKept:)` of a selection, or `range` itself without one (every row
+    /// computed): what a kernel that may be given a selection calls for its share of the rows.
+    @inline(__always)
+    static func forEachRowRange(_ kept: KeptImages?, ofComputed range: Range<Int>, _ body: (Range<Int>) -> Void) {
+        if let kept { kept.forEachRowRange(ofKept: range, body) } else { body(range) }
+    }
+
     /// Zeroes the dropped images' rows of a `[B · rowsPerImage, width]` matrix.
     public func zeroDroppedRows(_ matrix: UnsafeMutablePointer<Float>, width: Int) {
         for run in droppedRuns {

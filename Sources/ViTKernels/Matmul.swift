@@ -47,12 +47,9 @@ public func matmulForward(
         if case .geluInto(let activated, _) = epilogue { kept.zeroDroppedRows(activated, width: OC) }
     }
     // The rows computed, numbered 0..<computedRows (the kept images' rows, when some are
-    // dropped), and the ranges of actual rows that a range of them stands for.
+    // dropped); `KeptImages.forEachRowRange` gives the actual rows a range of them stands for.
     let computedRows = kept?.keptRows ?? R
     guard computedRows > 0 else { return }
-    func forEachRowRange(_ rows: Range<Int>, _ body: (Range<Int>) -> Void) {
-        if let kept { kept.forEachRowRange(ofKept: rows, body) } else { body(rows) }
-    }
     // One GEMM and its epilogue on the block out[rows, columns]: out = inp[rows] · weight[columns]ᵀ
     // (+ bias[columns]), then the epilogue on that block.
     func block(_ rows: Range<Int>, _ columns: Range<Int>) {
@@ -82,14 +79,14 @@ public func matmulForward(
     // (measured here at 65 rows: 53–60 GFLOP/s against 43–46 with the rows split in two).
     if computedRows < columnSplitRows * Parallel.threads && OC >= columnSplitMinimum * min(Parallel.threads, 2) {
         Parallel.forRanges(OC, minimumChunk: columnSplitMinimum) { columns in
-            forEachRowRange(0..<computedRows) { rows in block(rows, columns) }
+            KeptImages.forEachRowRange(kept, ofComputed: 0..<computedRows) { rows in block(rows, columns) }
         }
         return
     }
     // Workers take disjoint row blocks; each block is one sgemm (one per run of kept images it
     // spans), then its epilogue.
     Parallel.forRanges(computedRows, minimumChunk: gemmRowChunk(IC * OC), chunksPerThread: Parallel.balancingChunksPerThread) { rows in
-        forEachRowRange(rows) { block($0, 0..<OC) }
+        KeptImages.forEachRowRange(kept, ofComputed: rows) { block($0, 0..<OC) }
     }
 }
 
@@ -161,7 +158,7 @@ public func matmulBackward(
                                 1, d, Int32(OC), x + block.lowerBound, Int32(IC), 1, dweight + block.lowerBound, Int32(IC))
                 }
             }
-            if let kept { kept.forEachRowRange(ofKept: 0..<computedRows, weightGradient) } else { weightGradient(0..<R) }
+            KeptImages.forEachRowRange(kept, ofComputed: 0..<computedRows, weightGradient)
         } else if task < weightChunks + rowChunks, let dinp {
             // dinp rows = dout rows · weight, for the rows this task's share of the computed rows
             // stands for (one sgemm per run of kept images when some are dropped).
@@ -170,7 +167,7 @@ public func matmulBackward(
                             1, dout + rows.lowerBound * OC, Int32(OC), weight, Int32(IC), beta, dinp + rows.lowerBound * IC, Int32(IC))
             }
             let rows = Parallel.chunkRange(task - weightChunks, of: rowChunks, count: computedRows)
-            if let kept { kept.forEachRowRange(ofKept: rows, inputGradient) } else { inputGradient(rows) }
+            KeptImages.forEachRowRange(kept, ofComputed: rows, inputGradient)
         } else if let dbias {
             columnSumAdd(dbias, dout, rows: R, columns: OC, chunk: task - weightChunks - rowChunks, of: biasChunks)
         }
