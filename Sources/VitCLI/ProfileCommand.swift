@@ -16,7 +16,9 @@ extension VitCommand {
             timed inference batches, then --latency single-image forward passes (after 3 \
             untimed ones). Reports images/s, batch-1 latency (median, p90, p99), peak resident \
             memory, a per-op table (ops summed over blocks), this machine's sgemm rate at the \
-            model's own GEMM shapes and the model FLOP utilization (MFU) against it.
+            model's own GEMM shapes and the model FLOP utilization (MFU) against it: --steps \
+            more training steps run, each followed by a round of those GEMM shapes, and the MFU \
+            is the median over these pairs of the step's rate over its round's.
 
             With a CHECKPOINT instead (float32, or an int8 file of vit quantize), times --steps \
             inference batches of the stored model on random images of its shape, after 2 \
@@ -158,7 +160,9 @@ extension VitCommand {
             print("by phase      " + phases.joined(separator: ", "))
 
             print("")
-            print("sgemm at the model's shapes (each timed alone through matmulForward / matmulBackward):")
+            let rounds = report.mfuSamples.count
+            print("sgemm at the model's shapes (each timed alone through matmulForward / matmulBackward, right after each of "
+                  + "\(rounds) training steps; the median of the rounds):")
             var gemmTable = [["shape", "ops", "calls/step", "ms/call", "GFLOP/s"]]
             for t in report.gemm?.timings ?? [] {
                 gemmTable.append([t.use.call.label, t.use.ops.joined(separator: ","), String(t.use.callsPerStep), f(t.seconds * 1000, 3), f(t.gflops, 1)])
@@ -167,7 +171,9 @@ extension VitCommand {
             print("")
             print("achievable    \(f(report.gemm?.gflops ?? 0, 1)) GFLOP/s (FLOP-weighted over a step's linear-layer GEMMs)")
             print("achieved      \(f(report.achievedGFLOPS, 1)) GFLOP/s (\(f(report.trainFLOPsPerStep / 1e9, 3)) GFLOP per step: every GEMM incl. attention's, forward and backward)")
-            print("MFU           \(f(100 * report.mfu, 1))%")
+            let samples = report.mfuSamples.map { 100 * $0 }
+            print("MFU           \(f(100 * report.mfu, 1))%" + (samples.isEmpty ? "" : " (median over \(rounds) steps of the step's rate over "
+                  + "the rate of the GEMM round right after it; \(f(samples.min()!, 1))–\(f(samples.max()!, 1))%)"))
         }
 
         /// The batch-1 latency line, when it was measured.

@@ -98,51 +98,77 @@ public enum GEMMBenchmark {
         }
     }
 
-    /// Times each distinct call alone through the same kernels the model uses, on buffers of
-    /// its shapes filled with small random values: one untimed call, then at least
-    /// `minimumRepetitions` and at least `minimumSeconds` of timed calls (at most
-    /// `maximumRepetitions`); the median call counts.
-    public static func measure(_ uses: [Use], minimumRepetitions: Int = 3, maximumRepetitions: Int = 50,
-                               minimumSeconds: Double = 0.05, seed: UInt64 = 7) -> Report {
-        var generator = SeededGenerator(seed: seed)
-        func random(_ count: Int) -> FloatBuffer {
-            let buffer = FloatBuffer(count: count)
-            for i in 0..<count { buffer[i] = generator.nextUniform() - 0.5 }
-            return buffer
-        }
-        var timings: [Timing] = []
-        for use in uses {
-            let c = use.call, R = c.rows, IC = c.inFeatures, OC = c.outFeatures
-            let inp = random(R * IC), weight = random(OC * IC), bias = random(OC)
-            let out = FloatBuffer(count: R * OC), dout = random(R * OC)
-            let dinp = FloatBuffer(count: c.kind == .backward && c.inputGradient ? R * IC : 0)
-            let dweight = FloatBuffer(count: c.kind == .backward ? OC * IC : 0), dbias = FloatBuffer(count: OC)
-            func run() {
-                switch c.kind {
-                case .forward:
-                    matmulForward(out.pointer, inp.pointer, weight.pointer, c.bias ? bias.pointer : nil,
-                                  rows: R, inFeatures: IC, outFeatures: OC)
-                case .backward:
-                    matmulBackward(c.inputGradient ? dinp.pointer : nil, dweight.pointer, c.bias ? dbias.pointer : nil,
-                                   dout.pointer, inp.pointer, weight.pointer, rows: R, inFeatures: IC, outFeatures: OC)
-                }
+    /// Operands for timing a model's GEMM shapes: one set of buffers sized for the largest
+    /// shape and shared by all, filled once with small random values, so that timing the
+    /// shapes again and again (`round`) allocates nothing and touches no fresh page.
+    public final class Operands {
+        public let uses: [Use]
+        private let inp: FloatBuffer, weight: FloatBuffer, bias: FloatBuffer
+        private let out: FloatBuffer, dout: FloatBuffer, dinp: FloatBuffer, dweight: FloatBuffer, dbias: FloatBuffer
+
+        public init(_ uses: [Use], seed: UInt64 = 7) {
+            self.uses = uses
+            var generator = SeededGenerator(seed: seed)
+            func largest(_ count: (GEMMCall) -> Int) -> Int { uses.map { count($0.call) }.max() ?? 0 }
+            func random(_ count: Int) -> FloatBuffer {
+                let buffer = FloatBuffer(count: count)
+                for i in 0..<count { buffer[i] = generator.nextUniform() - 0.5 }
+                return buffer
             }
-            run()
-            var samples: [UInt64] = []
-            var total: UInt64 = 0
-            while samples.count < maximumRepetitions && (samples.count < minimumRepetitions || Double(total) < minimumSeconds * 1e9) {
-                let start = Profiler.now()
-                run()
-                let ns = Profiler.now() - start
-                samples.append(ns)
-                total += ns
-            }
-            samples.sort()
-            let median = samples.count % 2 == 1
-                ? Double(samples[samples.count / 2])
-                : (Double(samples[samples.count / 2 - 1]) + Double(samples[samples.count / 2])) / 2
-            timings.append(Timing(use: use, seconds: max(median, 1) / 1e9, repetitions: samples.count))
+            inp = random(largest { $0.rows * $0.inFeatures })
+            weight = random(largest { $0.outFeatures * $0.inFeatures })
+            bias = random(largest { $0.outFeatures })
+            dout = random(largest { $0.rows * $0.outFeatures })
+            out = FloatBuffer(count: largest { $0.rows * $0.outFeatures })
+            dinp = FloatBuffer(count: largest { $0.kind == .backward && $0.inputGradient ? $0.rows * $0.inFeatures : 0 })
+            dweight = FloatBuffer(count: largest { $0.kind == .backward ? $0.outFeatures * $0.inFeatures : 0 })
+            dbias = FloatBuffer(count: largest { $0.outFeatures })
         }
-        return Report(timings: timings)
+
+        /// Makes `uses[index]`'s call once and returns its wall time, nanoseconds.
+        public func time(_ index: Int) -> UInt64 {
+            let c = uses[index].call, R = c.rows, IC = c.inFeatures, OC = c.outFeatures
+            let start = Profiler.now()
+            switch c.kind {
+            case .forward:
+                matmulForward(out.pointer, inp.pointer, weight.pointer, c.bias ? bias.pointer : nil,
+                              rows: R, inFeatures: IC, outFeatures: OC)
+            case .backward:
+                matmulBackward(c.inputGradient ? dinp.pointer : nil, dweight.pointer, c.bias ? dbias.pointer : nil,
+                               dout.pointer, inp.pointer, weight.pointer, rows: R, inFeatures: IC, outFeatures: OC)
+            }
+            return Profiler.now() - start
+        }
+
+        /// Times every shape once over: for each, one untimed call (the previous shape, or
+        /// whatever ran before, left other data in the caches), then `repetitions` timed calls,
+        /// whose median counts.
+        public func round(repetitions: Int = 3) -> Report {
+            Report(timings: uses.indices.map { index in
+                _ = time(index)
+                let samples = (0..<max(1, repetitions)).map { _ in time(index) }
+                return Timing(use: uses[index], seconds: GEMMBenchmark.medianSeconds(samples), repetitions: samples.count)
+            })
+        }
+    }
+
+    /// Each shape's median over `rounds` (of `Operands.round`, all of the same uses): the
+    /// sgemm rate over a stretch of time rather than at one moment.
+    public static func combining(_ rounds: [Report]) -> Report {
+        guard let first = rounds.first else { return Report(timings: []) }
+        return Report(timings: first.timings.indices.map { index in
+            Timing(use: first.timings[index].use, seconds: median(rounds.map { $0.timings[index].seconds }),
+                   repetitions: rounds.reduce(0) { $0 + $1.timings[index].repetitions })
+        })
+    }
+
+    /// The median of wall times in nanoseconds, in seconds (at least 1 ns).
+    static func medianSeconds(_ nanoseconds: [UInt64]) -> Double { max(median(nanoseconds.map { Double($0) }), 1) / 1e9 }
+
+    /// The middle value, or the mean of the two middle ones; 0 for none.
+    public static func median(_ values: [Double]) -> Double {
+        let sorted = values.sorted(), n = sorted.count
+        guard n > 0 else { return 0 }
+        return n % 2 == 1 ? sorted[n / 2] : (sorted[n / 2 - 1] + sorted[n / 2]) / 2
     }
 }

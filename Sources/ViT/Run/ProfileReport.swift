@@ -35,8 +35,13 @@ public struct ProfileReport {
     public var latencyNanoseconds: [UInt64] = []
     /// Peak resident memory of the process, bytes.
     public var peakBytes: Int
-    /// The sgemm rate at the model's own GEMM shapes (training profile only).
+    /// The sgemm rate at the model's own GEMM shapes (training profile only): each shape's
+    /// median over the rounds that `mfuSamples` pairs with training steps.
     public var gemm: GEMMBenchmark.Report?
+    /// Model FLOP utilization of training steps each timed next to the sgemm rate: one per
+    /// step, its achieved rate over the rate of the GEMM round right after it (training
+    /// profile only; empty when measured otherwise).
+    public var mfuSamples: [Double] = []
     /// The config's model section as JSON, for the trace metadata (training profile only).
     public var modelJSON: JSONValue?
     /// Set for a checkpoint's profile.
@@ -102,7 +107,12 @@ public struct ProfileReport {
     /// FLOP rate a training step achieves, GFLOP/s.
     public var achievedGFLOPS: Double { trainFLOPsPerStep / stepSeconds / 1e9 }
     /// Model FLOP utilization: the achieved rate over the sgemm rate at the model's shapes.
+    /// The median of `mfuSamples` when there are some, because the rates of this kind of
+    /// machine drift by tens of percent from minute to minute and a step and a GEMM round
+    /// measured next to each other drift together; else the profiled steps' mean rate over
+    /// `gemm`'s.
     public var mfu: Double {
+        if !mfuSamples.isEmpty { return GEMMBenchmark.median(mfuSamples) }
         guard let gemm, gemm.gflops > 0 else { return 0 }
         return achievedGFLOPS / gemm.gflops
     }
@@ -181,6 +191,7 @@ public struct ProfileReport {
             ("train_gflop_per_step", round(trainFLOPsPerStep / 1e9, 1e4)),
             ("train_gflops", round(achievedGFLOPS, 100)),
             ("gemm_gflops", round(gemm?.gflops ?? 0, 100)), ("mfu", round(mfu, 10000)),
+            ("mfu_samples", .array(mfuSamples.map { round($0, 10000) })),
             ("ops", .array(ops)), ("gemm_shapes", .array(shapes)),
         ])
     }
@@ -229,7 +240,8 @@ extension ProfileReport {
     /// Profiles a config's model on random data: 2 warm-up training steps, then `steps` timed
     /// ones recorded op by op (`ProfileWorkload.trainStep`), then 2 + `steps` inference batches
     /// without the training activations around, then `latency` single-image forward passes
-    /// (after warm-up, see `measureLatency`), then the sgemm rate at the model's GEMM shapes.
+    /// (after warm-up, see `measureLatency`), then `steps` more training steps each followed by a
+    /// round of the model's GEMM shapes timed alone, for the sgemm rate and the MFU.
     /// - Parameters:
     ///   - config: as `loadConfig` returns it.
     ///   - batch: images per step; nil for the config's `train.batch_size`.
@@ -266,12 +278,25 @@ extension ProfileReport {
             measureLatency(workload.model, image: images.baseAddress!, passes: latency, progress: progress)
         }
         workload.model.releaseActivations()
-        progress("timing the model's GEMM shapes")
-        let gemm = GEMMBenchmark.measure(GEMMBenchmark.calls(config: m, batch: B))
         var report = ProfileReport(name: config.name, model: m, batch: B, threads: Runtime.threads, blasCore: Runtime.blasCore,
                                    parameters: workload.model.layout.totalCount, profiler: profiler, stepNanoseconds: stepNanoseconds,
-                                   inferNanoseconds: inferNanoseconds, peakBytes: peakBytes, gemm: gemm,
-                                   modelJSON: config.json()["model"] ?? .null)
+                                   inferNanoseconds: inferNanoseconds, peakBytes: peakBytes, modelJSON: config.json()["model"] ?? .null)
+        // MFU: `steps` more training steps, each followed by a round of the model's GEMM shapes
+        // timed alone, so that the two rates of a pair see the machine in the same state. After
+        // the peak memory was taken: the rounds' operands would add to it. One untimed pair
+        // first reallocates the activations and touches the operands.
+        let operands = GEMMBenchmark.Operands(GEMMBenchmark.calls(config: m, batch: B))
+        _ = workload.trainStep(profiler: nil)
+        _ = operands.round(repetitions: 1)
+        var rounds: [GEMMBenchmark.Report] = []
+        for i in 0..<steps {
+            progress("MFU: training step \(i + 1)/\(steps), then the model's GEMM shapes")
+            let stepSeconds = Double(workload.trainStep(profiler: nil)) / 1e9
+            let round = operands.round()
+            rounds.append(round)
+            report.mfuSamples.append(report.trainFLOPsPerStep / stepSeconds / 1e9 / round.gflops)
+        }
+        report.gemm = GEMMBenchmark.combining(rounds)
         report.latencyNanoseconds = latencyNanoseconds
         return report
     }

@@ -211,11 +211,22 @@ import Testing
         #expect(patchBackward?.call.inputGradient == false)
         #expect(patchBackward?.call.flops == 2 * 3 * m.numPatches * m.patchValues * m.dim)
 
-        let report = GEMMBenchmark.measure(uses, minimumRepetitions: 3, minimumSeconds: 0)
+        let report = GEMMBenchmark.Operands(uses).round(repetitions: 3)
         #expect(report.timings.count == uses.count)
-        #expect(report.timings.allSatisfy { $0.repetitions == 3 && $0.seconds > 0 && $0.gflops > 0 })
+        // Real wall times: no 2-core CPU multiplies at 10 TFLOP/s (a nanosecond count read as
+        // a bit pattern once gave 10⁸ GFLOP/s here).
+        #expect(report.timings.allSatisfy { $0.repetitions == 3 && $0.seconds > 0 && $0.gflops > 0 && $0.gflops < 10_000 })
         // The FLOP-weighted rate lies between the slowest and the fastest shape.
         let rates = report.timings.map(\.gflops)
         #expect(report.gflops >= rates.min()! * 0.999 && report.gflops <= rates.max()! * 1.001)
+
+        // Rounds combine shape by shape: the median time, all repetitions counted.
+        let rounds = [2.0, 5.0, 3.0].map { scale in
+            GEMMBenchmark.Report(timings: report.timings.map { GEMMBenchmark.Timing(use: $0.use, seconds: $0.seconds * scale, repetitions: 3) })
+        }
+        let combined = GEMMBenchmark.combining(rounds)
+        #expect(combined.timings.count == uses.count && combined.timings.allSatisfy { $0.repetitions == 9 })
+        #expect(zip(combined.timings, report.timings).allSatisfy { abs($0.seconds - 3 * $1.seconds) <= 1e-15 })
+        #expect(abs(combined.gflops - report.gflops / 3) <= 1e-9 * report.gflops)
     }
 }

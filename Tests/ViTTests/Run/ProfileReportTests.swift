@@ -16,8 +16,7 @@ import Testing
             profiler.lap("adamw", .optimizer)
             profiler.endStep()
         }
-        let gemm = GEMMBenchmark.measure(GEMMBenchmark.calls(config: model, batch: 2), minimumRepetitions: 1,
-                                         maximumRepetitions: 2, minimumSeconds: 0)
+        let gemm = GEMMBenchmark.Operands(GEMMBenchmark.calls(config: model, batch: 2)).round(repetitions: 1)
         let report = ProfileReport(name: "tiny", model: model, batch: 16, threads: 3, blasCore: "Core", parameters: 1234,
                                    profiler: profiler, stepNanoseconds: [1_000_000_000, 3_000_000_000],
                                    inferNanoseconds: [250_000_000, 250_000_000], peakBytes: 5 << 20, gemm: gemm,
@@ -38,10 +37,17 @@ import Testing
         #expect(members.map(\.key) == ["config", "model", "batch_size", "threads", "blas_core", "parameters", "steps",
                                        "train_images_per_second", "infer_images_per_second", "peak_rss_bytes", "step_ms",
                                        "op_sum_ms", "infer_batch_ms", "forward_gflop_per_image", "train_gflop_per_step",
-                                       "train_gflops", "gemm_gflops", "mfu", "ops", "gemm_shapes"])
+                                       "train_gflops", "gemm_gflops", "mfu", "mfu_samples", "ops", "gemm_shapes"])
         let json = report.json()
         #expect(json["train_images_per_second"] == .number(8) && json["step_ms"] == .number(2000) && json["steps"] == .number(2))
         #expect(json["train_gflop_per_step"] == .number(9) && json["train_gflops"] == .number(4.5) && json["blas_core"] == .string("Core"))
+
+        // Paired samples (a step and the GEMM round after it) decide the MFU: their median.
+        var paired = report
+        paired.mfuSamples = [0.5, 0.9, 0.7]
+        #expect(paired.mfu == 0.7 && paired.json()["mfu_samples"] == .array([.number(0.5), .number(0.9), .number(0.7)]))
+        paired.mfuSamples = [0.5, 0.9, 0.7, 0.8]
+        #expect(abs(paired.mfu - 0.75) <= 1e-12)
     }
 
     /// A stored model's profile: inference batches recorded op by op, its memory, its own JSON.
