@@ -265,6 +265,8 @@ bad_case 2 "Missing expected argument '<checkpoint>'" "vit eval without a checkp
 bad_case 2 "--split" "vit eval --split validation" "$vit" eval "$model" --split validation
 bad_case 2 "--batch-size" "vit eval --batch-size 0" "$vit" eval "$model" --batch-size 0
 bad_case 2 "--steps" "vit profile --steps 0" "$vit" profile --config "$config" --steps 0
+bad_case 2 "--mfu-steps must be between 0 and 100000" "vit profile --mfu-steps=-1" "$vit" profile --config "$config" --mfu-steps=-1
+bad_case 2 "--mfu-steps applies to profiling a config" "vit profile CHECKPOINT --mfu-steps 3" "$vit" profile "$model" --mfu-steps 3
 bad_case 2 "give a config (--config FILE)" "vit profile without a config" "$vit" profile
 bad_case 2 "Missing expected argument '<checkpoint>'" "vit inspect without a checkpoint" "$vit" inspect
 

@@ -56,7 +56,7 @@ trap 'rm -rf "$work"' EXIT
 for round in $(seq 1 "$rounds"); do
     echo "round $round/$rounds: vit" >&2
     "$vit" profile --config "$config" --batch-size "$batch" --steps "$steps" --threads "$threads" \
-        --latency "$passes" --json > "$work/vit-$round.json"
+        --latency "$passes" --mfu-steps 0 --json > "$work/vit-$round.json"
     echo "round $round/$rounds: onnxruntime and pytorch" >&2
     "$PEER_PYTHON" "$peer" --img "$img" --patch "$patch" --dim "$dim" --depth "$depth" --heads "$heads" \
         --mlp "$mlp" --chans "$chans" --classes "$classes" --batch "$batch" --steps "$steps" --threads "$threads" \

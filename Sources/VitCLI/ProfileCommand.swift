@@ -16,9 +16,10 @@ extension VitCommand {
             timed inference batches, then --latency single-image forward passes (after 3 \
             untimed ones). Reports images/s, batch-1 latency (median, p90, p99), peak resident \
             memory, a per-op table (ops summed over blocks), this machine's sgemm rate at the \
-            model's own GEMM shapes and the model FLOP utilization (MFU) against it: --steps \
-            more training steps run, each followed by a round of those GEMM shapes, and the MFU \
-            is the median over these pairs of the step's rate over its round's.
+            model's own GEMM shapes and the model FLOP utilization (MFU) against it: --mfu-steps \
+            (default --steps) more training steps run, each followed by a round of those GEMM \
+            shapes, and the MFU is the median over these pairs of the step's rate over its \
+            round's.
 
             With a CHECKPOINT instead (float32, or an int8 file of vit quantize), times --steps \
             inference batches of the stored model on random images of its shape, after 2 \
@@ -42,6 +43,10 @@ extension VitCommand {
         @Option(help: "Timed single-image forward passes for the batch-1 latency percentiles (0: none).")
         var latency: Int = 50
 
+        @Option(name: .customLong("mfu-steps"),
+                help: "Training steps paired with a round of the GEMM shapes for the MFU (default: --steps; 0: no MFU).")
+        var mfuSteps: Int?
+
         @Flag(help: "Print one JSON object instead of the tables.")
         var json = false
 
@@ -62,6 +67,12 @@ extension VitCommand {
             }
             guard steps >= 1 && steps <= 100_000 else { throw ValidationError("--steps must be between 1 and 100000, got \(steps)") }
             guard latency >= 0 && latency <= 100_000 else { throw ValidationError("--latency must be between 0 and 100000, got \(latency)") }
+            if let mfuSteps, mfuSteps < 0 || mfuSteps > 100_000 {
+                throw ValidationError("--mfu-steps must be between 0 and 100000, got \(mfuSteps)")
+            }
+            if checkpoint != nil && mfuSteps != nil {
+                throw ValidationError("--mfu-steps applies to profiling a config, not a checkpoint")
+            }
             if let batchSize, batchSize < 1 || batchSize > 65_536 {
                 throw ValidationError("--batch-size must be between 1 and 65536, got \(batchSize)")
             }
@@ -81,7 +92,8 @@ extension VitCommand {
                 print("profiling \(runConfig.name): \(runConfig.model.summary), batch \(batchSize ?? runConfig.train.batchSize)")
             }
             printBackEnd()
-            let report = try ProfileReport.measureTraining(config: runConfig, batch: batchSize, steps: steps, latency: latency) {
+            let report = try ProfileReport.measureTraining(config: runConfig, batch: batchSize, steps: steps, latency: latency,
+                                                           mfuSteps: mfuSteps ?? steps) {
                 if showProgress { Console.status($0) }
             }
             if showProgress { Console.endStatus() }
@@ -161,19 +173,26 @@ extension VitCommand {
 
             print("")
             let rounds = report.mfuSamples.count
+            let achieved = "achieved      \(f(report.achievedGFLOPS, 1)) GFLOP/s (\(f(report.trainFLOPsPerStep / 1e9, 3)) GFLOP per step: "
+                + "every GEMM incl. attention's, forward and backward)"
+            guard let gemm = report.gemm, rounds > 0 else {
+                print(achieved)
+                print("MFU           not measured (--mfu-steps 0)")
+                return
+            }
             print("sgemm at the model's shapes (each timed alone through matmulForward / matmulBackward, right after each of "
                   + "\(rounds) training steps; the median of the rounds):")
             var gemmTable = [["shape", "ops", "calls/step", "ms/call", "GFLOP/s"]]
-            for t in report.gemm?.timings ?? [] {
+            for t in gemm.timings {
                 gemmTable.append([t.use.call.label, t.use.ops.joined(separator: ","), String(t.use.callsPerStep), f(t.seconds * 1000, 3), f(t.gflops, 1)])
             }
             Console.columns(gemmTable, leftColumns: 2)
             print("")
-            print("achievable    \(f(report.gemm?.gflops ?? 0, 1)) GFLOP/s (FLOP-weighted over a step's linear-layer GEMMs)")
-            print("achieved      \(f(report.achievedGFLOPS, 1)) GFLOP/s (\(f(report.trainFLOPsPerStep / 1e9, 3)) GFLOP per step: every GEMM incl. attention's, forward and backward)")
+            print("achievable    \(f(gemm.gflops, 1)) GFLOP/s (FLOP-weighted over a step's linear-layer GEMMs)")
+            print(achieved)
             let samples = report.mfuSamples.map { 100 * $0 }
-            print("MFU           \(f(100 * report.mfu, 1))%" + (samples.isEmpty ? "" : " (median over \(rounds) steps of the step's rate over "
-                  + "the rate of the GEMM round right after it; \(f(samples.min()!, 1))–\(f(samples.max()!, 1))%)"))
+            print("MFU           \(f(100 * report.mfu, 1))% (median over \(rounds) steps of the step's rate over the rate of the GEMM "
+                  + "round right after it; \(f(samples.min()!, 1))–\(f(samples.max()!, 1))%)")
         }
 
         /// The batch-1 latency line, when it was measured.

@@ -190,7 +190,7 @@ public struct ProfileReport {
             ("forward_gflop_per_image", round(Double(Profiler.forwardFLOPsPerImage(model)) / 1e9, 1e6)),
             ("train_gflop_per_step", round(trainFLOPsPerStep / 1e9, 1e4)),
             ("train_gflops", round(achievedGFLOPS, 100)),
-            ("gemm_gflops", round(gemm?.gflops ?? 0, 100)), ("mfu", round(mfu, 10000)),
+            ("gemm_gflops", gemm.map { round($0.gflops, 100) } ?? .null), ("mfu", gemm == nil ? .null : round(mfu, 10000)),
             ("mfu_samples", .array(mfuSamples.map { round($0, 10000) })),
             ("ops", .array(ops)), ("gemm_shapes", .array(shapes)),
         ])
@@ -240,15 +240,16 @@ extension ProfileReport {
     /// Profiles a config's model on random data: 2 warm-up training steps, then `steps` timed
     /// ones recorded op by op (`ProfileWorkload.trainStep`), then 2 + `steps` inference batches
     /// without the training activations around, then `latency` single-image forward passes
-    /// (after warm-up, see `measureLatency`), then `steps` more training steps each followed by a
-    /// round of the model's GEMM shapes timed alone, for the sgemm rate and the MFU.
+    /// (after warm-up, see `measureLatency`), then `mfuSteps` more training steps each followed
+    /// by a round of the model's GEMM shapes timed alone, for the sgemm rate and the MFU (none
+    /// when 0).
     /// - Parameters:
     ///   - config: as `loadConfig` returns it.
     ///   - batch: images per step; nil for the config's `train.batch_size`.
     ///   - latency: timed batch-1 passes; 0 measures no latency.
     ///   - progress: called with a short status before each timed step and the GEMM timing.
     /// - Throws: `ViTError` when the loss is not finite.
-    public static func measureTraining(config: RunConfig, batch: Int?, steps: Int, latency: Int = 0,
+    public static func measureTraining(config: RunConfig, batch: Int?, steps: Int, latency: Int = 0, mfuSteps: Int = 0,
                                        progress: (String) -> Void = { _ in }) throws -> ProfileReport {
         let m = config.model
         let B = batch ?? config.train.batchSize
@@ -281,7 +282,11 @@ extension ProfileReport {
         var report = ProfileReport(name: config.name, model: m, batch: B, threads: Runtime.threads, blasCore: Runtime.blasCore,
                                    parameters: workload.model.layout.totalCount, profiler: profiler, stepNanoseconds: stepNanoseconds,
                                    inferNanoseconds: inferNanoseconds, peakBytes: peakBytes, modelJSON: config.json()["model"] ?? .null)
-        // MFU: `steps` more training steps, each followed by a round of the model's GEMM shapes
+        guard mfuSteps > 0 else {
+            report.latencyNanoseconds = latencyNanoseconds
+            return report
+        }
+        // MFU: `mfuSteps` more training steps, each followed by a round of the model's GEMM shapes
         // timed alone, so that the two rates of a pair see the machine in the same state. After
         // the peak memory was taken: the rounds' operands would add to it. One untimed pair
         // first reallocates the activations and touches the operands.
@@ -289,8 +294,8 @@ extension ProfileReport {
         _ = workload.trainStep(profiler: nil)
         _ = operands.round(repetitions: 1)
         var rounds: [GEMMBenchmark.Report] = []
-        for i in 0..<steps {
-            progress("MFU: training step \(i + 1)/\(steps), then the model's GEMM shapes")
+        for i in 0..<mfuSteps {
+            progress("MFU: training step \(i + 1)/\(mfuSteps), then the model's GEMM shapes")
             let stepSeconds = Double(workload.trainStep(profiler: nil)) / 1e9
             let round = operands.round()
             rounds.append(round)

@@ -48,6 +48,11 @@ import Testing
         #expect(paired.mfu == 0.7 && paired.json()["mfu_samples"] == .array([.number(0.5), .number(0.9), .number(0.7)]))
         paired.mfuSamples = [0.5, 0.9, 0.7, 0.8]
         #expect(abs(paired.mfu - 0.75) <= 1e-12)
+        // Without GEMM rounds (--mfu-steps 0) the JSON says so rather than printing a rate of 0.
+        var unmeasured = report
+        unmeasured.gemm = nil
+        #expect(unmeasured.json()["mfu"] == .null && unmeasured.json()["gemm_gflops"] == .null)
+        #expect(unmeasured.json()["mfu_samples"] == .array([]))
     }
 
     /// A stored model's profile: inference batches recorded op by op, its memory, its own JSON.
