@@ -247,7 +247,9 @@ extension ProfileReport {
     ///   - config: as `loadConfig` returns it.
     ///   - batch: images per step; nil for the config's `train.batch_size`.
     ///   - latency: timed batch-1 passes; 0 measures no latency.
-    ///   - progress: called with a short status before each timed step and the GEMM timing.
+    ///   - mfuSteps: training steps paired with GEMM rounds for the MFU; 0 measures neither
+    ///     the MFU nor the sgemm rate (`gemm` is nil).
+    ///   - progress: called with a short status before each timed step and each MFU pair.
     /// - Throws: `ViTError` when the loss is not finite.
     public static func measureTraining(config: RunConfig, batch: Int?, steps: Int, latency: Int = 0, mfuSteps: Int = 0,
                                        progress: (String) -> Void = { _ in }) throws -> ProfileReport {
@@ -282,10 +284,8 @@ extension ProfileReport {
         var report = ProfileReport(name: config.name, model: m, batch: B, threads: Runtime.threads, blasCore: Runtime.blasCore,
                                    parameters: workload.model.layout.totalCount, profiler: profiler, stepNanoseconds: stepNanoseconds,
                                    inferNanoseconds: inferNanoseconds, peakBytes: peakBytes, modelJSON: config.json()["model"] ?? .null)
-        guard mfuSteps > 0 else {
-            report.latencyNanoseconds = latencyNanoseconds
-            return report
-        }
+        report.latencyNanoseconds = latencyNanoseconds
+        guard mfuSteps > 0 else { return report }
         // MFU: `mfuSteps` more training steps, each followed by a round of the model's GEMM shapes
         // timed alone, so that the two rates of a pair see the machine in the same state. After
         // the peak memory was taken: the rounds' operands would add to it. One untimed pair
@@ -302,7 +302,6 @@ extension ProfileReport {
             report.mfuSamples.append(report.trainFLOPsPerStep / stepSeconds / 1e9 / round.gflops)
         }
         report.gemm = GEMMBenchmark.combining(rounds)
-        report.latencyNanoseconds = latencyNanoseconds
         return report
     }
 
