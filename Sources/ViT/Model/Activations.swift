@@ -38,7 +38,7 @@ final class Activations {
     let training: Bool
     private let storage: FloatBuffer
 
-    let patches: UnsafeMutablePointer<Float>       // [B, N, IC·p·p]
+    let patches: UnsafeMutablePointer<Float>       // [B, N, IC·p·p]; training: in `dGelu` (free outside the blocks' backward)
     let patchOut: UnsafeMutablePointer<Float>      // [B, N, C], in `norm` (free until block 0's norm1)
     let positionMask: UnsafeMutablePointer<Float>? // [B, T, C]
     /// `[B, T, C]`: the output of whichever LayerNorm ran last (every block's norm1 and norm2
@@ -84,7 +84,7 @@ final class Activations {
             return pointer
         }
 
-        patches = at("patches")
+        patches = optional("patches") ?? at("d_hidden")
         norm = at("norm")
         patchOut = norm
         positionMask = optional("position_mask")

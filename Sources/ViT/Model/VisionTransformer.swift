@@ -395,21 +395,24 @@ public final class VisionTransformer: @unchecked Sendable {
     /// Backpropagates `dlogits` through the last training forward, adding every parameter
     /// gradient into `gradients` (of the stages above `frozenStages`).
     ///
-    /// - Parameter dlogits: `[B, K]`, the gradient of the loss with respect to the logits
-    ///   `forward` returned (for a model with a distillation token, the mean of the two heads).
-    public func backward(_ dlogits: UnsafePointer<Float>, batch B: Int) {
+    /// - Parameters:
+    ///   - dlogits: `[B, K]`, the gradient of the loss with respect to the logits `forward`
+    ///     returned (for a model with a distillation token, the mean of the two heads).
+    ///   - images: `[B, IC, H, W]`, the images that forward read, unchanged: the patch
+    ///     embedding's weight gradient patchifies them again rather than keep the patches.
+    public func backward(_ dlogits: UnsafePointer<Float>, images: UnsafePointer<Float>, batch B: Int) {
         guard let a = trainingActivations, B == lastTrainingBatch else {
             preconditionFailure("backward needs a training forward of the same batch first, and one forward allows one backward")
         }
         guard let dHeads = a.dHeads else {
-            backward(classHead: dlogits, distillationHead: nil, activations: a, batch: B)
+            backward(classHead: dlogits, distillationHead: nil, images: images, activations: a, batch: B)
             return
         }
         // d mean / d head = 1/2 for each head.
         let BK = B * config.numClasses
         for i in 0..<BK { dHeads[i] = 0.5 * dlogits[i] }
         (dHeads + BK).update(from: dHeads, count: BK)
-        backward(classHead: dHeads, distillationHead: dHeads + BK, activations: a, batch: B)
+        backward(classHead: dHeads, distillationHead: dHeads + BK, images: images, activations: a, batch: B)
     }
 
     /// Backpropagates separate gradients of the class head and the distillation head (after
@@ -418,15 +421,17 @@ public final class VisionTransformer: @unchecked Sendable {
     /// - Parameters:
     ///   - dClass: `[B, K]`, d loss / d x_cls.
     ///   - dDistillation: `[B, K]`, d loss / d x_dist.
-    public func backward(classHead dClass: UnsafePointer<Float>, distillationHead dDistillation: UnsafePointer<Float>, batch B: Int) {
+    ///   - images: the images that `forwardHeads` read, unchanged (see `backward(_:images:batch:)`).
+    public func backward(classHead dClass: UnsafePointer<Float>, distillationHead dDistillation: UnsafePointer<Float>,
+                         images: UnsafePointer<Float>, batch B: Int) {
         guard let a = trainingActivations, B == lastTrainingBatch, config.distillToken else {
             preconditionFailure("backward(classHead:distillationHead:) needs a training forward of a model with a distillation token, same batch, and one forward allows one backward")
         }
-        backward(classHead: dClass, distillationHead: dDistillation, activations: a, batch: B)
+        backward(classHead: dClass, distillationHead: dDistillation, images: images, activations: a, batch: B)
     }
 
     private func backward(classHead dlogits: UnsafePointer<Float>, distillationHead dDistillation: UnsafePointer<Float>?,
-                          activations a: Activations, batch B: Int) {
+                          images: UnsafePointer<Float>, activations a: Activations, batch B: Int) {
         // Backward turns each block's kept fc1 output into GELU′ in place, so a forward's
         // activations serve one backward (as PyTorch's graph does without retain_graph).
         lastTrainingBatch = 0
@@ -544,7 +549,9 @@ public final class VisionTransformer: @unchecked Sendable {
         tokensBackward(dPatchOut, g + L.classToken, g + L.positionEmbedding, dResidual, batch: B, patches: N, channels: C,
                        ddistillationToken: L.distillationToken.map { g + $0 })
         prof?.lap("pos_embed", .backward)
-        // Weight gradient only: the pixels need none.
+        // Weight gradient only: the pixels need none. The patches were not kept (their buffer
+        // served the blocks' backward): the forward's own patchify rebuilds them, the same bits.
+        patchifyForward(a.patches, images, batch: B, inChannels: config.inChannels, imageSize: config.imageSize, patchSize: config.patchSize)
         matmulBackward(nil, g + L.patchWeight, g + L.patchBias, dPatchOut, a.patches, p + L.patchWeight, rows: B * N, inFeatures: PD, outFeatures: C)
         prof?.lap("patch_embed", .backward, flops: 2 * B * N * PD * C)
         finished?(0..<(L.blocks.first?.norm1Weight ?? L.finalNormWeight))

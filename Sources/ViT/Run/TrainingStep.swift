@@ -259,7 +259,7 @@ public final class TrainingStep {
                                                              dStudent: dlogits.pointer, dDistillation: dDistillation.pointer)
                         countCorrect(heads.mean)
                         profiler?.lap("distill_loss", .forward)
-                        model.backward(classHead: dlogits.pointer, distillationHead: dDistillation.pointer, batch: n)
+                        model.backward(classHead: dlogits.pointer, distillationHead: dDistillation.pointer, images: images, batch: n)
                         return lossSum
                     }
                     let logits = model.forward(images, batch: n, training: true, generator: &generator, firstImage: firstImage)
@@ -279,7 +279,7 @@ public final class TrainingStep {
                         profiler?.lap("cross_entropy", .backward)
                         for b in 0..<n { lossSum += Double(losses[b]) }
                     }
-                    model.backward(dlogits.pointer, batch: n)
+                    model.backward(dlogits.pointer, images: images, batch: n)
                     return lossSum
                 }
             }

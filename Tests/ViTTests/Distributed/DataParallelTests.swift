@@ -141,7 +141,7 @@ import ViTKernels
         func backward() {
             var generator = SeededGenerator(seed: 0)
             images.withUnsafeBufferPointer { _ = model.forward($0.baseAddress!, batch: 2, training: true, generator: &generator) }
-            dlogits.withUnsafeBufferPointer { model.backward($0.baseAddress!, batch: 2) }
+            images.withUnsafeBufferPointer { pixels in dlogits.withUnsafeBufferPointer { model.backward($0.baseAddress!, images: pixels.baseAddress!, batch: 2) } }
         }
         model.zeroGradients()
         backward()

@@ -30,6 +30,22 @@ import Testing
         #expect(d.output.name == "logits" && d.output.shape == [3, 5])
     }
 
+    /// Training keeps no patches: they go into the backward scratch `d_hidden`, sized for
+    /// them when they are its largest use (here 4 patches of 48 values an image, against 5
+    /// tokens of max(M, 4C) = 24 for the blocks' gradients).
+    @Test func trainingPatchesLiveInTheBackwardScratch() {
+        let m = modelConfig(imageSize: 8, patchSize: 4, inChannels: 3, numClasses: 5, dim: 6, depth: 1, heads: 3, mlpDim: 10)
+        let training = ModelDescription(config: m, batch: 2, training: true)
+        let patches = training.ops.first { $0.name == "patch_embed.patchify" }?.outputs.first
+        #expect(patches?.buffer == "d_hidden" && patches?.shape == [2, 4, 48])
+        #expect(!training.buffers.contains { $0.name == "patches" })
+        let scratch = training.buffers.first { $0.name == "d_hidden" }
+        #expect(scratch?.count == 2 * 4 * 48)
+        let inference = ModelDescription(config: m, batch: 2, training: false)
+        #expect(inference.buffers.first { $0.name == "patches" }?.count == 2 * 4 * 48)
+        #expect(!inference.buffers.contains { $0.name == "d_hidden" })
+    }
+
     @Test func trainingWithDropoutAddsTheDropoutOpsInTimmsPlaces() {
         let m = Self.small(depth: 2, pool: .mean, dropout: 0.1, attnDropout: 0.1, dropPath: 0.2, distillToken: false)
         let d = ModelDescription(config: m, batch: 2, training: true)
@@ -255,7 +271,7 @@ import Testing
             // backward lap of their own).
             profiler.reset()
             let dlogits = [Float](repeating: 0.1, count: B * m.numClasses)
-            model.backward(dlogits, batch: B)
+            images.withUnsafeBufferPointer { model.backward(dlogits, images: $0.baseAddress!, batch: B) }
             var measured: [String: Int] = [:], expected: [String: Int] = [:]
             for event in profiler.events where event.phase == .backward { measured["\(event.nameString) \(event.layer)", default: 0] += event.flops }
             for op in ModelDescription(config: m, batch: B, training: true).ops { expected["\(op.label) \(op.block)", default: 0] += op.backwardFLOPs }

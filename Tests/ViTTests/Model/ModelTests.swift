@@ -94,7 +94,7 @@ import Testing
         var generator = SeededGenerator(seed: maskSeed)
         let logits = images.withUnsafeBufferPointer { model.forward($0.baseAddress!, batch: labels.count, training: true, generator: &generator) }
         let (value, dlogits) = crossEntropyLoss(logits, labels: labels, classes: model.config.numClasses, smoothing: 0.1)
-        if backward { dlogits.withUnsafeBufferPointer { model.backward($0.baseAddress!, batch: labels.count) } }
+        if backward { images.withUnsafeBufferPointer { pixels in dlogits.withUnsafeBufferPointer { model.backward($0.baseAddress!, images: pixels.baseAddress!, batch: labels.count) } } }
         return value
     }
 
@@ -160,7 +160,7 @@ import Testing
         var g = SeededGenerator(seed: 0)
         let logits = images.withUnsafeBufferPointer { model.forward($0.baseAddress!, batch: 4, training: true, generator: &g) }
         let (_, full) = crossEntropyLoss(logits, labels: labels, classes: K, smoothing: 0.1)
-        full.withUnsafeBufferPointer { model.backward($0.baseAddress!, batch: 4) }
+        images.withUnsafeBufferPointer { pixels in full.withUnsafeBufferPointer { model.backward($0.baseAddress!, images: pixels.baseAddress!, batch: 4) } }
         let fullGradients = model.gradients.array()
         model.zeroGradients()
         for half in 0..<2 {
@@ -169,7 +169,7 @@ import Testing
             let logits = slice.withUnsafeBufferPointer { model.forward($0.baseAddress!, batch: 2, training: true, generator: &g) }
             var (_, d) = crossEntropyLoss(logits, labels: halfLabels, classes: K, smoothing: 0.1)
             for i in 0..<d.count { d[i] *= 0.5 } // mean over 2 → share of the mean over 4
-            d.withUnsafeBufferPointer { model.backward($0.baseAddress!, batch: 2) }
+            slice.withUnsafeBufferPointer { pixels in d.withUnsafeBufferPointer { model.backward($0.baseAddress!, images: pixels.baseAddress!, batch: 2) } }
         }
         expectAllClose(model.gradients.array(), fullGradients, abs: 1e-6, rel: 1e-4, "accumulated gradients")
     }

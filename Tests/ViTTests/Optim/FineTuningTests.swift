@@ -32,7 +32,7 @@ import Testing
         var dlogits = [Float](repeating: 0, count: n * m.numClasses)
         for i in dlogits.indices { dlogits[i] = Float(i % 5) * 0.1 - 0.2 }
         _ = batch.images.withUnsafeBufferPointer { model.forward($0.baseAddress!, batch: n, training: true, generator: &generator) }
-        model.backward(dlogits, batch: n)
+        batch.images.withUnsafeBufferPointer { pixels in model.backward(dlogits, images: pixels.baseAddress!, batch: n) }
         return model.gradients.array()
     }
 

@@ -48,7 +48,7 @@ private func tokenLoss(classHead: UnsafePointer<Float>, distillationHead: Unsafe
         #expect(Swift.abs(loss - expectedLoss) <= 1e-5 * expectedLoss, "token loss \(loss) vs \(expectedLoss)")
 
         model.zeroGradients()
-        model.backward(classHead: dClass, distillationHead: dDistillation, batch: B)
+        images.withUnsafeBufferPointer { pixels in model.backward(classHead: dClass, distillationHead: dDistillation, images: pixels.baseAddress!, batch: B) }
         try fixture.expectGradientsMatch(model)
         // Every parameter, dist_token and head_dist included, gets a gradient.
         for name in ["dist_token", "head_dist.weight", "head_dist.bias", "cls_token", "head.weight"] {
@@ -76,7 +76,7 @@ private func tokenLoss(classHead: UnsafePointer<Float>, distillationHead: Unsafe
         let dMean = (0..<(B * K)).map { Float($0 % 5) - 2 }
         _ = images.withUnsafeBufferPointer { model.forward($0.baseAddress!, batch: B, training: true, generator: &generator) }
         model.zeroGradients()
-        model.backward(dMean, batch: B)
+        images.withUnsafeBufferPointer { pixels in model.backward(dMean, images: pixels.baseAddress!, batch: B) }
         let viaMean = model.gradients.array()
         // One forward allows one backward (it turns the kept fc1 outputs into GELU′): the
         // same forward again, from the same seed, for the second.
@@ -84,7 +84,7 @@ private func tokenLoss(classHead: UnsafePointer<Float>, distillationHead: Unsafe
         _ = images.withUnsafeBufferPointer { model.forward($0.baseAddress!, batch: B, training: true, generator: &generator) }
         model.zeroGradients()
         let half = dMean.map { $0 * 0.5 }
-        model.backward(classHead: half, distillationHead: half, batch: B)
+        images.withUnsafeBufferPointer { pixels in model.backward(classHead: half, distillationHead: half, images: pixels.baseAddress!, batch: B) }
         #expect(model.gradients.array() == viaMean)
     }
 

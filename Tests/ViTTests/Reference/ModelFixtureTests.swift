@@ -24,7 +24,7 @@ import Testing
         #expect(Swift.abs(loss - expectedLoss) <= 1e-5 * expectedLoss, "\(name) loss \(loss) vs \(expectedLoss)")
 
         model.zeroGradients()
-        dlogits.withUnsafeBufferPointer { model.backward($0.baseAddress!, batch: B) }
+        images.withUnsafeBufferPointer { pixels in dlogits.withUnsafeBufferPointer { model.backward($0.baseAddress!, images: pixels.baseAddress!, batch: B) } }
         try fixture.expectGradientsMatch(model, label: "\(name) ")
 
         // The inference path (shared buffers, nothing kept) gives the same logits.

@@ -102,7 +102,7 @@ private final class LossLog {
                 objective.apply(student: heads.classHead, distillation: heads.distillationHead, teacher: teacher, labels: labels,
                                 targets: nil, batch: 4, scale: 0.25, dStudent: &dClass, dDistillation: dDistBuffer.baseAddress!)
             }
-            if backward { model.backward(classHead: dClass, distillationHead: dDist, batch: 4) }
+            if backward { images.withUnsafeBufferPointer { pixels in model.backward(classHead: dClass, distillationHead: dDist, images: pixels.baseAddress!, batch: 4) } }
             return total / 4
         }
 

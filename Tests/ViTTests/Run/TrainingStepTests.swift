@@ -55,7 +55,7 @@ import Testing
                 let row = Array(UnsafeBufferPointer(start: logits + b * K, count: K))
                 if row.firstIndex(of: row.max()!) == Int(batch.labels[b]) { correct += 1 }
             }
-            reference.backward(dlogits, batch: n)
+            batch.images.withUnsafeBufferPointer { pixels in reference.backward(dlogits, images: pixels.baseAddress!, batch: n) }
         }
         let norm = clipGradientNorm(reference.gradients, maxNorm: clip)
         referenceOptimizer.update(reference, lr: lr)
