@@ -165,8 +165,9 @@ public enum GEMMBenchmark {
     /// The median of wall times in nanoseconds, in seconds (at least 1 ns).
     static func medianSeconds(_ nanoseconds: [UInt64]) -> Double { max(median(nanoseconds.map { Double($0) }), 1) / 1e9 }
 
-    /// The middle value, or the mean of the two middle ones; 0 for none.
-    public static func median(_ values: [Double]) -> Double {
+    /// The middle value, or the mean of the two middle ones; 0 for none. (`ProfileReport`'s MFU
+    /// and batch-1 latency median use it too.)
+    static func median(_ values: [Double]) -> Double {
         let sorted = values.sorted(), n = sorted.count
         guard n > 0 else { return 0 }
         return n % 2 == 1 ? sorted[n / 2] : (sorted[n / 2 - 1] + sorted[n / 2]) / 2

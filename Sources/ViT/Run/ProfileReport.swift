@@ -88,10 +88,8 @@ public struct ProfileReport {
     /// computes its p90, so the two compare like with like.
     public func latencySeconds(percentile p: Double) -> Double? {
         guard !latencyNanoseconds.isEmpty else { return nil }
+        if p == 0.5 { return GEMMBenchmark.median(latencyNanoseconds.map { Double($0) }) / 1e9 }
         let sorted = latencyNanoseconds.sorted(), n = sorted.count
-        if p == 0.5 {
-            return (Double(sorted[(n - 1) / 2]) + Double(sorted[n / 2])) / 2 / 1e9
-        }
         return Double(sorted[Int((p * Double(n - 1)).rounded(.down))]) / 1e9
     }
     public var trainImagesPerSecond: Double { Double(batch) / stepSeconds }
