@@ -11,7 +11,11 @@
 # get the same threads (THREADS, default 2), batch (BATCH, else the config's train.batch_size,
 # else 128), STEPS timed batches (default 10) and max(20, 3·STEPS) timed single-image passes
 # after warm-up. Latency percentiles: the median, and p90 as the sorted pass at ⌊0.9·(n − 1)⌋,
-# on both sides. vit's profile also times STEPS training steps first (not reported here).
+# on both sides. vit's profile also times STEPS training steps first (not reported here), and 3
+# more, each with a round of the model's GEMM shapes, at the batch and again at batch 1: the GEMM
+# floor at the end (scripts/gemm_floor.py) sets vit's linear-layer GEMMs alone against each
+# peer's whole batch and batch-1 time, which bounds how far ahead vit can get with every GEMM
+# in OpenBLAS.
 #
 # Environment: VIT_VENV (default /tmp/peer) the Python venv with torch, timm, onnx and
 # onnxruntime, created on first use; PEER_SCRIPT another peer script taking the same flags and
@@ -21,6 +25,8 @@ set -euo pipefail
 
 source "$(dirname "$0")/benchlib.sh"
 passes=$(( steps * 3 > 20 ? steps * 3 : 20 ))
+# Training steps, each followed by a round of the model's GEMM shapes, for the GEMM floor.
+floor_steps=3
 
 peer=${PEER_SCRIPT:-$script_dir/onnxruntime_peer.py}
 [[ -f "$peer" ]] || { echo "error: $peer: no such peer script" >&2; exit 1; }
@@ -56,17 +62,23 @@ trap 'rm -rf "$work"' EXIT
 for round in $(seq 1 "$rounds"); do
     echo "round $round/$rounds: vit" >&2
     "$vit" profile --config "$config" --batch-size "$batch" --steps "$steps" --threads "$threads" \
-        --latency "$passes" --mfu-steps 0 --json > "$work/vit-$round.json"
+        --latency "$passes" --mfu-steps "$floor_steps" --json > "$work/vit-$round.json"
+    # The GEMM rounds at batch 1, for the batch-1 floor.
+    "$vit" profile --config "$config" --batch-size 1 --steps "$floor_steps" --threads "$threads" \
+        --latency 0 --mfu-steps "$floor_steps" --json > "$work/vit1-$round.json"
     echo "round $round/$rounds: onnxruntime and pytorch" >&2
     "$PEER_PYTHON" "$peer" --img "$img" --patch "$patch" --dim "$dim" --depth "$depth" --heads "$heads" \
         --mlp "$mlp" --chans "$chans" --classes "$classes" --batch "$batch" --steps "$steps" --threads "$threads" \
         --qkv-bias "$qkv_bias" --pool "$pool" | tail -n 1 > "$work/peer-$round.json"
 done
 
-python3 - "$work" "$rounds" "$batch" <<'EOF'
+python3 - "$work" "$rounds" "$batch" "$script_dir" <<'EOF'
 import json, statistics, sys
 work, rounds, batch = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+sys.path.insert(0, sys.argv[4])
+from gemm_floor import ceiling_line, gemm_floor_ms
 vit = [json.load(open(f"{work}/vit-{r}.json")) for r in range(1, rounds + 1)]
+vit1 = [json.load(open(f"{work}/vit1-{r}.json")) for r in range(1, rounds + 1)]
 peer = [json.load(open(f"{work}/peer-{r}.json")) for r in range(1, rounds + 1)]
 med = statistics.median
 figures = [  # name, vit's key, the peer's key, higher is better
@@ -95,4 +107,11 @@ for r, (v, p) in enumerate(zip(vit, peer), 1):
           f"p90 {v['batch1_ms_p90']:.2f} / {p['ort']['batch1_ms_p90']:.2f} / {p['torch']['batch1_ms_p90']:.2f} ms")
 print(f"\nvit: OpenBLAS {vit[0]['blas_core']}, {vit[0]['threads']} threads; b1 p99 {med(v['batch1_ms_p99'] for v in vit):.2f} ms "
       f"over {vit[0]['batch1_passes']} passes")
+print()
+print("GEMM floor (each round's sgemm at the model's shapes; see scripts/gemm_floor.py), median of rounds:")
+for peer_name, key in (("onnxruntime", "ort"), ("pytorch", "torch")):
+    print("  " + ceiling_line(f"b{batch}", peer_name, [gemm_floor_ms(v, ("forward",)) for v in vit],
+                              [batch * 1000 / p[key]["infer_img_s"] for p in peer]))
+    print("  " + ceiling_line("batch-1 median", peer_name, [gemm_floor_ms(v, ("forward",)) for v in vit1],
+                              [p[key]["batch1_ms_median"] for p in peer]))
 EOF

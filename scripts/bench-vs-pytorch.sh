@@ -10,6 +10,9 @@
 # Both do the config's own work: the peer is given its dropout, drop path, attention dropout,
 # pooling, qkv bias and gradient clipping (vit's defaults for what the config leaves out), and
 # vit runs the config as it is. Both use label smoothing 0.1 and AdamW (the peer always does).
+# Last comes the GEMM floor (scripts/gemm_floor.py): vit's linear-layer GEMMs alone, at the
+# sgemm rate its profile measured, against the peer's whole training step and inference batch,
+# which bounds how far ahead of the peer vit can get with every GEMM in OpenBLAS.
 #
 # Environment: VIT_VENV (default /tmp/peer) the Python venv with torch and timm, created on first
 # use; PEER_SCRIPT another peer script taking the same flags (default scripts/timm_peer.py);
@@ -62,9 +65,11 @@ for round in $(seq 1 "$rounds"); do
         --clip "$clip" | tail -n 1 > "$work/peer-$round.json"
 done
 
-python3 - "$work" "$rounds" <<'EOF'
+python3 - "$work" "$rounds" "$script_dir" <<'EOF'
 import json, statistics, sys
 work, rounds = sys.argv[1], int(sys.argv[2])
+sys.path.insert(0, sys.argv[3])
+from gemm_floor import ceiling_line, gemm_floor_ms
 vit = [json.load(open(f"{work}/vit-{r}.json")) for r in range(1, rounds + 1)]
 peer = [json.load(open(f"{work}/peer-{r}.json")) for r in range(1, rounds + 1)]
 med = statistics.median
@@ -99,4 +104,10 @@ print(f"vit: OpenBLAS {vit[0]['blas_core']}, MFU {med(v['mfu'] for v in vit):.1%
 short = {"forward": "fwd", "backward": "bwd", "optimizer": "opt"}
 top = sorted(vit[len(vit) // 2]["ops"], key=lambda o: -o["ms"])[:8]
 print(f"vit's slowest ops (round {len(vit) // 2 + 1}): " + ", ".join(f"{o['name']} {short[o['phase']]} {o['percent']:.1f}%" for o in top))
+print()
+print("GEMM floor (each round's sgemm at the model's shapes; see scripts/gemm_floor.py), median of rounds:")
+print("  " + ceiling_line("training step", "pytorch", [gemm_floor_ms(v, ("forward", "backward")) for v in vit],
+                          [v["batch_size"] * 1000 / p["train_img_s"] for v, p in zip(vit, peer)]))
+print("  " + ceiling_line("inference batch", "pytorch", [gemm_floor_ms(v, ("forward",)) for v in vit],
+                          [v["batch_size"] * 1000 / p["infer_img_s"] for v, p in zip(vit, peer)]))
 EOF

@@ -1,0 +1,36 @@
+"""The GEMM floor of a `vit profile --json` report, for scripts/bench-vs-pytorch.sh and
+scripts/bench-vs-onnxruntime.sh (imported, not run).
+
+`vit profile` times each of the model's linear-layer GEMM shapes alone, through the same
+matmulForward / matmulBackward a step calls, in rounds between training steps
+(`gemm_shapes`: per shape its kind, calls per step and median ms a call). Their sum over a
+batch is what vit's GEMMs cost on this machine with nothing else running: a lower bound on
+vit's time for that batch, since every matrix multiply goes through OpenBLAS. A peer's whole
+time for the same batch over that floor is then the most vit could be ahead of the peer,
+however fast everything between the GEMMs became. It leaves out attention's GEMMs, so the
+bound is generous to vit.
+"""
+
+
+def gemm_floor_ms(report, kinds):
+    """Milliseconds a batch of `report`'s linear-layer GEMMs of the given kinds ("forward",
+    "backward") take at the measured sgemm rate, or None when the profile ran no GEMM rounds."""
+    shapes = report.get("gemm_shapes") or []
+    chosen = [s for s in shapes if s["kind"] in kinds]
+    if not chosen:
+        return None
+    return sum(s["ms"] * s["calls_per_step"] for s in chosen)
+
+
+def ceiling_line(label, peer_name, floors_ms, peer_ms):
+    """One line: the medians over rounds of the floor, of the peer's time, and of each round's
+    peer time over its floor (the ceiling on vit's speed-up over the peer)."""
+    from statistics import median
+    pairs = [(f, p) for f, p in zip(floors_ms, peer_ms) if f]
+    if not pairs:
+        return f"{label}: no GEMM rounds in vit's profile"
+    ceiling = median(p / f for f, p in pairs)
+    def ms(x):
+        return f"{x:.1f}" if x >= 10 else f"{x:.3f}"
+    return (f"{label}: vit's linear-layer GEMMs alone {ms(median(f for f, _ in pairs))} ms, {peer_name}'s whole "
+            f"{ms(median(p for _, p in pairs))} ms: vit can be at most {ceiling:.2f}x {peer_name}")
