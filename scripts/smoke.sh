@@ -5,7 +5,8 @@
 # In a temporary directory (removed on exit) it converts 512 Fashion-MNIST images per split to
 # CIFAR-10 format (scripts/fashion-to-cifar.py; needs Debian's dataset-fashion-mnist, which
 # `make deps` installs), trains a tiny ViT for 5 steps, resumes it to the end, evaluates it
-# (--json and --logits), quantizes it to int8 and evaluates and profiles that, predicts a PNG
+# (--json and --logits), quantizes it to int8 and evaluates and profiles that, checks that the
+# bench scripts' GEMM floor reads `vit profile --json`, predicts a PNG
 # and a record, writes attention maps and a report, distills a narrower student from it for a
 # few steps, loads every shipped config for one training step, and checks that bad input fails
 # with the documented exit status.
@@ -259,6 +260,27 @@ assert abs(a - b) <= 0.03, f"float32 top-1 {a}, int8 {b}"
 EOF
 check "vit profile of the int8 model exits 0" "$work/profile-int8.log" \
     "$vit" profile "$int8" --steps 1 --batch-size 8 "${threads[@]}"
+# The bench scripts' GEMM floor (scripts/gemm_floor.py) reads `vit profile --json`'s sgemm table:
+# with GEMM rounds it sums to a positive time, forward below forward + backward; without
+# (--mfu-steps 0) there is no floor rather than a floor of 0.
+"$vit" profile --config "$config" --steps 2 --mfu-steps 2 --latency 0 --batch-size 8 --json "${threads[@]}" \
+    >"$work/profile-floor.json" 2>"$work/profile-floor-vit.log" || true
+"$vit" profile --config "$config" --steps 1 --mfu-steps 0 --latency 0 --batch-size 8 --json "${threads[@]}" \
+    >"$work/profile-no-floor.json" 2>>"$work/profile-floor-vit.log" || true
+check "the GEMM floor of the bench scripts follows from vit profile --json" "$work/profile-floor.log" \
+    python3 - scripts "$work/profile-floor.json" "$work/profile-no-floor.json" <<'EOF'
+import json, math, sys
+sys.path.insert(0, sys.argv[1])
+from gemm_floor import ceiling_line, gemm_floor_ms
+with_rounds, without = (json.load(open(path)) for path in sys.argv[2:4])
+forward = gemm_floor_ms(with_rounds, ("forward",))
+both = gemm_floor_ms(with_rounds, ("forward", "backward"))
+assert forward is not None and math.isfinite(both) and 0 < forward < both, (forward, both)
+assert gemm_floor_ms(without, ("forward",)) is None
+line = ceiling_line("training step", "peer", [both], [3 * both])
+assert line.endswith("vit can be at most 3.00x peer"), line
+assert ceiling_line("b1", "peer", [None], [1.0]) == "b1: no GEMM rounds in vit's profile"
+EOF
 bad_int8=$work/bad-int8.safetensors
 python3 - "$int8" "$bad_int8" <<'EOF'
 import json, struct, sys
