@@ -38,7 +38,7 @@ final class Activations {
     let training: Bool
     private let storage: FloatBuffer
 
-    let patches: UnsafeMutablePointer<Float>       // [B, N, IC·p·p]; training: in `dGelu` (free outside the blocks' backward)
+    let patches: UnsafeMutablePointer<Float>       // [B, N, IC·p·p]; training: in `dGelu` (free outside the blocks' backward), as the description plans
     let patchOut: UnsafeMutablePointer<Float>      // [B, N, C], in `norm` (free until block 0's norm1)
     let positionMask: UnsafeMutablePointer<Float>? // [B, T, C]
     /// `[B, T, C]`: the output of whichever LayerNorm ran last (every block's norm1 and norm2
@@ -84,7 +84,12 @@ final class Activations {
             return pointer
         }
 
-        patches = optional("patches") ?? at("d_hidden")
+        // Where the description puts the patches: a buffer of their own for inference, the
+        // backward scratch when training.
+        guard let patchTensor = description.ops.first(where: { $0.name == "patch_embed.patchify" })?.outputs.first else {
+            preconditionFailure("the model description has no patchify op")
+        }
+        patches = at(patchTensor.buffer) + patchTensor.offset
         norm = at("norm")
         patchOut = norm
         positionMask = optional("position_mask")
