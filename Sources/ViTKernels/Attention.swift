@@ -19,14 +19,21 @@ import ViTVectorMath
 ///     O = (P·mask)·V, and `probs` receives P without the mask.
 ///   - kept: when training drops some images' attention branch (drop path), the images to
 ///     compute; the others' rows of `out` are zeroed and their `probs` left as they are.
+///   - queryTokens: P < T to compute only the first P query rows of each image (every key
+///     and value still takes part): `out` is then `[B, P, C]`. An inference pass that pools
+///     the class token needs no other rows of the last block's attention. Not with `probs`,
+///     `dropMask` or `kept`.
 public func attentionForward(
     _ out: UnsafeMutablePointer<Float>, _ probs: UnsafeMutablePointer<Float>?,
     _ qkv: UnsafePointer<Float>, dropMask: UnsafePointer<Float>? = nil,
-    batch B: Int, tokens T: Int, channels C: Int, heads NH: Int, keeping kept: KeptImages? = nil
+    batch B: Int, tokens T: Int, channels C: Int, heads NH: Int, keeping kept: KeptImages? = nil,
+    queryTokens: Int? = nil
 ) {
+    precondition(queryTokens == nil || (probs == nil && dropMask == nil && kept == nil),
+                 "a query prefix computes neither probabilities nor masks nor dropped images")
     kept?.zeroDroppedRows(out, width: C)
     AttentionHead.forEach(batch: B, tokens: T, channels: C, heads: NH, scratchMatrices: 1, slicingQueries: true,
-                          images: kept) { head, queries, scratch in
+                          images: kept, queryTokens: queryTokens) { head, queries, scratch in
         let v = qkv + head.qkv + 2 * C
         let p = probs.map { $0 + head.probs } ?? scratch
         head.probabilities(p, qkv: qkv, channels: C, queries: queries)
@@ -117,7 +124,8 @@ struct AttentionHead {
     /// The head's Q columns in qkv (and dQ in dqkv) `[B, T, 3C]`, leading dimension 3C; its K
     /// and V columns follow at +C and +2C.
     let qkv: Int
-    /// The head's columns in out (and dout) `[B, T, C]`, leading dimension C.
+    /// The head's columns in out (and dout) `[B, T, C]` (`[B, P, C]` with a query prefix of P
+    /// tokens), leading dimension C.
     let out: Int
     /// The head's `[T, T]` block in probs and dropMask `[B, NH, T, T]`.
     let probs: Int
@@ -159,16 +167,20 @@ struct AttentionHead {
     /// `scratchMatrices` `[T, T]` matrices of scratch that belong to the calling worker
     /// (allocated once per range of pairs a worker takes; a worker takes the next free range
     /// when done with one, so none waits long for the other); each call writes only its own pair's (or slice's) part of the outputs, and the
-    /// GEMMs inside stay single-threaded. With `images`, only the pairs of those images.
+    /// GEMMs inside stay single-threaded. With `images`, only the pairs of those images. With
+    /// `queryTokens` P, each pair is one call for query rows `0..<P`, and its output columns
+    /// are those of a `[B, P, C]` output.
     static func forEach(batch B: Int, tokens T: Int, channels C: Int, heads NH: Int, scratchMatrices: Int, slicingQueries: Bool,
-                        images kept: KeptImages? = nil, _ body: (AttentionHead, Range<Int>, UnsafeMutablePointer<Float>) -> Void) {
+                        images kept: KeptImages? = nil, queryTokens: Int? = nil,
+                        _ body: (AttentionHead, Range<Int>, UnsafeMutablePointer<Float>) -> Void) {
         let dim = C / NH
         let scale = 1 / Float(dim).squareRoot()
         let workers = Parallel.threads
         let images = kept?.images.count ?? B
         guard images > 0 else { return }
         let slices = images * NH % workers == 0 || images * NH >= 4 * workers ? 1 : min(workers, max(1, T / 16))
-        let perPair = slicingQueries ? slices : 1
+        let perPair = slicingQueries && queryTokens == nil ? slices : 1
+        let outTokens = queryTokens ?? T
         BLAS.ensureCallerThreadOnly()
         Parallel.forRanges(images * NH * perPair, chunksPerThread: Parallel.balancingChunksPerThread) { units in
             let scratch = UnsafeMutablePointer<Float>.allocate(capacity: scratchMatrices * T * T)
@@ -176,9 +188,9 @@ struct AttentionHead {
             for unit in units {
                 let pair = unit / perPair, image = pair / NH, h = pair % NH
                 let b = kept?.images[image] ?? image, bh = b * NH + h
-                let head = AttentionHead(dim: dim, scale: scale, qkv: b * T * 3 * C + h * dim, out: b * T * C + h * dim,
+                let head = AttentionHead(dim: dim, scale: scale, qkv: b * T * 3 * C + h * dim, out: b * outTokens * C + h * dim,
                                          probs: bh * T * T, tokens: T, querySlices: slices)
-                body(head, slicingQueries ? head.queries(unit % perPair) : 0..<T, scratch)
+                body(head, queryTokens.map { 0..<$0 } ?? (slicingQueries ? head.queries(unit % perPair) : 0..<T), scratch)
             }
         }
     }

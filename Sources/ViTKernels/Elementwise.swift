@@ -116,7 +116,24 @@ public func sumOfSquares(_ x: UnsafePointer<Float>, count N: Int) -> Double {
 /// Class-token pooling: out[b] = x[b, 0].
 /// - Parameters: out: `[B, C]`, written; x: `[B, T, C]`.
 public func classTokenPoolForward(_ out: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, batch B: Int, tokens T: Int, channels C: Int) {
-    for b in 0..<B { (out + b * C).update(from: x + b * T * C, count: C) }
+    prefixTokensForward(out, x, batch: B, tokens: T, prefix: 1, channels: C)
+}
+
+/// The first P tokens of every image, packed: out[b, t] = x[b, t] for t < P, timm's
+/// `x[:, :P]`.
+///
+/// Images are copied in order, and image b's rows never start after its rows in x, so `out`
+/// may be `x` itself (the stream compacted in place).
+/// - Parameters: out: `[B, P, C]`, written; x: `[B, T, C]`.
+public func prefixTokensForward(_ out: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>,
+                                batch B: Int, tokens T: Int, prefix P: Int, channels C: Int) {
+    precondition(P <= T, "a prefix of \(P) tokens out of \(T)")
+    // `update(from:count:)` copies overlapping runs correctly (memmove), which the in-place
+    // compaction needs when a run is longer than the gap between it and its destination.
+    for b in 0..<B {
+        let destination = out + b * P * C, source = x + b * T * C
+        if UnsafePointer(destination) != source { destination.update(from: source, count: P * C) }
+    }
 }
 
 /// Class-token pooling backward: dx[b, 0] += dout[b].

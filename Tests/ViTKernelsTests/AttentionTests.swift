@@ -118,4 +118,24 @@ private func attentionReference(_ qkv: [Double], mask: [Double]?, B: Int, T: Int
             expectClose(dqkv, expected, abs: 1e-4, rel: 1e-4, "sliced attention dqkv")
         }
     }
+
+    /// With a query prefix of P tokens, the output is the full attention's first P rows of
+    /// each image, packed `[B, P, C]`: every key and value still counts. Batch 1 with 3 heads
+    /// on 2 workers too, where the full forward would split query rows.
+    @Test(arguments: [(2, 1), (2, 2), (1, 1), (3, 2)])
+    func aQueryPrefixIsTheFullOutputsFirstRows(batch B: Int, prefix P: Int) {
+        var rng = TestRandom(25)
+        let T = 40
+        let qkv = rng.floats(B * T * 3 * C)
+        let reference = attentionReference(doubles(qkv), mask: nil, B: B, T: T, C: C, NH: NH)
+        Parallel.withThreads(2) {
+            var full = [Float](repeating: .nan, count: B * T * C)
+            attentionForward(&full, nil, qkv, batch: B, tokens: T, channels: C, heads: NH)
+            var prefix = [Float](repeating: .nan, count: B * P * C)
+            attentionForward(&prefix, nil, qkv, batch: B, tokens: T, channels: C, heads: NH, queryTokens: P)
+            let rows = (0..<B).flatMap { b in (0..<(P * C)).map { b * T * C + $0 } }
+            expectClose(prefix, rows.map { reference[$0] }, abs: 1e-5, rel: 1e-5, "prefix attention out (B \(B), P \(P))")
+            expectClose(prefix, rows.map { full[$0] }, abs: 1e-6, rel: 1e-6, "prefix rows against the full attention's")
+        }
+    }
 }

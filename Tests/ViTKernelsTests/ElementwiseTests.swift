@@ -42,6 +42,22 @@ import Testing
             for t in 1..<T { #expect(Swift.abs(dx[(b * T + t) * C + c] - dout[b * C + c] / Float(T - 1)) < 1e-7) }
         } }
     }
+
+    /// The prefix tokens packed `[B, P, C]`, into another buffer or over the stream itself,
+    /// where image 1's rows overlap their destination (T = 3, P = 2: rows 3-4 go to 2-3).
+    @Test(arguments: [(5, 2), (3, 2), (4, 1), (3, 3)])
+    func prefixTokensArePacked(tokens T: Int, prefix P: Int) {
+        var rng = TestRandom(43)
+        let B = 3, C = 4
+        let x = rng.floats(B * T * C)
+        let expected = (0..<B).flatMap { b in x[(b * T * C)..<(b * T * C + P * C)] }
+        var packed = [Float](repeating: .nan, count: B * P * C)
+        prefixTokensForward(&packed, x, batch: B, tokens: T, prefix: P, channels: C)
+        #expect(packed == expected)
+        var stream = x
+        stream.withUnsafeMutableBufferPointer { prefixTokensForward($0.baseAddress!, $0.baseAddress!, batch: B, tokens: T, prefix: P, channels: C) }
+        #expect(Array(stream[0..<(B * P * C)]) == expected, "packed in place (T \(T), P \(P))")
+    }
 }
 
 @Suite struct ElementwiseTests {

@@ -6,7 +6,9 @@
 /// (`GEMMBenchmark.calls`), the linear layers int8 quantization walks (`ModelConfig.linearLayers`),
 /// the activation buffers `Activations` carves out of one allocation (`buffers`), and with them
 /// the memory estimate (`ModelConfig.estimatedBytes`). `VisionTransformer.forward` runs the
-/// same ops in the same order; a new op goes into both places.
+/// same ops in the same order; a new op goes into both places. (One liberty of the forward's:
+/// inference of a class-token model runs the last block's ops after qkv on the pooled tokens'
+/// rows only, `ModelConfig.inferenceLastBlockTokens`, in the same buffers.)
 ///
 /// How to walk it (an exporter, say ONNX):
 ///
@@ -207,6 +209,17 @@ extension ModelConfig {
     /// timm's `VisionTransformer` sets it; a single block gets 0 (`linspace(0, r, 1)` is `[0]`).
     public func dropPathRate(block: Int) -> Double {
         depth > 1 ? dropPath * Double(block) / Double(depth - 1) : 0
+    }
+
+    /// The tokens an inference forward carries through the last block after its qkv: the P
+    /// prefix tokens (class, distillation) that class-token pooling reads, or nil for all of
+    /// them (mean pooling reads every patch token). Every token's keys and values still enter
+    /// that block's attention; only the query rows, proj, norm2, MLP and residual adds run on
+    /// `[B, P, C]`. `VisionTransformer.forward` does so unless an attention observer or linear
+    /// hooks (int8) need every row; the description and an export keep timm's graph, whose
+    /// other rows reach no output.
+    public var inferenceLastBlockTokens: Int? {
+        pool == .cls && prefixTokens < numTokens ? prefixTokens : nil
     }
 }
 

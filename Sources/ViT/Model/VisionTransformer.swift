@@ -211,19 +211,19 @@ public final class VisionTransformer: @unchecked Sendable {
         // that LayerNorm. With a LayerNorm all three are one pass over the rows; the last
         // block's output (no LayerNorm follows) scales its branch in a pass of its own.
         func addBranch(_ out: UnsafeMutablePointer<Float>, residual: UnsafePointer<Float>, mask: UnsafeMutablePointer<Float>?,
-                       pathScale: UnsafeMutablePointer<Float>?, layer: Int,
+                       pathScale: UnsafeMutablePointer<Float>?, layer: Int, rows: Int,
                        norm: (out: UnsafeMutablePointer<Float>, mean: UnsafeMutablePointer<Float>, rstd: UnsafeMutablePointer<Float>,
                               weight: Int, bias: Int, name: StaticString)?) {
             guard let norm else {
                 if scaleBranch(a.branch, mask: mask, pathScale: pathScale, batch: B) {
                     prof?.lap("dropout", .forward, layer: layer)
                 }
-                addForward(out, residual, a.branch, count: BT * C)
+                addForward(out, residual, a.branch, count: rows * C)
                 prof?.lap("residual", .forward, layer: layer)
                 return
             }
             residualLayerNormForward(out, norm.out, norm.mean, norm.rstd, residual, a.branch, p + norm.weight, p + norm.bias,
-                                     rows: BT, channels: C, eps: eps,
+                                     rows: rows, channels: C, eps: eps,
                                      branchMask: mask.map { UnsafePointer($0) }, branchScale: pathScale.map { UnsafePointer($0) }, rowsPerImage: T)
             prof?.lap(norm.name, .forward, layer: layer)
         }
@@ -244,6 +244,16 @@ public final class VisionTransformer: @unchecked Sendable {
             prof?.lap("dropout", .forward)
         }
 
+        // An inference pass that pools the class token (and the distillation token) reads
+        // nothing of the last block's output but those P prefix tokens; no other token's row
+        // after that block's qkv (every token's keys and values) reaches the logits. So the rest
+        // of the last block runs on the P prefix rows of each image alone, `[B, P, C]`
+        // (`ModelConfig.inferenceLastBlockTokens`): for ViT-Ti/16 at 224 px about a sixteenth
+        // of the inference GEMM FLOPs and a twelfth of its attention. Not with an attention
+        // observer (it reads every row's probabilities) or linear hooks (int8 calibration and
+        // inference see every row, as the exported graph computes them).
+        let pooledPrefix = training || attentionObserver != nil || hooks != nil ? nil : config.inferenceLastBlockTokens
+        var finalTokenCount = T
         for (layer, w) in L.blocks.enumerated() {
             // An inference forward on the training set of buffers leaves its masks alone.
             let act = training ? a.blocks[layer] : a.blocks[layer].withoutMasks
@@ -267,36 +277,46 @@ public final class VisionTransformer: @unchecked Sendable {
             // The probabilities are kept for backward when training has a buffer for them, and
             // written for an observer in inference.
             let observed = training || attentionObserver != nil ? act.probs : nil
+            // The last block of a pooling inference pass goes on with the prefix tokens' rows only.
+            let prefix = layer == L.blocks.count - 1 ? pooledPrefix : nil
+            let queryTokens = prefix ?? T, rows = B * queryTokens
             attentionForward(act.attnOut, observed, act.qkv, dropMask: act.attnMask, batch: B, tokens: T, channels: C, heads: NH,
-                             keeping: keptByAttention)
-            // Q·Kᵀ and P·V: 2·T·T·hd FLOPs each per image and head.
-            prof?.lap("attention", .forward, flops: 4 * B * T * T * C, layer: layer)
+                             keeping: keptByAttention, queryTokens: prefix)
+            // Q·Kᵀ and P·V: 2·T·hd FLOPs each per query row, image and head.
+            prof?.lap("attention", .forward, flops: 4 * B * queryTokens * T * C, layer: layer)
             if let observer = attentionObserver, let observed { observer(layer, observed, B) }
-            linear(.proj(layer), a.branch, act.attnOut, weight: w.projWeight, bias: p + w.projBias, rows: BT, inFeatures: C, outFeatures: C,
+            linear(.proj(layer), a.branch, act.attnOut, weight: w.projWeight, bias: p + w.projBias, rows: rows, inFeatures: C, outFeatures: C,
                    keeping: keptByAttention)
-            prof?.lap("proj", .forward, flops: 2 * BT * C * C, layer: layer)
+            prof?.lap("proj", .forward, flops: 2 * rows * C * C, layer: layer)
+            // The residual stream's prefix rows, packed like the branch's (in place when the
+            // stream is one buffer: the other rows are not read again).
+            if let prefix {
+                prefixTokensForward(act.middle, act.input, batch: B, tokens: T, prefix: prefix, channels: C)
+                finalTokenCount = prefix
+            }
             // middle = x + branch, and norm2(middle) in the same pass.
-            addBranch(act.middle, residual: act.input, mask: act.projMask, pathScale: act.attnPathScale, layer: layer,
+            addBranch(act.middle, residual: prefix == nil ? act.input : act.middle, mask: act.projMask, pathScale: act.attnPathScale,
+                      layer: layer, rows: rows,
                       norm: (a.norm, act.norm2Mean, act.norm2Rstd, w.norm2Weight, w.norm2Bias, "residual+norm2"))
             // MLP branch: x + drop_path(drop(fc2(drop(gelu(fc1(norm2(x))))))). GELU runs as fc1's
             // epilogue on each worker's rows of its output: in place for inference; when training
             // into the shared GELU buffer with drop1's mask, keeping fc1's output, all that
             // backward needs (it recomputes GELU and GELU′ from it).
-            linear(.fc1(layer), act.hidden, a.norm, weight: w.fc1Weight, bias: p + w.fc1Bias, rows: BT, inFeatures: C, outFeatures: M,
+            linear(.fc1(layer), act.hidden, a.norm, weight: w.fc1Weight, bias: p + w.fc1Bias, rows: rows, inFeatures: C, outFeatures: M,
                    epilogue: act.hidden == act.gelu ? .gelu : .geluInto(act.gelu, mask: act.geluMask.map { UnsafePointer($0) }),
                    keeping: keptByMLP)
-            prof?.lap("fc1+gelu", .forward, flops: 2 * BT * C * M, layer: layer)
-            linear(.fc2(layer), a.branch, act.gelu, weight: w.fc2Weight, bias: p + w.fc2Bias, rows: BT, inFeatures: M, outFeatures: C,
+            prof?.lap("fc1+gelu", .forward, flops: 2 * rows * C * M, layer: layer)
+            linear(.fc2(layer), a.branch, act.gelu, weight: w.fc2Weight, bias: p + w.fc2Bias, rows: rows, inFeatures: M, outFeatures: C,
                    keeping: keptByMLP)
-            prof?.lap("fc2", .forward, flops: 2 * BT * M * C, layer: layer)
+            prof?.lap("fc2", .forward, flops: 2 * rows * M * C, layer: layer)
             // output = middle + branch and, unless this is the last block, the next block's norm1
             // (timed as this block's op). The last block's output goes to the pooling.
             if layer + 1 < L.blocks.count {
                 let next = a.blocks[layer + 1], nextWeights = L.blocks[layer + 1]
-                addBranch(act.output, residual: act.middle, mask: act.fc2Mask, pathScale: act.mlpPathScale, layer: layer,
+                addBranch(act.output, residual: act.middle, mask: act.fc2Mask, pathScale: act.mlpPathScale, layer: layer, rows: rows,
                           norm: (a.norm, next.norm1Mean, next.norm1Rstd, nextWeights.norm1Weight, nextWeights.norm1Bias, "residual+norm1"))
             } else {
-                addBranch(act.output, residual: act.middle, mask: act.fc2Mask, pathScale: act.mlpPathScale, layer: layer, norm: nil)
+                addBranch(act.output, residual: act.middle, mask: act.fc2Mask, pathScale: act.mlpPathScale, layer: layer, rows: rows, norm: nil)
             }
         }
 
@@ -305,8 +325,8 @@ public final class VisionTransformer: @unchecked Sendable {
         let heads = config.distillToken ? 2 : 1
         switch config.pool {
         case .cls:
-            classTokenPoolForward(a.pooled, a.finalTokens, batch: B, tokens: T, channels: C)
-            if heads == 2 { classTokenPoolForward(a.pooled + B * C, a.finalTokens + C, batch: B, tokens: T, channels: C) }
+            classTokenPoolForward(a.pooled, a.finalTokens, batch: B, tokens: finalTokenCount, channels: C)
+            if heads == 2 { classTokenPoolForward(a.pooled + B * C, a.finalTokens + C, batch: B, tokens: finalTokenCount, channels: C) }
         case .mean: meanPoolForward(a.pooled, a.finalTokens, batch: B, tokens: T, channels: C)
         }
         prof?.lap("pool", .forward)

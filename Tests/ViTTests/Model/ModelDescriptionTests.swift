@@ -169,6 +169,13 @@ import Testing
         #expect(uses.map(\.call) == expected.map(\.0))
         #expect(uses.map(\.callsPerStep) == expected.map(\.1))
         #expect(uses.map(\.ops) == expected.map(\.2))
+        // Inference runs the last block's proj, fc1 and fc2 on the two pooled tokens' rows,
+        // not at these shapes; a mean-pooled model runs every block on every row.
+        #expect(m.inferenceLastBlockTokens == 2)
+        #expect(uses.map(\.callsPerInference) == [1, 2, 1, 1, 1, 2] + [Int](repeating: 0, count: 6))
+        let mean = GEMMBenchmark.calls(config: Self.small(pool: .mean), batch: B)
+        #expect(Self.small(pool: .mean).inferenceLastBlockTokens == nil && Self.small().inferenceLastBlockTokens == 1)
+        #expect(mean.map(\.callsPerInference) == mean.map { $0.call.kind == .forward ? $0.callsPerStep : 0 })
     }
 
     @Test func linearLayersInForwardOrderWithTheirShapes() {
@@ -229,7 +236,8 @@ import Testing
 
     /// The ops the description lists are the ops the model's forward runs, in order, with the
     /// same FLOPs: the profiler's laps of a real forward, against the description's labels
-    /// (two ops that run fused, against the fused op's lap).
+    /// (two ops that run fused, against the fused op's lap). Inference of a class-token model
+    /// runs the last block after qkv on the pooled rows only, with FLOPs to match.
     @Test(arguments: variants)
     func theForwardRunsTheDescribedOps(config m: ModelConfig) {
         let B = 2
@@ -248,13 +256,14 @@ import Testing
             }
             var described: [(String, Int, Int)] = []
             for op in ModelDescription(config: m, batch: B, training: training).ops {
+                let flops = training ? op.forwardFLOPs : inferenceForwardFLOPs(op, m)
                 if let last = described.last, last.0 == op.label, last.1 == op.block {
-                    described[described.count - 1].2 += op.forwardFLOPs
+                    described[described.count - 1].2 += flops
                 } else if let last = described.last, let fused = Self.fusedForwardLap(last.0, last.1, op.label, op.block) {
                     // The forward runs these two ops in one kernel and times them as one op.
-                    described[described.count - 1] = (fused, last.1, last.2 + op.forwardFLOPs)
+                    described[described.count - 1] = (fused, last.1, last.2 + flops)
                 } else {
-                    described.append((op.label, op.block, op.forwardFLOPs))
+                    described.append((op.label, op.block, flops))
                 }
             }
             // The last block's branch dropout, with no LayerNorm after its residual add, has a

@@ -208,3 +208,33 @@ import Testing
         #expect(message { _ in } == "")
     }
 }
+
+@Suite struct PooledTokenInferenceTests {
+    /// Inference that pools the class token (and the distillation token) runs the last block
+    /// after its qkv on those prefix tokens alone; its logits are those of the pass over every
+    /// token, which an attention observer forces (it reads every row's probabilities). At
+    /// batch 4, then batch 1 in the same buffers (a smaller batch uses their prefix).
+    @Test(arguments: [false, true])
+    func theLastBlockOnThePooledTokensGivesTheFullPassLogits(distillToken: Bool) {
+        let config = modelConfig(imageSize: 8, patchSize: 2, inChannels: 2, numClasses: 3, dim: 8, depth: 2, heads: 2, mlpDim: 16,
+                                 distillToken: distillToken)
+        let model = VisionTransformer(config: config, seed: 1)
+        var g = SeededGenerator(seed: 2)
+        // Larger weights than timm's init, so that every token's row carries signal.
+        for i in 0..<model.parameters.count { model.parameters[i] += Float(g.nextNormal() * 0.3) }
+        let images = (0..<(4 * 2 * 8 * 8)).map { _ in Float(g.nextNormal()) }
+        func logits(batch: Int, observed: Bool) -> [Float] {
+            if observed { model.attentionObserver = { _, _, _ in } }
+            defer { model.attentionObserver = nil }
+            return images.withUnsafeBufferPointer {
+                Array(UnsafeBufferPointer(start: model.predict($0.baseAddress!, batch: batch), count: batch * config.numClasses))
+            }
+        }
+        var first: [Float] = []
+        for batch in [4, 1] {
+            let pooled = logits(batch: batch, observed: false), full = logits(batch: batch, observed: true)
+            expectAllClose(pooled, full, abs: 1e-6, rel: 1e-5, "logits at batch \(batch) (distillation token \(distillToken))")
+            if batch == 4 { first = pooled } else { expectAllClose(pooled, Array(first[0..<3]), abs: 1e-6, rel: 1e-5, "image 0 alone") }
+        }
+    }
+}

@@ -216,7 +216,9 @@ private let damagedInt8Cases: [DamagedInt8Case] = [
         let plain = logits(model, images, batch: 3)
         let hooks = RecordingHooks()
         model.linearHooks = hooks
-        #expect(logits(model, images, batch: 3) == plain)
+        // With hooks the last block runs on every token, as the int8 model does; without, on the
+        // class token alone: the same logits up to the GEMMs' rounding at other row counts.
+        expectAllClose(logits(model, images, batch: 3), plain, abs: 1e-6, rel: 1e-5, "logits with and without hooks")
         let m = config.model, T = m.numTokens
         #expect(hooks.calls.map(\.layer) == LinearLayer.all(depth: m.depth))
         for (call, shape) in zip(hooks.calls, m.linearLayers) {

@@ -139,7 +139,9 @@ private func randomAttention(heads: Int, tokens T: Int, generator: inout SeededG
         #expect(seen == [0, 1, 2])
         #expect(worstRow < 1e-5, "largest |row sum − 1| \(worstRow)")
         #expect(largest > 2 / Float(T), "attention should not be uniform for this test to mean anything")
-        #expect(observed == plain)
+        // Observed, the last block runs on every token; plain inference on the class token
+        // alone: the same logits up to the GEMMs' rounding at other row counts.
+        expectAllClose(observed, plain, abs: 1e-6, rel: 1e-5, "logits with and without an observer")
 
         // The recorder over the same forward: per-head maps are slices of the kept block, and
         // rollout rows sum to 1.
