@@ -215,9 +215,9 @@ extension ModelConfig {
     /// prefix tokens (class, distillation) that class-token pooling reads, or nil for all of
     /// them (mean pooling reads every patch token). Every token's keys and values still enter
     /// that block's attention; only the query rows, proj, norm2, MLP and residual adds run on
-    /// `[B, P, C]`. `VisionTransformer.forward` does so unless an attention observer or linear
-    /// hooks (int8) need every row; the description and an export keep timm's graph, whose
-    /// other rows reach no output.
+    /// `[B, P, C]`. `VisionTransformer.forward` does so unless an attention observer needs
+    /// every row; the description and an export keep timm's graph, whose other rows reach no
+    /// output.
     public var inferenceLastBlockTokens: Int? {
         pool == .cls && prefixTokens < numTokens ? prefixTokens : nil
     }

@@ -250,9 +250,9 @@ public final class VisionTransformer: @unchecked Sendable {
         // of the last block runs on the P prefix rows of each image alone, `[B, P, C]`
         // (`ModelConfig.inferenceLastBlockTokens`): for ViT-Ti/16 at 224 px about a sixteenth
         // of the inference GEMM FLOPs and a twelfth of its attention. Not with an attention
-        // observer (it reads every row's probabilities) or linear hooks (int8 calibration and
-        // inference see every row, as the exported graph computes them).
-        let pooledPrefix = training || attentionObserver != nil || hooks != nil ? nil : config.inferenceLastBlockTokens
+        // observer: it reads every row's probabilities. Linear hooks see the rows that run (int8
+        // calibration then fits those layers' input ranges to the rows that reach the logits).
+        let pooledPrefix = training || attentionObserver != nil ? nil : config.inferenceLastBlockTokens
         var finalTokenCount = T
         for (layer, w) in L.blocks.enumerated() {
             // An inference forward on the training set of buffers leaves its masks alone.
