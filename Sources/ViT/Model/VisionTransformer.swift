@@ -224,7 +224,7 @@ public final class VisionTransformer: @unchecked Sendable {
             }
             residualLayerNormForward(out, norm.out, norm.mean, norm.rstd, residual, a.branch, p + norm.weight, p + norm.bias,
                                      rows: rows, channels: C, eps: eps,
-                                     branchMask: mask.map { UnsafePointer($0) }, branchScale: pathScale.map { UnsafePointer($0) }, rowsPerImage: T)
+                                     branchMask: mask.map { UnsafePointer($0) }, branchScale: pathScale.map { UnsafePointer($0) }, rowsPerImage: rows / B)
             prof?.lap(norm.name, .forward, layer: layer)
         }
 
