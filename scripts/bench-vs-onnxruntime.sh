@@ -110,8 +110,8 @@ print(f"\nvit: OpenBLAS {vit[0]['blas_core']}, {vit[0]['threads']} threads; b1 p
 print()
 print("GEMM floor (each round's sgemm at the model's shapes; see scripts/gemm_floor.py), median of rounds:")
 for peer_name, key in (("onnxruntime", "ort"), ("pytorch", "torch")):
-    print("  " + ceiling_line(f"b{batch}", peer_name, [gemm_floor_ms(v, ("forward",), "calls_per_inference") for v in vit],
+    print("  " + ceiling_line(f"b{batch}", peer_name, [gemm_floor_ms(v, ("forward",)) for v in vit],
                               [batch * 1000 / p[key]["infer_img_s"] for p in peer]))
-    print("  " + ceiling_line("batch-1 median", peer_name, [gemm_floor_ms(v, ("forward",), "calls_per_inference") for v in vit1],
+    print("  " + ceiling_line("batch-1 median", peer_name, [gemm_floor_ms(v, ("forward",)) for v in vit1],
                               [p[key]["batch1_ms_median"] for p in peer]))
 EOF

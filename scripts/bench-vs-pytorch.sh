@@ -108,6 +108,6 @@ print()
 print("GEMM floor (each round's sgemm at the model's shapes; see scripts/gemm_floor.py), median of rounds:")
 print("  " + ceiling_line("training step", "pytorch", [gemm_floor_ms(v, ("forward", "backward")) for v in vit],
                           [v["batch_size"] * 1000 / p["train_img_s"] for v, p in zip(vit, peer)]))
-print("  " + ceiling_line("inference batch", "pytorch", [gemm_floor_ms(v, ("forward",), "calls_per_inference") for v in vit],
+print("  " + ceiling_line("inference batch", "pytorch", [gemm_floor_ms(v, ("forward",)) for v in vit],
                           [v["batch_size"] * 1000 / p["infer_img_s"] for v, p in zip(vit, peer)]))
 EOF

@@ -3,27 +3,25 @@ scripts/bench-vs-onnxruntime.sh (imported, not run).
 
 `vit profile` times each of the model's linear-layer GEMM shapes alone, through the same
 matmulForward / matmulBackward a step calls, in rounds between training steps
-(`gemm_shapes`: per shape its kind, calls per training step and per inference batch, and
-median ms a call). Their sum over a batch is what vit's GEMMs cost on this machine with nothing else running: a lower bound on
+(`gemm_shapes`: per shape its kind, calls per step and median ms a call). Their sum over a
+batch is what vit's GEMMs cost on this machine with nothing else running: a lower bound on
 vit's time for that batch, since every matrix multiply goes through OpenBLAS. A peer's whole
 time for the same batch over that floor is then the most vit could be ahead of the peer,
 however fast everything between the GEMMs became. It leaves out attention's GEMMs, so the
-bound is generous to vit. An inference batch of a class-token model runs its last block's
-proj, fc1 and fc2 on the pooled tokens' rows only (`calls_per_inference` leaves them out), so
-those small calls count for nothing either.
+bound is generous to vit. A class-token model runs its last block's proj, fc1 and fc2 on the
+pooled tokens' rows only, and `vit profile` leaves those small calls out of its table, so they
+count for nothing either.
 """
 
 
-def gemm_floor_ms(report, kinds, calls="calls_per_step"):
+def gemm_floor_ms(report, kinds):
     """Milliseconds a batch of `report`'s linear-layer GEMMs of the given kinds ("forward",
-    "backward") take at the measured sgemm rate, each shape counted `calls` times
-    ("calls_per_step" for a training step, "calls_per_inference" for an inference batch), or
-    None when the profile ran no GEMM rounds."""
+    "backward") take at the measured sgemm rate, or None when the profile ran no GEMM rounds."""
     shapes = report.get("gemm_shapes") or []
     chosen = [s for s in shapes if s["kind"] in kinds]
     if not chosen:
         return None
-    return sum(s["ms"] * s[calls] for s in chosen)
+    return sum(s["ms"] * s["calls_per_step"] for s in chosen)
 
 
 def ceiling_line(label, peer_name, floors_ms, peer_ms):

@@ -136,6 +136,22 @@ public func prefixTokensForward(_ out: UnsafeMutablePointer<Float>, _ x: UnsafeP
     }
 }
 
+/// `prefixTokensForward` backward, written rather than added: dx[b, t] = dout[b, t] for t < P
+/// and 0 for the other tokens.
+///
+/// Images are placed last to first, and image b's rows never start before its rows in dout,
+/// so `dx` may be `dout` itself (the packed gradient spread out in place).
+/// - Parameters: dx: `[B, T, C]`, written; dout: `[B, P, C]`.
+public func prefixTokensBackward(_ dx: UnsafeMutablePointer<Float>, _ dout: UnsafePointer<Float>,
+                                 batch B: Int, tokens T: Int, prefix P: Int, channels C: Int) {
+    precondition(P <= T, "a prefix of \(P) tokens out of \(T)")
+    for b in stride(from: B - 1, through: 0, by: -1) {
+        let destination = dx + b * T * C, source = dout + b * P * C
+        if UnsafePointer(destination) != source { destination.update(from: source, count: P * C) }
+        (destination + P * C).update(repeating: 0, count: (T - P) * C)
+    }
+}
+
 /// Class-token pooling backward: dx[b, 0] += dout[b].
 public func classTokenPoolBackward(_ dx: UnsafeMutablePointer<Float>, _ dout: UnsafePointer<Float>, batch B: Int, tokens T: Int, channels C: Int) {
     for b in 0..<B {

@@ -57,6 +57,13 @@ import Testing
         var stream = x
         stream.withUnsafeMutableBufferPointer { prefixTokensForward($0.baseAddress!, $0.baseAddress!, batch: B, tokens: T, prefix: P, channels: C) }
         #expect(Array(stream[0..<(B * P * C)]) == expected, "packed in place (T \(T), P \(P))")
+        // Backward spreads the packed rows back, zeros elsewhere, also in place.
+        let spread = (0..<(B * T * C)).map { $0 % (T * C) < P * C ? x[$0] : 0 }
+        var dx = [Float](repeating: .nan, count: B * T * C)
+        prefixTokensBackward(&dx, packed, batch: B, tokens: T, prefix: P, channels: C)
+        #expect(dx == spread)
+        stream.withUnsafeMutableBufferPointer { prefixTokensBackward($0.baseAddress!, $0.baseAddress!, batch: B, tokens: T, prefix: P, channels: C) }
+        #expect(stream == spread, "spread in place (T \(T), P \(P))")
     }
 }
 

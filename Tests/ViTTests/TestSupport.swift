@@ -296,11 +296,3 @@ enum FolderFixtures {
         PixelImage(width: shape[1], height: shape[0], channels: shape[2], pixels: values).planarBytes()
     }
 }
-
-/// GEMM FLOPs of op `op` in an inference forward of `m`: the description's, except that the
-/// last block's ops after its qkv run on the pooled prefix tokens' rows only
-/// (`ModelConfig.inferenceLastBlockTokens`), P of every T (for attention, P query rows).
-func inferenceForwardFLOPs(_ op: OpDescription, _ m: ModelConfig) -> Int {
-    guard let P = m.inferenceLastBlockTokens, op.block == m.depth - 1, op.label != "qkv" else { return op.forwardFLOPs }
-    return op.forwardFLOPs / m.numTokens * P
-}

@@ -95,6 +95,6 @@ public protocol LinearLayerHooks: AnyObject {
     /// Called with the layer's input `[rows, features]` just before its GEMM; may change it in
     /// place (the input feeds nothing else in an inference forward). The rows are those the
     /// forward computes: the pooled tokens' alone for the last block's layers after its qkv
-    /// when `ModelConfig.inferenceLastBlockTokens` says so.
+    /// when `ModelConfig.lastBlockTokens` says so.
     func willMultiply(_ layer: LinearLayer, input: UnsafeMutablePointer<Float>, rows: Int, features: Int)
 }

@@ -8,7 +8,7 @@
 /// the memory estimate (`ModelConfig.estimatedBytes`). `VisionTransformer.forward` runs the
 /// same ops in the same order; a new op goes into both places. (One liberty of the forward's:
 /// inference of a class-token model runs the last block's ops after qkv on the pooled tokens'
-/// rows only, `ModelConfig.inferenceLastBlockTokens`, in the same buffers.)
+/// rows only, `ModelConfig.lastBlockTokens`, in the same buffers.)
 ///
 /// How to walk it (an exporter, say ONNX):
 ///
@@ -218,7 +218,7 @@ extension ModelConfig {
     /// `[B, P, C]`. `VisionTransformer.forward` does so unless an attention observer needs
     /// every row; the description and an export keep timm's graph, whose other rows reach no
     /// output.
-    public var inferenceLastBlockTokens: Int? {
+    public var lastBlockTokens: Int? {
         pool == .cls && prefixTokens < numTokens ? prefixTokens : nil
     }
 }

@@ -215,7 +215,7 @@ public final class VisionTransformer: @unchecked Sendable {
                        norm: (out: UnsafeMutablePointer<Float>, mean: UnsafeMutablePointer<Float>, rstd: UnsafeMutablePointer<Float>,
                               weight: Int, bias: Int, name: StaticString)?) {
             guard let norm else {
-                if scaleBranch(a.branch, mask: mask, pathScale: pathScale, batch: B) {
+                if scaleBranch(a.branch, mask: mask, pathScale: pathScale, batch: B, perImage: rows / B * C) {
                     prof?.lap("dropout", .forward, layer: layer)
                 }
                 addForward(out, residual, a.branch, count: rows * C)
@@ -244,15 +244,17 @@ public final class VisionTransformer: @unchecked Sendable {
             prof?.lap("dropout", .forward)
         }
 
-        // An inference pass that pools the class token (and the distillation token) reads
-        // nothing of the last block's output but those P prefix tokens; no other token's row
-        // after that block's qkv (every token's keys and values) reaches the logits. So the rest
-        // of the last block runs on the P prefix rows of each image alone, `[B, P, C]`
-        // (`ModelConfig.inferenceLastBlockTokens`): for ViT-Ti/16 at 224 px about a sixteenth
-        // of the inference GEMM FLOPs and a twelfth of its attention. Not with an attention
-        // observer: it reads every row's probabilities. Linear hooks see the rows that run (int8
-        // calibration then fits those layers' input ranges to the rows that reach the logits).
-        let pooledPrefix = training || attentionObserver != nil ? nil : config.inferenceLastBlockTokens
+        // A model that pools the class token (and the distillation token) reads nothing of the
+        // last block's output but those P prefix tokens; no other token's row after that block's
+        // qkv (every token's keys and values) reaches the logits or the loss. So the rest of the
+        // last block runs on the P prefix rows of each image alone, `[B, P, C]`
+        // (`ModelConfig.lastBlockTokens`): for ViT-Ti/16 at 224 px about a sixteenth of the
+        // linear-layer FLOPs. Inference also computes those query rows alone of the attention;
+        // training computes all of it (its backward is the whole attention's, with zero
+        // gradient in the other rows) and then packs the rows and their masks. Not with an
+        // attention observer: it reads every row's probabilities. Linear hooks see the rows that
+        // run (int8 calibration then fits those layers' input ranges to the rows that count).
+        let pooledPrefix = attentionObserver != nil && !training ? nil : config.lastBlockTokens
         var finalTokenCount = T
         for (layer, w) in L.blocks.enumerated() {
             // An inference forward on the training set of buffers leaves its masks alone.
@@ -277,17 +279,22 @@ public final class VisionTransformer: @unchecked Sendable {
             // The probabilities are kept for backward when training has a buffer for them, and
             // written for an observer in inference.
             let observed = training || attentionObserver != nil ? act.probs : nil
-            // The last block of a pooling inference pass goes on with the prefix tokens' rows only.
+            // The last block of a class-token model goes on with the prefix tokens' rows only.
             let prefix = layer == L.blocks.count - 1 ? pooledPrefix : nil
-            let queryTokens = prefix ?? T, rows = B * queryTokens
+            let rows = B * (prefix ?? T)
             attentionForward(act.attnOut, observed, act.qkv, dropMask: act.attnMask, batch: B, tokens: T, channels: C, heads: NH,
-                             keeping: keptByAttention, queryTokens: prefix)
-            // Q·Kᵀ and P·V: 2·T·hd FLOPs each per query row, image and head.
-            prof?.lap("attention", .forward, flops: 4 * B * queryTokens * T * C, layer: layer)
+                             keeping: keptByAttention, queryTokens: training ? nil : prefix)
+            // Q·Kᵀ and P·V: 2·T·T·hd FLOPs each per image and head. Like drop path's skipped
+            // images, the rows the last block skips still count: the profile counts the FLOPs the
+            // model defines.
+            prof?.lap("attention", .forward, flops: 4 * B * T * T * C, layer: layer)
             if let observer = attentionObserver, let observed { observer(layer, observed, B) }
+            if training, let prefix { packPrefixTokens(act, batch: B, prefix: prefix) }
+            // The rest of the block by the images' rows it computes (P per image on packed rows).
+            let (keptAfterAttention, keptByMLPRows) = prefix == nil ? (keptByAttention, keptByMLP) : keptImages(act, batch: B, rowsPerImage: rows / B)
             linear(.proj(layer), a.branch, act.attnOut, weight: w.projWeight, bias: p + w.projBias, rows: rows, inFeatures: C, outFeatures: C,
-                   keeping: keptByAttention)
-            prof?.lap("proj", .forward, flops: 2 * rows * C * C, layer: layer)
+                   keeping: keptAfterAttention)
+            prof?.lap("proj", .forward, flops: 2 * BT * C * C, layer: layer)
             // The residual stream's prefix rows, packed like the branch's (in place when the
             // stream is one buffer: the other rows are not read again).
             if let prefix {
@@ -304,11 +311,11 @@ public final class VisionTransformer: @unchecked Sendable {
             // backward needs (it recomputes GELU and GELU′ from it).
             linear(.fc1(layer), act.hidden, a.norm, weight: w.fc1Weight, bias: p + w.fc1Bias, rows: rows, inFeatures: C, outFeatures: M,
                    epilogue: act.hidden == act.gelu ? .gelu : .geluInto(act.gelu, mask: act.geluMask.map { UnsafePointer($0) }),
-                   keeping: keptByMLP)
-            prof?.lap("fc1+gelu", .forward, flops: 2 * rows * C * M, layer: layer)
+                   keeping: keptByMLPRows)
+            prof?.lap("fc1+gelu", .forward, flops: 2 * BT * C * M, layer: layer)
             linear(.fc2(layer), a.branch, act.gelu, weight: w.fc2Weight, bias: p + w.fc2Bias, rows: rows, inFeatures: M, outFeatures: C,
-                   keeping: keptByMLP)
-            prof?.lap("fc2", .forward, flops: 2 * rows * M * C, layer: layer)
+                   keeping: keptByMLPRows)
+            prof?.lap("fc2", .forward, flops: 2 * BT * M * C, layer: layer)
             // output = middle + branch and, unless this is the last block, the next block's norm1
             // (timed as this block's op). The last block's output goes to the pooling.
             if layer + 1 < L.blocks.count {
@@ -401,10 +408,23 @@ public final class VisionTransformer: @unchecked Sendable {
     /// The images each branch of a training block keeps (nonzero drop-path factor), or nil for a
     /// branch that drops none (or a forward without drop path): the forward computes a branch
     /// for those images only, and backward takes its gradients from them.
-    private func keptImages(_ act: BlockActivations, batch B: Int) -> (attention: KeptImages?, mlp: KeptImages?) {
-        let T = config.numTokens
-        return (act.attnPathScale.flatMap { KeptImages(pathScale: $0, batch: B, rowsPerImage: T) },
-                act.mlpPathScale.flatMap { KeptImages(pathScale: $0, batch: B, rowsPerImage: T) })
+    /// `rowsPerImage`: the rows of each image the kernels are given (T, or the P prefix tokens'
+    /// rows the last block packs).
+    private func keptImages(_ act: BlockActivations, batch B: Int, rowsPerImage: Int? = nil) -> (attention: KeptImages?, mlp: KeptImages?) {
+        let rows = rowsPerImage ?? config.numTokens
+        return (act.attnPathScale.flatMap { KeptImages(pathScale: $0, batch: B, rowsPerImage: rows) },
+                act.mlpPathScale.flatMap { KeptImages(pathScale: $0, batch: B, rowsPerImage: rows) })
+    }
+
+    /// A training forward of the last block, after its attention, packs the prefix tokens'
+    /// rows of the attention output and of the branch masks in place (`[B, P, ·]`), for the
+    /// rest of the block and its backward to run on those rows alone.
+    private func packPrefixTokens(_ act: BlockActivations, batch B: Int, prefix P: Int) {
+        let T = config.numTokens, C = config.dim
+        prefixTokensForward(act.attnOut, act.attnOut, batch: B, tokens: T, prefix: P, channels: C)
+        for (mask, width) in [(act.projMask, C), (act.geluMask, config.mlpDim), (act.fc2Mask, C)] {
+            if let mask { prefixTokensForward(mask, mask, batch: B, tokens: T, prefix: P, channels: width) }
+        }
     }
 
     /// Stochastic-depth rate of block `layer`: `torch.linspace(0, drop_path, depth)[layer]`.
@@ -514,33 +534,47 @@ public final class VisionTransformer: @unchecked Sendable {
             // The images the forward computed each branch for; the others' branch gradients are
             // zero, and so is all they would add to that branch's input and weight gradients.
             let (keptByAttention, keptByMLP) = keptImages(act, batch: B)
+            // The last block of a class-token model ran on the prefix tokens' rows after its
+            // attention (see `forward`): so does its backward, on d(output) packed the same way.
+            let prefix = layer == depth - 1 ? config.lastBlockTokens : nil
+            let rows = B * (prefix ?? T)
+            let (keptAfterAttention, keptByMLPRows) = prefix == nil ? (keptByAttention, keptByMLP) : keptImages(act, batch: B, rowsPerImage: rows / B)
+            if let prefix { prefixTokensForward(dResidual, dResidual, batch: B, tokens: T, prefix: prefix, channels: C) }
             // MLP branch. dResidual holds d(output); the identity path carries it to d(middle).
-            let dMLP = branchGradient(dResidual, scratch: dBranchScratch, mask: act.fc2Mask, pathScale: act.mlpPathScale, batch: B)
+            let dMLP = branchGradient(dResidual, scratch: dBranchScratch, mask: act.fc2Mask, pathScale: act.mlpPathScale, batch: B,
+                                      perImage: rows / B * C)
             if act.fc2Mask != nil || act.mlpPathScale != nil { prof?.lap("dropout", .backward, layer: layer) }
             // fc2's input and GELU′, both with drop1's mask, from fc1's kept output (which becomes
             // GELU′ in place): the bits of the forward.
-            geluRecompute(act.gelu, derivativeInPlace: act.hidden, mask: act.geluMask.map { UnsafePointer($0) }, count: BT * M)
+            geluRecompute(act.gelu, derivativeInPlace: act.hidden, mask: act.geluMask.map { UnsafePointer($0) }, count: rows * M)
             prof?.lap("recompute", .backward, layer: layer)
-            matmulBackward(dGelu, g + w.fc2Weight, g + w.fc2Bias, dMLP, act.gelu, p + w.fc2Weight, rows: BT, inFeatures: M, outFeatures: C,
-                           overwritingInputGradient: true, keeping: keptByMLP)
+            matmulBackward(dGelu, g + w.fc2Weight, g + w.fc2Bias, dMLP, act.gelu, p + w.fc2Weight, rows: rows, inFeatures: M, outFeatures: C,
+                           overwritingInputGradient: true, keeping: keptByMLPRows)
             prof?.lap("fc2", .backward, flops: 4 * BT * M * C, layer: layer)
             // d(fc1 output) = d(GELU output) · GELU′, in place.
-            multiplyInPlace(dGelu, act.hidden, count: BT * M)
+            multiplyInPlace(dGelu, act.hidden, count: rows * M)
             prof?.lap("gelu", .backward, layer: layer)
-            layerNormRecompute(a.norm, act.middle, act.norm2Mean, act.norm2Rstd, p + w.norm2Weight, p + w.norm2Bias, rows: BT, channels: C)
+            layerNormRecompute(a.norm, act.middle, act.norm2Mean, act.norm2Rstd, p + w.norm2Weight, p + w.norm2Bias, rows: rows, channels: C)
             prof?.lap("recompute", .backward, layer: layer)
-            matmulBackward(dNorm, g + w.fc1Weight, g + w.fc1Bias, dGelu, a.norm, p + w.fc1Weight, rows: BT, inFeatures: C, outFeatures: M,
-                           overwritingInputGradient: true, keeping: keptByMLP)
+            matmulBackward(dNorm, g + w.fc1Weight, g + w.fc1Bias, dGelu, a.norm, p + w.fc1Weight, rows: rows, inFeatures: C, outFeatures: M,
+                           overwritingInputGradient: true, keeping: keptByMLPRows)
             prof?.lap("fc1", .backward, flops: 4 * BT * C * M, layer: layer)
             layerNormBackward(dResidual, g + w.norm2Weight, g + w.norm2Bias, dNorm, act.middle, p + w.norm2Weight,
-                              act.norm2Mean, act.norm2Rstd, rows: BT, channels: C)
+                              act.norm2Mean, act.norm2Rstd, rows: rows, channels: C)
             prof?.lap("norm2", .backward, layer: layer)
             // Attention branch. dResidual now holds d(middle); it flows on to d(input).
-            let dAttn = branchGradient(dResidual, scratch: dBranchScratch, mask: act.projMask, pathScale: act.attnPathScale, batch: B)
+            let dAttn = branchGradient(dResidual, scratch: dBranchScratch, mask: act.projMask, pathScale: act.attnPathScale, batch: B,
+                                       perImage: rows / B * C)
             if act.projMask != nil || act.attnPathScale != nil { prof?.lap("dropout", .backward, layer: layer) }
-            matmulBackward(dAttnOut, g + w.projWeight, g + w.projBias, dAttn, act.attnOut, p + w.projWeight, rows: BT, inFeatures: C, outFeatures: C,
-                           overwritingInputGradient: true, keeping: keptByAttention)
+            matmulBackward(dAttnOut, g + w.projWeight, g + w.projBias, dAttn, act.attnOut, p + w.projWeight, rows: rows, inFeatures: C, outFeatures: C,
+                           overwritingInputGradient: true, keeping: keptAfterAttention)
             prof?.lap("proj", .backward, flops: 4 * BT * C * C, layer: layer)
+            // The attention and what lies below it take every token's rows again: the other
+            // tokens' gradients of the attention output and of the stream are zero.
+            if let prefix {
+                prefixTokensBackward(dAttnOut, dAttnOut, batch: B, tokens: T, prefix: prefix, channels: C)
+                prefixTokensBackward(dResidual, dResidual, batch: B, tokens: T, prefix: prefix, channels: C)
+            }
             attentionBackward(dQKV, dAttnOut, act.qkv, probs: act.probs, dropMask: act.attnMask, batch: B, tokens: T, channels: C, heads: NH,
                               keeping: keptByAttention)
             // dV, dP, dQ and dK: four GEMMs of 2·T·T·hd FLOPs per image and head (the model's
@@ -580,19 +614,20 @@ public final class VisionTransformer: @unchecked Sendable {
     /// The gradient reaching a branch's output from the residual gradient: the same values
     /// unless dropout or drop path scaled the branch, in which case a copy scaled the same way.
     private func branchGradient(_ dResidual: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>,
-                                mask: UnsafeMutablePointer<Float>?, pathScale: UnsafeMutablePointer<Float>?, batch B: Int) -> UnsafeMutablePointer<Float> {
+                                mask: UnsafeMutablePointer<Float>?, pathScale: UnsafeMutablePointer<Float>?, batch B: Int,
+                                perImage: Int) -> UnsafeMutablePointer<Float> {
         if mask == nil && pathScale == nil { return dResidual }
-        applyDropout(scratch, dResidual, mask: mask, scale: pathScale, batch: B, perImage: config.numTokens * config.dim)
+        applyDropout(scratch, dResidual, mask: mask, scale: pathScale, batch: B, perImage: perImage)
         return scratch
     }
 
-    /// Multiplies a branch output `[B, T, C]` in place by its dropout mask and per-image
-    /// drop-path scale, whichever exist. Returns whether anything was applied.
+    /// Multiplies a branch output `[B, rows, C]` (`perImage` = rows·C) in place by its dropout
+    /// mask and per-image drop-path scale, whichever exist. Returns whether anything was applied.
     @discardableResult
     private func scaleBranch(_ x: UnsafeMutablePointer<Float>, mask: UnsafeMutablePointer<Float>?,
-                             pathScale: UnsafeMutablePointer<Float>?, batch B: Int) -> Bool {
+                             pathScale: UnsafeMutablePointer<Float>?, batch B: Int, perImage: Int) -> Bool {
         guard mask != nil || pathScale != nil else { return false }
-        applyDropout(x, x, mask: mask, scale: pathScale, batch: B, perImage: config.numTokens * config.dim)
+        applyDropout(x, x, mask: mask, scale: pathScale, batch: B, perImage: perImage)
         return true
     }
 }

@@ -53,37 +53,34 @@ public enum GEMMBenchmark {
     public struct Use: Sendable {
         public let call: GEMMCall
         public let callsPerStep: Int
-        /// Forward calls only: how often an inference batch makes this call at this shape (the
-        /// last block's proj, fc1 and fc2 run on the pooled tokens' rows instead, a smaller call
-        /// counted nowhere, when `ModelConfig.inferenceLastBlockTokens` says so); 0 for backward.
-        public let callsPerInference: Int
         public let ops: [String]
     }
 
     /// Every `matmulForward` / `matmulBackward` call of one training step of batch `B`, merged
     /// by shape, in first-use order: the linear ops of the model description, forward then
     /// backward. (Attention's per-head GEMMs run inside its own kernel and are not part of
-    /// this list.)
+    /// this list; nor are the last block's proj, fc1 and fc2 of a class-token model, which run
+    /// on the pooled tokens' rows, `ModelConfig.lastBlockTokens`: small calls that a sum over
+    /// this list leaves out.)
     public static func calls(config m: ModelConfig, batch B: Int) -> [Use] {
         let linears = ModelDescription(config: m, batch: B, training: true).ops.filter { $0.kind == .linear }
         var order: [GEMMCall] = []
         var counts: [GEMMCall: Int] = [:]
-        var inferenceCounts: [GEMMCall: Int] = [:]
         var ops: [GEMMCall: [String]] = [:]
         for kind in [GEMMCall.Kind.forward, .backward] {
             for op in linears {
                 let gemm = op.gemm!
                 let call = GEMMCall(kind: kind, rows: gemm.rows, inFeatures: gemm.inFeatures, outFeatures: gemm.outFeatures,
                                     bias: op.hasBias, inputGradient: kind == .backward && op.computesInputGradient)
-                if counts[call] == nil { order.append(call); counts[call] = 0; inferenceCounts[call] = 0; ops[call] = [] }
+                // The last block's linear layers after its qkv, which run on the pooled tokens' rows.
+                let onPooledRows = m.lastBlockTokens != nil && op.block == m.depth - 1 && op.label != "qkv"
+                if onPooledRows { continue }
+                if counts[call] == nil { order.append(call); counts[call] = 0; ops[call] = [] }
                 counts[call]! += 1
-                // The last block's linear layers after its qkv, which inference runs on the pooled rows.
-                let onPooledRows = m.inferenceLastBlockTokens != nil && op.block == m.depth - 1 && op.label != "qkv"
-                if kind == .forward && !onPooledRows { inferenceCounts[call]! += 1 }
                 if !ops[call]!.contains(op.label) { ops[call]!.append(op.label) }
             }
         }
-        return order.map { Use(call: $0, callsPerStep: counts[$0]!, callsPerInference: inferenceCounts[$0]!, ops: ops[$0]!) }
+        return order.map { Use(call: $0, callsPerStep: counts[$0]!, ops: ops[$0]!) }
     }
 
     /// One shape's measured speed.

@@ -175,7 +175,6 @@ public struct ProfileReport {
             .object([("kind", .string(t.use.call.kind.rawValue)), ("rows", .number(Double(t.use.call.rows))),
                      ("in_features", .number(Double(t.use.call.inFeatures))), ("out_features", .number(Double(t.use.call.outFeatures))),
                      ("ops", .array(t.use.ops.map { .string($0) })), ("calls_per_step", .number(Double(t.use.callsPerStep))),
-                     ("calls_per_inference", .number(Double(t.use.callsPerInference))),
                      ("ms", round(t.seconds * 1000, 10000)), ("gflops", round(t.gflops, 100))])
         }
         return .object(metadata + [

@@ -158,24 +158,24 @@ import Testing
             GEMMCall(kind: kind, rows: R, inFeatures: IC, outFeatures: OC, bias: bias, inputGradient: kind == .backward && dX)
         }
         let uses = GEMMBenchmark.calls(config: m, batch: B)
+        // The last block's proj, fc1 and fc2 run on the two pooled tokens' rows (smaller calls
+        // the list leaves out): block 0's are the only calls at these shapes.
+        #expect(m.lastBlockTokens == 2)
         let expected: [(GEMMCall, Int, [String])] = [
             (call(.forward, B * 4, 8, 12), 1, ["patch_embed"]), (call(.forward, BT, 12, 36, bias: false), 2, ["qkv"]),
-            (call(.forward, BT, 12, 12), 2, ["proj"]), (call(.forward, BT, 12, 20), 2, ["fc1"]), (call(.forward, BT, 20, 12), 2, ["fc2"]),
+            (call(.forward, BT, 12, 12), 1, ["proj"]), (call(.forward, BT, 12, 20), 1, ["fc1"]), (call(.forward, BT, 20, 12), 1, ["fc2"]),
             (call(.forward, B, 12, 5), 2, ["head"]),
             (call(.backward, B * 4, 8, 12, dX: false), 1, ["patch_embed"]), (call(.backward, BT, 12, 36, bias: false), 2, ["qkv"]),
-            (call(.backward, BT, 12, 12), 2, ["proj"]), (call(.backward, BT, 12, 20), 2, ["fc1"]), (call(.backward, BT, 20, 12), 2, ["fc2"]),
+            (call(.backward, BT, 12, 12), 1, ["proj"]), (call(.backward, BT, 12, 20), 1, ["fc1"]), (call(.backward, BT, 20, 12), 1, ["fc2"]),
             (call(.backward, B, 12, 5), 2, ["head"]),
         ]
         #expect(uses.map(\.call) == expected.map(\.0))
         #expect(uses.map(\.callsPerStep) == expected.map(\.1))
         #expect(uses.map(\.ops) == expected.map(\.2))
-        // Inference runs the last block's proj, fc1 and fc2 on the two pooled tokens' rows,
-        // not at these shapes; a mean-pooled model runs every block on every row.
-        #expect(m.inferenceLastBlockTokens == 2)
-        #expect(uses.map(\.callsPerInference) == [1, 2, 1, 1, 1, 2] + [Int](repeating: 0, count: 6))
+        // A mean-pooled model runs every block on every row.
         let mean = GEMMBenchmark.calls(config: Self.small(pool: .mean), batch: B)
-        #expect(Self.small(pool: .mean).inferenceLastBlockTokens == nil && Self.small().inferenceLastBlockTokens == 1)
-        #expect(mean.map(\.callsPerInference) == mean.map { $0.call.kind == .forward ? $0.callsPerStep : 0 })
+        #expect(Self.small(pool: .mean).lastBlockTokens == nil && Self.small().lastBlockTokens == 1)
+        #expect(mean.filter { $0.ops == ["proj"] }.map(\.callsPerStep) == [2, 2])
     }
 
     @Test func linearLayersInForwardOrderWithTheirShapes() {
@@ -236,8 +236,8 @@ import Testing
 
     /// The ops the description lists are the ops the model's forward runs, in order, with the
     /// same FLOPs: the profiler's laps of a real forward, against the description's labels
-    /// (two ops that run fused, against the fused op's lap). Inference of a class-token model
-    /// runs the last block after qkv on the pooled rows only, with FLOPs to match.
+    /// (two ops that run fused, against the fused op's lap). The laps count the model's FLOPs,
+    /// also where the last block of a class-token model runs on the pooled rows only.
     @Test(arguments: variants)
     func theForwardRunsTheDescribedOps(config m: ModelConfig) {
         let B = 2
@@ -256,7 +256,7 @@ import Testing
             }
             var described: [(String, Int, Int)] = []
             for op in ModelDescription(config: m, batch: B, training: training).ops {
-                let flops = training ? op.forwardFLOPs : inferenceForwardFLOPs(op, m)
+                let flops = op.forwardFLOPs
                 if let last = described.last, last.0 == op.label, last.1 == op.block {
                     described[described.count - 1].2 += flops
                 } else if let last = described.last, let fused = Self.fusedForwardLap(last.0, last.1, op.label, op.block) {
