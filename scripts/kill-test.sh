@@ -71,7 +71,9 @@ newest_step() {
 temporaries() { find "$run" -maxdepth 2 -name "${1:-.*.tmp-*}" 2>/dev/null; }
 
 # steps_logged LOG: training steps a run has logged so far (one progress line per step here).
-steps_logged() { grep -c '^epoch [0-9]*/[0-9]*  step ' "$1" 2>/dev/null || true; }
+# 0 until the log exists: the background run's redirect may create it a moment after the
+# run is started, and an empty count would end the wait for the kill at once.
+steps_logged() { local n; n=$(grep -c '^epoch [0-9]*/[0-9]*  step ' "$1" 2>/dev/null) || true; echo "${n:-0}"; }
 
 # every_file_loads ROUND: vit inspect on every finished .safetensors file of the run, and
 # metrics.jsonl line by line.
