@@ -116,3 +116,18 @@ public func fillDropoutMask(_ mask: UnsafeMutablePointer<Float>, count: Int, rat
         (mask + done).update(from: group.baseAddress!, count: rest)
     }
 }
+
+/// The first `count` values of a `total`-value mask, the same bits as `fillDropoutMask` of all
+/// `total` gives there, and `generator` moved past all of them, as that fill would leave it: the
+/// masks drawn next are the same either way. The last block of a class-token model draws its
+/// branch masks for the pooled tokens' rows only, which lead each image's mask.
+///
+/// - Parameters:
+///   - mask: `[count]`, written.
+///   - total: the values of the whole mask, at least `count`.
+public func fillDropoutMask(_ mask: UnsafeMutablePointer<Float>, count: Int, of total: Int, rate: Double,
+                            generator: inout DropoutMaskGenerator) {
+    precondition(count <= total, "\(count) values of a \(total)-value mask")
+    fillDropoutMask(mask, count: count, rate: rate, generator: &generator)
+    generator.advance(by: DropoutMaskGenerator.counters(for: total) - DropoutMaskGenerator.counters(for: count))
+}

@@ -142,4 +142,21 @@ import Testing
             #expect(split == one, "\(parts) parts")
         }
     }
+
+    /// A mask's leading values drawn alone are the whole mask's, and the next mask drawn after
+    /// either is the same: the last block of a class-token model draws its branch masks for
+    /// the pooled rows only. Counts inside a group, on its boundary and past it.
+    @Test(arguments: [(0, 1_000), (1, 192), (5, 4_992), (192, 12_480), (1_000, 1_000)])
+    func aMasksLeadingValuesAreTheWholeMasks(count: Int, total: Int) {
+        var whole = DropoutMaskGenerator(key: 0xBEEF, image: 3, site: 6), leading = whole
+        var all = [Float](repeating: -1, count: total), part = [Float](repeating: -1, count: count)
+        fillDropoutMask(&all, count: total, rate: 0.1, generator: &whole)
+        part.withUnsafeMutableBufferPointer { fillDropoutMask($0.baseAddress!, count: count, of: total, rate: 0.1, generator: &leading) }
+        #expect(part == Array(all[0..<count]))
+        #expect(leading == whole)
+        var next = [Float](repeating: -1, count: 300), nextAfterPart = next
+        fillDropoutMask(&next, count: 300, rate: 0.1, generator: &whole)
+        fillDropoutMask(&nextAfterPart, count: 300, rate: 0.1, generator: &leading)
+        #expect(next == nextAfterPart && next.contains(0) && !next.contains(-1))
+    }
 }

@@ -251,7 +251,7 @@ public final class VisionTransformer: @unchecked Sendable {
         // (`ModelConfig.lastBlockTokens`): for ViT-Ti/16 at 224 px about a sixteenth of the
         // linear-layer FLOPs. Inference also computes those query rows alone of the attention;
         // training computes all of it (its backward is the whole attention's, with zero
-        // gradient in the other rows) and then packs the rows and their masks. Not with an
+        // gradient in the other rows) and then packs its rows. Not with an
         // attention observer: it reads every row's probabilities. Linear hooks see the rows that
         // run (int8 calibration then fits those layers' input ranges to the rows that count).
         let pooledPrefix = attentionObserver != nil && !training ? nil : config.lastBlockTokens
@@ -289,7 +289,9 @@ public final class VisionTransformer: @unchecked Sendable {
             // model defines.
             prof?.lap("attention", .forward, flops: 4 * B * T * T * C, layer: layer)
             if let observer = attentionObserver, let observed { observer(layer, observed, B) }
-            if training, let prefix { packPrefixTokens(act, batch: B, prefix: prefix) }
+            // Training computed the whole attention (its backward needs it): its output is packed
+            // to the pooled rows, where `prepareMasks` drew the branch masks already.
+            if training, let prefix { prefixTokensForward(act.attnOut, act.attnOut, batch: B, tokens: T, prefix: prefix, channels: C) }
             // The rest of the block by the images' rows it computes (P per image on packed rows).
             let (keptAfterAttention, keptByMLPRows) = prefix == nil ? (keptByAttention, keptByMLP) : keptImages(act, batch: B, rowsPerImage: rows / B)
             linear(.proj(layer), a.branch, act.attnOut, weight: w.projWeight, bias: p + w.projBias, rows: rows, inFeatures: C, outFeatures: C,
@@ -395,11 +397,14 @@ public final class VisionTransformer: @unchecked Sendable {
     private func prepareMasks(_ act: BlockActivations, layer: Int, batch B: Int, masks: DropoutMasks) {
         let T = config.numTokens, C = config.dim, M = config.mlpDim, NH = config.heads
         let rate = dropPathRate(layer: layer), dropout = config.dropout, attnDropout = config.attnDropout
+        // The branch masks after the attention cover the rows the block computes there: of the
+        // last block of a class-token model, each image's P pooled tokens, packed `[B, P, ·]`.
+        let R = layer == config.depth - 1 ? config.lastBlockTokens ?? T : T
         masks.fill(images: B, stream: .block(layer)) { b, image in
             if let m = act.attnMask { image.fill(.attention(block: layer), m + b * NH * T * T, count: NH * T * T, rate: attnDropout) }
-            if let m = act.projMask { image.fill(.projection(block: layer), m + b * T * C, count: T * C, rate: dropout) }
-            if let m = act.geluMask { image.fill(.mlpHidden(block: layer), m + b * T * M, count: T * M, rate: dropout) }
-            if let m = act.fc2Mask { image.fill(.mlpOutput(block: layer), m + b * T * C, count: T * C, rate: dropout) }
+            if let m = act.projMask { image.fill(.projection(block: layer), m + b * R * C, count: R * C, of: T * C, rate: dropout) }
+            if let m = act.geluMask { image.fill(.mlpHidden(block: layer), m + b * R * M, count: R * M, of: T * M, rate: dropout) }
+            if let m = act.fc2Mask { image.fill(.mlpOutput(block: layer), m + b * R * C, count: R * C, of: T * C, rate: dropout) }
             if let s = act.attnPathScale { image.fill(.attentionPath(block: layer), s + b, count: 1, rate: rate) }
             if let s = act.mlpPathScale { image.fill(.mlpPath(block: layer), s + b, count: 1, rate: rate) }
         }
@@ -416,16 +421,6 @@ public final class VisionTransformer: @unchecked Sendable {
                 act.mlpPathScale.flatMap { KeptImages(pathScale: $0, batch: B, rowsPerImage: rows) })
     }
 
-    /// A training forward of the last block, after its attention, packs the prefix tokens'
-    /// rows of the attention output and of the branch masks in place (`[B, P, ·]`), for the
-    /// rest of the block and its backward to run on those rows alone.
-    private func packPrefixTokens(_ act: BlockActivations, batch B: Int, prefix P: Int) {
-        let T = config.numTokens, C = config.dim
-        prefixTokensForward(act.attnOut, act.attnOut, batch: B, tokens: T, prefix: P, channels: C)
-        for (mask, width) in [(act.projMask, C), (act.geluMask, config.mlpDim), (act.fc2Mask, C)] {
-            if let mask { prefixTokensForward(mask, mask, batch: B, tokens: T, prefix: P, channels: width) }
-        }
-    }
 
     /// Stochastic-depth rate of block `layer`: `torch.linspace(0, drop_path, depth)[layer]`.
     public func dropPathRate(layer: Int) -> Double { config.dropPathRate(block: layer) }
@@ -691,12 +686,19 @@ struct ImageMasks {
     let override: DropoutMaskOverride?
 
     /// Fills `count` mask values of this image: inverted-dropout factors at `rate` (0 or
-    /// 1/(1−rate)), in the order the masks are drawn; every mask of a training forward is filled here.
-    mutating func fill(_ kind: DropoutMaskKind, _ mask: UnsafeMutablePointer<Float>, count: Int, rate: Double) {
+    /// 1/(1−rate)), in the order the masks are drawn; every mask of a training forward is filled
+    /// here. With `total`, the first `count` values of a `total`-value mask (the stream moves
+    /// past all of them, so the masks drawn after are the same either way).
+    mutating func fill(_ kind: DropoutMaskKind, _ mask: UnsafeMutablePointer<Float>, count: Int, of total: Int? = nil, rate: Double) {
+        let total = total ?? count
         if let override {
-            override(kind, image, mask, count)
+            // The override gives whole masks: the leading values are kept.
+            withUnsafeTemporaryAllocation(of: Float.self, capacity: total) { all in
+                override(kind, image, all.baseAddress!, total)
+                mask.update(from: all.baseAddress!, count: count)
+            }
         } else {
-            fillDropoutMask(mask, count: count, rate: rate, generator: &generator)
+            fillDropoutMask(mask, count: count, of: total, rate: rate, generator: &generator)
         }
     }
 }
