@@ -251,9 +251,10 @@ public final class VisionTransformer: @unchecked Sendable {
         // (`ModelConfig.lastBlockTokens`): for ViT-Ti/16 at 224 px about a sixteenth of the
         // linear-layer FLOPs. Inference also computes those query rows alone of the attention;
         // training computes all of it (its backward is the whole attention's, with zero
-        // gradient in the other rows) and then packs its rows. Not with an
-        // attention observer: it reads every row's probabilities. Linear hooks see the rows that
-        // run (int8 calibration then fits those layers' input ranges to the rows that count).
+        // gradient in the other rows) and then packs its rows. An inference with an attention
+        // observer runs every row: it reads every row's probabilities (training computes them
+        // all anyway). Linear hooks see the rows that run (int8 calibration then fits those
+        // layers' input ranges to the rows that count).
         let pooledPrefix = attentionObserver != nil && !training ? nil : config.lastBlockTokens
         var finalTokenCount = T
         for (layer, w) in L.blocks.enumerated() {
