@@ -256,7 +256,8 @@ public final class VisionTransformer: @unchecked Sendable {
         // all anyway). Linear hooks see the rows that run (int8 calibration then fits those
         // layers' input ranges to the rows that count).
         let pooledPrefix = attentionObserver != nil && !training ? nil : config.lastBlockTokens
-        var finalTokenCount = T
+        // The tokens of each image in the last block's output: the pooled prefix, packed.
+        let finalTokenCount = pooledPrefix ?? T
         for (layer, w) in L.blocks.enumerated() {
             // An inference forward on the training set of buffers leaves its masks alone.
             let act = training ? a.blocks[layer] : a.blocks[layer].withoutMasks
@@ -294,16 +295,13 @@ public final class VisionTransformer: @unchecked Sendable {
             // to the pooled rows, where `prepareMasks` drew the branch masks already.
             if training, let prefix { prefixTokensForward(act.attnOut, act.attnOut, batch: B, tokens: T, prefix: prefix, channels: C) }
             // The rest of the block by the images' rows it computes (P per image on packed rows).
-            let (keptAfterAttention, keptByMLPRows) = prefix == nil ? (keptByAttention, keptByMLP) : keptImages(act, batch: B, rowsPerImage: rows / B)
+            let (keptAfterAttention, keptByMLPRows) = prefix.map { keptImages(act, batch: B, rowsPerImage: $0) } ?? (keptByAttention, keptByMLP)
             linear(.proj(layer), a.branch, act.attnOut, weight: w.projWeight, bias: p + w.projBias, rows: rows, inFeatures: C, outFeatures: C,
                    keeping: keptAfterAttention)
             prof?.lap("proj", .forward, flops: 2 * BT * C * C, layer: layer)
             // The residual stream's prefix rows, packed like the branch's (in place when the
             // stream is one buffer: the other rows are not read again).
-            if let prefix {
-                prefixTokensForward(act.middle, act.input, batch: B, tokens: T, prefix: prefix, channels: C)
-                finalTokenCount = prefix
-            }
+            if let prefix { prefixTokensForward(act.middle, act.input, batch: B, tokens: T, prefix: prefix, channels: C) }
             // middle = x + branch, and norm2(middle) in the same pass.
             addBranch(act.middle, residual: prefix == nil ? act.input : act.middle, mask: act.projMask, pathScale: act.attnPathScale,
                       layer: layer, rows: rows,
@@ -534,7 +532,7 @@ public final class VisionTransformer: @unchecked Sendable {
             // attention (see `forward`): so does its backward, on d(output) packed the same way.
             let prefix = layer == depth - 1 ? config.lastBlockTokens : nil
             let rows = B * (prefix ?? T)
-            let (keptAfterAttention, keptByMLPRows) = prefix == nil ? (keptByAttention, keptByMLP) : keptImages(act, batch: B, rowsPerImage: rows / B)
+            let (keptAfterAttention, keptByMLPRows) = prefix.map { keptImages(act, batch: B, rowsPerImage: $0) } ?? (keptByAttention, keptByMLP)
             if let prefix { prefixTokensForward(dResidual, dResidual, batch: B, tokens: T, prefix: prefix, channels: C) }
             // MLP branch. dResidual holds d(output); the identity path carries it to d(middle).
             let dMLP = branchGradient(dResidual, scratch: dBranchScratch, mask: act.fc2Mask, pathScale: act.mlpPathScale, batch: B,

@@ -69,12 +69,11 @@ public enum GEMMBenchmark {
         var ops: [GEMMCall: [String]] = [:]
         for kind in [GEMMCall.Kind.forward, .backward] {
             for op in linears {
+                // The last block's linear layers after its qkv, which run on the pooled tokens' rows.
+                if m.lastBlockTokens != nil && op.block == m.depth - 1 && op.label != "qkv" { continue }
                 let gemm = op.gemm!
                 let call = GEMMCall(kind: kind, rows: gemm.rows, inFeatures: gemm.inFeatures, outFeatures: gemm.outFeatures,
                                     bias: op.hasBias, inputGradient: kind == .backward && op.computesInputGradient)
-                // The last block's linear layers after its qkv, which run on the pooled tokens' rows.
-                let onPooledRows = m.lastBlockTokens != nil && op.block == m.depth - 1 && op.label != "qkv"
-                if onPooledRows { continue }
                 if counts[call] == nil { order.append(call); counts[call] = 0; ops[call] = [] }
                 counts[call]! += 1
                 if !ops[call]!.contains(op.label) { ops[call]!.append(op.label) }
