@@ -18,20 +18,19 @@ import ViTVectorMath
 ///   - dropMask: `[B, NH, T, T]` or nil: attention dropout, each entry 0 or 1/(1−p); then
 ///     O = (P·mask)·V, and `probs` receives P without the mask.
 ///   - kept: when training drops some images' attention branch (drop path), the images to
-///     compute; the others' rows of `out` are zeroed and their `probs` left as they are.
+///     compute (`rowsPerImage` T); the others' rows of `out` are zeroed and their `probs` left
+///     as they are.
 ///   - queryTokens: P < T to compute only the first P query rows of each image (every key
-///     and value still takes part): `out` is then `[B, P, C]`. An inference pass that pools
-///     the class token needs no other rows of the last block's attention. Not with `probs`,
-///     `dropMask` or `kept`.
+///     and value still takes part): `out` is then `[B, P, C]`, and only the first P rows of
+///     each head's `[T, T]` block of `probs` are written (and of `dropMask` read). A model
+///     that pools the class token needs no other rows of the last block's attention.
 public func attentionForward(
     _ out: UnsafeMutablePointer<Float>, _ probs: UnsafeMutablePointer<Float>?,
     _ qkv: UnsafePointer<Float>, dropMask: UnsafePointer<Float>? = nil,
     batch B: Int, tokens T: Int, channels C: Int, heads NH: Int, keeping kept: KeptImages? = nil,
     queryTokens: Int? = nil
 ) {
-    precondition(queryTokens == nil || (probs == nil && dropMask == nil && kept == nil),
-                 "a query prefix computes neither probabilities nor masks nor dropped images")
-    kept?.zeroDroppedRows(out, width: C)
+    kept?.zeroDroppedRows(out, width: C, rowsPerImage: queryTokens ?? T)
     AttentionHead.forEach(batch: B, tokens: T, channels: C, heads: NH, scratchMatrices: 1, slicingQueries: true,
                           images: kept, queryTokens: queryTokens) { head, queries, scratch in
         let v = qkv + head.qkv + 2 * C
@@ -68,17 +67,24 @@ public func attentionForward(
 ///   - dropMask: the forward's mask, or nil.
 ///   - kept: the images the forward computed (drop path); the others' `dout` is zero, and so
 ///     their rows of `dqkv`, which are written as zeros.
+///   - queryTokens: the forward's query prefix P, if it had one: `dout` is then `[B, P, C]`,
+///     the other query rows have no gradient (their dQ rows are written as zeros), and only
+///     the first P rows of each head's block of `probs` and `dropMask` are read. Every key and
+///     value row still gets its gradient, from the P rows that attended to it.
 public func attentionBackward(
     _ dqkv: UnsafeMutablePointer<Float>, _ dout: UnsafePointer<Float>, _ qkv: UnsafePointer<Float>,
     probs: UnsafePointer<Float>? = nil, dropMask: UnsafePointer<Float>? = nil,
-    batch B: Int, tokens T: Int, channels C: Int, heads NH: Int, keeping kept: KeptImages? = nil
+    batch B: Int, tokens T: Int, channels C: Int, heads NH: Int, keeping kept: KeptImages? = nil,
+    queryTokens: Int? = nil
 ) {
     kept?.zeroDroppedRows(dqkv, width: 3 * C)
+    // Query rows 0..<queryRows have a gradient: all of them, or the forward's prefix.
+    let queryRows = queryTokens ?? T
     // Scratch: dP, then P when it is recomputed, then P·mask with dropout (the softmax backward
     // still needs P itself).
     let recomputed = probs == nil ? 1 : 0, dropped = dropMask == nil ? 0 : 1
     AttentionHead.forEach(batch: B, tokens: T, channels: C, heads: NH, scratchMatrices: 1 + recomputed + dropped, slicingQueries: false,
-                          images: kept) { head, _, scratch in
+                          images: kept, queryTokens: queryTokens) { head, _, scratch in
         let q = qkv + head.qkv, k = q + C, v = q + 2 * C
         let dq = dqkv + head.qkv, dk = dq + C, dv = dq + 2 * C
         let dp = scratch
@@ -86,30 +92,37 @@ public func attentionBackward(
         if let probs {
             p = probs + head.probs
         } else {
+            // The forward's own calls: its slices of the whole attention, or the prefix in one.
             let rebuilt = scratch + T * T
-            for slice in 0..<head.querySlices { head.probabilities(rebuilt, qkv: qkv, channels: C, queries: head.queries(slice)) }
+            if queryTokens == nil {
+                for slice in 0..<head.querySlices { head.probabilities(rebuilt, qkv: qkv, channels: C, queries: head.queries(slice)) }
+            } else {
+                head.probabilities(rebuilt, qkv: qkv, channels: C, queries: 0..<queryRows)
+            }
             p = UnsafePointer(rebuilt)
         }
         let dO = dout + head.out
         var weights = p
         if let dropMask {
             let masked = scratch + (1 + recomputed) * T * T
-            masked.update(from: p, count: T * T)
-            head.applyMask(masked, dropMask, from: 0, count: T * T)
+            masked.update(from: p, count: queryRows * T)
+            head.applyMask(masked, dropMask, from: 0, count: queryRows * T)
             weights = UnsafePointer(masked)
         }
+        // Shapes: weights, dP `[queryRows, T]` (leading dimension T), dO `[queryRows, hd]`, Q/K/V `[T, hd]`.
         // dV = weightsᵀ · dO
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(T), Int32(head.dim), Int32(T),
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(T), Int32(head.dim), Int32(queryRows),
                     1, weights, Int32(T), dO, Int32(C), 0, dv, Int32(3 * C))
         // dP = dO · Vᵀ
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(T), Int32(T), Int32(head.dim),
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(queryRows), Int32(T), Int32(head.dim),
                     1, dO, Int32(C), v, Int32(3 * C), 0, dp, Int32(T))
-        if let dropMask { head.applyMask(dp, dropMask, from: 0, count: T * T) }
-        for t in 0..<T { softmaxBackwardRowInPlace(dp + t * T, p + t * T, count: T) }
-        // dQ = s · dS · K ; dK = s · dSᵀ · Q
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(T), Int32(head.dim), Int32(T),
+        if let dropMask { head.applyMask(dp, dropMask, from: 0, count: queryRows * T) }
+        for t in 0..<queryRows { softmaxBackwardRowInPlace(dp + t * T, p + t * T, count: T) }
+        // dQ = s · dS · K (rows past the prefix: no gradient) ; dK = s · dSᵀ · Q
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(queryRows), Int32(head.dim), Int32(T),
                     head.scale, dp, Int32(T), k, Int32(3 * C), 0, dq, Int32(3 * C))
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(T), Int32(head.dim), Int32(T),
+        for t in queryRows..<T { (dq + t * 3 * C).update(repeating: 0, count: head.dim) }
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(T), Int32(head.dim), Int32(queryRows),
                     head.scale, dp, Int32(T), q, Int32(3 * C), 0, dk, Int32(3 * C))
     }
 }

@@ -74,10 +74,12 @@ public struct KeptImages: Sendable {
         if let kept { kept.forEachRowRange(ofKept: range, body) } else { body(range) }
     }
 
-    /// Zeroes the dropped images' rows of a `[B · rowsPerImage, width]` matrix.
-    public func zeroDroppedRows(_ matrix: UnsafeMutablePointer<Float>, width: Int) {
+    /// Zeroes the dropped images' rows of a `[B · rows, width]` matrix, `rows` being
+    /// `rowsPerImage` unless given (the attention's output rows of a query prefix).
+    public func zeroDroppedRows(_ matrix: UnsafeMutablePointer<Float>, width: Int, rowsPerImage rows: Int? = nil) {
+        let rows = rows ?? rowsPerImage
         for run in droppedRuns {
-            (matrix + run.lowerBound * rowsPerImage * width).update(repeating: 0, count: run.count * rowsPerImage * width)
+            (matrix + run.lowerBound * rows * width).update(repeating: 0, count: run.count * rows * width)
         }
     }
 }

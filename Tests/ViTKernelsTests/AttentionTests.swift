@@ -138,4 +138,58 @@ private func attentionReference(_ qkv: [Double], mask: [Double]?, B: Int, T: Int
             expectClose(prefix, rows.map { full[$0] }, abs: 1e-6, rel: 1e-6, "prefix rows against the full attention's")
         }
     }
+
+    /// Training with a query prefix of P tokens: the forward writes the full attention's first
+    /// P output rows and each head's first P rows of probabilities (no other entry), with and
+    /// without dropout and dropped images; the backward, given the packed `[B, P, C]` output
+    /// gradient, is the full backward's with zero gradient in the other query rows (their dQ
+    /// exactly 0), from kept or recomputed probabilities, writing every entry of dqkv.
+    @Test(arguments: [(2, 1, false, false), (2, 2, true, false), (1, 1, true, true), (3, 2, false, true), (3, 1, true, true)])
+    func aQueryPrefixBackwardIsTheFullBackwardsWithoutTheOtherRows(batch B: Int, prefix P: Int, withDropout: Bool, droppingAnImage: Bool) {
+        var rng = TestRandom(26)
+        let T = 40
+        let qkv = rng.floats(B * T * 3 * C)
+        let mask: [Float]? = withDropout ? (0..<(B * NH * T * T)).map { _ in rng.uniform() < 0.3 ? 0 : 1 / 0.7 } : nil
+        // The second image's branch dropped (drop path), when asked and there is one.
+        var pathScale = [Float](repeating: 1, count: B)
+        if droppingAnImage && B > 1 { pathScale[1] = 0 }
+        let kept = KeptImages(pathScale: pathScale, batch: B, rowsPerImage: T)
+        var packedGradient = rng.floats(B * P * C), fullGradient = [Float](repeating: 0, count: B * T * C)
+        for b in 0..<B {
+            for i in 0..<(P * C) {
+                if pathScale[b] == 0 { packedGradient[b * P * C + i] = 0 }
+                fullGradient[b * T * C + i] = packedGradient[b * P * C + i]
+            }
+        }
+        Parallel.withThreads(2) {
+            var full = [Float](repeating: .nan, count: B * T * C), fullProbs = [Float](repeating: .nan, count: B * NH * T * T)
+            attentionForward(&full, &fullProbs, qkv, dropMask: mask, batch: B, tokens: T, channels: C, heads: NH, keeping: kept)
+            var prefix = [Float](repeating: .nan, count: B * P * C), probs = [Float](repeating: .nan, count: B * NH * T * T)
+            attentionForward(&prefix, &probs, qkv, dropMask: mask, batch: B, tokens: T, channels: C, heads: NH, keeping: kept,
+                             queryTokens: P)
+            let outRows = (0..<B).flatMap { b in (0..<(P * C)).map { b * T * C + $0 } }
+            expectClose(prefix, outRows.map { full[$0] }, abs: 1e-6, rel: 1e-6, "prefix out (B \(B), P \(P))")
+            for bh in 0..<(B * NH) where pathScale[bh / NH] != 0 {
+                let block = bh * T * T
+                expectClose(Array(probs[block..<(block + P * T)]), Array(fullProbs[block..<(block + P * T)]), abs: 1e-6, rel: 1e-6,
+                            "prefix probabilities of head \(bh)")
+                #expect(probs[(block + P * T)..<(block + T * T)].allSatisfy { $0.isNaN }, "rows past the prefix are not written")
+            }
+
+            var expected = [Float](repeating: .nan, count: B * T * 3 * C)
+            attentionBackward(&expected, fullGradient, qkv, probs: fullProbs, dropMask: mask, batch: B, tokens: T, channels: C, heads: NH,
+                              keeping: kept)
+            var fromKept = [Float](repeating: .nan, count: B * T * 3 * C), recomputed = fromKept
+            attentionBackward(&fromKept, packedGradient, qkv, probs: probs, dropMask: mask, batch: B, tokens: T, channels: C, heads: NH,
+                              keeping: kept, queryTokens: P)
+            attentionBackward(&recomputed, packedGradient, qkv, dropMask: mask, batch: B, tokens: T, channels: C, heads: NH,
+                              keeping: kept, queryTokens: P)
+            #expect(fromKept == recomputed, "kept and recomputed probabilities give the same bits")
+            expectClose(fromKept, expected, abs: 1e-6, rel: 1e-5, "prefix dqkv (B \(B), P \(P), dropout \(withDropout))")
+            for row in 0..<(B * T) where row % T >= P {
+                #expect((0..<C).allSatisfy { fromKept[row * 3 * C + $0] == 0 }, "dQ of query row \(row) past the prefix")
+            }
+            #expect(fromKept.contains { $0 != 0 })
+        }
+    }
 }

@@ -7,9 +7,9 @@
 /// the activation buffers `Activations` carves out of one allocation (`buffers`), and with them
 /// the memory estimate (`ModelConfig.estimatedBytes`). `VisionTransformer.forward` runs the
 /// same ops in the same order; a new op goes into both places. (One liberty of the forward's:
-/// a class-token model runs the last block's ops after its attention, in inference also that
-/// attention's queries, on the pooled tokens' rows only, `ModelConfig.lastBlockTokens`, in
-/// prefixes of the same buffers; FLOP counts stay the model's.)
+/// a class-token model runs the last block's ops after its qkv, that attention's queries
+/// included, on the pooled tokens' rows only, `ModelConfig.lastBlockTokens`, in prefixes of
+/// the same buffers; FLOP counts stay the model's.)
 ///
 /// How to walk it (an exporter, say ONNX):
 ///
@@ -215,11 +215,10 @@ extension ModelConfig {
     /// The tokens the forward carries through the last block after its qkv: the P prefix tokens
     /// (class, distillation) that class-token pooling reads, or nil for all of them (mean
     /// pooling reads every patch token). Every token's keys and values still enter that block's
-    /// attention; proj, norm2, the MLP and the residual adds run on `[B, P, C]`, and so do the
-    /// attention's query rows in inference (training computes the whole attention, whose
-    /// backward needs it, then packs the rows). `VisionTransformer.forward` does so unless an
-    /// inference has an attention observer, which reads every row; the description and an
-    /// export keep timm's graph, whose other rows reach no output.
+    /// attention; its query rows, proj, norm2, the MLP and the residual adds run on `[B, P, C]`,
+    /// forward and backward. `VisionTransformer.forward` does so unless an inference has an
+    /// attention observer, which reads every row; the description and an export keep timm's
+    /// graph, whose other rows reach no output.
     public var lastBlockTokens: Int? {
         pool == .cls && prefixTokens < numTokens ? prefixTokens : nil
     }

@@ -249,11 +249,10 @@ public final class VisionTransformer: @unchecked Sendable {
         // qkv (every token's keys and values) reaches the logits or the loss. So the rest of the
         // last block runs on the P prefix rows of each image alone, `[B, P, C]`
         // (`ModelConfig.lastBlockTokens`): for ViT-Ti/16 at 224 px about a sixteenth of the
-        // linear-layer FLOPs. Inference also computes those query rows alone of the attention;
-        // training computes all of it (its backward is the whole attention's, with zero
-        // gradient in the other rows) and then packs its rows. An inference with an attention
-        // observer runs every row: it reads every row's probabilities (training computes them
-        // all anyway). Linear hooks see the rows that run (int8 calibration then fits those
+        // linear-layer FLOPs. Its attention too computes those query rows alone, forward and
+        // backward (the other rows' gradients are zero; every key and value row still gets its
+        // own). An inference with an attention observer runs every row: it reads every row's
+        // probabilities. Linear hooks see the rows that run (int8 calibration then fits those
         // layers' input ranges to the rows that count).
         let pooledPrefix = attentionObserver != nil && !training ? nil : config.lastBlockTokens
         // The tokens of each image in the last block's output: the pooled prefix, packed.
@@ -285,15 +284,12 @@ public final class VisionTransformer: @unchecked Sendable {
             let prefix = layer == L.blocks.count - 1 ? pooledPrefix : nil
             let rows = B * (prefix ?? T)
             attentionForward(act.attnOut, observed, act.qkv, dropMask: act.attnMask, batch: B, tokens: T, channels: C, heads: NH,
-                             keeping: keptByAttention, queryTokens: training ? nil : prefix)
+                             keeping: keptByAttention, queryTokens: prefix)
             // Q·Kᵀ and P·V: 2·T·T·hd FLOPs each per image and head. Like drop path's skipped
             // images, the rows the last block skips still count: the profile counts the FLOPs the
             // model defines.
             prof?.lap("attention", .forward, flops: 4 * B * T * T * C, layer: layer)
             if let observer = attentionObserver, let observed { observer(layer, observed, B) }
-            // Training computed the whole attention (its backward needs it): its output is packed
-            // to the pooled rows, where `prepareMasks` drew the branch masks already.
-            if training, let prefix { prefixTokensForward(act.attnOut, act.attnOut, batch: B, tokens: T, prefix: prefix, channels: C) }
             // The rest of the block by the images' rows it computes (P per image on packed rows).
             let (keptAfterAttention, keptByMLPRows) = prefix.map { keptImages(act, batch: B, rowsPerImage: $0) } ?? (keptByAttention, keptByMLP)
             linear(.proj(layer), a.branch, act.attnOut, weight: w.projWeight, bias: p + w.projBias, rows: rows, inFeatures: C, outFeatures: C,
@@ -563,14 +559,12 @@ public final class VisionTransformer: @unchecked Sendable {
             matmulBackward(dAttnOut, g + w.projWeight, g + w.projBias, dAttn, act.attnOut, p + w.projWeight, rows: rows, inFeatures: C, outFeatures: C,
                            overwritingInputGradient: true, keeping: keptAfterAttention)
             prof?.lap("proj", .backward, flops: 4 * BT * C * C, layer: layer)
-            // The attention and what lies below it take every token's rows again: the other
-            // tokens' gradients of the attention output and of the stream are zero.
-            if let prefix {
-                prefixTokensBackward(dAttnOut, dAttnOut, batch: B, tokens: T, prefix: prefix, channels: C)
-                prefixTokensBackward(dResidual, dResidual, batch: B, tokens: T, prefix: prefix, channels: C)
-            }
+            // The attention's backward takes the prefix rows' gradient of its output; it and what
+            // lies below it give every token's rows again: the other tokens' gradients of the
+            // stream are zero.
+            if let prefix { prefixTokensBackward(dResidual, dResidual, batch: B, tokens: T, prefix: prefix, channels: C) }
             attentionBackward(dQKV, dAttnOut, act.qkv, probs: act.probs, dropMask: act.attnMask, batch: B, tokens: T, channels: C, heads: NH,
-                              keeping: keptByAttention)
+                              keeping: keptByAttention, queryTokens: prefix)
             // dV, dP, dQ and dK: four GEMMs of 2·T·T·hd FLOPs per image and head (the model's
             // FLOPs; recomputing P, when the forward kept none, costs another Q·Kᵀ).
             prof?.lap("attention", .backward, flops: 8 * B * T * T * C, layer: layer)
