@@ -215,6 +215,10 @@ extension VitCommand {
                 print("model state   \(mib(stored.stateBytes)) held, of which linear weights \(mib(stored.weightBytes))")
             }
             print("")
+            if !report.profiledInferNanoseconds.isEmpty {
+                let profiledMilliseconds = Double(report.profiledInferNanoseconds.reduce(0, +)) / Double(report.profiledInferNanoseconds.count) / 1e6
+                print("op by op      batch \(f(profiledMilliseconds, 2)) ms, each op split across the threads (the timed batches above run image chunks)")
+            }
             var table = [["op", "calls", "ms/batch", "% batch", "GFLOP/s"]]
             for r in report.rows {
                 table.append([r.name, Self.calls(r.calls), f(r.ms, 3), f(r.percent, 1), r.gflops > 0 ? f(r.gflops, 1) : "-"])

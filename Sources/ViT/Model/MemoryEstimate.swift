@@ -1,4 +1,5 @@
 import Foundation
+import ViTKernels
 
 /// How much memory a model needs, so that a batch size or architecture that cannot fit is a
 /// clear error before anything is allocated, instead of an allocation failure (which Swift
@@ -6,9 +7,13 @@ import Foundation
 extension ModelConfig {
     /// Bytes of float32 buffers a model with this architecture holds: parameters, with their
     /// gradients and AdamW's two moments when training (a model for inference only has no
-    /// gradient buffer), and the activations of one training batch and of one
-    /// inference batch larger than it (a smaller one runs in the training batch's buffers),
-    /// exactly as `Activations` lays them out (`ModelDescription.buffers`).
+    /// gradient buffer), the activations of one training batch, and those of one inference
+    /// batch: by image chunks (`InferenceChunks`), one chunk's set per worker, the batch's
+    /// logits and the batch's images themselves `[B, IC, H, W]`, which the caller holds (op by
+    /// op, the batch's own patch buffer is as large, so a batch too large to load is refused
+    /// either way); op by op (one thread, or batch 1), a set of the batch's own unless the training
+    /// set is large enough to run it. Exactly as `Activations` lays them out
+    /// (`ModelDescription.buffers`).
     /// The training step's own scratch (`[B, K]` logits gradient and probabilities) is left
     /// out: under 1% of a step's memory.
     ///
@@ -18,12 +23,16 @@ extension ModelConfig {
     /// - Parameters:
     ///   - trainingBatch: images per training forward/backward, or nil for inference only.
     ///   - inferenceBatch: images per inference forward, or nil when there is none.
-    public func estimatedBytes(trainingBatch: Int?, inferenceBatch: Int?) -> Double {
+    ///   - threads: the threads inference splits its work over.
+    public func estimatedBytes(trainingBatch: Int?, inferenceBatch: Int?, threads: Int = Parallel.threads) -> Double {
         let parameters = Double(ModelDescription(config: self, batch: 1, training: false).parameterCount)
         var floats = parameters * (trainingBatch == nil ? 1 : 4)
         if let trainingBatch { floats += activationFloats(batch: trainingBatch, training: true) }
-        // Inference runs in the training set of buffers when that is large enough.
-        if let inferenceBatch, inferenceBatch > trainingBatch ?? 0 {
+        if let inferenceBatch, let chunks = InferenceChunks(batch: inferenceBatch, tokens: numTokens, threads: threads) {
+            floats += Double(chunks.workers(threads: threads)) * activationFloats(batch: chunks.imagesPerChunk, training: false)
+                + Double(inferenceBatch) * Double(numClasses + inChannels * imageSize * imageSize)
+        } else if let inferenceBatch, inferenceBatch > trainingBatch ?? 0 {
+            // Op by op, inference runs in the training set of buffers when that is large enough.
             floats += activationFloats(batch: inferenceBatch, training: false)
         }
         return floats * Double(MemoryLayout<Float>.stride)

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import ViTKernels
 
 /// A Vision Transformer numerically interchangeable with timm's `VisionTransformer`, or with
@@ -24,6 +25,10 @@ public final class VisionTransformer: @unchecked Sendable {
 
     private var trainingActivations: Activations?
     private var inferenceActivations: Activations?
+    /// Inference by image chunks (`predict`): one activation set per worker, each for a chunk's
+    /// images, and the whole batch's logits `[B, K]`.
+    private var chunkActivations: [Activations] = []
+    private var chunkLogits: FloatBuffer?
     /// Batch size of the last training forward, which backward must match.
     private var lastTrainingBatch = 0
 
@@ -128,12 +133,15 @@ public final class VisionTransformer: @unchecked Sendable {
     /// Bytes of activation memory currently allocated (training and inference sets).
     public var activationBytes: Int {
         (trainingActivations?.byteCount ?? 0) + (inferenceActivations?.byteCount ?? 0)
+            + chunkActivations.reduce(0) { $0 + $1.byteCount } + (chunkLogits?.count ?? 0) * MemoryLayout<Float>.stride
     }
 
     /// Frees the activation buffers (they are re-created on the next forward).
     public func releaseActivations() {
         trainingActivations = nil
         inferenceActivations = nil
+        chunkActivations = []
+        chunkLogits = nil
     }
 
     private func activations(batch B: Int, training: Bool) -> Activations {
@@ -178,8 +186,15 @@ public final class VisionTransformer: @unchecked Sendable {
     @discardableResult
     public func forward(_ images: UnsafePointer<Float>, batch B: Int, training: Bool,
                         generator: inout SeededGenerator, firstImage: Int = 0) -> UnsafeMutablePointer<Float> {
+        forward(images, batch: B, training: training, generator: &generator, firstImage: firstImage, activations: nil)
+    }
+
+    /// `forward`, in `given` activations (an inference chunk's) or else in the model's own set.
+    private func forward(_ images: UnsafePointer<Float>, batch B: Int, training: Bool, generator: inout SeededGenerator,
+                         firstImage: Int, activations given: Activations?) -> UnsafeMutablePointer<Float> {
         precondition(B > 0, "empty batch")
-        let a = activations(batch: B, training: training)
+        precondition(given.map { !$0.training && !training && $0.maxBatch >= B } ?? true, "chunk activations are inference's")
+        let a = given ?? activations(batch: B, training: training)
         if training { lastTrainingBatch = B }
         let p = UnsafePointer(parameters.pointer)
         let L = layout
@@ -381,10 +396,53 @@ public final class VisionTransformer: @unchecked Sendable {
     }
 
     /// Inference forward: no dropout, and no activations kept for backward.
+    ///
+    /// A batch of two or more images on several threads runs by image chunks
+    /// (`InferenceChunks`): each worker takes the next chunk of a few images and runs it
+    /// through the whole network alone, its kernels on one thread, in an activation set of its
+    /// own, instead of every op splitting the whole batch across the workers. A chunk's
+    /// activations stay in the worker's cache from one op to the next, and no worker waits for
+    /// the other at the end of each op (about 8 parallel ops per block): on a host whose cores
+    /// are slowed in turn, every such wait costs the slower core's delay. With a profiler
+    /// (whose laps are one op at a time), linear hooks or an attention observer, and at batch
+    /// 1, every op splits the batch as before. The logits are those of the batched pass within
+    /// rounding (its GEMMs cut the rows elsewhere).
     @discardableResult
     public func predict(_ images: UnsafePointer<Float>, batch B: Int) -> UnsafeMutablePointer<Float> {
+        if profiler == nil, linearHooks == nil, attentionObserver == nil,
+           let chunks = InferenceChunks(batch: B, tokens: config.numTokens, threads: Parallel.threads) {
+            return predict(images, chunks)
+        }
         var unused = SeededGenerator(seed: 0)
         return forward(images, batch: B, training: false, generator: &unused)
+    }
+
+    /// Inference by image chunks: see `predict(_:batch:)`.
+    private func predict(_ imagesPointer: UnsafePointer<Float>, _ chunks: InferenceChunks) -> UnsafeMutablePointer<Float> {
+        let K = config.numClasses, imageValues = config.inChannels * config.imageSize * config.imageSize
+        let sets = chunks.workers(threads: Parallel.threads)
+        if chunkActivations.count < sets || chunkActivations[0].maxBatch < chunks.imagesPerChunk {
+            chunkActivations = (0..<sets).map { _ in Activations(config: config, maxBatch: chunks.imagesPerChunk, training: false) }
+        }
+        if (chunkLogits?.count ?? 0) < chunks.batch * K { chunkLogits = FloatBuffer(count: chunks.batch * K) }
+        let logits = chunkLogits!.pointer
+        let activations = chunkActivations
+        let freeSets = Mutex(Array(activations.indices))
+        // One range per chunk: each thread takes the next chunk not yet taken.
+        Parallel.forRanges(chunks.count, chunksPerThread: chunks.count) { range in
+            guard let set = freeSets.withLock({ $0.popLast() }) else { preconditionFailure("more chunks at once than threads") }
+            defer { freeSets.withLock { $0.append(set) } }
+            Parallel.withThreads(1) {
+                for chunk in range {
+                    let images = chunks.images(chunk)
+                    var unused = SeededGenerator(seed: 0)
+                    let out = forward(imagesPointer + images.lowerBound * imageValues, batch: images.count, training: false,
+                                      generator: &unused, firstImage: 0, activations: activations[set])
+                    (logits + images.lowerBound * K).update(from: out, count: images.count * K)
+                }
+            }
+        }
+        return logits
     }
 
     /// Draws block `layer`'s masks, image by image: each image's attention, projection, GELU

@@ -30,6 +30,10 @@ public struct ProfileReport {
     public var stepNanoseconds: [UInt64]
     /// Wall time of each timed inference batch.
     public var inferNanoseconds: [UInt64]
+    /// A checkpoint's profile: wall time of each inference batch the profiler recorded, which
+    /// ran op by op (each op split across the threads; `VisionTransformer.predict` runs image
+    /// chunks when nothing watches its ops). Empty for a config's profile.
+    public var profiledInferNanoseconds: [UInt64] = []
     /// Wall time of each timed single-image forward pass, in the order they ran; empty when
     /// batch-1 latency was not measured.
     public var latencyNanoseconds: [UInt64] = []
@@ -73,7 +77,7 @@ public struct ProfileReport {
     }
 
     /// The wall times of the steps the profiler recorded.
-    private var profiledNanoseconds: [UInt64] { stored == nil ? stepNanoseconds : inferNanoseconds }
+    private var profiledNanoseconds: [UInt64] { stored == nil ? stepNanoseconds : profiledInferNanoseconds }
     /// Steps the profiler recorded.
     public var profiledSteps: Int { profiledNanoseconds.count }
 
@@ -202,6 +206,7 @@ public struct ProfileReport {
             ("parameters", .number(Double(parameters))), ("steps", .number(Double(inferNanoseconds.count))),
             ("infer_images_per_second", round(inferImagesPerSecond, 10)), ("infer_batch_ms", round(inferSeconds * 1000, 1000)),
         ] + latencyJSON + [
+            ("op_by_op_batch_ms", round(Self.meanSeconds(profiledInferNanoseconds) * 1000, 1000)),
             ("peak_rss_bytes", .number(Double(peakBytes))),
         ]
         if let finalBytes = stored.finalBytes { members.append(("final_rss_bytes", .number(Double(finalBytes)))) }
@@ -323,8 +328,10 @@ extension ProfileReport {
     }
 
     /// Profiles a stored model's inference on random images of its shape: 2 warm-up batches,
-    /// then `steps` timed ones recorded op by op, then `latency` single-image passes (see
-    /// `measureLatency`).
+    /// then `steps` timed ones as `vit eval` runs them (image chunks, see
+    /// `VisionTransformer.predict`), then `steps` more recorded op by op (with a profiler every
+    /// op splits the whole batch across the threads, so these show where that path's time goes,
+    /// not the chunks'), then `latency` single-image passes (see `measureLatency`).
     /// - Parameters:
     ///   - path: names the checkpoint in the report.
     ///   - batch: images per batch; nil for the stored config's `train.batch_size`.
@@ -336,22 +343,30 @@ extension ProfileReport {
         let B = batch ?? loaded.config.train.batchSize
         var generator = SeededGenerator(seed: 0x1A7E_5EED)
         let images = (0..<(B * m.inChannels * m.imageSize * m.imageSize)).map { _ in Float(generator.nextNormal()) }
+        var nanoseconds: [UInt64] = []
+        images.withUnsafeBufferPointer { x in
+            for _ in 0..<2 { model.predict(x.baseAddress!, batch: B) }
+            for i in 0..<steps {
+                progress("inference batch \(i + 1)/\(steps)")
+                let start = Profiler.now()
+                _ = model.predict(x.baseAddress!, batch: B)
+                nanoseconds.append(Profiler.now() - start)
+            }
+        }
         let profiler = Profiler()
         model.profiler = profiler
         defer { model.profiler = nil }
+        var profiledNanoseconds: [UInt64] = []
         images.withUnsafeBufferPointer { x in
-            for _ in 0..<2 { model.predict(x.baseAddress!, batch: B) }
-        }
-        profiler.reset()
-        var nanoseconds: [UInt64] = []
-        images.withUnsafeBufferPointer { x in
+            model.predict(x.baseAddress!, batch: B)
+            profiler.reset()
             for i in 0..<steps {
-                progress("inference batch \(i + 1)/\(steps)")
+                progress("inference batch \(i + 1)/\(steps), op by op")
                 let start = Profiler.now()
                 profiler.beginStep()
                 _ = model.predict(x.baseAddress!, batch: B)
                 profiler.endStep()
-                nanoseconds.append(Profiler.now() - start)
+                profiledNanoseconds.append(Profiler.now() - start)
             }
         }
         let peakBytes = peakResidentBytes()
@@ -367,6 +382,7 @@ extension ProfileReport {
                                    parameters: ParameterLayout(config: m).totalCount, profiler: profiler, stepNanoseconds: [],
                                    inferNanoseconds: nanoseconds, peakBytes: peakBytes, stored: stored)
         report.latencyNanoseconds = latencyNanoseconds
+        report.profiledInferNanoseconds = profiledNanoseconds
         report.stored?.finalBytes = Runtime.currentResidentBytes()
         return report
     }

@@ -189,12 +189,16 @@ import Testing
             #expect(plain.model.gradients.array() == profiled.model.gradients.array())
             #expect(plain.model.parameters.array() == profiled.model.parameters.array())
 
-            // Inference logits, and a lone forward outside any step also records its ops.
+            // Inference logits, and a lone forward outside any step also records its ops. (On
+            // one thread: with several, an unprofiled batch runs by image chunks, and a
+            // profiled one op by op, which round differently; InferenceChunksTests.)
             profiled.model.profiler = profiler
             profiler.reset()
             let K = m.numClasses
-            let a = plain.images.withUnsafeBufferPointer { Array(UnsafeBufferPointer(start: plain.model.predict($0.baseAddress!, batch: 5), count: 5 * K)) }
-            let b = profiled.images.withUnsafeBufferPointer { Array(UnsafeBufferPointer(start: profiled.model.predict($0.baseAddress!, batch: 5), count: 5 * K)) }
+            let (a, b) = Parallel.withThreads(1) {
+                (plain.images.withUnsafeBufferPointer { Array(UnsafeBufferPointer(start: plain.model.predict($0.baseAddress!, batch: 5), count: 5 * K)) },
+                 profiled.images.withUnsafeBufferPointer { Array(UnsafeBufferPointer(start: profiled.model.predict($0.baseAddress!, batch: 5), count: 5 * K)) })
+            }
             #expect(a == b)
             #expect(profiler.steps.isEmpty)
             // patch, pos, pool, final norm, head, the first norm1, and 7 per block: qkv, attention,

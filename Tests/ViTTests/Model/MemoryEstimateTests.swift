@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import ViT
+import ViTKernels
 
 @Suite struct MemoryEstimateTests {
     /// A small model with three blocks, whose buffers the estimates are checked against.
@@ -13,45 +14,54 @@ import Testing
     }
 
     /// The estimate must agree with what the model really allocates (buffers are rounded up
-    /// to 16 floats, so it may be a little below), with every dropout buffer switched on: an
-    /// inference batch no larger than the training batch runs in the training buffers, a
-    /// larger one gets its own.
-    @Test(arguments: [5, 9])
-    func estimateMatchesTheAllocatedBuffers(inferenceBatch: Int) {
+    /// to 16 floats, so it may be a little below), with every dropout buffer switched on. On
+    /// one thread an inference batch no larger than the training batch runs in the training
+    /// buffers, a larger one gets its own; on two, inference runs by image chunks in sets of
+    /// its own, a chunk's each, whatever the batch.
+    @Test(arguments: [(5, 1), (9, 1), (5, 2), (9, 2)])
+    func estimateMatchesTheAllocatedBuffers(inferenceBatch: Int, threads: Int) {
         var config = threeBlockConfig()
         config.dropout = 0.1
         config.attnDropout = 0.1
-        let model = VisionTransformer(config: config, seed: 1)
-        let optimizerFloats = 2 * model.layout.totalCount
-        let trainingBatch = 6
-        var generator = SeededGenerator(seed: 2)
-        let images = [Float](repeating: 0.25, count: max(trainingBatch, inferenceBatch) * 3 * 8 * 8)
-        var trainingBytes = 0
-        images.withUnsafeBufferPointer { pointer in
-            _ = model.forward(pointer.baseAddress!, batch: trainingBatch, training: true, generator: &generator)
-            trainingBytes = model.activationBytes
-            _ = model.predict(pointer.baseAddress!, batch: inferenceBatch)
+        Parallel.withThreads(threads) {
+            let model = VisionTransformer(config: config, seed: 1)
+            let optimizerFloats = 2 * model.layout.totalCount
+            let trainingBatch = 6
+            var generator = SeededGenerator(seed: 2)
+            let images = [Float](repeating: 0.25, count: max(trainingBatch, inferenceBatch) * 3 * 8 * 8)
+            var trainingBytes = 0
+            images.withUnsafeBufferPointer { pointer in
+                _ = model.forward(pointer.baseAddress!, batch: trainingBatch, training: true, generator: &generator)
+                trainingBytes = model.activationBytes
+                _ = model.predict(pointer.baseAddress!, batch: inferenceBatch)
+            }
+            #expect((model.activationBytes == trainingBytes) == (threads == 1 && inferenceBatch <= trainingBatch))
+            // By chunks, the estimate counts the batch's images too, which the caller holds.
+            let batchImages = threads > 1 ? inferenceBatch * 3 * 8 * 8 : 0
+            let allocated = Double(model.activationBytes + 4 * (model.parameters.count + model.gradients.count + optimizerFloats + batchImages))
+            let estimate = config.estimatedBytes(trainingBatch: trainingBatch, inferenceBatch: inferenceBatch)
+            #expect(estimate <= allocated)
+            #expect(estimate > 0.97 * allocated, "estimate \(estimate), allocated \(allocated)")
         }
-        #expect((model.activationBytes == trainingBytes) == (inferenceBatch <= trainingBatch))
-        let allocated = Double(model.activationBytes + 4 * (model.parameters.count + model.gradients.count + optimizerFloats))
-        let estimate = config.estimatedBytes(trainingBatch: trainingBatch, inferenceBatch: inferenceBatch)
-        #expect(estimate <= allocated)
-        #expect(estimate > 0.97 * allocated, "estimate \(estimate), allocated \(allocated)")
     }
 
-    /// A model read for inference holds its parameters and one inference batch's buffers, no
-    /// gradients: the estimate without a training batch counts the same.
-    @Test func inferenceOnlyEstimateMatchesTheAllocatedBuffers() {
+    /// A model read for inference holds its parameters and its inference buffers (one
+    /// batch's, or one chunk's per worker), no gradients: the estimate without a training batch
+    /// counts the same.
+    @Test(arguments: [1, 2])
+    func inferenceOnlyEstimateMatchesTheAllocatedBuffers(threads: Int) {
         let config = threeBlockConfig()
-        let model = VisionTransformer(config: config, seed: 1, forTraining: false)
-        #expect(model.gradients.count == 0)
-        let batch = 7
-        let images = [Float](repeating: 0.25, count: batch * 3 * 8 * 8)
-        images.withUnsafeBufferPointer { _ = model.predict($0.baseAddress!, batch: batch) }
-        let allocated = Double(model.activationBytes + 4 * model.parameters.count)
-        let estimate = config.estimatedBytes(trainingBatch: nil, inferenceBatch: batch)
-        #expect(estimate <= allocated)
-        #expect(estimate > 0.97 * allocated, "estimate \(estimate), allocated \(allocated)")
+        Parallel.withThreads(threads) {
+            let model = VisionTransformer(config: config, seed: 1, forTraining: false)
+            #expect(model.gradients.count == 0)
+            let batch = 7
+            let images = [Float](repeating: 0.25, count: batch * 3 * 8 * 8)
+            images.withUnsafeBufferPointer { _ = model.predict($0.baseAddress!, batch: batch) }
+            let allocated = Double(model.activationBytes + 4 * (model.parameters.count + (threads > 1 ? images.count : 0)))
+            let estimate = config.estimatedBytes(trainingBatch: nil, inferenceBatch: batch)
+            #expect(estimate <= allocated)
+            #expect(estimate > 0.97 * allocated, "estimate \(estimate), allocated \(allocated)")
+        }
     }
 
     /// Training keeps the attention probabilities of cifar10-tiny and fashion-mnist at batch

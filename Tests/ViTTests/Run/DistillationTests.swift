@@ -178,8 +178,12 @@ private final class LossLog {
         let expected = Array(UnsafeBufferPointer(start: resized.withUnsafeBufferPointer { reference.predict($0.baseAddress!, batch: B) }, count: B * 10))
         expectAllClose(logits, expected, abs: 1e-5, rel: 1e-5, "teacher logits")
 
-        // Inference buffers only: exactly what one inference set for this batch takes.
-        let inferenceOnly = Activations(config: teacherRun.model, maxBatch: B, training: false).byteCount
+        // Inference buffers only: exactly what inference of this batch takes (by image chunks
+        // on several threads: a chunk's set per worker and the batch's logits).
+        let inferenceOnly = InferenceChunks(batch: B, tokens: teacherRun.model.numTokens, threads: Parallel.threads).map { chunks in
+            chunks.workers(threads: Parallel.threads) * Activations(config: teacherRun.model, maxBatch: chunks.imagesPerChunk, training: false).byteCount
+                + B * 10 * MemoryLayout<Float>.stride
+        } ?? Activations(config: teacherRun.model, maxBatch: B, training: false).byteCount
         #expect(teacher.model.activationBytes == inferenceOnly)
     }
 

@@ -55,7 +55,8 @@ import Testing
         #expect(unmeasured.json()["mfu_samples"] == .array([]))
     }
 
-    /// A stored model's profile: inference batches recorded op by op, its memory, its own JSON.
+    /// A stored model's profile: inference batches timed as they run, then as many recorded op
+    /// by op (their mean in the JSON), its memory, its own JSON.
     @Test func checkpointProfileTimesInferenceOnly() throws {
         var config = RunConfig(name: "stored")
         config.model.imageSize = 8; config.model.patchSize = 4; config.model.inChannels = 1; config.model.numClasses = 3
@@ -64,8 +65,10 @@ import Testing
         let loaded = InferenceModel(model: VisionTransformer(config: config.model, seed: 2), config: config, quantized: nil)
         var statuses: [String] = []
         let report = ProfileReport.measureInference(loaded, path: "m.safetensors", batch: nil, steps: 3) { statuses.append($0) }
-        #expect(statuses == ["inference batch 1/3", "inference batch 2/3", "inference batch 3/3"])
+        #expect(statuses == ["inference batch 1/3", "inference batch 2/3", "inference batch 3/3",
+                             "inference batch 1/3, op by op", "inference batch 2/3, op by op", "inference batch 3/3, op by op"])
         #expect(report.batch == 4 && report.inferNanoseconds.count == 3 && report.stepNanoseconds.isEmpty && report.gemm == nil)
+        #expect(report.profiledInferNanoseconds.count == 3 && report.profiledSteps == 3)
         #expect(report.rows.allSatisfy { $0.calls == $0.calls.rounded() && $0.calls >= 1 } && !report.rows.isEmpty)
         let stored = try #require(report.stored)
         #expect(stored.precision == "float32" && stored.stateBytes == loaded.residentBytes)
@@ -73,7 +76,7 @@ import Testing
         guard case .object(let members) = report.json() else { Issue.record("not an object"); return }
         let keys = members.map(\.key).filter { $0 != "final_rss_bytes" }
         #expect(keys == ["checkpoint", "precision", "batch_size", "threads", "blas_core", "parameters", "steps",
-                         "infer_images_per_second", "infer_batch_ms", "peak_rss_bytes", "model_state_bytes",
+                         "infer_images_per_second", "infer_batch_ms", "op_by_op_batch_ms", "peak_rss_bytes", "model_state_bytes",
                          "linear_weight_bytes", "ops"])
         #expect(report.json()["checkpoint"] == .string("m.safetensors"))
         #expect(report.latencyNanoseconds.isEmpty && report.latencySeconds(percentile: 0.5) == nil)
@@ -110,7 +113,7 @@ import Testing
         let loaded = InferenceModel(model: VisionTransformer(config: config.model, seed: 2), config: config, quantized: nil)
         var statuses: [String] = []
         let report = ProfileReport.measureInference(loaded, path: "m.safetensors", batch: 3, steps: 1, latency: 5) { statuses.append($0) }
-        #expect(statuses == ["inference batch 1/1", "batch-1 latency, 5 passes"])
+        #expect(statuses == ["inference batch 1/1", "inference batch 1/1, op by op", "batch-1 latency, 5 passes"])
         #expect(report.latencyNanoseconds.count == 5 && report.latencyNanoseconds.allSatisfy { $0 > 0 })
         // The latency passes are not profiled: the op table counts the one timed batch.
         #expect(report.inferNanoseconds.count == 1 && report.rows.first { $0.name == "patch_embed" }?.calls == 1)
