@@ -12,7 +12,8 @@
 # vit runs the config as it is. Both use label smoothing 0.1 and AdamW (the peer always does).
 # Last comes the GEMM floor (scripts/gemm_floor.py): vit's linear-layer GEMMs alone, at the
 # sgemm rate its profile measured, against the peer's whole training step and inference batch,
-# which bounds how far ahead of the peer vit can get with every GEMM in OpenBLAS.
+# which bounds how far ahead of the peer vit can get with every GEMM in OpenBLAS (for inference,
+# when it runs op by op: a batch by image chunks is not held to the floor's split GEMMs).
 #
 # Environment: VIT_VENV (default /tmp/peer) the Python venv with torch and timm, created on first
 # use; PEER_SCRIPT another peer script taking the same flags (default scripts/timm_peer.py);
@@ -109,5 +110,5 @@ print("GEMM floor (each round's sgemm at the model's shapes; see scripts/gemm_fl
 print("  " + ceiling_line("training step", "pytorch", [gemm_floor_ms(v, ("forward", "backward")) for v in vit],
                           [v["batch_size"] * 1000 / p["train_img_s"] for v, p in zip(vit, peer)]))
 print("  " + ceiling_line("inference batch", "pytorch", [gemm_floor_ms(v, ("forward",)) for v in vit],
-                          [v["batch_size"] * 1000 / p["infer_img_s"] for v, p in zip(vit, peer)]))
+                          [v["batch_size"] * 1000 / p["infer_img_s"] for v, p in zip(vit, peer)], op_by_op=True))
 EOF

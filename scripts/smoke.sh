@@ -285,6 +285,8 @@ assert calls == {"qkv": 2, "proj": 1, "fc1": 1, "fc2": 1}, calls
 assert gemm_floor_ms(without, ("forward",)) is None
 line = ceiling_line("training step", "peer", [both], [3 * both])
 assert line.endswith("vit can be at most 3.00x peer"), line
+line = ceiling_line("b8", "peer", [both], [2 * both], op_by_op=True)
+assert line.endswith("vit op by op (image chunks are not held to it) can be at most 2.00x peer"), line
 assert ceiling_line("b1", "peer", [None], [1.0]) == "b1: no GEMM rounds in vit's profile"
 EOF
 bad_int8=$work/bad-int8.safetensors
