@@ -30,7 +30,7 @@ public func attentionForward(
     batch B: Int, tokens T: Int, channels C: Int, heads NH: Int, keeping kept: KeptImages? = nil,
     queryTokens: Int? = nil
 ) {
-    kept?.zeroDroppedRows(out, width: C, rowsPerImage: queryTokens ?? T)
+    kept?.withRowsPerImage(queryTokens ?? T).zeroDroppedRows(out, width: C)
     AttentionHead.forEach(batch: B, tokens: T, channels: C, heads: NH, scratchMatrices: 1, slicingQueries: true,
                           images: kept, queryTokens: queryTokens) { head, queries, scratch in
         let v = qkv + head.qkv + 2 * C

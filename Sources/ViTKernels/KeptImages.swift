@@ -74,12 +74,23 @@ public struct KeptImages: Sendable {
         if let kept { kept.forEachRowRange(ofKept: range, body) } else { body(range) }
     }
 
-    /// Zeroes the dropped images' rows of a `[B · rows, width]` matrix, `rows` being
-    /// `rowsPerImage` unless given (the attention's output rows of a query prefix).
-    public func zeroDroppedRows(_ matrix: UnsafeMutablePointer<Float>, width: Int, rowsPerImage rows: Int? = nil) {
-        let rows = rows ?? rowsPerImage
+    /// The same images, for matrices of `rows` rows per image (the pooled tokens' rows a
+    /// class-token model's last block runs on after its attention's keys and values).
+    public func withRowsPerImage(_ rows: Int) -> KeptImages {
+        KeptImages(images: images, keptRuns: keptRuns, droppedRuns: droppedRuns, rowsPerImage: rows)
+    }
+
+    private init(images: [Int], keptRuns: [Range<Int>], droppedRuns: [Range<Int>], rowsPerImage: Int) {
+        self.images = images
+        self.keptRuns = keptRuns
+        self.droppedRuns = droppedRuns
+        self.rowsPerImage = rowsPerImage
+    }
+
+    /// Zeroes the dropped images' rows of a `[B · rowsPerImage, width]` matrix.
+    public func zeroDroppedRows(_ matrix: UnsafeMutablePointer<Float>, width: Int) {
         for run in droppedRuns {
-            (matrix + run.lowerBound * rows * width).update(repeating: 0, count: run.count * rows * width)
+            (matrix + run.lowerBound * rowsPerImage * width).update(repeating: 0, count: run.count * rowsPerImage * width)
         }
     }
 }

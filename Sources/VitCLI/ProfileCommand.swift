@@ -216,8 +216,7 @@ extension VitCommand {
             }
             print("")
             if !report.profiledInferNanoseconds.isEmpty {
-                let profiledMilliseconds = Double(report.profiledInferNanoseconds.reduce(0, +)) / Double(report.profiledInferNanoseconds.count) / 1e6
-                print("op by op      batch \(f(profiledMilliseconds, 2)) ms, each op split across the threads (the timed batches above run image chunks)")
+                print("op by op      batch \(f(report.opByOpInferSeconds * 1000, 2)) ms, each op split across the threads (the timed batches above run image chunks)")
             }
             var table = [["op", "calls", "ms/batch", "% batch", "GFLOP/s"]]
             for r in report.rows {

@@ -306,7 +306,8 @@ public final class VisionTransformer: @unchecked Sendable {
             prof?.lap("attention", .forward, flops: 4 * B * T * T * C, layer: layer)
             if let observer = attentionObserver, let observed { observer(layer, observed, B) }
             // The rest of the block by the images' rows it computes (P per image on packed rows).
-            let (keptAfterAttention, keptByMLPRows) = prefix.map { keptImages(act, batch: B, rowsPerImage: $0) } ?? (keptByAttention, keptByMLP)
+            let (keptAfterAttention, keptByMLPRows) = prefix.map { (keptByAttention?.withRowsPerImage($0), keptByMLP?.withRowsPerImage($0)) }
+                ?? (keptByAttention, keptByMLP)
             linear(.proj(layer), a.branch, act.attnOut, weight: w.projWeight, bias: p + w.projBias, rows: rows, inFeatures: C, outFeatures: C,
                    keeping: keptAfterAttention)
             prof?.lap("proj", .forward, flops: 2 * BT * C * C, layer: layer)
@@ -466,12 +467,10 @@ public final class VisionTransformer: @unchecked Sendable {
     /// The images each branch of a training block keeps (nonzero drop-path factor), or nil for a
     /// branch that drops none (or a forward without drop path): the forward computes a branch
     /// for those images only, and backward takes its gradients from them.
-    /// `rowsPerImage`: the rows of each image the kernels are given (T, or the P prefix tokens'
-    /// rows the last block packs).
-    private func keptImages(_ act: BlockActivations, batch B: Int, rowsPerImage: Int? = nil) -> (attention: KeptImages?, mlp: KeptImages?) {
-        let rows = rowsPerImage ?? config.numTokens
-        return (act.attnPathScale.flatMap { KeptImages(pathScale: $0, batch: B, rowsPerImage: rows) },
-                act.mlpPathScale.flatMap { KeptImages(pathScale: $0, batch: B, rowsPerImage: rows) })
+    private func keptImages(_ act: BlockActivations, batch B: Int) -> (attention: KeptImages?, mlp: KeptImages?) {
+        let T = config.numTokens
+        return (act.attnPathScale.flatMap { KeptImages(pathScale: $0, batch: B, rowsPerImage: T) },
+                act.mlpPathScale.flatMap { KeptImages(pathScale: $0, batch: B, rowsPerImage: T) })
     }
 
 
@@ -586,7 +585,8 @@ public final class VisionTransformer: @unchecked Sendable {
             // attention (see `forward`): so does its backward, on d(output) packed the same way.
             let prefix = layer == depth - 1 ? config.lastBlockTokens : nil
             let rows = B * (prefix ?? T)
-            let (keptAfterAttention, keptByMLPRows) = prefix.map { keptImages(act, batch: B, rowsPerImage: $0) } ?? (keptByAttention, keptByMLP)
+            let (keptAfterAttention, keptByMLPRows) = prefix.map { (keptByAttention?.withRowsPerImage($0), keptByMLP?.withRowsPerImage($0)) }
+                ?? (keptByAttention, keptByMLP)
             if let prefix { prefixTokensForward(dResidual, dResidual, batch: B, tokens: T, prefix: prefix, channels: C) }
             // MLP branch. dResidual holds d(output); the identity path carries it to d(middle).
             let dMLP = branchGradient(dResidual, scratch: dBranchScratch, mask: act.fc2Mask, pathScale: act.mlpPathScale, batch: B,
