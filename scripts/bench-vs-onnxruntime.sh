@@ -13,7 +13,7 @@
 # after warm-up. Latency percentiles: the median, and p90 as the sorted pass at ⌊0.9·(n − 1)⌋,
 # on both sides. vit's profile also times STEPS training steps first (not reported here), and 3
 # more, each with a round of the model's GEMM shapes, at the batch and again at batch 1: the GEMM
-# floor at the end (scripts/gemm_floor.py) sets vit's linear-layer GEMMs alone against each
+# floor at the end (scripts/gemm_floor.py) sets vit's GEMMs alone (linear and attention) against each
 # peer's whole batch and batch-1 time, which bounds how far ahead vit can get with every GEMM
 # in OpenBLAS (at the batch, when it runs op by op: by image chunks it is not held to it).
 #

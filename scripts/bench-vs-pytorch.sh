@@ -10,8 +10,8 @@
 # Both do the config's own work: the peer is given its dropout, drop path, attention dropout,
 # pooling, qkv bias and gradient clipping (vit's defaults for what the config leaves out), and
 # vit runs the config as it is. Both use label smoothing 0.1 and AdamW (the peer always does).
-# Last comes the GEMM floor (scripts/gemm_floor.py): vit's linear-layer GEMMs alone, at the
-# sgemm rate its profile measured, against the peer's whole training step and inference batch,
+# Last comes the GEMM floor (scripts/gemm_floor.py): vit's GEMMs alone (linear layers and
+# attention's per-head GEMMs), at the rate its profile measured, against the peer's whole training step and inference batch,
 # which bounds how far ahead of the peer vit can get with every GEMM in OpenBLAS (for inference,
 # when it runs op by op: a batch by image chunks is not held to the floor's split GEMMs).
 #

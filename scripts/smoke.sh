@@ -260,7 +260,7 @@ assert abs(a - b) <= 0.03, f"float32 top-1 {a}, int8 {b}"
 EOF
 check "vit profile of the int8 model exits 0" "$work/profile-int8.log" \
     "$vit" profile "$int8" --steps 1 --batch-size 8 "${threads[@]}"
-# The bench scripts' GEMM floor (scripts/gemm_floor.py) reads `vit profile --json`'s sgemm table:
+# The bench scripts' GEMM floor (scripts/gemm_floor.py) reads `vit profile --json`'s sgemm tables:
 # with GEMM rounds it sums to a positive time, forward below forward + backward, and it lists
 # no call for the last block's layers that run on the class token only; without
 # (--mfu-steps 0) there is no floor rather than a floor of 0.
@@ -282,6 +282,12 @@ assert forward is not None and math.isfinite(both) and 0 < forward < both, (forw
 calls = {op: sum(s["calls_per_step"] for s in with_rounds["gemm_shapes"] if s["kind"] == "forward" and op in s["ops"])
          for op in ("qkv", "proj", "fc1", "fc2")}
 assert calls == {"qkv": 2, "proj": 1, "fc1": 1, "fc2": 1}, calls
+# Attention's GEMMs count too: block 0 with every query row, the last block with the class
+# token's, forward and backward, each a positive time over the batch.
+attention = [(a["kind"], a["query_tokens"], a["calls_per_step"]) for a in with_rounds["attention_gemms"]]
+assert attention == [("forward", None, 1), ("forward", 1, 1), ("backward", None, 1), ("backward", 1, 1)], attention
+linear = sum(s["ms"] * s["calls_per_step"] for s in with_rounds["gemm_shapes"])
+assert all(a["ms"] > 0 for a in with_rounds["attention_gemms"]) and both > linear, (both, linear)
 assert gemm_floor_ms(without, ("forward",)) is None
 line = ceiling_line("training step", "peer", [both], [3 * both])
 assert line.endswith("vit can be at most 3.00x peer"), line

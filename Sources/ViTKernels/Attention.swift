@@ -33,7 +33,6 @@ public func attentionForward(
     kept?.withRowsPerImage(queryTokens ?? T).zeroDroppedRows(out, width: C)
     AttentionHead.forEach(batch: B, tokens: T, channels: C, heads: NH, scratchMatrices: 1, slicingQueries: true,
                           images: kept, queryTokens: queryTokens) { head, queries, scratch in
-        let v = qkv + head.qkv + 2 * C
         let p = probs.map { $0 + head.probs } ?? scratch
         head.probabilities(p, qkv: qkv, channels: C, queries: queries)
         let rows = queries.lowerBound * T, count = queries.count * T
@@ -44,8 +43,7 @@ public func attentionForward(
             head.applyMask(scratch, dropMask, from: rows, count: count)
             weights = UnsafePointer(scratch)
         }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(queries.count), Int32(head.dim), Int32(T),
-                    1, weights + rows, Int32(T), v, Int32(3 * C), 0, out + head.out + queries.lowerBound * C, Int32(C))
+        head.weightedValues(out, weights, qkv: qkv, channels: C, queries: queries)
     }
 }
 
@@ -85,8 +83,6 @@ public func attentionBackward(
     let recomputed = probs == nil ? 1 : 0, dropped = dropMask == nil ? 0 : 1
     AttentionHead.forEach(batch: B, tokens: T, channels: C, heads: NH, scratchMatrices: 1 + recomputed + dropped, slicingQueries: false,
                           images: kept, queryTokens: queryTokens) { head, _, scratch in
-        let q = qkv + head.qkv, k = q + C, v = q + 2 * C
-        let dq = dqkv + head.qkv, dk = dq + C, dv = dq + 2 * C
         let dp = scratch
         let p: UnsafePointer<Float>
         if let probs {
@@ -101,7 +97,6 @@ public func attentionBackward(
             }
             p = UnsafePointer(rebuilt)
         }
-        let dO = dout + head.out
         var weights = p
         if let dropMask {
             let masked = scratch + (1 + recomputed) * T * T
@@ -109,21 +104,54 @@ public func attentionBackward(
             head.applyMask(masked, dropMask, from: 0, count: queryRows * T)
             weights = UnsafePointer(masked)
         }
-        // Shapes: weights, dP `[queryRows, T]` (leading dimension T), dO `[queryRows, hd]`, Q/K/V `[T, hd]`.
-        // dV = weightsᵀ · dO
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(T), Int32(head.dim), Int32(queryRows),
-                    1, weights, Int32(T), dO, Int32(C), 0, dv, Int32(3 * C))
-        // dP = dO · Vᵀ
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(queryRows), Int32(T), Int32(head.dim),
-                    1, dO, Int32(C), v, Int32(3 * C), 0, dp, Int32(T))
+        head.valueAndProbabilityGradients(dqkv, dp, weights: weights, dout: dout, qkv: qkv, channels: C, queryRows: queryRows)
         if let dropMask { head.applyMask(dp, dropMask, from: 0, count: queryRows * T) }
         for t in 0..<queryRows { softmaxBackwardRowInPlace(dp + t * T, p + t * T, count: T) }
-        // dQ = s · dS · K (rows past the prefix: no gradient) ; dK = s · dSᵀ · Q
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(queryRows), Int32(head.dim), Int32(T),
-                    head.scale, dp, Int32(T), k, Int32(3 * C), 0, dq, Int32(3 * C))
-        for t in queryRows..<T { (dq + t * 3 * C).update(repeating: 0, count: head.dim) }
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(T), Int32(head.dim), Int32(queryRows),
-                    head.scale, dp, Int32(T), q, Int32(3 * C), 0, dk, Int32(3 * C))
+        head.queryAndKeyGradients(dqkv, scoreGradient: dp, qkv: qkv, channels: C, queryRows: queryRows)
+        // Query rows past the prefix have no gradient.
+        for t in queryRows..<T { (dqkv + head.qkv + t * 3 * C).update(repeating: 0, count: head.dim) }
+    }
+}
+
+/// The GEMMs alone of `attentionForward` (`backward` false) or of `attentionBackward` (true)
+/// over a batch: the same calls on the same workers, without the softmax, its backward or masks
+/// between them. `vit profile` times it for attention's share of the GEMM floor (what a step's
+/// GEMMs cost in OpenBLAS with nothing else running); the values it writes are the products of
+/// whatever it reads.
+/// - Parameters:
+///   - out: `[B, P, C]`, written by the forward's S·V (S = hd^-½·Q·Kᵀ in the worker's scratch,
+///     P = `queryTokens` or T).
+///   - dqkv: `[B, T, 3C]`, written by the backward's dV = Sᵀ·dO, dQ = hd^-½·dP·K and
+///     dK = hd^-½·dPᵀ·Q (dP = dO·Vᵀ standing for the score gradient), whose S is `probs`'s
+///     `[T, T]` block of each pair (as `attentionBackward` reads the probabilities the forward
+///     kept), or S recomputed in scratch when `probs` is nil. Rows of dQ past a prefix are not
+///     written.
+///   - qkv: `[B, T, 3C]` and dout `[B, P, C]`, read.
+///   - probs: `[B, NH, T, T]`, read by the backward, or nil.
+public func attentionGEMMs(
+    backward: Bool, out: UnsafeMutablePointer<Float>, dqkv: UnsafeMutablePointer<Float>,
+    qkv: UnsafePointer<Float>, dout: UnsafePointer<Float>, probs: UnsafePointer<Float>? = nil,
+    batch B: Int, tokens T: Int, channels C: Int, heads NH: Int, queryTokens: Int? = nil
+) {
+    let queryRows = queryTokens ?? T
+    AttentionHead.forEach(batch: B, tokens: T, channels: C, heads: NH, scratchMatrices: 2, slicingQueries: !backward,
+                          queryTokens: queryTokens) { head, queries, scratch in
+        let recomputed = scratch, dp = scratch + T * T
+        if !backward {
+            head.scores(recomputed, qkv: qkv, channels: C, queries: queries)
+            head.weightedValues(out, recomputed, qkv: qkv, channels: C, queries: queries)
+            return
+        }
+        var s = UnsafePointer(recomputed)
+        if let probs {
+            s = probs + head.probs
+        } else if queryTokens == nil {
+            for slice in 0..<head.querySlices { head.scores(recomputed, qkv: qkv, channels: C, queries: head.queries(slice)) }
+        } else {
+            head.scores(recomputed, qkv: qkv, channels: C, queries: 0..<queryRows)
+        }
+        head.valueAndProbabilityGradients(dqkv, dp, weights: s, dout: dout, qkv: qkv, channels: C, queryRows: queryRows)
+        head.queryAndKeyGradients(dqkv, scoreGradient: dp, qkv: qkv, channels: C, queryRows: queryRows)
     }
 }
 
@@ -159,12 +187,60 @@ struct AttentionHead {
     /// the same bits.
     @inline(__always)
     func probabilities(_ p: UnsafeMutablePointer<Float>, qkv: UnsafePointer<Float>, channels C: Int, queries: Range<Int>) {
+        scores(p, qkv: qkv, channels: C, queries: queries)
+        Loops.softmaxRowsInPlace(p + queries.lowerBound * tokens, rows: queries.count, length: tokens)
+    }
+
+    // The attention's GEMMs, one method each, which `attentionForward`, `attentionBackward` and
+    // the floor's `attentionGEMMs` share. Shapes: Q, K, V and their gradients `[T, hd]`
+    // (leading dimension 3C, in qkv and dqkv), O and dO `[P, hd]` (leading dimension C), P and
+    // dP `[P, T]` (leading dimension T), P query rows (all T, or the forward's prefix).
+
+    /// Rows `queries` of `p` `[T, T]` = hd^-½ · Q[queries] · Kᵀ.
+    @inline(__always)
+    func scores(_ p: UnsafeMutablePointer<Float>, qkv: UnsafePointer<Float>, channels C: Int, queries: Range<Int>) {
         let T = tokens
         let q = qkv + self.qkv + queries.lowerBound * 3 * C, k = qkv + self.qkv + C
-        let rows = p + queries.lowerBound * T
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(queries.count), Int32(T), Int32(dim),
-                    scale, q, Int32(3 * C), k, Int32(3 * C), 0, rows, Int32(T))
-        Loops.softmaxRowsInPlace(rows, rows: queries.count, length: T)
+                    scale, q, Int32(3 * C), k, Int32(3 * C), 0, p + queries.lowerBound * T, Int32(T))
+    }
+
+    /// This head's columns of `out` rows `queries` = weights[queries] · V (weights `[T, T]`: P,
+    /// or P times the dropout mask).
+    @inline(__always)
+    func weightedValues(_ out: UnsafeMutablePointer<Float>, _ weights: UnsafePointer<Float>, qkv: UnsafePointer<Float>,
+                        channels C: Int, queries: Range<Int>) {
+        let T = tokens
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(queries.count), Int32(dim), Int32(T),
+                    1, weights + queries.lowerBound * T, Int32(T), qkv + self.qkv + 2 * C, Int32(3 * C),
+                    0, out + self.out + queries.lowerBound * C, Int32(C))
+    }
+
+    /// dV = weightsᵀ · dO into this head's dV columns of `dqkv`, and dP = dO · Vᵀ into `dp`
+    /// `[queryRows, T]`, over the first `queryRows` query rows.
+    @inline(__always)
+    func valueAndProbabilityGradients(_ dqkv: UnsafeMutablePointer<Float>, _ dp: UnsafeMutablePointer<Float>,
+                                      weights: UnsafePointer<Float>, dout: UnsafePointer<Float>, qkv: UnsafePointer<Float>,
+                                      channels C: Int, queryRows: Int) {
+        let T = tokens
+        let dO = dout + out
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(T), Int32(dim), Int32(queryRows),
+                    1, weights, Int32(T), dO, Int32(C), 0, dqkv + self.qkv + 2 * C, Int32(3 * C))
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(queryRows), Int32(T), Int32(dim),
+                    1, dO, Int32(C), qkv + self.qkv + 2 * C, Int32(3 * C), 0, dp, Int32(T))
+    }
+
+    /// dQ = hd^-½ · dS · K for the first `queryRows` query rows, and dK = hd^-½ · dSᵀ · Q_P,
+    /// into this head's columns of `dqkv`, dS `[queryRows, T]` the score gradient.
+    @inline(__always)
+    func queryAndKeyGradients(_ dqkv: UnsafeMutablePointer<Float>, scoreGradient ds: UnsafePointer<Float>, qkv: UnsafePointer<Float>,
+                              channels C: Int, queryRows: Int) {
+        let T = tokens
+        let q = qkv + self.qkv, dq = dqkv + self.qkv
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(queryRows), Int32(dim), Int32(T),
+                    scale, ds, Int32(T), q + C, Int32(3 * C), 0, dq, Int32(3 * C))
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(T), Int32(dim), Int32(queryRows),
+                    scale, ds, Int32(T), q, Int32(3 * C), 0, dq + C, Int32(3 * C))
     }
 
     /// m[i] = m[i] · mask[i] for i in `from..<from + count` of this head's `[T, T]` block of a

@@ -192,4 +192,43 @@ private func attentionReference(_ qkv: [Double], mask: [Double]?, B: Int, T: Int
             #expect(fromKept.contains { $0 != 0 })
         }
     }
+
+    /// The GEMM floor's attention makes the attention's GEMMs with nothing between them: the
+    /// forward's output is S·V with S = hd^-½·Q·Kᵀ unnormalized, and the backward's dV = Sᵀ·dO,
+    /// dQ = hd^-½·dP·K and dK = hd^-½·dPᵀ·Q with dP = dO·Vᵀ taken as the score gradient, on
+    /// the query prefix when there is one, S recomputed or read from kept probabilities.
+    @Test(arguments: [(nil, false), (nil, true), (2, false), (2, true)] as [(Int?, Bool)])
+    func gemmsAloneAreTheAttentionsProducts(prefix: Int?, keptProbabilities: Bool) {
+        var rng = TestRandom(31)
+        let P = prefix ?? T, hd = C / NH, scale = 1 / Double(hd).squareRoot()
+        let qkv = rng.floats(B * T * 3 * C), dout = rng.floats(B * P * C)
+        let probs: [Float]? = keptProbabilities ? rng.floats(B * NH * T * T) : nil
+        var out = [Float](repeating: .nan, count: B * P * C), dqkv = [Float](repeating: .nan, count: B * T * 3 * C)
+        attentionGEMMs(backward: false, out: &out, dqkv: &dqkv, qkv: qkv, dout: dout, batch: B, tokens: T, channels: C, heads: NH,
+                       queryTokens: prefix)
+        attentionGEMMs(backward: true, out: &out, dqkv: &dqkv, qkv: qkv, dout: dout, probs: probs, batch: B, tokens: T, channels: C,
+                       heads: NH, queryTokens: prefix)
+        func x(_ b: Int, _ t: Int, _ part: Int, _ h: Int, _ d: Int) -> Double { Double(qkv[(b * T + t) * 3 * C + part * C + h * hd + d]) }
+        var expectedOut = [Double](repeating: 0, count: B * P * C), expectedD = [Double](repeating: 0, count: B * T * 3 * C)
+        for b in 0..<B { for h in 0..<NH {
+            var s = [Double](repeating: 0, count: P * T), dp = [Double](repeating: 0, count: P * T)
+            for i in 0..<P { for j in 0..<T {
+                for d in 0..<hd {
+                    s[i * T + j] += scale * x(b, i, 0, h, d) * x(b, j, 1, h, d)
+                    dp[i * T + j] += Double(dout[(b * P + i) * C + h * hd + d]) * x(b, j, 2, h, d)
+                }
+            } }
+            let kept = probs.map { p in (0..<(P * T)).map { Double(p[(b * NH + h) * T * T + $0]) } } ?? s
+            for i in 0..<P { for d in 0..<hd { for j in 0..<T {
+                expectedOut[(b * P + i) * C + h * hd + d] += s[i * T + j] * x(b, j, 2, h, d)
+                expectedD[(b * T + j) * 3 * C + 2 * C + h * hd + d] += kept[i * T + j] * Double(dout[(b * P + i) * C + h * hd + d])
+                expectedD[(b * T + i) * 3 * C + h * hd + d] += scale * dp[i * T + j] * x(b, j, 1, h, d)
+                expectedD[(b * T + j) * 3 * C + C + h * hd + d] += scale * dp[i * T + j] * x(b, i, 0, h, d)
+            } } }
+        } }
+        expectClose(out, expectedOut, abs: 1e-5, rel: 1e-5, "attention GEMMs: out")
+        // dQ rows past the prefix are not written (the kernel's zeros are not a GEMM).
+        let written = (0..<(B * T * 3 * C)).filter { i in i % (3 * C) >= C || (i / (3 * C)) % T < P }
+        expectClose(written.map { dqkv[$0] }, written.map { expectedD[$0] }, abs: 1e-5, rel: 1e-5, "attention GEMMs: dqkv")
+    }
 }

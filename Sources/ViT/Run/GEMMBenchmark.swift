@@ -82,6 +82,39 @@ public enum GEMMBenchmark {
         return order.map { Use(call: $0, callsPerStep: counts[$0]!, ops: ops[$0]!) }
     }
 
+    /// One distinct `attentionGEMMs` call a training step makes (a block's attention GEMMs,
+    /// forward or backward), and how often: blocks with the same shapes are one use.
+    public struct AttentionUse: Hashable, Sendable {
+        public let kind: GEMMCall.Kind
+        /// The query prefix of a class-token model's last block, nil for every query row.
+        public let queryTokens: Int?
+        /// The backward recomputes Q·Kᵀ (the forward kept no probabilities); else it reads
+        /// them from a `[B, NH, T, T]` buffer.
+        public let recomputing: Bool
+        public let callsPerStep: Int
+    }
+
+    /// The attention uses of one training step of batch `B`: forward then backward, each for
+    /// the blocks attending with every query row and for a class-token model's last block.
+    public static func attentionUses(config m: ModelConfig, batch B: Int) -> [AttentionUse] {
+        let recomputing = !ModelDescription.keepsAttentionProbabilities(m, batch: B)
+        let prefix = m.lastBlockTokens
+        let whole = m.depth - (prefix == nil ? 0 : 1)
+        return [GEMMCall.Kind.forward, .backward].flatMap { kind in
+            [(nil, whole), (prefix, prefix == nil ? 0 : 1)].compactMap { queries, blocks in
+                blocks > 0 ? AttentionUse(kind: kind, queryTokens: queries, recomputing: kind == .backward && recomputing,
+                                          callsPerStep: blocks) : nil
+            }
+        }
+    }
+
+    /// One attention use's measured time.
+    public struct AttentionTiming: Sendable {
+        public let use: AttentionUse
+        /// Median seconds of one call.
+        public let seconds: Double
+    }
+
     /// One shape's measured speed.
     public struct Timing: Sendable {
         public let use: Use
@@ -93,7 +126,16 @@ public enum GEMMBenchmark {
 
     /// What `measure` found.
     public struct Report: Sendable {
+        /// The linear layers' shapes: the sgemm rate and the MFU count these only.
         public let timings: [Timing]
+        /// Attention's GEMMs, for the GEMM floor (`gemm_floor.py`) alone.
+        public let attention: [AttentionTiming]
+
+        public init(timings: [Timing], attention: [AttentionTiming] = []) {
+            self.timings = timings
+            self.attention = attention
+        }
+
         /// FLOP-weighted rate over a step's calls: Σ calls·flops / Σ calls·seconds.
         public var gflops: Double {
             let flops = timings.reduce(0.0) { $0 + Double($1.use.callsPerStep * $1.use.call.flops) }
@@ -109,9 +151,25 @@ public enum GEMMBenchmark {
         public let uses: [Use]
         private let inp: FloatBuffer, weight: FloatBuffer, bias: FloatBuffer
         private let out: FloatBuffer, dout: FloatBuffer, dinp: FloatBuffer, dweight: FloatBuffer, dbias: FloatBuffer
+        /// Attention's uses and the model's shape they run at (none without a config).
+        public let attentionUses: [AttentionUse]
+        private let attentionShape: (batch: Int, tokens: Int, channels: Int, heads: Int)
+        /// qkv and dqkv `[B, T, 3C]`, out and dout `[B, T, C]`, probs `[B, NH, T, T]` (only when
+        /// a backward reads kept probabilities): attention's operands.
+        private let qkv: FloatBuffer, dqkv: FloatBuffer, attended: FloatBuffer, dAttended: FloatBuffer, probs: FloatBuffer
 
-        public init(_ uses: [Use], seed: UInt64 = 7) {
+        /// Operands for the linear shapes of `config`'s training step of batch `batch`, and for
+        /// its attention GEMMs.
+        public convenience init(config m: ModelConfig, batch B: Int, seed: UInt64 = 7) {
+            self.init(GEMMBenchmark.calls(config: m, batch: B), attention: GEMMBenchmark.attentionUses(config: m, batch: B),
+                      batch: B, tokens: m.numTokens, channels: m.dim, heads: m.heads, seed: seed)
+        }
+
+        public init(_ uses: [Use], attention: [AttentionUse] = [], batch B: Int = 0, tokens T: Int = 0, channels C: Int = 0,
+                    heads NH: Int = 1, seed: UInt64 = 7) {
             self.uses = uses
+            attentionUses = B > 0 ? attention : []
+            attentionShape = (B, T, C, NH)
             var generator = SeededGenerator(seed: seed)
             func largest(_ count: (GEMMCall) -> Int) -> Int { uses.map { count($0.call) }.max() ?? 0 }
             func random(_ count: Int) -> FloatBuffer {
@@ -127,6 +185,26 @@ public enum GEMMBenchmark {
             dinp = FloatBuffer(count: largest { $0.kind == .backward && $0.inputGradient ? $0.rows * $0.inFeatures : 0 })
             dweight = FloatBuffer(count: largest { $0.kind == .backward ? $0.outFeatures * $0.inFeatures : 0 })
             dbias = FloatBuffer(count: largest { $0.outFeatures })
+            let attentionRows = attentionUses.isEmpty ? 0 : B * T
+            qkv = random(attentionRows * 3 * C)
+            dAttended = random(attentionRows * C)
+            dqkv = FloatBuffer(count: attentionRows * 3 * C)
+            attended = FloatBuffer(count: attentionRows * C)
+            // Probabilities-like values: uniform in [0, 2/T), so that rows sum to about 1.
+            let keptProbabilities = attentionUses.contains { $0.kind == .backward && !$0.recomputing }
+            probs = FloatBuffer(count: keptProbabilities ? B * NH * T * T : 0)
+            for i in 0..<probs.count { probs[i] = 2 * generator.nextUniform() / Float(T) }
+        }
+
+        /// Makes `attentionUses[index]`'s call once (`attentionGEMMs` over the whole batch)
+        /// and returns its wall time, nanoseconds.
+        public func timeAttention(_ index: Int) -> UInt64 {
+            let use = attentionUses[index], (B, T, C, NH) = attentionShape
+            let start = Profiler.now()
+            attentionGEMMs(backward: use.kind == .backward, out: attended.pointer, dqkv: dqkv.pointer, qkv: qkv.pointer,
+                           dout: dAttended.pointer, probs: use.recomputing ? nil : UnsafePointer(probs.pointer),
+                           batch: B, tokens: T, channels: C, heads: NH, queryTokens: use.queryTokens)
+            return Profiler.now() - start
         }
 
         /// Makes `uses[index]`'s call once and returns its wall time, nanoseconds.
@@ -148,11 +226,17 @@ public enum GEMMBenchmark {
         /// whatever ran before, left other data in the caches), then `repetitions` timed calls,
         /// whose median counts.
         public func round(repetitions: Int = 3) -> Report {
-            Report(timings: uses.indices.map { index in
+            func median(_ time: (Int) -> UInt64, _ index: Int) -> (seconds: Double, count: Int) {
                 _ = time(index)
                 let samples = (0..<max(1, repetitions)).map { _ in time(index) }
-                return Timing(use: uses[index], seconds: GEMMBenchmark.medianSeconds(samples), repetitions: samples.count)
-            })
+                return (GEMMBenchmark.medianSeconds(samples), samples.count)
+            }
+            let timings = uses.indices.map { index in
+                let (seconds, count) = median(time, index)
+                return Timing(use: uses[index], seconds: seconds, repetitions: count)
+            }
+            let attention = attentionUses.indices.map { AttentionTiming(use: attentionUses[$0], seconds: median(timeAttention, $0).seconds) }
+            return Report(timings: timings, attention: attention)
         }
     }
 
@@ -163,6 +247,8 @@ public enum GEMMBenchmark {
         return Report(timings: first.timings.indices.map { index in
             Timing(use: first.timings[index].use, seconds: median(rounds.map { $0.timings[index].seconds }),
                    repetitions: rounds.reduce(0) { $0 + $1.timings[index].repetitions })
+        }, attention: first.attention.indices.map { index in
+            AttentionTiming(use: first.attention[index].use, seconds: median(rounds.map { $0.attention[index].seconds }))
         })
     }
 

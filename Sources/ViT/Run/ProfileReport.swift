@@ -183,6 +183,11 @@ public struct ProfileReport {
                      ("ops", .array(t.use.ops.map { .string($0) })), ("calls_per_step", .number(Double(t.use.callsPerStep))),
                      ("ms", round(t.seconds * 1000, 10000)), ("gflops", round(t.gflops, 100))])
         }
+        let attention: [JSONValue] = (gemm?.attention ?? []).map { t in
+            .object([("kind", .string(t.use.kind.rawValue)), ("query_tokens", t.use.queryTokens.map { .number(Double($0)) } ?? .null),
+                     ("recomputing", .bool(t.use.recomputing)), ("calls_per_step", .number(Double(t.use.callsPerStep))),
+                     ("ms", round(t.seconds * 1000, 10000))])
+        }
         return .object(metadata + [
             ("parameters", .number(Double(parameters))), ("steps", .number(Double(stepNanoseconds.count))),
             ("train_images_per_second", round(trainImagesPerSecond, 10)),
@@ -196,7 +201,7 @@ public struct ProfileReport {
             ("train_gflops", round(achievedGFLOPS, 100)),
             ("gemm_gflops", gemm.map { round($0.gflops, 100) } ?? .null), ("mfu", gemm == nil ? .null : round(mfu, 10000)),
             ("mfu_samples", .array(mfuSamples.map { round($0, 10000) })),
-            ("ops", .array(ops)), ("gemm_shapes", .array(shapes)),
+            ("ops", .array(ops)), ("gemm_shapes", .array(shapes)), ("attention_gemms", .array(attention)),
         ])
     }
 
@@ -295,7 +300,7 @@ extension ProfileReport {
         // timed alone, so that the two rates of a pair see the machine in the same state. After
         // the peak memory was taken: the rounds' operands would add to it. One untimed pair
         // first reallocates the activations and touches the operands.
-        let operands = GEMMBenchmark.Operands(GEMMBenchmark.calls(config: m, batch: B))
+        let operands = GEMMBenchmark.Operands(config: m, batch: B)
         _ = workload.trainStep(profiler: nil)
         _ = operands.round(repetitions: 1)
         var rounds: [GEMMBenchmark.Report] = []

@@ -239,4 +239,36 @@ import Testing
         #expect(zip(combined.timings, report.timings).allSatisfy { abs($0.seconds - 3 * $1.seconds) <= 1e-15 })
         #expect(abs(combined.gflops - report.gflops / 3) <= 1e-9 * report.gflops)
     }
+
+    /// Attention's GEMMs for the floor: one use per kind and query prefix, blocks merged, the
+    /// backward recomputing Q·Kᵀ exactly when training keeps no probabilities; each is timed in
+    /// a round beside the linear shapes and combined by its median, and none of it moves the
+    /// sgemm rate the MFU divides by.
+    @Test(arguments: [Pooling.cls, .mean])
+    func attentionGEMMsAreTimedForTheFloorOnly(pool: Pooling) {
+        var m = Self.smallConfig()
+        m.pool = pool
+        let B = 3
+        let uses = GEMMBenchmark.attentionUses(config: m, batch: B)
+        let keeps = ModelDescription.keepsAttentionProbabilities(m, batch: B)
+        let prefix = pool == .cls ? m.prefixTokens : nil
+        #expect(m.lastBlockTokens == prefix)
+        let expected: [(GEMMCall.Kind, Int?, Int)] = prefix == nil
+            ? [(.forward, nil, m.depth), (.backward, nil, m.depth)]
+            : [(.forward, nil, m.depth - 1), (.forward, prefix, 1), (.backward, nil, m.depth - 1), (.backward, prefix, 1)]
+        #expect(uses.map(\.kind) == expected.map(\.0) && uses.map(\.queryTokens) == expected.map(\.1)
+                && uses.map(\.callsPerStep) == expected.map(\.2))
+        #expect(uses.allSatisfy { $0.recomputing == ($0.kind == .backward && !keeps) })
+
+        let operands = GEMMBenchmark.Operands(config: m, batch: B)
+        let report = operands.round(repetitions: 3)
+        #expect(report.attention.map(\.use) == uses && report.attention.allSatisfy { $0.seconds > 0 && $0.seconds < 1 })
+        #expect(report.gflops == GEMMBenchmark.Report(timings: report.timings).gflops)
+        let rounds = [4.0, 1.0, 2.0].map { scale in
+            GEMMBenchmark.Report(timings: report.timings, attention: report.attention.map {
+                GEMMBenchmark.AttentionTiming(use: $0.use, seconds: $0.seconds * scale)
+            })
+        }
+        #expect(zip(GEMMBenchmark.combining(rounds).attention, report.attention).allSatisfy { abs($0.seconds - 2 * $1.seconds) <= 1e-15 })
+    }
 }

@@ -16,7 +16,7 @@ import Testing
             profiler.lap("adamw", .optimizer)
             profiler.endStep()
         }
-        let gemm = GEMMBenchmark.Operands(GEMMBenchmark.calls(config: model, batch: 2)).round(repetitions: 1)
+        let gemm = GEMMBenchmark.Operands(config: model, batch: 2).round(repetitions: 1)
         let report = ProfileReport(name: "tiny", model: model, batch: 16, threads: 3, blasCore: "Core", parameters: 1234,
                                    profiler: profiler, stepNanoseconds: [1_000_000_000, 3_000_000_000],
                                    inferNanoseconds: [250_000_000, 250_000_000], peakBytes: 5 << 20, gemm: gemm,
@@ -37,8 +37,18 @@ import Testing
         #expect(members.map(\.key) == ["config", "model", "batch_size", "threads", "blas_core", "parameters", "steps",
                                        "train_images_per_second", "infer_images_per_second", "peak_rss_bytes", "step_ms",
                                        "op_sum_ms", "infer_batch_ms", "forward_gflop_per_image", "train_gflop_per_step",
-                                       "train_gflops", "gemm_gflops", "mfu", "mfu_samples", "ops", "gemm_shapes"])
+                                       "train_gflops", "gemm_gflops", "mfu", "mfu_samples", "ops", "gemm_shapes",
+                                       "attention_gemms"])
         let json = report.json()
+        // Attention's uses, with what gemm_floor.py sums: kind, calls per step, ms over the batch.
+        guard case .array(let attention) = json["attention_gemms"] else { Issue.record("no attention_gemms"); return }
+        #expect(attention.count == gemm.attention.count && attention.count == GEMMBenchmark.attentionUses(config: model, batch: 2).count && !attention.isEmpty)
+        for (entry, timing) in zip(attention, gemm.attention) {
+            #expect(entry["kind"] == .string(timing.use.kind.rawValue) && entry["calls_per_step"] == .number(Double(timing.use.callsPerStep)))
+            #expect(entry["query_tokens"] == (timing.use.queryTokens.map { .number(Double($0)) } ?? .null))
+            guard case .number(let ms)? = entry["ms"] else { Issue.record("no ms"); continue }
+            #expect(abs(ms - timing.seconds * 1000) <= 1e-4)
+        }
         #expect(json["train_images_per_second"] == .number(8) && json["step_ms"] == .number(2000) && json["steps"] == .number(2))
         #expect(json["train_gflop_per_step"] == .number(9) && json["train_gflops"] == .number(4.5) && json["blas_core"] == .string("Core"))
 
