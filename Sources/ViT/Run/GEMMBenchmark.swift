@@ -222,9 +222,9 @@ public enum GEMMBenchmark {
             return Profiler.now() - start
         }
 
-        /// Times every shape once over: for each, one untimed call (the previous shape, or
-        /// whatever ran before, left other data in the caches), then `repetitions` timed calls,
-        /// whose median counts.
+        /// Times every shape once over, then every attention use: for each, one untimed call
+        /// (the previous one, or whatever ran before, left other data in the caches), then
+        /// `repetitions` timed calls, whose median counts.
         public func round(repetitions: Int = 3) -> Report {
             func median(_ time: (Int) -> UInt64, _ index: Int) -> (seconds: Double, count: Int) {
                 _ = time(index)
