@@ -94,8 +94,10 @@ import Testing
                 #expect(dwKept != dwStart)
                 #expect(dbKept.map(\.bitPattern) == db.map(\.bitPattern))
                 // The whole batch's dropped rows are dout · W of zero rows: 0 when overwritten,
-                // the previous values when added into.
-                expectClose(dxKept, dx, abs: 1e-6, rel: 1e-5, "dinp, \(threads) threads")
+                // the previous values when added into. Each entry of dinp sums 96 products of
+                // unit normals (magnitude about 10): when the call's rows differ, OpenBLAS's Zen
+                // kernels round it differently by up to about 1e-5.
+                expectClose(dxKept, dx, abs: 1e-4, rel: 1e-5, "dinp, \(threads) threads")
                 for row in 0..<R where Self.pathScale[row / T] == 0 {
                     let rowValues = Array(dxKept[(row * IC)..<((row + 1) * IC)])
                     let before = Array(start[(row * IC)..<((row + 1) * IC)])
