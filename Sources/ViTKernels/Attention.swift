@@ -108,8 +108,6 @@ public func attentionBackward(
         if let dropMask { head.applyMask(dp, dropMask, from: 0, count: queryRows * T) }
         for t in 0..<queryRows { softmaxBackwardRowInPlace(dp + t * T, p + t * T, count: T) }
         head.queryAndKeyGradients(dqkv, scoreGradient: dp, qkv: qkv, channels: C, queryRows: queryRows)
-        // Query rows past the prefix have no gradient.
-        for t in queryRows..<T { (dqkv + head.qkv + t * 3 * C).update(repeating: 0, count: head.dim) }
     }
 }
 
@@ -124,8 +122,8 @@ public func attentionBackward(
 ///   - dqkv: `[B, T, 3C]`, written by the backward's dV = Sᵀ·dO, dQ = hd^-½·dP·K and
 ///     dK = hd^-½·dPᵀ·Q (dP = dO·Vᵀ standing for the score gradient), whose S is `probs`'s
 ///     `[T, T]` block of each pair (as `attentionBackward` reads the probabilities the forward
-///     kept), or S recomputed in scratch when `probs` is nil. Rows of dQ past a prefix are not
-///     written.
+///     kept), or S recomputed in scratch when `probs` is nil. Rows of dQ past a prefix are
+///     written as zeros.
 ///   - qkv: `[B, T, 3C]` and dout `[B, P, C]`, read.
 ///   - probs: `[B, NH, T, T]`, read by the backward, or nil.
 public func attentionGEMMs(
@@ -257,14 +255,16 @@ struct AttentionHead {
                     1, dO, Int32(C), qkv + self.qkv + 2 * C, Int32(3 * C), 1, dp, Int32(T))
     }
 
-    /// dQ = hd^-½ · dS · K for the first `queryRows` query rows, and dK = hd^-½ · dSᵀ · Q_P,
-    /// into this head's columns of `dqkv`, dS `[queryRows, T]` the score gradient.
+    /// dQ = hd^-½ · dS · K for the first `queryRows` query rows (zeros for the rest), and
+    /// dK = hd^-½ · dSᵀ · Q_P, into this head's columns of `dqkv`, dS `[queryRows, T]` the
+    /// score gradient.
     @inline(__always)
     func queryAndKeyGradients(_ dqkv: UnsafeMutablePointer<Float>, scoreGradient ds: UnsafePointer<Float>, qkv: UnsafePointer<Float>,
                               channels C: Int, queryRows: Int) {
         let T = tokens
         let q = qkv + self.qkv, dq = dqkv + self.qkv
-        clearColumns(dq, rows: queryRows, stride: 3 * C)
+        // All T rows of dQ: those past a prefix (queryRows < T) have no gradient.
+        clearColumns(dq, rows: T, stride: 3 * C)
         clearColumns(dq + C, rows: T, stride: 3 * C)
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(queryRows), Int32(dim), Int32(T),
                     scale, ds, Int32(T), q + C, Int32(3 * C), 1, dq, Int32(3 * C))

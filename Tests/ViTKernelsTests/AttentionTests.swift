@@ -227,7 +227,7 @@ private func attentionReference(_ qkv: [Double], mask: [Double]?, B: Int, T: Int
             } } }
         } }
         expectClose(out, expectedOut, abs: 1e-5, rel: 1e-5, "attention GEMMs: out")
-        // dQ rows past the prefix are not written (the kernel's zeros are not a GEMM).
+        // dQ rows past the prefix are cleared, not a GEMM's product: only the products are compared.
         let written = (0..<(B * T * 3 * C)).filter { i in i % (3 * C) >= C || (i / (3 * C)) % T < P }
         expectClose(written.map { dqkv[$0] }, written.map { expectedD[$0] }, abs: 1e-5, rel: 1e-5, "attention GEMMs: dqkv")
     }
